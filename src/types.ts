@@ -1,0 +1,83 @@
+/** Shared types: the Store and Coder contracts and the shape of a cached entry. */
+
+/** A value or a promise of it: store methods may be synchronous or asynchronous. */
+export type MaybePromise<T> = T | Promise<T>
+
+/**
+ * Where entries live. Bytes in, bytes out: the coder does the encoding.
+ *
+ * | method | status |
+ * | --- | --- |
+ * | `get`, `set`, `delete`, `deleteMatching` | Required |
+ * | `clear` | Recommended: removes only this store's own keys (its prefix) |
+ * | `close` | Recommended: closes only what the store opened itself |
+ * | `stats` | Optional: entries and bytes, when the store can tell cheaply |
+ *
+ * Keys reach the store without any prefix; a store adds its own. Patterns use one glob syntax
+ * (see `pattern.ts`): `*` matches any run of characters, every other character is literal.
+ */
+export interface Store {
+  /** A short name for logs and errors, e.g. `'memory'`, `'redis'`. */
+  readonly name?: string
+  /** The bytes stored under `key`, or `undefined`/`null` when there are none (or they expired). */
+  get(key: string): MaybePromise<Uint8Array | undefined | null>
+  /** Store `value` under `key` for `ttlMs` milliseconds (always > 0). */
+  set(key: string, value: Uint8Array, ttlMs: number): MaybePromise<unknown>
+  /** Remove one key. Resolves whether it existed, where the store can tell. */
+  delete(key: string): MaybePromise<unknown>
+  /** Remove every key matching `pattern`; resolves how many were removed. */
+  deleteMatching(pattern: string): MaybePromise<number>
+  /** Remove every key of this store (its own prefix only). */
+  clear?(): MaybePromise<unknown>
+  /** Release what the store opened itself. */
+  close?(): MaybePromise<unknown>
+  /** Size figures for `cache.stats()`. */
+  stats?(): { entries?: number; bytes?: number }
+}
+
+/** Turns entries into bytes and back. `decode` throws on anything it cannot read. */
+export interface Coder {
+  readonly name: string
+  encode(entry: Entry): Uint8Array
+  decode(bytes: Uint8Array): Entry
+}
+
+/** Version of the entry layout; an entry written with another version decodes as a miss. */
+export const FORMAT_VERSION = 1
+
+/** A stored response. Times are epoch milliseconds; durations are milliseconds. */
+export interface ResponseEntry {
+  kind: 'response'
+  status: number
+  /** Flat `[name, value, name, value, …]`, names in the app's letter case, in order. */
+  headers: string[]
+  body: Uint8Array
+  /** When the request that produced it started (RFC 9111 §4.2.3 request_time). */
+  requestTime: number
+  /** When the response was received (RFC 9111 §4.2.3 response_time). */
+  responseTime: number
+  /** corrected_initial_age of RFC 9111 §4.2.3. */
+  initialAge: number
+  /** Freshness lifetime; 0 means "revalidate before every reuse". */
+  lifetime: number
+  /** stale-while-revalidate window after expiry (0: none). */
+  staleWhileRevalidate: number
+  /** stale-if-error window after expiry (0: none). */
+  staleIfError: number
+  /** Serving stale is forbidden (must-revalidate, proxy-revalidate, s-maxage, no-cache). */
+  mustRevalidate: boolean
+}
+
+/**
+ * Stands at a key whose response varies: names the request headers (lower case, sorted) that
+ * select the variant, and the variant keys currently held (oldest first) so a cap can be kept.
+ */
+export interface VaryEntry {
+  kind: 'vary'
+  vary: string[]
+  variants: string[]
+  /** When this record itself expires (epoch ms); it outlives the variants it points to. */
+  expires: number
+}
+
+export type Entry = ResponseEntry | VaryEntry
