@@ -1,0 +1,469 @@
+/** Real redis-server / memcached / Redis Cluster processes on free loopback ports, shared by every suite of a run. */
+import { spawn, execFile, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { createServer, connect } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+const HOST = '127.0.0.1'
+const START_TIMEOUT_MS = 10_000
+
+/** One server process we started; every helper keeps the same port so clients can reconnect. */
+export interface ServerHandle {
+  readonly name: string
+  readonly host: string
+  readonly port: number
+  /** Current process id (changes on `restart()`). */
+  readonly pid: number
+  /** `host:port`, the form memjs and redis-cli take. */
+  readonly address: string
+  /** True between `pause()` and `resume()`. */
+  readonly paused: boolean
+  /** True while the process runs (paused or not). */
+  readonly running: boolean
+  /** SIGTERM, wait for exit (SIGKILL after 3 s), remove the temp dir. */
+  stop(): Promise<void>
+  /** SIGSTOP: the port stays open, requests hang (a stalled server). */
+  pause(): void
+  /** SIGCONT: undo `pause()`. */
+  resume(): void
+  /** SIGKILL and wait for the exit: connections are refused afterwards. */
+  kill(): Promise<void>
+  /** Stop if running, then start again on the same port (data is gone, config kept). */
+  restart(): Promise<void>
+}
+
+/** A redis-server process. */
+export interface RedisServer extends ServerHandle {
+  /** `redis://127.0.0.1:<port>` */
+  readonly url: string
+}
+
+/** A memcached process. */
+export interface MemcachedServer extends ServerHandle {
+  /** Largest item the server accepts (its `-I`), in bytes. */
+  readonly itemSize: number
+}
+
+/** Three masters covering all 16384 slots, no replicas. */
+export interface RedisCluster extends ServerHandle {
+  readonly nodes: readonly RedisServer[]
+  /** Startup nodes for `new Cluster(...)`. */
+  readonly startupNodes: readonly { host: string; port: number }[]
+}
+
+// ---------------------------------------------------------------------------------------------
+// process bookkeeping: everything we spawn is tracked so that it is killed when the run ends
+
+const live = new Set<ChildProcess>()
+const tempDirs = new Set<string>()
+
+function killAllSync(): void {
+  for (const child of live) {
+    try {
+      // SIGKILL also ends a SIGSTOPped process; exit handlers cannot wait for SIGTERM.
+      child.kill('SIGKILL')
+    } catch {
+      // already gone
+    }
+  }
+  live.clear()
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true })
+  tempDirs.clear()
+}
+
+// Safety net for crashes, `--bail` and runs without the root hook: never leave a server behind.
+process.once('exit', killAllSync)
+// SIGINT is left to mocha, which exits (and so runs the handler above); a bare SIGTERM/SIGHUP would not.
+for (const signal of ['SIGTERM', 'SIGHUP'] as const) {
+  process.once(signal, () => {
+    killAllSync()
+    process.kill(process.pid, signal)
+  })
+}
+
+/** Stop every server started in this process. Safe to call repeatedly. */
+export async function stopAllServers(): Promise<void> {
+  const handles = [...singletons.values()]
+  singletons.clear()
+  const settled = await Promise.allSettled(handles.map(async (h) => (await h).stop()))
+  void settled
+  killAllSync()
+}
+
+// A root-level `after` registered while mocha loads the spec files that import this module:
+// the servers go away when the whole run ends, not when one suite does.
+if (typeof globalThis.after === 'function') {
+  globalThis.after(async function stopTestServers() {
+    this.timeout?.(15_000)
+    await stopAllServers()
+  })
+}
+
+// ---------------------------------------------------------------------------------------------
+// ports and readiness
+
+/** A TCP port that is free on the loopback right now (optionally also port + offset). */
+export async function freePort(alsoFreeAtOffset?: number): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    // Cluster nodes also bind port + 10000 for the bus, so draw from a range where that fits.
+    const port = alsoFreeAtOffset === undefined ? await ephemeralPort() : 20_000 + Math.floor(Math.random() * 20_000)
+    if (!(await isFree(port))) continue
+    if (alsoFreeAtOffset !== undefined && !(await isFree(port + alsoFreeAtOffset))) continue
+    return port
+  }
+  throw new Error('could not find a free loopback port after 50 attempts')
+}
+
+function ephemeralPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer()
+    server.once('error', reject)
+    server.listen(0, HOST, () => {
+      const address = server.address()
+      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))))
+    })
+  })
+}
+
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer()
+    server.once('error', () => resolve(false))
+    server.listen(port, HOST, () => server.close(() => resolve(true)))
+  })
+}
+
+/** Send `request` on a fresh connection; resolve true when the reply starts with `expected`. */
+function probe(port: number, request: string, expected: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect(port, HOST)
+    let reply = ''
+    const done = (ok: boolean) => {
+      socket.destroy()
+      resolve(ok)
+    }
+    socket.setTimeout(500, () => done(false))
+    socket.once('error', () => done(false))
+    socket.once('connect', () => socket.write(request))
+    socket.on('data', (chunk) => {
+      reply += chunk.toString('latin1')
+      if (reply.length >= expected.length) done(reply.startsWith(expected))
+    })
+  })
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+// ---------------------------------------------------------------------------------------------
+// one process
+
+interface ProcessSpec {
+  name: string
+  command: string
+  args: (port: number, dir: string) => string[]
+  ready: (port: number) => Promise<boolean>
+  install: string
+}
+
+class Proc implements ServerHandle {
+  readonly host = HOST
+  private child: ChildProcess | undefined
+  private output = ''
+  private isPaused = false
+
+  constructor(
+    private readonly spec: ProcessSpec,
+    readonly port: number,
+    readonly dir: string,
+  ) {}
+
+  get name() {
+    return this.spec.name
+  }
+  get address() {
+    return `${HOST}:${this.port}`
+  }
+  get pid() {
+    return this.child?.pid ?? -1
+  }
+  get paused() {
+    return this.isPaused
+  }
+  get running() {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  async start(): Promise<void> {
+    const args = this.spec.args(this.port, this.dir)
+    const child = spawn(this.spec.command, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = child
+    this.output = ''
+    live.add(child)
+    const keep = (chunk: Buffer) => {
+      // Only the tail matters for an error message.
+      this.output = (this.output + chunk.toString()).slice(-4000)
+    }
+    child.stdout?.on('data', keep)
+    child.stderr?.on('data', keep)
+    let spawnError: Error | undefined
+    child.once('error', (error) => {
+      spawnError = error
+    })
+    child.once('exit', () => live.delete(child))
+
+    const deadline = Date.now() + START_TIMEOUT_MS
+    while (Date.now() < deadline) {
+      if (spawnError || !this.running) break
+      if (await this.spec.ready(this.port)) return
+      await sleep(50)
+    }
+    child.kill('SIGKILL')
+    const reason = spawnError
+      ? `${spawnError.message}`
+      : this.running
+        ? `not ready after ${START_TIMEOUT_MS} ms`
+        : `exited with ${child.exitCode ?? child.signalCode}`
+    throw new Error(
+      `could not start ${this.spec.name} (${this.spec.command} ${args.join(' ')}): ${reason}.` +
+        `${this.output ? `\nits output:\n${this.output}` : ''}\n${this.spec.install}` +
+        (process.env.CI === 'true' ? '' : '\n(the store suites need real servers; they are never skipped)'),
+    )
+  }
+
+  pause(): void {
+    if (!this.running || this.isPaused) return
+    this.child!.kill('SIGSTOP')
+    this.isPaused = true
+  }
+
+  resume(): void {
+    if (!this.running || !this.isPaused) return
+    this.child!.kill('SIGCONT')
+    this.isPaused = false
+  }
+
+  async kill(): Promise<void> {
+    await this.end('SIGKILL')
+  }
+
+  async stop(): Promise<void> {
+    await this.end('SIGTERM')
+  }
+
+  async restart(): Promise<void> {
+    await this.end('SIGTERM')
+    await this.start()
+  }
+
+  private async end(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child
+    if (!child || !this.running) return
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    if (this.isPaused) {
+      // A stopped process does not act on SIGTERM until it is continued.
+      child.kill('SIGCONT')
+      this.isPaused = false
+    }
+    child.kill(signal)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 3000)
+    await exited
+    clearTimeout(timer)
+    live.delete(child)
+  }
+}
+
+function tempDir(name: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `cachet-${name}-`))
+  tempDirs.add(dir)
+  return dir
+}
+
+const REDIS_INSTALL = 'redis-server must be on PATH (Debian/Ubuntu: apt-get install redis-server).'
+const MEMCACHED_INSTALL = 'memcached must be on PATH (Debian/Ubuntu: apt-get install memcached).'
+
+function redisSpec(extra: (port: number) => string[] = () => []): ProcessSpec {
+  return {
+    name: 'redis-server',
+    command: 'redis-server',
+    // No persistence at all, loopback only, its own directory for any file it still writes.
+    args: (port, dir) => [
+      '--port', String(port),
+      '--bind', HOST,
+      '--save', '',
+      '--appendonly', 'no',
+      '--dir', dir,
+      '--daemonize', 'no',
+      '--loglevel', 'warning',
+      ...extra(port),
+    ],
+    ready: (port) => probe(port, 'PING\r\n', '+PONG'),
+    install: REDIS_INSTALL,
+  }
+}
+
+function redisHandle(proc: Proc): RedisServer {
+  return Object.assign(proc, { url: `redis://${HOST}:${proc.port}` }) as Proc & RedisServer
+}
+
+/** Start a fresh redis-server (not shared). */
+export async function startRedis(): Promise<RedisServer> {
+  const proc = new Proc(redisSpec(), await freePort(), tempDir('redis'))
+  await proc.start()
+  return redisHandle(proc)
+}
+
+/** Parse memcached's `-I` syntax (`1m`, `512k`, bytes) into bytes. */
+function parseItemSize(size: string): number {
+  const match = /^(\d+)([kKmM]?)$/.exec(size)
+  if (!match) throw new TypeError(`memcached itemSize must look like '1m' or '512k', got ${JSON.stringify(size)}`)
+  const unit = match[2].toLowerCase()
+  return Number(match[1]) * (unit === 'm' ? 1024 * 1024 : unit === 'k' ? 1024 : 1)
+}
+
+// memcached refuses to run as root unless told which user to run as (containers often run as root).
+const asRoot = () => (process.getuid?.() === 0 ? ['-u', 'root'] : [])
+
+/** Start a fresh memcached (not shared). `itemSize` is its `-I` (default `2m`, so 1 MB values fit). */
+export async function startMemcached(options: { itemSize?: string; memoryMb?: number } = {}): Promise<MemcachedServer> {
+  const itemSize = options.itemSize ?? '2m'
+  const spec: ProcessSpec = {
+    name: 'memcached',
+    command: 'memcached',
+    // -U 0: no UDP listener; -I: largest item; -m: memory cap so a runaway test cannot eat the box.
+    args: (port) => ['-l', HOST, '-p', String(port), '-U', '0', '-I', itemSize, '-m', String(options.memoryMb ?? 64), '-t', '2', ...asRoot()],
+    ready: (port) => probe(port, 'version\r\n', 'VERSION'),
+    install: MEMCACHED_INSTALL,
+  }
+  const proc = new Proc(spec, await freePort(), tempDir('memcached'))
+  await proc.start()
+  return Object.assign(proc, { itemSize: parseItemSize(itemSize) }) as Proc & MemcachedServer
+}
+
+/** Start a fresh 3-master Redis Cluster (not shared) and wait until `cluster_state:ok`. */
+export async function startRedisCluster(): Promise<RedisCluster> {
+  const nodes: RedisServer[] = []
+  const spec = redisSpec((port) => [
+    '--cluster-enabled', 'yes',
+    '--cluster-config-file', `nodes-${port}.conf`,
+    '--cluster-node-timeout', '3000',
+  ])
+  try {
+    for (let i = 0; i < 3; i++) {
+      const proc = new Proc(spec, await freePort(10_000), tempDir('redis-cluster'))
+      await proc.start()
+      nodes.push(redisHandle(proc))
+    }
+    await run('redis-cli', [
+      '--cluster', 'create',
+      ...nodes.map((n) => n.address),
+      '--cluster-replicas', '0',
+      '--cluster-yes',
+    ], { timeout: START_TIMEOUT_MS })
+    await waitForCluster(nodes)
+  } catch (error) {
+    await Promise.allSettled(nodes.map((n) => n.kill()))
+    throw new Error(`could not start a Redis Cluster: ${(error as Error).message}\n${REDIS_INSTALL} redis-cli is needed too.`)
+  }
+
+  const first = nodes[0]
+  const cluster: RedisCluster = {
+    name: 'redis-cluster',
+    host: HOST,
+    nodes,
+    startupNodes: nodes.map((n) => ({ host: n.host, port: n.port })),
+    get port() {
+      return first.port
+    },
+    get pid() {
+      return first.pid
+    },
+    get address() {
+      return first.address
+    },
+    get paused() {
+      return nodes.some((n) => n.paused)
+    },
+    get running() {
+      return nodes.every((n) => n.running)
+    },
+    async stop() {
+      await Promise.all(nodes.map((n) => n.stop()))
+    },
+    pause() {
+      for (const n of nodes) n.pause()
+    },
+    resume() {
+      for (const n of nodes) n.resume()
+    },
+    async kill() {
+      await Promise.all(nodes.map((n) => n.kill()))
+    },
+    async restart() {
+      // nodes-<port>.conf stays in each node's dir, so the same cluster comes back (empty).
+      await Promise.all(nodes.map((n) => n.stop()))
+      await Promise.all(nodes.map((n) => (n as unknown as Proc).start()))
+      await waitForCluster(nodes)
+    },
+  }
+  return cluster
+}
+
+async function waitForCluster(nodes: readonly RedisServer[]): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS
+  while (Date.now() < deadline) {
+    const infos = await Promise.all(
+      nodes.map((n) =>
+        run('redis-cli', ['-h', n.host, '-p', String(n.port), 'cluster', 'info']).then(
+          (r) => r.stdout,
+          () => '',
+        ),
+      ),
+    )
+    if (infos.every((info) => /cluster_state:ok/.test(info) && /cluster_slots_ok:16384/.test(info))) return
+    await sleep(100)
+  }
+  throw new Error(`cluster_state did not become ok within ${START_TIMEOUT_MS} ms`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// shared singletons: started on first use, healed (resumed / restarted) on every later use
+
+const singletons = new Map<string, Promise<ServerHandle>>()
+
+async function shared<T extends ServerHandle>(name: string, start: () => Promise<T>): Promise<T> {
+  let pending = singletons.get(name) as Promise<T> | undefined
+  if (!pending) {
+    pending = start()
+    singletons.set(name, pending)
+    // A failed start is not cached: the next suite tries again and fails loudly too.
+    pending.catch(() => singletons.delete(name))
+  }
+  const handle = await pending
+  // A suite that paused or killed the server must not break the suites that follow it.
+  if (handle.paused) handle.resume()
+  if (!handle.running) await handle.restart()
+  return handle
+}
+
+/** The shared redis-server of this test run. */
+export function getRedis(): Promise<RedisServer> {
+  return shared('redis', startRedis)
+}
+
+/** The shared memcached of this test run (`-I 2m`). */
+export function getMemcached(): Promise<MemcachedServer> {
+  return shared('memcached', () => startMemcached())
+}
+
+/** A second shared memcached, for two-server stores (`-I 2m`). */
+export function getMemcached2(): Promise<MemcachedServer> {
+  return shared('memcached-2', () => startMemcached())
+}
+
+/** The shared 3-master Redis Cluster of this test run. */
+export function getRedisCluster(): Promise<RedisCluster> {
+  return shared('redis-cluster', startRedisCluster)
+}
