@@ -1,0 +1,353 @@
+/** runStoreContract(): the one mocha suite every Store runs (DESIGN.md §4, HTTP-CACHING.md item 53). */
+import { randomBytes } from 'node:crypto'
+import { expect } from 'chai'
+import type { Store } from '../../src/types.js'
+
+/** What a factory hands the contract: a fresh, empty store and ways to look behind it. */
+export interface ContractSubject {
+  store: Store
+  /**
+   * Move the store's clock forward (a memory store built with an injected `now`). Without it the
+   * ttl test waits in real time.
+   */
+  advance?(ms: number): unknown
+  /**
+   * Write a key outside this store's prefix straight into the backend, and tell whether it is
+   * still there; used to prove `clear()` only removes the store's own keys.
+   */
+  foreign?: { put(): Promise<void>; exists(): Promise<boolean> }
+  /** Release the store (and whatever the factory opened for it). */
+  cleanup?(): unknown
+}
+
+/** What a store can do; the contract tests each capability it declares and the refusal of the rest. */
+export interface StoreCapabilities {
+  /**
+   * `'glob'`: any pattern (`*` anywhere). `'namespaces'`: only the forms the middleware sends
+   * (`*`, `<segments>:*`, `<primary>#*`, `<path>?*`, literal keys); every other pattern must
+   * reject with an Error naming it.
+   * @default 'glob'
+   */
+  patterns?: 'glob' | 'namespaces'
+  /**
+   * `deleteMatching` resolves the exact number removed for wildcard patterns.
+   * @default true
+   */
+  counts?: boolean
+  /**
+   * The real-time ttl test (used when the subject has no `advance`): the ttl set, and how long
+   * to wait before the key must be gone.
+   * @default { ms: 300, waitMs: 700 }
+   */
+  ttl?: { ms: number; waitMs: number }
+}
+
+type Factory = () => ContractSubject | Promise<ContractSubject>
+
+const bytes = (text: string) => new TextEncoder().encode(text)
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Register the contract suite for one store under `describe(name)`. */
+export function runStoreContract(name: string, factory: Factory, capabilities: StoreCapabilities = {}): void {
+  const patterns = capabilities.patterns ?? 'glob'
+  const counts = capabilities.counts ?? true
+  const realTtl = capabilities.ttl ?? { ms: 300, waitMs: 700 }
+
+  describe(`${name}: the Store contract`, function () {
+    let subject: ContractSubject
+    let store: Store
+    const extra: ContractSubject[] = []
+
+    beforeEach(async function () {
+      subject = await factory()
+      store = subject.store
+    })
+
+    afterEach(async function () {
+      for (const s of [subject, ...extra.splice(0)]) await s?.cleanup?.()
+    })
+
+    async function read(key: string): Promise<Buffer | undefined> {
+      const value = await store.get(key)
+      if (value === undefined || value === null) return undefined
+      expect(value).to.be.instanceOf(Uint8Array)
+      return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+    }
+
+    async function put(...keys: string[]): Promise<void> {
+      for (const key of keys) await store.set(key, bytes(`value of ${key}`), 60_000)
+    }
+
+    /** Keys (of `keys`) still readable. */
+    async function surviving(keys: string[]): Promise<string[]> {
+      const left: string[] = []
+      for (const key of keys) if ((await read(key)) !== undefined) left.push(key)
+      return left
+    }
+
+    async function rejection(action: () => unknown): Promise<Error> {
+      try {
+        await action()
+      } catch (error) {
+        return error as Error
+      }
+      throw new Error('expected the call to throw or reject, it succeeded')
+    }
+
+    describe('get()', function () {
+      it('should miss on a key that was never set', async function () {
+        expect(await read('never:GET')).to.equal(undefined)
+      })
+    })
+
+    describe('set() then get()', function () {
+      it('should round-trip all 256 byte values', async function () {
+        const value = Uint8Array.from({ length: 256 }, (_, i) => i)
+        await store.set('bytes:GET', value, 60_000)
+        expect((await read('bytes:GET'))!.equals(value)).to.equal(true)
+      })
+
+      it('should round-trip empty bytes as empty bytes, not a miss', async function () {
+        await store.set('empty:GET', new Uint8Array(0), 60_000)
+        const value = await read('empty:GET')
+        expect(value).to.not.equal(undefined)
+        expect(value!.length).to.equal(0)
+      })
+
+      it('should round-trip 1 MB of random bytes', async function () {
+        const value = randomBytes(1_000_000)
+        await store.set('large:GET', value, 60_000)
+        expect((await read('large:GET'))!.equals(value)).to.equal(true)
+      })
+
+      it('should round-trip a view into a larger buffer without its neighbours', async function () {
+        const backing = Uint8Array.from([9, 9, 1, 2, 3, 9, 9])
+        await store.set('view:GET', backing.subarray(2, 5), 60_000)
+        expect([...(await read('view:GET'))!]).to.deep.equal([1, 2, 3])
+      })
+
+      it('should replace the value on overwrite', async function () {
+        await store.set('over:GET', bytes('first'), 60_000)
+        await store.set('over:GET', bytes('second'), 60_000)
+        expect((await read('over:GET'))!.toString()).to.equal('second')
+      })
+
+      it('should keep keys of 2 KB with spaces and unicode apart and readable', async function () {
+        const head = `long path ü 🚀 ${'x'.repeat(2048)}`
+        const a = `${head}:a:GET?q=1 2`
+        const b = `${head}:b:GET?q=1 2`
+        await store.set(a, bytes('A'), 60_000)
+        await store.set(b, bytes('B'), 60_000)
+        expect((await read(a))!.toString()).to.equal('A')
+        expect((await read(b))!.toString()).to.equal('B')
+        await store.delete(a)
+        expect(await read(a)).to.equal(undefined)
+        expect((await read(b))!.toString()).to.equal('B')
+      })
+    })
+
+    describe('ttl', function () {
+      it('should expire an entry after its ttl', async function () {
+        this.timeout(realTtl.waitMs + 10_000)
+        if (subject.advance) {
+          await store.set('short:GET', bytes('v'), 1000)
+          await subject.advance(999)
+          expect(await read('short:GET')).to.not.equal(undefined)
+          await subject.advance(2)
+          expect(await read('short:GET')).to.equal(undefined)
+          return
+        }
+        await store.set('short:GET', bytes('v'), realTtl.ms)
+        await store.set('long:GET', bytes('v'), 60_000)
+        expect(await read('short:GET')).to.not.equal(undefined)
+        await sleep(realTtl.waitMs)
+        expect(await read('short:GET')).to.equal(undefined)
+        expect(await read('long:GET')).to.not.equal(undefined)
+      })
+    })
+
+    describe('delete()', function () {
+      it('should remove one key and leave the others', async function () {
+        await put('posts:GET', 'posts:GET?page=2')
+        await store.delete('posts:GET')
+        expect(await surviving(['posts:GET', 'posts:GET?page=2'])).to.deep.equal(['posts:GET?page=2'])
+      })
+
+      it('should not throw for a missing key', async function () {
+        await store.delete('missing:GET')
+      })
+    })
+
+    describe('deleteMatching()', function () {
+      const tree = [
+        'GET',
+        'posts:GET',
+        'posts:GET?page=2',
+        'posts:GET#host.example',
+        'posts:GET?page=2#accept-encoding=gzip',
+        'posts:42:GET',
+        'posts:42:GET?a=1&b=2#host.example#accept-encoding=gzip',
+        'posts:42:comments:GET',
+        'posts:420:GET',
+        'postsx:GET',
+        'post:GET',
+        'users:1:GET',
+      ]
+
+      async function check(pattern: string, removed: string[]): Promise<void> {
+        await put(...tree)
+        const count = await store.deleteMatching(pattern)
+        expect(await surviving(tree), `left after deleteMatching(${JSON.stringify(pattern)})`).to.deep.equal(
+          tree.filter((key) => !removed.includes(key)),
+        )
+        if (counts) expect(count).to.equal(removed.length)
+        else expect(count).to.be.a('number')
+      }
+
+      it("should remove every key of the store with '*'", async function () {
+        await check('*', tree)
+      })
+
+      it("should remove a path and everything below it with 'posts:*'", async function () {
+        await check('posts:*', tree.filter((key) => key.startsWith('posts:')))
+      })
+
+      it("should stop at segment boundaries with 'posts:42:*' (not posts:420)", async function () {
+        await check('posts:42:*', [
+          'posts:42:GET',
+          'posts:42:GET?a=1&b=2#host.example#accept-encoding=gzip',
+          'posts:42:comments:GET',
+        ])
+      })
+
+      it("should remove all variants of one primary key with 'posts:GET#*' and keep the primary", async function () {
+        await check('posts:GET#*', ['posts:GET#host.example'])
+      })
+
+      it("should remove every query string of one path with 'posts:GET?*'", async function () {
+        await check('posts:GET?*', ['posts:GET?page=2', 'posts:GET?page=2#accept-encoding=gzip'])
+      })
+
+      it('should remove exactly one key for a pattern without wildcard', async function () {
+        await check('posts:GET', ['posts:GET'])
+      })
+
+      it('should resolve 0 for a literal pattern that matches nothing', async function () {
+        await put('posts:GET')
+        expect(await store.deleteMatching('nothing:here:GET')).to.equal(0)
+        expect(await surviving(['posts:GET'])).to.deep.equal(['posts:GET'])
+      })
+
+      it('should reject an empty pattern with a TypeError', async function () {
+        const error = await rejection(() => store.deleteMatching(''))
+        expect(error).to.be.instanceOf(TypeError)
+      })
+
+      describe('when keys contain glob characters ? [ ] \\', function () {
+        const odd = ['a?b', 'a?c', 'abc', 'a[b]c', 'a\\c', 'a*c', 'axc']
+
+        it("should match '?' literally in a literal pattern ('a?c' removes a?c, not abc)", async function () {
+          await put(...odd)
+          expect(await store.deleteMatching('a?c')).to.equal(1)
+          expect(await surviving(odd)).to.deep.equal(odd.filter((k) => k !== 'a?c'))
+        })
+
+        it("should match '?' literally before a trailing '*' ('a?*' removes a?b and a?c only)", async function () {
+          await put(...odd)
+          const count = await store.deleteMatching('a?*')
+          expect(await surviving(odd)).to.deep.equal(['abc', 'a[b]c', 'a\\c', 'a*c', 'axc'])
+          if (counts) expect(count).to.equal(2)
+        })
+
+        it("should match '[' ']' and '\\' literally in a literal pattern", async function () {
+          await put(...odd)
+          expect(await store.deleteMatching('a[b]c')).to.equal(1)
+          expect(await store.deleteMatching('a\\c')).to.equal(1)
+          expect(await surviving(odd)).to.deep.equal(['a?b', 'a?c', 'abc', 'a*c', 'axc'])
+        })
+
+        if (patterns === 'glob') {
+          it("should treat '[b]' as literal text next to a '*' ('a[b]*' does not remove abc)", async function () {
+            await put(...odd)
+            expect(await store.deleteMatching('a[b]*')).to.equal(1)
+            expect(await surviving(odd)).to.deep.equal(['a?b', 'a?c', 'abc', 'a\\c', 'a*c', 'axc'])
+          })
+
+          it("should treat '\\' as literal text next to a '*' ('a\\*' removes only a\\c)", async function () {
+            await put(...odd)
+            expect(await store.deleteMatching('a\\*')).to.equal(1)
+            expect(await surviving(odd)).to.deep.equal(['a?b', 'a?c', 'abc', 'a[b]c', 'a*c', 'axc'])
+          })
+
+          it("should not let '?' stand for one character ('?bc' removes nothing)", async function () {
+            await put(...odd)
+            expect(await store.deleteMatching('?bc*')).to.equal(0)
+            expect(await surviving(odd)).to.deep.equal(odd)
+          })
+        }
+      })
+
+      if (patterns === 'glob') {
+        describe('when the wildcard is not at the end', function () {
+          it("should match across segments with 'posts:*:GET'", async function () {
+            await check('posts:*:GET', ['posts:42:GET', 'posts:42:comments:GET', 'posts:420:GET'])
+          })
+
+          it("should match a partial segment with 'posts:4*'", async function () {
+            await check('posts:4*', [
+              'posts:42:GET',
+              'posts:42:GET?a=1&b=2#host.example#accept-encoding=gzip',
+              'posts:42:comments:GET',
+              'posts:420:GET',
+            ])
+          })
+
+          it("should match a suffix with '*:GET'", async function () {
+            await check('*:GET', tree.filter((key) => key.endsWith(':GET')))
+          })
+        })
+      } else {
+        describe('when the pattern is not one of the supported forms', function () {
+          for (const pattern of ['posts:*:GET', 'posts:4*', '*:GET', 'a*c', 'a[b]*', 'posts:GET?page=*', 'posts:GET#h#*', '*posts:']) {
+            it(`should reject ${JSON.stringify(pattern)} with an Error naming it, and remove nothing`, async function () {
+              await put(...tree)
+              const error = await rejection(() => store.deleteMatching(pattern))
+              expect(error.message).to.include(JSON.stringify(pattern))
+              expect(await surviving(tree)).to.deep.equal(tree)
+            })
+          }
+        })
+      }
+
+      it('should match a 2 KB unicode segment followed by :*', async function () {
+        const segment = `long ü 🚀 ${'y'.repeat(2048)}`
+        const keys = [`${segment}:GET`, `${segment}:GET?x=1`, `${segment}x:GET`]
+        await put(...keys)
+        await store.deleteMatching(`${segment}:*`)
+        expect(await surviving(keys)).to.deep.equal([`${segment}x:GET`])
+      })
+    })
+
+    describe('clear()', function () {
+      it('should remove every key of this store', async function () {
+        expect(store.clear, 'clear() is part of the contract for cachet stores').to.be.a('function')
+        await put('posts:GET', 'a?b', 'GET')
+        await store.clear!()
+        expect(await surviving(['posts:GET', 'a?b', 'GET'])).to.deep.equal([])
+      })
+
+      it('should leave keys of another store, and keys outside its prefix, alone', async function () {
+        const sibling = await factory()
+        extra.push(sibling)
+        await put('posts:GET')
+        await sibling.store.set('posts:GET', bytes('sibling'), 60_000)
+        await subject.foreign?.put()
+        await store.clear!()
+        expect(await read('posts:GET')).to.equal(undefined)
+        const left = await sibling.store.get('posts:GET')
+        expect(Buffer.from(left!).toString()).to.equal('sibling')
+        if (subject.foreign) expect(await subject.foreign.exists(), 'foreign key survives').to.equal(true)
+      })
+    })
+  })
+}
