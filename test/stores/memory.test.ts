@@ -14,6 +14,6 @@ runStoreContract('memoryStore()', () => {
       // passes ttlResolution: 0 to lru-cache.
       await new Promise((resolve) => setTimeout(resolve, 5))
     },
-    cleanup: () => store.close(),
+    cleanup: () => store.close?.(),
   }
 })

@@ -1,6 +1,7 @@
 /** runStoreContract(): the one mocha suite every Store runs (DESIGN.md §4, HTTP-CACHING.md item 53). */
 import { randomBytes } from 'node:crypto'
-import { expect } from 'chai'
+// node:assert rather than chai: chai 5 ships no types and @types/chai is not installed.
+import assert from 'node:assert/strict'
 import type { Store } from '../../src/types.js'
 
 /** What a factory hands the contract: a fresh, empty store and ways to look behind it. */
@@ -70,7 +71,7 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
     async function read(key: string): Promise<Buffer | undefined> {
       const value = await store.get(key)
       if (value === undefined || value === null) return undefined
-      expect(value).to.be.instanceOf(Uint8Array)
+      assert.ok(value instanceof Uint8Array, 'get() resolves a Uint8Array')
       return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
     }
 
@@ -96,7 +97,7 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
 
     describe('get()', function () {
       it('should miss on a key that was never set', async function () {
-        expect(await read('never:GET')).to.equal(undefined)
+        assert.equal(await read('never:GET'), undefined)
       })
     })
 
@@ -104,32 +105,32 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
       it('should round-trip all 256 byte values', async function () {
         const value = Uint8Array.from({ length: 256 }, (_, i) => i)
         await store.set('bytes:GET', value, 60_000)
-        expect((await read('bytes:GET'))!.equals(value)).to.equal(true)
+        assert.equal((await read('bytes:GET'))!.equals(value), true)
       })
 
       it('should round-trip empty bytes as empty bytes, not a miss', async function () {
         await store.set('empty:GET', new Uint8Array(0), 60_000)
         const value = await read('empty:GET')
-        expect(value).to.not.equal(undefined)
-        expect(value!.length).to.equal(0)
+        assert.notEqual(value, undefined)
+        assert.equal(value!.length, 0)
       })
 
       it('should round-trip 1 MB of random bytes', async function () {
         const value = randomBytes(1_000_000)
         await store.set('large:GET', value, 60_000)
-        expect((await read('large:GET'))!.equals(value)).to.equal(true)
+        assert.equal((await read('large:GET'))!.equals(value), true)
       })
 
       it('should round-trip a view into a larger buffer without its neighbours', async function () {
         const backing = Uint8Array.from([9, 9, 1, 2, 3, 9, 9])
         await store.set('view:GET', backing.subarray(2, 5), 60_000)
-        expect([...(await read('view:GET'))!]).to.deep.equal([1, 2, 3])
+        assert.deepEqual([...(await read('view:GET'))!], [1, 2, 3])
       })
 
       it('should replace the value on overwrite', async function () {
         await store.set('over:GET', bytes('first'), 60_000)
         await store.set('over:GET', bytes('second'), 60_000)
-        expect((await read('over:GET'))!.toString()).to.equal('second')
+        assert.equal((await read('over:GET'))!.toString(), 'second')
       })
 
       it('should keep keys of 2 KB with spaces and unicode apart and readable', async function () {
@@ -138,11 +139,11 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
         const b = `${head}:b:GET?q=1 2`
         await store.set(a, bytes('A'), 60_000)
         await store.set(b, bytes('B'), 60_000)
-        expect((await read(a))!.toString()).to.equal('A')
-        expect((await read(b))!.toString()).to.equal('B')
+        assert.equal((await read(a))!.toString(), 'A')
+        assert.equal((await read(b))!.toString(), 'B')
         await store.delete(a)
-        expect(await read(a)).to.equal(undefined)
-        expect((await read(b))!.toString()).to.equal('B')
+        assert.equal(await read(a), undefined)
+        assert.equal((await read(b))!.toString(), 'B')
       })
     })
 
@@ -152,17 +153,17 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
         if (subject.advance) {
           await store.set('short:GET', bytes('v'), 1000)
           await subject.advance(999)
-          expect(await read('short:GET')).to.not.equal(undefined)
+          assert.notEqual(await read('short:GET'), undefined)
           await subject.advance(2)
-          expect(await read('short:GET')).to.equal(undefined)
+          assert.equal(await read('short:GET'), undefined)
           return
         }
         await store.set('short:GET', bytes('v'), realTtl.ms)
         await store.set('long:GET', bytes('v'), 60_000)
-        expect(await read('short:GET')).to.not.equal(undefined)
+        assert.notEqual(await read('short:GET'), undefined)
         await sleep(realTtl.waitMs)
-        expect(await read('short:GET')).to.equal(undefined)
-        expect(await read('long:GET')).to.not.equal(undefined)
+        assert.equal(await read('short:GET'), undefined)
+        assert.notEqual(await read('long:GET'), undefined)
       })
     })
 
@@ -170,7 +171,7 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
       it('should remove one key and leave the others', async function () {
         await put('posts:GET', 'posts:GET?page=2')
         await store.delete('posts:GET')
-        expect(await surviving(['posts:GET', 'posts:GET?page=2'])).to.deep.equal(['posts:GET?page=2'])
+        assert.deepEqual(await surviving(['posts:GET', 'posts:GET?page=2']), ['posts:GET?page=2'])
       })
 
       it('should not throw for a missing key', async function () {
@@ -197,11 +198,13 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
       async function check(pattern: string, removed: string[]): Promise<void> {
         await put(...tree)
         const count = await store.deleteMatching(pattern)
-        expect(await surviving(tree), `left after deleteMatching(${JSON.stringify(pattern)})`).to.deep.equal(
+        assert.deepEqual(
+          await surviving(tree),
           tree.filter((key) => !removed.includes(key)),
+          `left after deleteMatching(${JSON.stringify(pattern)})`,
         )
-        if (counts) expect(count).to.equal(removed.length)
-        else expect(count).to.be.a('number')
+        if (counts) assert.equal(count, removed.length)
+        else assert.equal(typeof count, 'number')
       }
 
       it("should remove every key of the store with '*'", async function () {
@@ -234,13 +237,13 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
 
       it('should resolve 0 for a literal pattern that matches nothing', async function () {
         await put('posts:GET')
-        expect(await store.deleteMatching('nothing:here:GET')).to.equal(0)
-        expect(await surviving(['posts:GET'])).to.deep.equal(['posts:GET'])
+        assert.equal(await store.deleteMatching('nothing:here:GET'), 0)
+        assert.deepEqual(await surviving(['posts:GET']), ['posts:GET'])
       })
 
       it('should reject an empty pattern with a TypeError', async function () {
         const error = await rejection(() => store.deleteMatching(''))
-        expect(error).to.be.instanceOf(TypeError)
+        assert.ok(error instanceof TypeError, `expected a TypeError, got ${error}`)
       })
 
       describe('when keys contain glob characters ? [ ] \\', function () {
@@ -248,41 +251,41 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
 
         it("should match '?' literally in a literal pattern ('a?c' removes a?c, not abc)", async function () {
           await put(...odd)
-          expect(await store.deleteMatching('a?c')).to.equal(1)
-          expect(await surviving(odd)).to.deep.equal(odd.filter((k) => k !== 'a?c'))
+          assert.equal(await store.deleteMatching('a?c'), 1)
+          assert.deepEqual(await surviving(odd), odd.filter((k) => k !== 'a?c'))
         })
 
         it("should match '?' literally before a trailing '*' ('a?*' removes a?b and a?c only)", async function () {
           await put(...odd)
           const count = await store.deleteMatching('a?*')
-          expect(await surviving(odd)).to.deep.equal(['abc', 'a[b]c', 'a\\c', 'a*c', 'axc'])
-          if (counts) expect(count).to.equal(2)
+          assert.deepEqual(await surviving(odd), ['abc', 'a[b]c', 'a\\c', 'a*c', 'axc'])
+          if (counts) assert.equal(count, 2)
         })
 
         it("should match '[' ']' and '\\' literally in a literal pattern", async function () {
           await put(...odd)
-          expect(await store.deleteMatching('a[b]c')).to.equal(1)
-          expect(await store.deleteMatching('a\\c')).to.equal(1)
-          expect(await surviving(odd)).to.deep.equal(['a?b', 'a?c', 'abc', 'a*c', 'axc'])
+          assert.equal(await store.deleteMatching('a[b]c'), 1)
+          assert.equal(await store.deleteMatching('a\\c'), 1)
+          assert.deepEqual(await surviving(odd), ['a?b', 'a?c', 'abc', 'a*c', 'axc'])
         })
 
         if (patterns === 'glob') {
           it("should treat '[b]' as literal text next to a '*' ('a[b]*' does not remove abc)", async function () {
             await put(...odd)
-            expect(await store.deleteMatching('a[b]*')).to.equal(1)
-            expect(await surviving(odd)).to.deep.equal(['a?b', 'a?c', 'abc', 'a\\c', 'a*c', 'axc'])
+            assert.equal(await store.deleteMatching('a[b]*'), 1)
+            assert.deepEqual(await surviving(odd), ['a?b', 'a?c', 'abc', 'a\\c', 'a*c', 'axc'])
           })
 
           it("should treat '\\' as literal text next to a '*' ('a\\*' removes only a\\c)", async function () {
             await put(...odd)
-            expect(await store.deleteMatching('a\\*')).to.equal(1)
-            expect(await surviving(odd)).to.deep.equal(['a?b', 'a?c', 'abc', 'a[b]c', 'a*c', 'axc'])
+            assert.equal(await store.deleteMatching('a\\*'), 1)
+            assert.deepEqual(await surviving(odd), ['a?b', 'a?c', 'abc', 'a[b]c', 'a*c', 'axc'])
           })
 
           it("should not let '?' stand for one character ('?bc' removes nothing)", async function () {
             await put(...odd)
-            expect(await store.deleteMatching('?bc*')).to.equal(0)
-            expect(await surviving(odd)).to.deep.equal(odd)
+            assert.equal(await store.deleteMatching('?bc*'), 0)
+            assert.deepEqual(await surviving(odd), odd)
           })
         }
       })
@@ -312,8 +315,8 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
             it(`should reject ${JSON.stringify(pattern)} with an Error naming it, and remove nothing`, async function () {
               await put(...tree)
               const error = await rejection(() => store.deleteMatching(pattern))
-              expect(error.message).to.include(JSON.stringify(pattern))
-              expect(await surviving(tree)).to.deep.equal(tree)
+              assert.ok(error.message.includes(JSON.stringify(pattern)), error.message)
+              assert.deepEqual(await surviving(tree), tree)
             })
           }
         })
@@ -324,16 +327,16 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
         const keys = [`${segment}:GET`, `${segment}:GET?x=1`, `${segment}x:GET`]
         await put(...keys)
         await store.deleteMatching(`${segment}:*`)
-        expect(await surviving(keys)).to.deep.equal([`${segment}x:GET`])
+        assert.deepEqual(await surviving(keys), [`${segment}x:GET`])
       })
     })
 
     describe('clear()', function () {
       it('should remove every key of this store', async function () {
-        expect(store.clear, 'clear() is part of the contract for cachet stores').to.be.a('function')
+        assert.equal(typeof store.clear, 'function', 'clear() is part of the contract for cachet stores')
         await put('posts:GET', 'a?b', 'GET')
         await store.clear!()
-        expect(await surviving(['posts:GET', 'a?b', 'GET'])).to.deep.equal([])
+        assert.deepEqual(await surviving(['posts:GET', 'a?b', 'GET']), [])
       })
 
       it('should leave keys of another store, and keys outside its prefix, alone', async function () {
@@ -343,10 +346,10 @@ export function runStoreContract(name: string, factory: Factory, capabilities: S
         await sibling.store.set('posts:GET', bytes('sibling'), 60_000)
         await subject.foreign?.put()
         await store.clear!()
-        expect(await read('posts:GET')).to.equal(undefined)
+        assert.equal(await read('posts:GET'), undefined)
         const left = await sibling.store.get('posts:GET')
-        expect(Buffer.from(left!).toString()).to.equal('sibling')
-        if (subject.foreign) expect(await subject.foreign.exists(), 'foreign key survives').to.equal(true)
+        assert.equal(Buffer.from(left!).toString(), 'sibling')
+        if (subject.foreign) assert.equal(await subject.foreign.exists(), true, 'foreign key survives')
       })
     })
   })
