@@ -1,0 +1,240 @@
+/** The stored response: build it from a captured response, check it after decoding, prepare its replay. */
+import etag from 'etag'
+import { UNSTORED_HEADERS, connectionTokens, deltaSeconds, parseHttpDate } from './policy.js'
+import { FORMAT_VERSION, type Entry, type ResponseEntry, type VaryEntry } from './types.js'
+
+/** An entry that cannot be used: undecodable, truncated, from another version, or unsafe to replay. */
+export class CorruptEntryError extends Error {
+  constructor(message: string) {
+    super(`corrupt cache entry: ${message}`)
+    this.name = 'CorruptEntryError'
+  }
+}
+
+export interface Captured {
+  status: number
+  /** Flat name/value list as the app set it (original letter case). */
+  headers: string[]
+  body: Uint8Array
+  requestTime: number
+  responseTime: number
+  lifetime: number
+  staleWhileRevalidate: number
+  staleIfError: number
+  mustRevalidate: boolean
+  /** Our own status header, never stored. */
+  statusHeader: string | false
+}
+
+/**
+ * Build the entry to store: hop-by-hop fields, `Set-Cookie`, `Age` and our status header dropped
+ * (RFC 9111 §3.1), `Content-Length` set to the body actually captured, a `Date` recorded when the
+ * app sent none (it is replayed, never regenerated), and a content ETag when the app set none.
+ */
+export function buildEntry(c: Captured): ResponseEntry {
+  const lower = c.headers.map((part, i) => (i % 2 === 0 ? part.toLowerCase() : part))
+  const hopByHop = connectionTokens(valuesOf(lower, 'connection').join(','))
+  const ownHeader = c.statusHeader === false ? undefined : c.statusHeader.toLowerCase()
+  const headers: string[] = []
+  let hasDate = false
+  let hasEtag = false
+  for (let i = 0; i < lower.length; i += 2) {
+    const name = lower[i]
+    if (UNSTORED_HEADERS.has(name) || hopByHop.has(name) || name.startsWith('proxy-') || name === ownHeader) continue
+    if (name === 'date') hasDate = true
+    if (name === 'etag') hasEtag = true
+    headers.push(c.headers[i], c.headers[i + 1])
+  }
+  if (!hasDate) headers.push('Date', new Date(c.responseTime).toUTCString())
+  if (!hasEtag && c.status >= 200 && c.status < 300 && c.body.byteLength > 0) {
+    // Same bytes, same tag, in every process: a hash of the content, weak because an outer
+    // compression layer may change the bytes on the wire.
+    headers.push('ETag', etag(Buffer.from(c.body.buffer, c.body.byteOffset, c.body.byteLength), { weak: true }))
+  }
+  if (c.status !== 204 && c.status !== 304) headers.push('Content-Length', String(c.body.byteLength))
+
+  // RFC 9111 §4.2.3: corrected_initial_age = max(apparent_age, corrected_age_value).
+  const dateValue = parseHttpDate(valuesOf(lower, 'date')[0])
+  const apparentAge = Number.isNaN(dateValue) ? 0 : Math.max(0, c.responseTime - dateValue)
+  const ageHeader = valuesOf(lower, 'age')[0]
+  const ageValue = ageHeader === undefined ? 0 : deltaSeconds(ageHeader.trim(), 0) * 1000
+  const correctedAge = ageValue + (c.responseTime - c.requestTime)
+  return {
+    kind: 'response',
+    status: c.status,
+    headers,
+    body: c.body,
+    requestTime: c.requestTime,
+    responseTime: c.responseTime,
+    initialAge: Math.max(apparentAge, correctedAge),
+    lifetime: c.lifetime,
+    staleWhileRevalidate: c.staleWhileRevalidate,
+    staleIfError: c.staleIfError,
+    mustRevalidate: c.mustRevalidate,
+  }
+}
+
+function valuesOf(lowerHeaders: string[], name: string): string[] {
+  const out: string[] = []
+  for (let i = 0; i < lowerHeaders.length; i += 2) if (lowerHeaders[i] === name) out.push(lowerHeaders[i + 1])
+  return out
+}
+
+/** RFC 9111 §4.2.3 current_age, in ms. */
+export function currentAge(entry: ResponseEntry, now: number): number {
+  return entry.initialAge + Math.max(0, now - entry.responseTime)
+}
+
+/**
+ * Merge the headers of a 304 into a stored entry (RFC 9111 §4.3.4): fields the 304 carries
+ * replace the stored ones, except the ones describing the stored body.
+ */
+export function freshenHeaders(stored: readonly string[], update: readonly string[]): string[] {
+  const keep = new Set(['content-length', 'content-encoding', 'content-type', 'content-range'])
+  const replaced = new Set<string>()
+  for (let i = 0; i < update.length; i += 2) {
+    const name = update[i].toLowerCase()
+    if (!keep.has(name)) replaced.add(name)
+  }
+  const out: string[] = []
+  for (let i = 0; i < stored.length; i += 2) if (!replaced.has(stored[i].toLowerCase())) out.push(stored[i], stored[i + 1])
+  for (let i = 0; i < update.length; i += 2) if (replaced.has(update[i].toLowerCase())) out.push(update[i], update[i + 1])
+  return out
+}
+
+/** What a hit needs, computed once per entry instead of once per hit. */
+export interface Prepared {
+  /**
+   * Headers for a full replay, ending in four slots the hit fills in place: `Age`, its value,
+   * the status header's name and its value. Filled and written synchronously, so sharing is safe.
+   */
+  head: string[]
+  /** Headers for a 304 (RFC 9110 §15.4.5), ending in the same four slots. */
+  notModified: string[]
+  etag: string | undefined
+  /** Last-Modified, or Date when there is none: what If-Modified-Since is compared with. */
+  lastModified: string | undefined
+}
+
+const prepared = new WeakMap<ResponseEntry, Prepared>()
+
+/** Fields a 304 carries when the full response would (RFC 9110 §15.4.5). */
+const NOT_MODIFIED_FIELDS = new Set(['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary'])
+
+export function prepare(entry: ResponseEntry): Prepared {
+  let p = prepared.get(entry)
+  if (p !== undefined) return p
+  const head: string[] = entry.headers.slice()
+  const notModified: string[] = []
+  let tag: string | undefined
+  let lastModified: string | undefined
+  let date: string | undefined
+  for (let i = 0; i < head.length; i += 2) {
+    const name = head[i].toLowerCase()
+    if (name === 'etag') tag ??= head[i + 1]
+    else if (name === 'last-modified') lastModified ??= head[i + 1]
+    else if (name === 'date') date ??= head[i + 1]
+    if (NOT_MODIFIED_FIELDS.has(name)) notModified.push(head[i], head[i + 1])
+  }
+  head.push('Age', '0', 'X-Cache', 'HIT')
+  notModified.push('Age', '0', 'X-Cache', 'HIT')
+  p = { head, notModified, etag: tag, lastModified: lastModified ?? date }
+  prepared.set(entry, p)
+  return p
+}
+
+// ---------------------------------------------------------------------------------------------
+// Wire form shared by the coders: short field names, a format version, and strict checks.
+
+export interface WireResponse {
+  v: number
+  k: 'r'
+  s: number
+  h: string[]
+  b: Uint8Array
+  q: number
+  t: number
+  a: number
+  l: number
+  w: number
+  e: number
+  m: 0 | 1
+}
+
+export interface WireVary {
+  v: number
+  k: 'v'
+  y: string[]
+  n: string[]
+  x: number
+}
+
+export function toWire(entry: Entry): WireResponse | WireVary {
+  if (entry.kind === 'vary') return { v: FORMAT_VERSION, k: 'v', y: entry.vary, n: entry.variants, x: entry.expires }
+  return {
+    v: FORMAT_VERSION,
+    k: 'r',
+    s: entry.status,
+    h: entry.headers,
+    b: entry.body,
+    q: entry.requestTime,
+    t: entry.responseTime,
+    a: entry.initialAge,
+    l: entry.lifetime,
+    w: entry.staleWhileRevalidate,
+    e: entry.staleIfError,
+    m: entry.mustRevalidate ? 1 : 0,
+  }
+}
+
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+// RFC 9110 §5.5: no CR, LF or NUL in a field value, ever; they would split the response.
+const UNSAFE_VALUE = /[\r\n\0]/
+
+/** Check a decoded object field by field; anything off throws CorruptEntryError. */
+export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): Entry {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new CorruptEntryError('not an object')
+  const w = value as Record<string, unknown>
+  if (w.v !== FORMAT_VERSION) throw new CorruptEntryError(`format version ${String(w.v)}, expected ${FORMAT_VERSION}`)
+  if (w.k === 'v') {
+    const vary = stringArray(w.y, 'vary')
+    const variants = stringArray(w.n, 'variants')
+    return { kind: 'vary', vary, variants, expires: finite(w.x, 'expires') } satisfies VaryEntry
+  }
+  if (w.k !== 'r') throw new CorruptEntryError('unknown entry kind')
+  const status = w.s
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) {
+    throw new CorruptEntryError(`status ${String(status)}`)
+  }
+  const headers = stringArray(w.h, 'headers')
+  if (headers.length % 2 !== 0) throw new CorruptEntryError('odd header list')
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!FIELD_NAME.test(headers[i])) throw new CorruptEntryError(`header name ${JSON.stringify(headers[i].slice(0, 40))}`)
+    if (UNSAFE_VALUE.test(headers[i + 1])) throw new CorruptEntryError(`header ${headers[i]} has CR, LF or NUL`)
+  }
+  const m = w.m
+  if (m !== 0 && m !== 1) throw new CorruptEntryError('flags')
+  return {
+    kind: 'response',
+    status,
+    headers,
+    body: body(w.b),
+    requestTime: finite(w.q, 'requestTime'),
+    responseTime: finite(w.t, 'responseTime'),
+    initialAge: finite(w.a, 'initialAge'),
+    lifetime: finite(w.l, 'lifetime'),
+    staleWhileRevalidate: finite(w.w, 'staleWhileRevalidate'),
+    staleIfError: finite(w.e, 'staleIfError'),
+    mustRevalidate: m === 1,
+  } satisfies ResponseEntry
+}
+
+function stringArray(value: unknown, what: string): string[] {
+  if (!Array.isArray(value) || !value.every((s) => typeof s === 'string')) throw new CorruptEntryError(`${what} is not a list of strings`)
+  return value as string[]
+}
+
+function finite(value: unknown, what: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new CorruptEntryError(`${what} ${String(value)}`)
+  return value
+}

@@ -1,0 +1,936 @@
+/** responseCache(): the request flow of DESIGN.md §2, top to bottom. */
+import { IncomingMessage, ServerResponse, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
+import { Writable } from 'node:stream'
+import createDebug from 'debug'
+import etag from 'etag'
+import fresh from 'fresh'
+import onHeaders from 'on-headers'
+import { capture, type HeadDecision } from './capture.js'
+import { buildEntry, currentAge, freshenHeaders, prepare, type Prepared } from './entry.js'
+import { hostPart, primaryKey, storageKey, variantPart } from './key.js'
+import { resolveOptions, type CacheOptions, type Config, type RouteConfig } from './options.js'
+import { assertPattern, isLiteral } from './pattern.js'
+import {
+  NO_REQUEST_RULES,
+  parseCacheControl,
+  requestBypassReason,
+  requestRules,
+  storageDecision,
+  type RequestRules,
+} from './policy.js'
+import { Storage, asError, isPromise, type Maybe } from './storage.js'
+import type { Entry, ResponseEntry, VaryEntry } from './types.js'
+
+const debug = createDebug('cachet')
+
+/** What `X-Cache` says about a response. */
+export type CacheStatus = 'HIT' | 'MISS' | 'BYPASS' | 'STALE' | 'REVALIDATED'
+
+export interface CacheStats {
+  hits: number
+  misses: number
+  bypasses: number
+  stale: number
+  revalidated: number
+  /** Responses written to the store. */
+  stores: number
+  /** Store, coder and entry failures (each also went to `onError`). */
+  errors: number
+  /** Entries held, when the store can tell (the memory store can). */
+  entries?: number
+  /** Bytes held, when the store can tell. */
+  bytes?: number
+}
+
+type Next = (error?: unknown) => void
+
+/** The middleware, which is also the handle of its cache. */
+export interface ResponseCache {
+  (req: IncomingMessage, res: ServerResponse, next: Next): void
+  /** Remove every entry whose primary key matches `pattern` (`*` is the only wildcard), all variants included. */
+  invalidate(pattern: string): Promise<number>
+  /** Remove one primary key, all its variants included. */
+  delete(key: string): Promise<number>
+  /** Remove every entry of this cache's store. */
+  clear(): Promise<void>
+  stats(): CacheStats
+  /** Stop using the store and close what the cache opened. */
+  close(): Promise<void>
+}
+
+/** Per-request state, attached to the request so cacheRoute() can find it. */
+export const kContext = Symbol('cachet.context')
+/** Marks the internal request a background refresh sends through the app. */
+const kRefresh = Symbol('cachet.refresh')
+
+/** Every open cache of the process, for the module-level invalidate(). */
+export const openCaches = new Set<ResponseCache>()
+
+/** What a coalesced request receives from the one that ran the handler. */
+interface FlightResult {
+  entry: ResponseEntry
+  /** Vary field names of the response, with the variant part it was stored under. */
+  vary: string[]
+  variant: string
+}
+
+interface Flight {
+  promise: Promise<FlightResult | undefined>
+  settle(result: FlightResult | undefined): void
+}
+
+export interface Context {
+  cache: Instance
+  req: IncomingMessage
+  res: ServerResponse
+  next: Next
+  url: string
+  /** Storage key of the response without its variant part: `posts:GET#host`. */
+  headKey: string
+  rules: RequestRules
+  route: RouteConfig | undefined
+  /** The Vary record found at `headKey`, if any. */
+  varyRecord: VaryEntry | undefined
+  /** A stored response that may still serve: for revalidation or stale-if-error. */
+  stale: ResponseEntry | undefined
+  /** When the stale entry may serve if the handler fails (stale-if-error window open). */
+  staleOnError: boolean
+  /** The client's conditional headers, held aside while the handler runs. */
+  conditionals: { 'if-none-match'?: string; 'if-modified-since'?: string } | undefined
+  flight: Flight | undefined
+  flightKey: string | undefined
+  /** The response watcher is installed (once per request). */
+  watching: boolean
+  /** A stored response is being written through the watcher: nothing to decide or store. */
+  replaying: boolean
+  /** The handler is revalidating `stale` with its validators. */
+  revalidating: boolean
+  requestTime: number
+  /** The storage decision and the response head, kept until the body is complete. */
+  pending: { decision: StoreDecision; status: number; headers: string[] } | undefined
+}
+
+type StoreDecision = Extract<ReturnType<typeof storageDecision>, { store: true }>
+
+interface Instance {
+  config: Config
+  storage: Storage
+  counters: Omit<CacheStats, 'entries' | 'bytes'>
+  flights: Map<string, Flight>
+  refreshing: Set<string>
+  report(error: Error, req?: IncomingMessage): void
+}
+
+/**
+ * Create the cache middleware.
+ *
+ * ```ts
+ * const cache = responseCache({ ttl: '5m' })
+ * app.use(cache)
+ * ```
+ */
+export function responseCache(options?: CacheOptions): ResponseCache {
+  const config = resolveOptions(options)
+  const counters = { hits: 0, misses: 0, bypasses: 0, stale: 0, revalidated: 0, stores: 0, errors: 0 }
+  const instance: Instance = {
+    config,
+    counters,
+    flights: new Map(),
+    refreshing: new Set(),
+    storage: undefined as unknown as Storage,
+    report(error, req) {
+      counters.errors++
+      debug('error: %s', error.message)
+      if (config.onError === undefined) return
+      try {
+        config.onError(error, req)
+      } catch (hookError) {
+        debug('onError threw: %s', asError(hookError).message)
+      }
+    },
+  }
+  instance.storage = new Storage({
+    store: config.store,
+    coder: config.coder,
+    timeout: config.storeTimeout,
+    now: config.now,
+    report: (error) => instance.report(error),
+  })
+
+  const middleware = function responseCache(req: IncomingMessage, res: ServerResponse, next: Next): void {
+    handle(instance, req, res, next)
+  } as ResponseCache
+
+  middleware.invalidate = (pattern) => invalidatePattern(instance, pattern)
+  middleware.delete = (key) => {
+    assertPattern(key, 'key')
+    return removeKey(instance, key)
+  }
+  middleware.clear = async () => {
+    await config.store.clear?.()
+  }
+  middleware.stats = () => ({ ...counters, ...config.store.stats?.() })
+  middleware.close = async () => {
+    openCaches.delete(middleware)
+    await config.store.close?.()
+  }
+  openCaches.add(middleware)
+  return middleware
+}
+
+// -------------------------------------------------------------------------------------------
+// 1. Arrival: bypass what may not be cached, build the key, look it up.
+
+function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next: Next): void {
+  const { config } = cache
+  const method = req.method
+  if (method !== 'GET' && method !== 'HEAD') return unsafe(cache, req, res, next)
+
+  const bypass = requestBypassReason(method, req.headers)
+  if (bypass !== undefined) return pass(cache, res, next, bypass)
+
+  const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/'
+  let primary: string | undefined
+  try {
+    primary = config.key === undefined ? primaryKey('GET', url) : config.key(req)
+  } catch (error) {
+    cache.report(asError(error), req)
+    return pass(cache, res, next, 'key function threw')
+  }
+  if (primary === undefined) return pass(cache, res, next, 'request target is not a path')
+  if (url.length > config.maxKeyLength || primary.length > config.maxKeyLength) return pass(cache, res, next, 'URL longer than maxKeyLength')
+  const headKey = storageKey(primary, requestHost(req))
+
+  const rules = hasRequestDirectives(req.headers)
+    ? requestRules(parseCacheControl(req.headers['cache-control']), req.headers.pragma, req.headers['cache-control'] !== undefined)
+    : NO_REQUEST_RULES
+
+  const refresh = (req as { [kRefresh]?: ResponseEntry })[kRefresh]
+  if (refresh !== undefined) {
+    // A background refresh (stale-while-revalidate) runs the handler; it never serves from storage.
+    const ctx = newContext(cache, req, res, next, url, headKey, rules)
+    ctx.stale = refresh
+    return runHandler(ctx, false)
+  }
+
+  const found = lookup(cache, headKey, req)
+  if (!isPromise(found)) return respond(cache, req, res, next, url, headKey, rules, found)
+  found.then(
+    (result) => respond(cache, req, res, next, url, headKey, rules, result),
+    (error) => {
+      cache.report(asError(error), req)
+      respond(cache, req, res, next, url, headKey, rules, { entry: undefined, vary: undefined })
+    },
+  )
+}
+
+interface Found {
+  entry: ResponseEntry | undefined
+  vary: VaryEntry | undefined
+}
+
+/** Read the head key, and the variant it points to when the response varies. */
+function lookup(cache: Instance, headKey: string, req: IncomingMessage): Maybe<Found> {
+  const first = cache.storage.read(headKey)
+  const follow = (entry: Entry | undefined): Maybe<Found> => {
+    if (entry === undefined) return { entry: undefined, vary: undefined }
+    if (entry.kind === 'response') return { entry, vary: undefined }
+    const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, req.headers))
+    const asFound = (v: Entry | undefined): Found => ({ entry: v?.kind === 'response' ? v : undefined, vary: entry })
+    return isPromise(variant) ? variant.then(asFound) : asFound(variant)
+  }
+  return isPromise(first) ? first.then(follow) : follow(first)
+}
+
+// -------------------------------------------------------------------------------------------
+// 2. Decide: hit, 304, stale, revalidate or miss.
+
+function respond(
+  cache: Instance,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: Next,
+  url: string,
+  headKey: string,
+  rules: RequestRules,
+  found: Found,
+  existing?: Context,
+): void {
+  const { config, counters } = cache
+  const entry = found.entry
+  // cacheRoute() restarts a request whose watcher is installed: a replay must pass through it.
+  if (existing !== undefined) existing.replaying = entry !== undefined
+  const context = (): Context => {
+    if (existing === undefined) return newContext(cache, req, res, next, url, headKey, rules)
+    existing.replaying = false
+    return existing
+  }
+  if (entry !== undefined) {
+    const now = config.now()
+    const age = currentAge(entry, now)
+    const freshFor = entry.lifetime - age
+    const acceptable = !rules.noCache && age <= rules.maxAge && freshFor >= rules.minFresh
+    if (freshFor > 0 && acceptable) {
+      counters.hits++
+      return writeEntry(req, res, entry, age, 'HIT', statusHeaderFor(config, undefined))
+    }
+    const staleness = -freshFor
+    if (freshFor <= 0 && !rules.noCache && age <= rules.maxAge && !entry.mustRevalidate) {
+      if (staleness <= rules.maxStale) {
+        counters.stale++
+        return writeEntry(req, res, entry, age, 'STALE', statusHeaderFor(config, undefined))
+      }
+      if (staleness < entry.staleWhileRevalidate) {
+        counters.stale++
+        startRefresh(cache, req, url, headKey, found.vary, entry)
+        return writeEntry(req, res, entry, age, 'STALE', statusHeaderFor(config, undefined))
+      }
+    }
+    const ctx = context()
+    ctx.varyRecord = found.vary
+    ctx.stale = entry
+    ctx.staleOnError = !entry.mustRevalidate && freshFor <= 0 && staleness < entry.staleIfError
+    if (rules.onlyIfCached) return gatewayTimeout(cache, res)
+    return runHandler(ctx, false)
+  }
+  if (rules.onlyIfCached) return gatewayTimeout(cache, res)
+  const ctx = context()
+  ctx.varyRecord = found.vary
+  miss(ctx)
+}
+
+/** cacheRoute() with a key of its own: look the request up again under that key. */
+export function restartUnderKey(ctx: Context, headKey: string, next: Next): void {
+  endFlight(ctx, undefined)
+  restoreConditionals(ctx)
+  ctx.conditionals = undefined
+  ctx.headKey = headKey
+  ctx.next = next
+  ctx.stale = undefined
+  ctx.staleOnError = false
+  ctx.revalidating = false
+  ctx.varyRecord = undefined
+  const { cache, req, res, url, rules } = ctx
+  const found = lookup(cache, headKey, req)
+  if (!isPromise(found)) return respond(cache, req, res, next, url, headKey, rules, found, ctx)
+  found.then(
+    (result) => respond(cache, req, res, next, url, headKey, rules, result, ctx),
+    () => respond(cache, req, res, next, url, headKey, rules, { entry: undefined, vary: undefined }, ctx),
+  )
+}
+
+/** Replay a stored response, or a 304 when the request's validators match it. */
+function writeEntry(
+  req: IncomingMessage,
+  res: ServerResponse,
+  entry: ResponseEntry,
+  ageMs: number,
+  label: CacheStatus,
+  statusHeader: string | false,
+): void {
+  const p = prepare(entry)
+  let status = entry.status
+  let headers = p.head
+  let body: Uint8Array | undefined = entry.body
+  if (status >= 200 && status < 300 && notModified(req.headers, p)) {
+    status = 304
+    headers = p.notModified
+    body = undefined
+  }
+  const n = headers.length
+  headers[n - 3] = String(Math.min(Math.floor(ageMs / 1000), 2 ** 31))
+  if (statusHeader === false) {
+    headers = headers.slice(0, n - 2)
+  } else {
+    headers[n - 2] = statusHeader
+    headers[n - 1] = label
+  }
+  res.writeHead(status, headers)
+  if (body === undefined || body.byteLength === 0 || req.method === 'HEAD') res.end()
+  else res.end(body)
+}
+
+/** RFC 9110 §13.1.1–2: If-None-Match (weak comparison, lists, `*`), else If-Modified-Since. */
+function notModified(headers: IncomingHttpHeaders, p: Prepared): boolean {
+  if (headers['if-none-match'] === undefined && headers['if-modified-since'] === undefined) return false
+  return fresh({ 'if-none-match': headers['if-none-match'], 'if-modified-since': headers['if-modified-since'] }, {
+    etag: p.etag,
+    'last-modified': p.lastModified,
+  })
+}
+
+// -------------------------------------------------------------------------------------------
+// 3. Miss: coalesce with a request already computing this key, or run the handler.
+
+function miss(ctx: Context): void {
+  const { cache, req } = ctx
+  // Only a plain GET leads or joins a flight: a HEAD stores nothing, and an authorised
+  // request may get an answer the others must not see.
+  if (req.method !== 'GET' || req.headers.authorization !== undefined) return runHandler(ctx, false)
+  const flightKey = ctx.headKey
+  const flight = cache.flights.get(flightKey)
+  if (flight === undefined) return runHandler(ctx, true)
+
+  let settled = false
+  const timer = setTimeout(() => {
+    settled = true
+    debug('coalescing: waited lockTimeout for %s, going to the origin', flightKey)
+    runHandler(ctx, false)
+  }, cache.config.lockTimeout)
+  timer.unref?.()
+  flight.promise.then((result) => {
+    if (settled) return
+    settled = true
+    clearTimeout(timer)
+    if (result !== undefined && variantPart(result.vary, req.headers) === result.variant && !ctx.rules.noCache) {
+      cache.counters.hits++
+      return writeEntry(req, ctx.res, result.entry, currentAge(result.entry, cache.config.now()), 'HIT', statusHeaderFor(cache.config, ctx.route))
+    }
+    // The leader's response is not shareable (or not for this variant): go to the origin now.
+    runHandler(ctx, false)
+  })
+}
+
+function startFlight(ctx: Context): void {
+  let settle!: (result: FlightResult | undefined) => void
+  const promise = new Promise<FlightResult | undefined>((resolve) => (settle = resolve))
+  const flight: Flight = {
+    promise,
+    settle(result) {
+      if (ctx.cache.flights.get(key) === flight) ctx.cache.flights.delete(key)
+      settle(result)
+    },
+  }
+  const key = ctx.headKey
+  ctx.cache.flights.set(key, flight)
+  ctx.flight = flight
+  ctx.flightKey = key
+}
+
+function endFlight(ctx: Context, result: FlightResult | undefined): void {
+  const flight = ctx.flight
+  if (flight === undefined) return
+  ctx.flight = undefined
+  flight.settle(result)
+}
+
+/**
+ * Run the handler and watch its response. The client's validators are held aside, so the
+ * handler produces the full response that gets stored (RFC 9111 §4.3.2 leaves the 304 to us);
+ * a stale entry's validators are sent instead, so the origin can answer 304 (§4.3.1).
+ */
+function runHandler(ctx: Context, lead: boolean): void {
+  const { cache, req } = ctx
+  if (lead) startFlight(ctx)
+  ctx.requestTime = cache.config.now()
+  if (req.method === 'GET') holdConditionals(ctx)
+  ctx.revalidating = ctx.stale !== undefined && req.method === 'GET'
+  if (ctx.revalidating) {
+    const p = prepare(ctx.stale!)
+    if (p.etag !== undefined) req.headers['if-none-match'] = p.etag
+    const lastModified = headerOf(ctx.stale!.headers, 'last-modified')
+    if (lastModified !== undefined) req.headers['if-modified-since'] = lastModified
+  }
+  if (!ctx.watching) watch(ctx)
+  ;(req as { [kContext]?: Context })[kContext] = ctx
+  ctx.next()
+}
+
+/** Install the response watcher once per request; its decisions read the context's current state. */
+function watch(ctx: Context): void {
+  const { cache, req } = ctx
+  ctx.watching = true
+  capture(ctx.res, cache.config.maxBodySize, {
+    head(res, completeBody): HeadDecision {
+      if (ctx.replaying) return { action: 'pass', capture: false }
+      const { config } = cache
+      const now = config.now()
+      const statusHeader = statusHeaderFor(config, ctx.route)
+      const status = res.statusCode
+
+      // Revalidation answered 304: freshen the stored entry and send it (RFC 9111 §4.3.4).
+      if (ctx.revalidating && status === 304) {
+        const updated = freshen(ctx, res, now)
+        cache.counters.revalidated++
+        endFlight(ctx, updated && { entry: updated, vary: ctx.varyRecord?.vary ?? [], variant: variantOf(ctx) })
+        return replaceWith(ctx, res, updated ?? ctx.stale!, 'REVALIDATED', statusHeader, now)
+      }
+      // stale-if-error (RFC 5861 §4): a server error is answered with the stale entry.
+      if (ctx.staleOnError && status >= 500 && ctx.stale !== undefined) {
+        cache.counters.stale++
+        endFlight(ctx, undefined)
+        debug('stale-if-error: origin answered %d for %s', status, ctx.headKey)
+        return replaceWith(ctx, res, ctx.stale, 'STALE', statusHeader, now)
+      }
+
+      const decision = req.method !== 'GET'
+        ? ({ store: false, reason: 'HEAD is answered from a stored GET only', bypass: false } as const)
+        : ctx.route?.ttl === 0
+          ? ({ store: false, reason: 'route is marked cacheRoute(false)', bypass: true } as const)
+          : storageDecision({
+              status,
+              headers: res.getHeaders() as Record<string, string | string[] | number | undefined>,
+              requestHeaders: req.headers,
+              requestCC: ctx.rules === NO_REQUEST_RULES ? {} : parseCacheControl(req.headers['cache-control']),
+              statusCodes: config.statusCodes,
+              storeSetCookie: config.storeSetCookie,
+              allowCookies: ctx.route?.allowCookies ?? false,
+              freshness: freshnessConfig(ctx),
+              now,
+            })
+      if (!decision.store) {
+        debug('not stored: %s (%s)', decision.reason, ctx.headKey)
+        endFlight(ctx, undefined)
+        const label = decision.bypass ? 'BYPASS' : 'MISS'
+        if (label === 'BYPASS') cache.counters.bypasses++
+        else cache.counters.misses++
+        if (statusHeader !== false) res.setHeader(statusHeader, label)
+        return { action: 'pass', capture: false }
+      }
+      cache.counters.misses++
+      if (completeBody !== undefined && !res.hasHeader('etag') && status >= 200 && status < 300 && completeBody.byteLength > 0) {
+        // The whole body is known before the head goes out: give this response the ETag the
+        // stored entry will carry, so the client can revalidate it against any later hit.
+        res.setHeader('ETag', etag(Buffer.from(completeBody.buffer, completeBody.byteOffset, completeBody.byteLength), { weak: true }))
+      }
+      if (statusHeader !== false) res.setHeader(statusHeader, 'MISS')
+      ctx.pending = { decision, status, headers: rawHeaders(res) }
+      // The client's own conditional request, answered against the response just produced.
+      if (ctx.conditionals !== undefined && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
+        toNotModified(res)
+        return { action: 'replace', capture: true, body: undefined }
+      }
+      return { action: 'pass', capture: true }
+    },
+    overflow() {
+      debug('not stored: body larger than maxBodySize (%s)', ctx.headKey)
+      ctx.pending = undefined
+      endFlight(ctx, undefined)
+    },
+    done(body) {
+      restoreConditionals(ctx)
+      const pending = ctx.pending
+      ctx.pending = undefined
+      if (pending === undefined || body === undefined || ctx.replaying) return endFlight(ctx, undefined)
+      const { decision } = pending
+      const entry = buildEntry({
+        status: pending.status,
+        headers: pending.headers,
+        body,
+        requestTime: ctx.requestTime,
+        responseTime: cache.config.now(),
+        lifetime: decision.lifetime,
+        staleWhileRevalidate: decision.staleWhileRevalidate,
+        staleIfError: decision.staleIfError,
+        mustRevalidate: decision.mustRevalidate,
+        statusHeader: statusHeaderFor(cache.config, ctx.route),
+      })
+      save(ctx, entry, decision.vary)
+    },
+    aborted() {
+      restoreConditionals(ctx)
+      ctx.pending = undefined
+      endFlight(ctx, undefined)
+    },
+  })
+}
+
+function freshnessConfig(ctx: Context) {
+  const { config } = ctx.cache
+  return {
+    routeTtl: ctx.route?.ttl || undefined,
+    defaultTtl: config.ttl,
+    heuristicFraction: config.heuristicFraction,
+    maxHeuristicTtl: config.maxHeuristicTtl,
+  }
+}
+
+/** Write a stored response instead of the handler's: status and headers replaced in place. */
+function replaceWith(
+  ctx: Context,
+  res: ServerResponse,
+  entry: ResponseEntry,
+  label: CacheStatus,
+  statusHeader: string | false,
+  now: number,
+): HeadDecision {
+  for (const name of res.getHeaderNames()) res.removeHeader(name)
+  const p = prepare(entry)
+  const useNotModified = entry.status >= 200 && entry.status < 300 && ctx.conditionals !== undefined &&
+    notModified(ctx.conditionals as IncomingHttpHeaders, p)
+  const headers = useNotModified ? p.notModified : p.head
+  setHeaderList(res, headers.slice(0, -4))
+  res.setHeader('Age', String(Math.floor(currentAge(entry, now) / 1000)))
+  if (statusHeader !== false) res.setHeader(statusHeader, label)
+  res.statusCode = useNotModified ? 304 : entry.status
+  return { action: 'replace', capture: false, body: useNotModified || ctx.req.method === 'HEAD' ? undefined : entry.body }
+}
+
+/** Apply a 304's headers to the stored entry and store the result (RFC 9111 §4.3.4). */
+function freshen(ctx: Context, res: ServerResponse, now: number): ResponseEntry | undefined {
+  const stale = ctx.stale!
+  const update = rawHeaders(res)
+  const headers = freshenHeaders(stale.headers, update)
+  const asObject: OutgoingHttpHeaders = {}
+  for (let i = 0; i < headers.length; i += 2) asObject[headers[i].toLowerCase()] = headers[i + 1]
+  const decision = storageDecision({
+    status: stale.status,
+    headers: asObject as Record<string, string>,
+    requestHeaders: ctx.req.headers,
+    requestCC: {},
+    statusCodes: ctx.cache.config.statusCodes,
+    storeSetCookie: ctx.cache.config.storeSetCookie,
+    allowCookies: ctx.route?.allowCookies ?? false,
+    freshness: freshnessConfig(ctx),
+    now,
+  })
+  if (!decision.store) return undefined
+  const entry = buildEntry({
+    status: stale.status,
+    headers,
+    body: stale.body,
+    requestTime: ctx.requestTime,
+    responseTime: now,
+    lifetime: decision.lifetime,
+    staleWhileRevalidate: decision.staleWhileRevalidate,
+    staleIfError: decision.staleIfError,
+    mustRevalidate: decision.mustRevalidate,
+    statusHeader: statusHeaderFor(ctx.cache.config, ctx.route),
+  })
+  save(ctx, entry, decision.vary)
+  return entry
+}
+
+// -------------------------------------------------------------------------------------------
+// 4. Store: the entry, and the Vary record that points to it.
+
+/** Keep stale entries a while after expiry, for revalidation and stale serving. */
+const RETAIN_WITH_VALIDATOR = 60_000
+
+function retention(entry: ResponseEntry): number {
+  const p = prepare(entry)
+  const validator = p.etag !== undefined || headerOf(entry.headers, 'last-modified') !== undefined
+  const extra = Math.max(entry.staleWhileRevalidate, entry.staleIfError, validator ? Math.max(entry.lifetime, RETAIN_WITH_VALIDATOR) : 0)
+  return entry.lifetime + extra
+}
+
+function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
+  const { cache } = ctx
+  const ttl = retention(entry)
+  if (ttl <= 0) return endFlight(ctx, undefined)
+  cache.counters.stores++
+  const result: FlightResult = { entry, vary, variant: variantPart(vary, ctx.req.headers) }
+  if (vary.length === 0) {
+    cache.storage.write(ctx.headKey, entry, ttl)
+    return endFlight(ctx, result)
+  }
+  // A varying response: the head key holds the list of variants, each variant its own key.
+  const variantKey = ctx.headKey + '#' + result.variant
+  const now = cache.config.now()
+  const previous = ctx.varyRecord !== undefined && sameList(ctx.varyRecord.vary, vary) ? ctx.varyRecord.variants : []
+  const variants = previous.filter((k) => k !== variantKey)
+  variants.push(variantKey)
+  while (variants.length > cache.config.maxVariants) cache.storage.remove(variants.shift()!)
+  const expires = Math.max(ctx.varyRecord?.expires ?? 0, now + ttl)
+  const record: VaryEntry = { kind: 'vary', vary, variants, expires }
+  ctx.varyRecord = record
+  cache.storage.write(variantKey, entry, ttl)
+  cache.storage.write(ctx.headKey, record, expires - now)
+  endFlight(ctx, result)
+}
+
+// -------------------------------------------------------------------------------------------
+// 5. Stale-while-revalidate: one background refresh per key, sent through the app itself.
+
+/**
+ * Refresh an entry without a waiting client: an internal GET for the same URL and headers is
+ * sent through the server's own request handler, answered into a response that goes nowhere,
+ * and stored as any miss would be. One refresh per key at a time.
+ */
+function startRefresh(cache: Instance, req: IncomingMessage, url: string, headKey: string, vary: VaryEntry | undefined, entry: ResponseEntry): void {
+  const key = vary === undefined ? headKey : headKey + '#' + variantPart(vary.vary, req.headers)
+  if (cache.refreshing.has(key)) return
+  const app = appOf(req)
+  if (app === undefined) {
+    debug('stale-while-revalidate: no request handler found to refresh %s', key)
+    return
+  }
+  cache.refreshing.add(key)
+  const done = () => cache.refreshing.delete(key)
+  // A socket of its own that discards what is written: the client's socket is never touched.
+  const socket = new Writable({ write: (_chunk, _encoding, callback) => callback() })
+  const fake = new IncomingMessage(socket as unknown as import('node:net').Socket)
+  fake.method = 'GET'
+  fake.url = url
+  fake.httpVersionMajor = 1
+  fake.httpVersionMinor = 1
+  fake.httpVersion = '1.1'
+  fake.headers = { ...req.headers }
+  delete fake.headers['if-none-match']
+  delete fake.headers['if-modified-since']
+  fake.rawHeaders = []
+  fake.complete = true
+  fake.push(null)
+  ;(fake as { app?: unknown }).app = (req as { app?: unknown }).app
+  ;(fake as { [kRefresh]?: ResponseEntry })[kRefresh] = entry
+  const res = new ServerResponse(fake)
+  res.assignSocket(socket as unknown as import('node:net').Socket)
+  const timer = setTimeout(() => {
+    done()
+    res.destroy()
+  }, cache.config.lockTimeout)
+  timer.unref?.()
+  res.once('finish', () => {
+    clearTimeout(timer)
+    done()
+  })
+  res.once('close', () => {
+    clearTimeout(timer)
+    done()
+  })
+  try {
+    app(fake, res)
+  } catch (error) {
+    clearTimeout(timer)
+    done()
+    cache.report(asError(error), req)
+  }
+}
+
+type App = (req: IncomingMessage, res: ServerResponse) => void
+
+function appOf(req: IncomingMessage): App | undefined {
+  const server = (req.socket as { server?: { listeners(event: string): unknown[] } } | undefined)?.server
+  const listener = server?.listeners('request')[0]
+  return typeof listener === 'function' ? (listener as App) : undefined
+}
+
+// -------------------------------------------------------------------------------------------
+// 6. Unsafe methods and invalidation.
+
+/**
+ * RFC 9111 §4.4: a successful unsafe request invalidates the stored responses for its target,
+ * and for same-origin Location / Content-Location. Here that is the path with every query
+ * string. The response is held back until the invalidation is done, so a client that reads it
+ * and then asks again never sees the old entry.
+ */
+function unsafe(cache: Instance, req: IncomingMessage, res: ServerResponse, next: Next): void {
+  const statusHeader = statusHeaderFor(cache.config, undefined)
+  cache.counters.bypasses++
+  let invalidation: Promise<unknown> | undefined
+  onHeaders(res, function onUnsafeHead(this: ServerResponse) {
+    if (statusHeader !== false) this.setHeader(statusHeader, 'BYPASS')
+    if (this.statusCode >= 200 && this.statusCode < 400 && cache.config.key === undefined) {
+      invalidation = bounded(invalidateTargets(cache, req, this), cache.config.storeTimeout)
+    }
+  })
+  const end = res.end
+  res.end = function cachetUnsafeEnd(this: ServerResponse, ...args: unknown[]) {
+    if (!this.headersSent) (this as unknown as { _implicitHeader(): void })._implicitHeader()
+    if (invalidation === undefined) return (end as (...a: unknown[]) => ServerResponse).apply(this, args)
+    invalidation.then(() => (end as (...a: unknown[]) => ServerResponse).apply(this, args))
+    return this
+  } as ServerResponse['end']
+  next()
+}
+
+/** Wait for `work`, but no longer than `ms`: a stalled store never holds a response. */
+function bounded(work: Promise<unknown>, ms: number): Promise<unknown> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    timer.unref?.()
+    work.then(() => {
+      clearTimeout(timer)
+      resolve(undefined)
+    })
+  })
+}
+
+function invalidateTargets(cache: Instance, req: IncomingMessage, res: ServerResponse): Promise<unknown> {
+  const targets = [(req as { originalUrl?: string }).originalUrl ?? req.url ?? '/']
+  for (const name of ['location', 'content-location']) {
+    const value = res.getHeader(name)
+    if (typeof value !== 'string') continue
+    try {
+      const base = new URL(`http://${req.headers.host ?? 'localhost'}`)
+      const target = new URL(value, base)
+      // Only the same origin: another host's entries are not this response's to drop.
+      if (target.host === base.host) targets.push(target.pathname + target.search)
+    } catch {
+      // An unparseable Location invalidates nothing.
+    }
+  }
+  const patterns = new Set<string>()
+  for (const target of targets) {
+    const q = target.indexOf('?')
+    const primary = primaryKey('GET', q === -1 ? target : target.slice(0, q))
+    if (primary === undefined) continue
+    patterns.add(`${primary}#*`)
+    patterns.add(`${primary}?*`)
+  }
+  const work = [...patterns].map((pattern) => cache.storage.removeMatching(pattern))
+  return Promise.all(work).then(
+    () => undefined,
+    (error) => cache.report(asError(error), req),
+  )
+}
+
+/** Remove everything under a primary-key pattern: the keys themselves carry `#secondary` parts. */
+export async function invalidatePattern(cache: Instance, pattern: string): Promise<number> {
+  assertPattern(pattern)
+  if (pattern.endsWith('*')) return cache.storage.removeMatching(pattern)
+  return cache.storage.removeMatching(`${pattern}#*`)
+}
+
+async function removeKey(cache: Instance, key: string): Promise<number> {
+  if (!isLiteral(key)) throw new TypeError(`key must not contain "*", got ${JSON.stringify(key)}; use invalidate() for patterns`)
+  return cache.storage.removeMatching(`${key}#*`)
+}
+
+// -------------------------------------------------------------------------------------------
+// Small pieces.
+
+function newContext(
+  cache: Instance,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: Next,
+  url: string,
+  headKey: string,
+  rules: RequestRules,
+): Context {
+  return {
+    cache,
+    req,
+    res,
+    next,
+    url,
+    headKey,
+    rules,
+    route: undefined,
+    varyRecord: undefined,
+    stale: undefined,
+    staleOnError: false,
+    conditionals: undefined,
+    flight: undefined,
+    flightKey: undefined,
+    watching: false,
+    replaying: false,
+    revalidating: false,
+    requestTime: 0,
+    pending: undefined,
+  }
+}
+
+function pass(cache: Instance, res: ServerResponse, next: Next, reason: string): void {
+  debug('bypass: %s', reason)
+  cache.counters.bypasses++
+  const header = statusHeaderFor(cache.config, undefined)
+  if (header !== false) res.setHeader(header, 'BYPASS')
+  next()
+}
+
+function gatewayTimeout(cache: Instance, res: ServerResponse): void {
+  // RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored → 504.
+  cache.counters.misses++
+  const header = statusHeaderFor(cache.config, undefined)
+  res.statusCode = 504
+  if (header !== false) res.setHeader(header, 'MISS')
+  res.setHeader('Content-Length', '0')
+  res.end()
+}
+
+function statusHeaderFor(config: Config, route: RouteConfig | undefined): string | false {
+  return route?.statusHeader ?? config.statusHeader
+}
+
+function hasRequestDirectives(headers: IncomingHttpHeaders): boolean {
+  return headers['cache-control'] !== undefined || headers.pragma !== undefined
+}
+
+/** Host, plus X-Forwarded-Host / -Proto when the Express app trusts a proxy (Express then reads them). */
+function requestHost(req: IncomingMessage): string {
+  const app = (req as { app?: { get?(name: string): unknown } }).app
+  const trusts = typeof app?.get === 'function' && Boolean(app.get('trust proxy'))
+  if (!trusts) return hostPart(req.headers.host)
+  const forwardedHost = req.headers['x-forwarded-host']
+  const forwardedProto = req.headers['x-forwarded-proto']
+  if (forwardedHost === undefined && forwardedProto === undefined) return hostPart(req.headers.host)
+  return hostPart(req.headers.host, hostPart(String(forwardedHost ?? '')) + '|' + hostPart(String(forwardedProto ?? '')))
+}
+
+function holdConditionals(ctx: Context): void {
+  const h = ctx.req.headers
+  const inm = h['if-none-match']
+  const ims = h['if-modified-since']
+  if (inm === undefined && ims === undefined && h['if-range'] === undefined) return
+  ctx.conditionals = {}
+  if (inm !== undefined) ctx.conditionals['if-none-match'] = inm
+  if (ims !== undefined) ctx.conditionals['if-modified-since'] = ims
+  delete h['if-none-match']
+  delete h['if-modified-since']
+  delete h['if-range']
+}
+
+function restoreConditionals(ctx: Context): void {
+  const held = ctx.conditionals
+  if (held === undefined) return
+  const h = ctx.req.headers
+  if (held['if-none-match'] !== undefined) h['if-none-match'] = held['if-none-match']
+  else delete h['if-none-match']
+  if (held['if-modified-since'] !== undefined) h['if-modified-since'] = held['if-modified-since']
+  else delete h['if-modified-since']
+}
+
+function clientNotModified(conditionals: NonNullable<Context['conditionals']>, res: ServerResponse): boolean {
+  const tag = res.getHeader('etag')
+  const lastModified = res.getHeader('last-modified') ?? res.getHeader('date')
+  return fresh(conditionals, {
+    etag: typeof tag === 'string' ? tag : undefined,
+    'last-modified': typeof lastModified === 'string' ? lastModified : undefined,
+  })
+}
+
+/** Turn the response being produced into a 304 (RFC 9110 §15.4.5): validators and caching fields only. */
+function toNotModified(res: ServerResponse): void {
+  const keep = new Set(['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'x-cache'])
+  for (const name of res.getHeaderNames()) if (!keep.has(name)) res.removeHeader(name)
+  res.statusCode = 304
+}
+
+/** The response's headers as a flat list, names in the letter case the app used. */
+function rawHeaders(res: ServerResponse): string[] {
+  const out: string[] = []
+  // getRawHeaderNames (Node ≥ 15) keeps the letter case the app used.
+  for (const name of (res as unknown as { getRawHeaderNames(): string[] }).getRawHeaderNames()) {
+    const value = res.getHeader(name)
+    if (value === undefined) continue
+    if (Array.isArray(value)) for (const v of value) out.push(name, v)
+    else out.push(name, String(value))
+  }
+  return out
+}
+
+function setHeaderList(res: ServerResponse, headers: readonly string[]): void {
+  const grouped = new Map<string, { name: string; values: string[] }>()
+  for (let i = 0; i < headers.length; i += 2) {
+    const lower = headers[i].toLowerCase()
+    const group = grouped.get(lower)
+    if (group === undefined) grouped.set(lower, { name: headers[i], values: [headers[i + 1]] })
+    else group.values.push(headers[i + 1])
+  }
+  for (const { name, values } of grouped.values()) res.setHeader(name, values.length === 1 ? values[0] : values)
+}
+
+function headerOf(headers: readonly string[], lowerName: string): string | undefined {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() === lowerName) return headers[i + 1]
+  return undefined
+}
+
+function variantOf(ctx: Context): string {
+  return ctx.varyRecord === undefined ? '' : variantPart(ctx.varyRecord.vary, ctx.req.headers)
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i])
+}

@@ -1,0 +1,250 @@
+/** Options of responseCache() and cacheRoute(), validated and resolved once, at construction. */
+import type { IncomingMessage } from 'node:http'
+import { describe } from './pattern.js'
+import { memoryStore } from './stores/memory.js'
+import { jsonCoder } from './coders/json.js'
+import type { Coder, Store } from './types.js'
+
+/** A duration: a number of seconds, or a string with a unit: `'500ms'`, `'30s'`, `'5m'`, `'1h'`, `'1d'`. */
+export type Duration = number | string
+
+/** Computes the primary cache key of a request (replaces the default `posts:42:GET?a=1`). */
+export type KeyFunction = (req: IncomingMessage) => string
+
+/** Receives every store, coder and entry failure; the request itself is served uncached. */
+export type ErrorHandler = (error: Error, req?: IncomingMessage) => void
+
+export interface CacheOptions {
+  /** Where entries live. @default memoryStore() */
+  store?: Store
+  /** How entries become bytes for stores that hold bytes. @default jsonCoder() */
+  coder?: Coder
+  /**
+   * Freshness for responses whose own headers say nothing (`Cache-Control: max-age`/`s-maxage`,
+   * `Expires`). Without it (spec mode) only the response's headers, or a route's cacheRoute()
+   * ttl, make a response storable. @default undefined
+   */
+  ttl?: Duration
+  /** Custom primary key. @default the path-segment key of DESIGN.md §1 */
+  key?: KeyFunction
+  /** Largest body stored, in bytes; larger responses stream through uncached. @default 1_048_576 */
+  maxBodySize?: number
+  /** Longest request URL (and custom key) looked up; longer requests bypass. @default 2048 */
+  maxKeyLength?: number
+  /** Statuses that may be stored. @default [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] */
+  statusCodes?: number[]
+  /** Name of the header that reports HIT/MISS/BYPASS/STALE/REVALIDATED; `false` to omit it. @default 'X-Cache' */
+  statusHeader?: string | false
+  /** Longest a store call may take before the request goes on uncached. @default '200ms' */
+  storeTimeout?: Duration
+  /** Longest a request waits for another request computing the same key. @default '5s' */
+  lockTimeout?: Duration
+  /** Most variants kept per key for responses with `Vary`. @default 32 */
+  maxVariants?: number
+  /** Fraction of `Date − Last-Modified` used as heuristic freshness (RFC 9111 §4.2.2); 0 turns it off. @default 0.1 */
+  heuristicFraction?: number
+  /** Cap on heuristic freshness. @default '1h' */
+  maxHeuristicTtl?: Duration
+  /** Store responses with `Set-Cookie` (the cookie itself is never stored or replayed). @default false */
+  storeSetCookie?: boolean
+  /** Called with each store, coder or entry failure. @default debug output only */
+  onError?: ErrorHandler
+  /** Clock in epoch ms (tests move it instead of sleeping). @default Date.now */
+  now?: () => number
+}
+
+export interface RouteOptions {
+  /** Primary key for this route. */
+  key?: KeyFunction
+  /** Header name override for this route. */
+  statusHeader?: string | false
+  /**
+   * Let the ttl fallback store responses to requests that carry `Cookie` (by default those are
+   * stored only when the response's own headers allow it). @default false
+   */
+  allowCookies?: boolean
+}
+
+/** The resolved, frozen configuration the middleware runs on. Durations in ms. */
+export interface Config {
+  store: Store
+  coder: Coder
+  ttl: number | undefined
+  key: KeyFunction | undefined
+  maxBodySize: number
+  maxKeyLength: number
+  statusCodes: ReadonlySet<number>
+  statusHeader: string | false
+  storeTimeout: number
+  lockTimeout: number
+  maxVariants: number
+  heuristicFraction: number
+  maxHeuristicTtl: number
+  storeSetCookie: boolean
+  onError: ErrorHandler | undefined
+  now: () => number
+}
+
+export interface RouteConfig {
+  /** ms; 0 means "never cache this route". */
+  ttl: number
+  key: KeyFunction | undefined
+  statusHeader: string | false | undefined
+  allowCookies: boolean
+}
+
+export const DEFAULT_STATUS_CODES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
+const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/
+
+/**
+ * Parse a duration to milliseconds: a number is seconds, a string must carry a unit.
+ * Throws a TypeError naming `what` for anything else (negative, NaN, `'30'`, `'5 minutes'`).
+ */
+export function parseDuration(value: unknown, what: string): number {
+  if (typeof value === 'number') {
+    if (Number.isFinite(value) && value >= 0) return Math.round(value * 1000)
+  } else if (typeof value === 'string' && value.length <= 32) {
+    const m = DURATION.exec(value.trim())
+    if (m) {
+      const ms = Number(m[1]) * UNIT_MS[m[2]]
+      if (Number.isFinite(ms)) return Math.round(ms)
+    }
+  }
+  throw new TypeError(
+    `${what} must be seconds (a number ≥ 0) or a duration like '500ms', '30s', '5m', '1h', '1d', got ${describe(value)}`,
+  )
+}
+
+const KNOWN_OPTIONS = new Set([
+  'store', 'coder', 'ttl', 'key', 'maxBodySize', 'maxKeyLength', 'statusCodes', 'statusHeader', 'storeTimeout',
+  'lockTimeout', 'maxVariants', 'heuristicFraction', 'maxHeuristicTtl', 'storeSetCookie', 'onError', 'now',
+])
+
+/** Validate `options` and resolve every default; throws a TypeError naming the bad option. */
+export function resolveOptions(options: CacheOptions = {}): Config {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`responseCache options must be an object, got ${describe(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`responseCache: unknown option "${name}"`)
+  }
+  const o = options
+  return Object.freeze({
+    store: o.store === undefined ? memoryStore() : checkStore(o.store),
+    coder: o.coder === undefined ? jsonCoder() : checkCoder(o.coder),
+    ttl: o.ttl === undefined ? undefined : parseDuration(o.ttl, 'option "ttl"'),
+    key: optionalFunction('key', o.key) as KeyFunction | undefined,
+    maxBodySize: integer('maxBodySize', o.maxBodySize, 1_048_576, 0),
+    maxKeyLength: integer('maxKeyLength', o.maxKeyLength, 2048, 1),
+    statusCodes: new Set(statusCodes(o.statusCodes)),
+    statusHeader: headerName('statusHeader', o.statusHeader, 'X-Cache'),
+    storeTimeout: o.storeTimeout === undefined ? 200 : positiveDuration('storeTimeout', o.storeTimeout),
+    lockTimeout: o.lockTimeout === undefined ? 5000 : positiveDuration('lockTimeout', o.lockTimeout),
+    maxVariants: integer('maxVariants', o.maxVariants, 32, 1),
+    heuristicFraction: fraction('heuristicFraction', o.heuristicFraction, 0.1),
+    maxHeuristicTtl: o.maxHeuristicTtl === undefined ? 3_600_000 : parseDuration(o.maxHeuristicTtl, 'option "maxHeuristicTtl"'),
+    storeSetCookie: boolean('storeSetCookie', o.storeSetCookie, false),
+    onError: optionalFunction('onError', o.onError) as ErrorHandler | undefined,
+    now: (optionalFunction('now', o.now) as (() => number) | undefined) ?? Date.now,
+  })
+}
+
+/** Resolve cacheRoute(ttl, options); `false` and `0` mean "never cache this route". */
+export function resolveRoute(ttl: unknown, options: RouteOptions = {}): RouteConfig {
+  const ms = ttl === false ? 0 : parseDuration(ttl, 'cacheRoute(ttl)')
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`cacheRoute options must be an object, got ${describe(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (name !== 'key' && name !== 'statusHeader' && name !== 'allowCookies') {
+      throw new TypeError(`cacheRoute: unknown option "${name}"`)
+    }
+  }
+  return Object.freeze({
+    ttl: ms,
+    key: optionalFunction('key', options.key, 'cacheRoute option') as KeyFunction | undefined,
+    statusHeader: options.statusHeader === undefined ? undefined : headerName('statusHeader', options.statusHeader, 'X-Cache', 'cacheRoute option'),
+    allowCookies: boolean('allowCookies', options.allowCookies, false, 'cacheRoute option'),
+  })
+}
+
+function checkStore(store: unknown): Store {
+  const s = store as Store
+  if (
+    s === null ||
+    typeof s !== 'object' ||
+    typeof s.get !== 'function' ||
+    typeof s.set !== 'function' ||
+    typeof s.delete !== 'function' ||
+    typeof s.deleteMatching !== 'function'
+  ) {
+    throw new TypeError(`option "store" must implement get, set, delete and deleteMatching, got ${describe(store)}`)
+  }
+  return s
+}
+
+function checkCoder(coder: unknown): Coder {
+  const c = coder as Coder
+  if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
+    throw new TypeError(`option "coder" must implement encode and decode, got ${describe(coder)}`)
+  }
+  return c
+}
+
+function integer(name: string, value: unknown, fallback: number, min: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
+    throw new TypeError(`option "${name}" must be an integer ≥ ${min}, got ${describe(value)}`)
+  }
+  return value
+}
+
+function fraction(name: string, value: unknown, fallback: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
+    throw new TypeError(`option "${name}" must be a number from 0 to 1, got ${describe(value)}`)
+  }
+  return value
+}
+
+function positiveDuration(name: string, value: unknown): number {
+  const ms = parseDuration(value, `option "${name}"`)
+  if (ms <= 0) throw new TypeError(`option "${name}" must be longer than 0, got ${describe(value)}`)
+  return ms
+}
+
+function boolean(name: string, value: unknown, fallback: boolean, what = 'option'): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new TypeError(`${what} "${name}" must be true or false, got ${describe(value)}`)
+  return value
+}
+
+function optionalFunction(name: string, value: unknown, what = 'option'): unknown {
+  if (value === undefined) return undefined
+  if (typeof value !== 'function') throw new TypeError(`${what} "${name}" must be a function, got ${describe(value)}`)
+  return value
+}
+
+const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
+
+function headerName(name: string, value: unknown, fallback: string, what = 'option'): string | false {
+  if (value === undefined) return fallback
+  if (value === false) return false
+  if (typeof value !== 'string' || !FIELD_NAME.test(value)) {
+    throw new TypeError(`${what} "${name}" must be a header name or false, got ${describe(value)}`)
+  }
+  return value
+}
+
+function statusCodes(value: unknown): number[] {
+  if (value === undefined) return DEFAULT_STATUS_CODES
+  if (!Array.isArray(value) || !value.every((s) => Number.isInteger(s) && s >= 200 && s <= 599)) {
+    throw new TypeError(`option "statusCodes" must be an array of statuses from 200 to 599, got ${describe(value)}`)
+  }
+  for (const s of value) {
+    if (s === 206 || s === 304) throw new TypeError(`option "statusCodes" cannot include ${s}: partial and 304 responses are never stored`)
+  }
+  return value
+}

@@ -1,0 +1,359 @@
+/** RFC 9111 rules: Cache-Control and HTTP-date parsing, storability, freshness lifetime, stale windows. */
+import type { IncomingHttpHeaders } from 'node:http'
+
+/** Parsed Cache-Control: directive names in lower case; `true` for a directive without a value. */
+export type Directives = Record<string, string | true>
+
+/** Delta-seconds at or above 2^31 mean "infinity" (RFC 9111 §1.2.2), never a negative number. */
+const MAX_DELTA = 2 ** 31
+
+/**
+ * Parse Cache-Control (RFC 9111 §5.2): names are case-insensitive, the first occurrence of a
+ * directive wins, quoted strings are unquoted and never create directives, and anything that is
+ * not a token is skipped. One pass over the text: linear time on any input.
+ */
+export function parseCacheControl(header: string | string[] | undefined): Directives {
+  const out: Directives = Object.create(null)
+  if (header === undefined) return out
+  const text = Array.isArray(header) ? header.join(',') : header
+  const n = text.length
+  let i = 0
+  while (i < n) {
+    let c = text.charCodeAt(i)
+    if (c === 44 /* , */ || c === 32 || c === 9) {
+      i++
+      continue
+    }
+    const nameStart = i
+    while (i < n && (c = text.charCodeAt(i)) !== 61 /* = */ && c !== 44) i++
+    const name = text.slice(nameStart, i).trim().toLowerCase()
+    let value: string | true = true
+    if (i < n && text.charCodeAt(i) === 61) {
+      i++
+      while (i < n && ((c = text.charCodeAt(i)) === 32 || c === 9)) i++
+      if (i < n && text.charCodeAt(i) === 34 /* " */) {
+        i++
+        const parts: string[] = []
+        let runStart = i
+        while (i < n && (c = text.charCodeAt(i)) !== 34) {
+          if (c === 92 /* \ */ && i + 1 < n) {
+            parts.push(text.slice(runStart, i))
+            runStart = i + 1
+            i += 2
+            continue
+          }
+          i++
+        }
+        parts.push(text.slice(runStart, i))
+        value = parts.join('')
+        i++ // closing quote
+      } else {
+        const valueStart = i
+        while (i < n && text.charCodeAt(i) !== 44) i++
+        value = text.slice(valueStart, i).trim()
+      }
+      // Whatever follows a value up to the next comma is not part of any directive.
+      while (i < n && text.charCodeAt(i) !== 44) i++
+    }
+    if (TOKEN.test(name) && !(name in out)) out[name] = value
+  }
+  return out
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
+
+/**
+ * Delta-seconds of a directive (RFC 9111 §1.2.2): digits only, capped at 2^31. Anything else
+ * (negative, decimal, empty, a bare directive) is invalid and returns `invalid`.
+ */
+export function deltaSeconds(value: string | true | undefined, invalid: number): number {
+  if (typeof value !== 'string' || !/^\d+$/.test(value)) return invalid
+  const n = value.length > 10 ? MAX_DELTA : Number(value)
+  return n >= MAX_DELTA ? MAX_DELTA : n
+}
+
+const MONTHS: Record<string, number> = {
+  Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
+}
+const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/
+const RFC850_DATE = /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/
+const ASCTIME_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/
+
+/**
+ * Parse an HTTP-date (RFC 9110 §5.6.7) strictly: IMF-fixdate, the obsolete RFC 850 form and
+ * asctime. Anything else (`0`, `UTC` zones, ISO dates) is NaN. Input over 64 characters is
+ * rejected before any pattern runs.
+ */
+export function parseHttpDate(value: string | undefined): number {
+  if (value === undefined || value.length > 64) return NaN
+  const text = value.trim()
+  let m = IMF_FIXDATE.exec(text)
+  if (m) return utc(+m[3], MONTHS[m[2]], +m[1], +m[4], +m[5], +m[6])
+  m = RFC850_DATE.exec(text)
+  if (m) {
+    // RFC 9110 §5.6.7: a two-digit year more than 50 years in the future is in the past century.
+    const thisYear = new Date().getUTCFullYear()
+    let year = 2000 + +m[3]
+    if (year > thisYear + 50) year -= 100
+    return utc(year, MONTHS[m[2]], +m[1], +m[4], +m[5], +m[6])
+  }
+  m = ASCTIME_DATE.exec(text)
+  if (m) return utc(+m[6], MONTHS[m[1]], +m[2].trim(), +m[3], +m[4], +m[5])
+  return NaN
+}
+
+function utc(year: number, month: number, day: number, h: number, min: number, s: number): number {
+  if (day < 1 || day > 31 || h > 23 || min > 59 || s > 60) return NaN
+  const t = Date.UTC(year, month, day, h, min, s)
+  // Reject rolled-over dates such as 31 Feb.
+  return new Date(t).getUTCDate() === day ? t : NaN
+}
+
+/** The first line of a header, for fields that allow only one value. */
+export function firstValue(value: string | string[] | number | undefined): string | undefined {
+  if (value === undefined) return undefined
+  if (Array.isArray(value)) return value[0]
+  return String(value)
+}
+
+/** Statuses heuristically cacheable (RFC 9110 §15.1), less 206 which is never stored here. */
+const HEURISTIC_STATUSES = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501])
+
+/** What decides freshness when the response's own headers are silent. */
+export interface FreshnessConfig {
+  /** Route ttl from cacheRoute(), ms. */
+  routeTtl?: number
+  /** Global `ttl` option, ms. */
+  defaultTtl?: number
+  heuristicFraction: number
+  maxHeuristicTtl: number
+}
+
+export interface Freshness {
+  /** Lifetime in ms; undefined when the response carries no freshness information at all. */
+  lifetime: number | undefined
+  /** Where the lifetime came from. */
+  source: 's-maxage' | 'max-age' | 'expires' | 'route' | 'ttl' | 'heuristic' | 'none'
+}
+
+/**
+ * Freshness lifetime (RFC 9111 §4.2.1): `s-maxage` > `max-age` > `Expires − Date` > the
+ * configured ttl (route, then global) > heuristic (§4.2.2). An invalid max-age or Expires
+ * means "already expired". `dateValue` is the response's Date, or the time it was received.
+ */
+export function freshnessLifetime(
+  status: number,
+  cc: Directives,
+  expires: string | undefined,
+  dateValue: number,
+  lastModified: string | undefined,
+  config: FreshnessConfig,
+): Freshness {
+  if (cc['s-maxage'] !== undefined) return { lifetime: deltaSeconds(cc['s-maxage'], 0) * 1000, source: 's-maxage' }
+  if (cc['max-age'] !== undefined) return { lifetime: deltaSeconds(cc['max-age'], 0) * 1000, source: 'max-age' }
+  if (expires !== undefined) {
+    const at = parseHttpDate(expires)
+    return { lifetime: Number.isNaN(at) ? 0 : Math.max(0, at - dateValue), source: 'expires' }
+  }
+  if (config.routeTtl !== undefined) return { lifetime: config.routeTtl, source: 'route' }
+  if (config.defaultTtl !== undefined) return { lifetime: config.defaultTtl, source: 'ttl' }
+  if (config.heuristicFraction > 0 && (HEURISTIC_STATUSES.has(status) || cc.public !== undefined)) {
+    const modified = parseHttpDate(lastModified)
+    if (!Number.isNaN(modified) && modified < dateValue) {
+      const lifetime = Math.min((dateValue - modified) * config.heuristicFraction, config.maxHeuristicTtl)
+      return { lifetime: Math.floor(lifetime / 1000) * 1000, source: 'heuristic' }
+    }
+  }
+  return { lifetime: undefined, source: 'none' }
+}
+
+/** Stale windows (RFC 5861) and whether stale serving is forbidden (RFC 9111 §5.2.2.2, .8, .10). */
+export function staleRules(cc: Directives): { swr: number; sie: number; mustRevalidate: boolean } {
+  const mustRevalidate =
+    cc['must-revalidate'] !== undefined ||
+    cc['proxy-revalidate'] !== undefined ||
+    cc['s-maxage'] !== undefined ||
+    cc['no-cache'] !== undefined
+  if (mustRevalidate) return { swr: 0, sie: 0, mustRevalidate }
+  return {
+    swr: deltaSeconds(cc['stale-while-revalidate'], 0) * 1000,
+    sie: deltaSeconds(cc['stale-if-error'], 0) * 1000,
+    mustRevalidate,
+  }
+}
+
+/**
+ * Why a request may not be answered from or stored in the cache before it runs, or undefined.
+ * RFC 9111 §3: only GET and HEAD; a GET with a body is not the request its key describes.
+ */
+export function requestBypassReason(method: string | undefined, headers: IncomingHttpHeaders): string | undefined {
+  if (method !== 'GET' && method !== 'HEAD') return `method ${method}`
+  const length = headers['content-length']
+  if ((length !== undefined && length !== '0') || headers['transfer-encoding'] !== undefined) return 'request has a body'
+  if (
+    headers['x-http-method-override'] !== undefined ||
+    headers['x-http-method'] !== undefined ||
+    headers['x-method-override'] !== undefined ||
+    headers['x-original-url'] !== undefined ||
+    headers['x-rewrite-url'] !== undefined
+  ) {
+    return 'request carries a method or URL override header'
+  }
+  return undefined
+}
+
+/** Header fields never stored: hop-by-hop (RFC 9111 §3.1) and what the cache computes itself. */
+export const UNSTORED_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'age',
+  'set-cookie',
+  'content-length',
+])
+
+/** Field names a `Connection` header lists, which are hop-by-hop too. */
+export function connectionTokens(value: string | string[] | number | undefined): Set<string> {
+  const out = new Set<string>()
+  if (value === undefined) return out
+  for (const token of String(Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name) out.add(name)
+  }
+  return out
+}
+
+/** Vary field names, lower case, sorted, deduplicated; `['*']` when any member is `*`. */
+export function parseVary(value: string | string[] | number | undefined): string[] {
+  if (value === undefined) return []
+  const names = new Set<string>()
+  for (const token of String(Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const name = token.trim().toLowerCase()
+    if (name === '*') return ['*']
+    if (name) names.add(name)
+  }
+  return [...names].sort()
+}
+
+/** Everything the storage decision looks at, gathered when the response head is about to go out. */
+export interface StorageInput {
+  status: number
+  /** Response headers as `res.getHeaders()` returns them (lower-case names). */
+  headers: Record<string, string | string[] | number | undefined>
+  requestHeaders: IncomingHttpHeaders
+  requestCC: Directives
+  statusCodes: ReadonlySet<number>
+  storeSetCookie: boolean
+  /** The route let the ttl fallback store responses to requests with Cookie. */
+  allowCookies: boolean
+  freshness: FreshnessConfig
+  /** When the response was received (ms): stands in for a missing or invalid Date. */
+  now: number
+}
+
+export type StorageDecision =
+  | { store: false; reason: string; bypass: boolean }
+  | {
+      store: true
+      lifetime: number
+      staleWhileRevalidate: number
+      staleIfError: number
+      mustRevalidate: boolean
+      vary: string[]
+    }
+
+/**
+ * May this response be stored (RFC 9111 §3, DESIGN.md §3)? Checked in order of how surely
+ * a rule forbids it, so the reason reported is the most telling one.
+ */
+export function storageDecision(input: StorageInput): StorageDecision {
+  const { status, headers, requestHeaders } = input
+  if (!input.statusCodes.has(status)) return { store: false, reason: `status ${status} is not in statusCodes`, bypass: false }
+  if (input.requestCC['no-store'] !== undefined) return { store: false, reason: 'request Cache-Control: no-store', bypass: false }
+  const cc = parseCacheControl(headers['cache-control'] as string | string[] | undefined)
+  if (cc['no-store'] !== undefined) return { store: false, reason: 'response Cache-Control: no-store', bypass: false }
+  // RFC 9111 §5.2.2.7: a shared cache never stores `private`, qualified or not.
+  if (cc.private !== undefined) return { store: false, reason: 'response Cache-Control: private', bypass: false }
+  if (headers['set-cookie'] !== undefined && !input.storeSetCookie) return { store: false, reason: 'response has Set-Cookie', bypass: false }
+  // RFC 9111 §3.5: a response to an authorised request is shared only when it says so.
+  if (
+    requestHeaders.authorization !== undefined &&
+    cc.public === undefined &&
+    cc['s-maxage'] === undefined &&
+    cc['must-revalidate'] === undefined
+  ) {
+    return { store: false, reason: 'request has Authorization and the response is not public', bypass: true }
+  }
+  const vary = parseVary(headers.vary)
+  if (vary[0] === '*') return { store: false, reason: 'response has Vary: *', bypass: false }
+  const dateValue = parseHttpDate(firstValue(headers.date))
+  const { lifetime, source } = freshnessLifetime(
+    status,
+    cc,
+    firstValue(headers.expires),
+    Number.isNaN(dateValue) ? input.now : dateValue,
+    firstValue(headers['last-modified']),
+    input.freshness,
+  )
+  if (lifetime === undefined) return { store: false, reason: 'response has no freshness information', bypass: false }
+  // The cache itself, not the response, decided this is shareable: a request carrying a
+  // cookie may have produced a personal answer, so keep out of it unless the route opted in.
+  if ((source === 'ttl' || source === 'route') && requestHeaders.cookie !== undefined && !input.allowCookies) {
+    return { store: false, reason: 'request has Cookie and only the ttl fallback allows storing', bypass: false }
+  }
+  const stale = staleRules(cc)
+  const hasValidator = headers.etag !== undefined || headers['last-modified'] !== undefined
+  // RFC 9111 §5.2.2.4: `no-cache` may be stored but must be validated before every reuse.
+  const effective = cc['no-cache'] !== undefined ? 0 : lifetime
+  if (effective === 0 && !hasValidator && stale.swr === 0 && stale.sie === 0) {
+    return { store: false, reason: 'response is already stale and has no validator', bypass: false }
+  }
+  return {
+    store: true,
+    lifetime: effective,
+    staleWhileRevalidate: stale.swr,
+    staleIfError: stale.sie,
+    mustRevalidate: stale.mustRevalidate,
+    vary,
+  }
+}
+
+/** Request directives that limit what may be served (RFC 9111 §5.2.1). */
+export interface RequestRules {
+  /** Serve nothing from storage without validating it (no-cache, max-age=0, Pragma: no-cache). */
+  noCache: boolean
+  /** Largest acceptable age, ms. */
+  maxAge: number
+  /** Freshness that must remain, ms. */
+  minFresh: number
+  /** Staleness accepted, ms (0: none, Infinity: any). */
+  maxStale: number
+  onlyIfCached: boolean
+}
+
+export const NO_REQUEST_RULES: RequestRules = Object.freeze({
+  noCache: false,
+  maxAge: Infinity,
+  minFresh: 0,
+  maxStale: 0,
+  onlyIfCached: false,
+})
+
+export function requestRules(cc: Directives, pragma: string | string[] | undefined, hasCacheControl: boolean): RequestRules {
+  // RFC 9111 §5.4: Pragma: no-cache counts only when the request has no Cache-Control.
+  const pragmaNoCache = !hasCacheControl && pragma !== undefined && /(?:^|,)\s*no-cache\s*(?:,|$)/i.test(String(pragma))
+  const maxAge = cc['max-age'] === undefined ? Infinity : deltaSeconds(cc['max-age'], 0) * 1000
+  return {
+    noCache: cc['no-cache'] !== undefined || pragmaNoCache || maxAge === 0,
+    maxAge,
+    minFresh: cc['min-fresh'] === undefined ? 0 : deltaSeconds(cc['min-fresh'], 0) * 1000,
+    maxStale: cc['max-stale'] === undefined ? 0 : cc['max-stale'] === true ? Infinity : deltaSeconds(cc['max-stale'], 0) * 1000,
+    onlyIfCached: cc['only-if-cached'] !== undefined,
+  }
+}

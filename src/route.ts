@@ -1,0 +1,63 @@
+/** cacheRoute() marks one route's ttl and options; invalidate() drops entries in every open cache. */
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { storageKey, hostPart } from './key.js'
+import { kContext, openCaches, restartUnderKey, type Context } from './middleware.js'
+import { resolveRoute, type Duration, type RouteOptions } from './options.js'
+import { assertPattern } from './pattern.js'
+
+type Next = (error?: unknown) => void
+
+let warned = false
+
+/**
+ * Mark a route cacheable with its own ttl, or never cached with `cacheRoute(0)` /
+ * `cacheRoute(false)`. Mount it after `responseCache()`:
+ *
+ * ```ts
+ * app.get('/posts', cacheRoute('30s'), listPosts)
+ * ```
+ *
+ * The route ttl applies when the response's own headers carry no freshness (`s-maxage`,
+ * `max-age`, `Expires`), and takes precedence over the global `ttl`.
+ */
+export function cacheRoute(ttl: Duration | false, options?: RouteOptions) {
+  const route = resolveRoute(ttl, options)
+  return function cacheRoute(req: IncomingMessage, res: ServerResponse, next: Next): void {
+    const ctx = (req as { [kContext]?: Context })[kContext]
+    if (ctx === undefined) {
+      if (openCaches.size === 0 && !warned) {
+        warned = true
+        process.emitWarning('cacheRoute() is used without responseCache() mounted before it: nothing is cached', 'CachetWarning')
+      }
+      return next()
+    }
+    ctx.route = route
+    if (route.key !== undefined && route.ttl !== 0) {
+      let primary: string
+      try {
+        primary = route.key(req)
+      } catch (error) {
+        ctx.cache.report(error instanceof Error ? error : new Error(String(error)), req)
+        return next()
+      }
+      const headKey = storageKey(primary, ctx.headKey.slice(ctx.headKey.indexOf('#') + 1))
+      if (headKey !== ctx.headKey && typeof primary === 'string' && primary.length <= ctx.cache.config.maxKeyLength) {
+        return restartUnderKey(ctx, headKey, next)
+      }
+    }
+    next()
+  }
+}
+
+/**
+ * Remove every entry whose key matches `pattern` in every open `responseCache` of the
+ * process, all variants included; resolves how many store entries were removed. `*` is the
+ * only wildcard: `invalidate('posts:*')` drops `/posts`, `/posts?page=2`, `/posts/42/comments`.
+ */
+export async function invalidate(pattern: string): Promise<number> {
+  assertPattern(pattern)
+  const counts = await Promise.all([...openCaches].map((cache) => cache.invalidate(pattern)))
+  return counts.reduce((sum, n) => sum + n, 0)
+}
+
+void hostPart

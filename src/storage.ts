@@ -1,0 +1,199 @@
+/** Entries in and out of a store: coding, timeouts, a circuit breaker, and failures that never reach the client. */
+import createDebug from 'debug'
+import { CorruptEntryError } from './entry.js'
+import { kEntryStore, type EntryStore } from './stores/memory.js'
+import type { Coder, Entry, Store } from './types.js'
+
+const debug = createDebug('cachet')
+
+/** A store call that did not answer in time. */
+export class StoreTimeoutError extends Error {
+  constructor(operation: string, ms: number) {
+    super(`store ${operation} timed out after ${ms} ms`)
+    this.name = 'StoreTimeoutError'
+  }
+}
+
+/** The circuit breaker is open: the store failed repeatedly and is skipped for a cool-down. */
+export class StoreUnavailableError extends Error {
+  constructor() {
+    super('store skipped: circuit open after repeated failures')
+    this.name = 'StoreUnavailableError'
+  }
+}
+
+export interface StorageOptions {
+  store: Store
+  coder: Coder
+  timeout: number
+  /** Failures in a row that open the circuit. */
+  failureThreshold?: number
+  /** How long an open circuit skips the store before one probe goes through, ms. */
+  coolDown?: number
+  now: () => number
+  report: (error: Error) => void
+}
+
+export type Maybe<T> = T | Promise<T>
+
+export function isPromise<T>(value: Maybe<T>): value is Promise<T> {
+  return value !== null && typeof value === 'object' && typeof (value as Promise<T>).then === 'function'
+}
+
+/**
+ * Reads and writes entries. Every method resolves (never rejects) except `removeMatching`,
+ * which callers of invalidate() must hear about. The memory store is used through its object
+ * interface: nothing is encoded or decoded for it.
+ */
+export class Storage {
+  readonly store: Store
+  readonly coder: Coder
+  private readonly entries: EntryStore | undefined
+  private readonly timeout: number
+  private readonly failureThreshold: number
+  private readonly coolDown: number
+  private readonly now: () => number
+  private readonly report: (error: Error) => void
+  private failures = 0
+  private openUntil = 0
+
+  constructor(options: StorageOptions) {
+    this.store = options.store
+    this.coder = options.coder
+    this.entries = (options.store as { [kEntryStore]?: EntryStore })[kEntryStore]
+    this.timeout = options.timeout
+    this.failureThreshold = options.failureThreshold ?? 5
+    this.coolDown = options.coolDown ?? 5000
+    this.now = options.now
+    this.report = options.report
+  }
+
+  /** The entry under `key`, or undefined (missing, expired, corrupt, or the store failed). */
+  read(key: string): Maybe<Entry | undefined> {
+    if (this.entries !== undefined) return this.entries.getEntry(key)
+    if (this.isOpen()) return undefined
+    let raw: Maybe<Uint8Array | undefined | null>
+    try {
+      raw = this.store.get(key)
+    } catch (error) {
+      this.failed(error)
+      return undefined
+    }
+    if (!isPromise(raw)) return this.decode(key, raw)
+    return this.bounded(raw, 'get').then(
+      (bytes) => {
+        this.succeeded()
+        return this.decode(key, bytes)
+      },
+      (error) => {
+        this.failed(error)
+        return undefined
+      },
+    )
+  }
+
+  /** Store an entry; failures are reported, never thrown. */
+  write(key: string, entry: Entry, ttlMs: number): Maybe<void> {
+    if (this.entries !== undefined) return this.entries.setEntry(key, entry, ttlMs)
+    if (this.isOpen()) return
+    let bytes: Uint8Array
+    try {
+      bytes = this.coder.encode(entry)
+    } catch (error) {
+      this.report(asError(error))
+      return
+    }
+    return this.call('set', () => this.store.set(key, bytes, ttlMs))
+  }
+
+  /** Delete one key; failures are reported, never thrown. */
+  remove(key: string): Maybe<void> {
+    if (this.entries !== undefined) {
+      this.store.delete(key)
+      return
+    }
+    return this.call('delete', () => this.store.delete(key))
+  }
+
+  /** Delete every key matching the pattern; rejects when the store cannot do it. */
+  async removeMatching(pattern: string): Promise<number> {
+    const removed = await this.store.deleteMatching(pattern)
+    return typeof removed === 'number' ? removed : 0
+  }
+
+  private decode(key: string, bytes: Uint8Array | undefined | null): Entry | undefined {
+    if (bytes === undefined || bytes === null) return undefined
+    try {
+      return this.coder.decode(bytes)
+    } catch (error) {
+      const err = error instanceof CorruptEntryError ? error : new CorruptEntryError(asError(error).message)
+      debug('miss: %s (%s), deleting it', err.message, key)
+      this.report(err)
+      this.remove(key)
+      return undefined
+    }
+  }
+
+  private call(operation: string, run: () => unknown): Maybe<void> {
+    let result: unknown
+    try {
+      result = run()
+    } catch (error) {
+      this.failed(error)
+      return
+    }
+    if (!isPromise(result)) {
+      this.succeeded()
+      return
+    }
+    return this.bounded(result, operation).then(
+      () => this.succeeded(),
+      (error) => this.failed(error),
+    )
+  }
+
+  /** Race a store call against the timeout; the timer never keeps the process alive. */
+  private bounded<T>(promise: Promise<T>, operation: string): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new StoreTimeoutError(operation, this.timeout)), this.timeout)
+      timer.unref?.()
+      promise.then(
+        (value) => {
+          clearTimeout(timer)
+          resolve(value)
+        },
+        (error) => {
+          clearTimeout(timer)
+          reject(error)
+        },
+      )
+    })
+  }
+
+  private isOpen(): boolean {
+    if (this.openUntil === 0) return false
+    if (this.now() < this.openUntil) return true
+    // Half-open: let calls through; the next failure opens the circuit again at once.
+    this.openUntil = 0
+    this.failures = this.failureThreshold - 1
+    return false
+  }
+
+  private succeeded(): void {
+    this.failures = 0
+  }
+
+  private failed(error: unknown): void {
+    const err = asError(error)
+    this.report(err)
+    if (++this.failures >= this.failureThreshold && this.openUntil === 0) {
+      this.openUntil = this.now() + this.coolDown
+      debug('store failed %d times in a row: skipping it for %d ms', this.failures, this.coolDown)
+      this.report(new StoreUnavailableError())
+    }
+  }
+}
+
+export function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error))
+}
