@@ -1,0 +1,351 @@
+/** redisStore(): a Store on ioredis (single node or Cluster): binary-safe, SCAN + UNLINK invalidation, optional locks. */
+import { randomBytes } from 'node:crypto'
+import createDebug from 'debug'
+// Types only: erased at build time, so cachet loads without ioredis installed (it is an optional peer).
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
+import { assertPattern, describe, isLiteral, toRedisGlob } from '../pattern.js'
+import type { Store } from '../types.js'
+
+const debug = createDebug('cachet:redis')
+
+/** An ioredis client: a single-node `Redis` or a `Cluster`. */
+export type RedisClient = Redis | Cluster
+
+/** Where the store's data lives: a client you own, or a URL the store connects to itself. */
+export type RedisStoreConnection =
+  | {
+      /** An ioredis `Redis` or `Cluster` you created. The store never closes it. */
+      client: RedisClient
+      url?: undefined
+    }
+  | {
+      /**
+       * A `redis://` or `rediss://` URL. The store loads ioredis on first use, creates the client,
+       * and closes it in `close()`.
+       */
+      url: string
+      client?: undefined
+    }
+
+export interface RedisStoreOptions {
+  /**
+   * Prepended to every key; `clear()` and `deleteMatching()` never touch keys outside it.
+   * Must not be empty: an empty prefix would make `clear()` empty the whole database.
+   * @default 'cachet:'
+   */
+  prefix?: string
+  /**
+   * Prepended to lock keys (`lock()`/`unlock()`). Kept outside `prefix` so that a cache key can
+   * never collide with a lock and `clear()` never releases another process's lock.
+   * @default 'lock:' + prefix
+   */
+  lockPrefix?: string
+  /**
+   * `COUNT` hint of each `SCAN` step in `deleteMatching()`/`clear()`.
+   * @default 1000
+   */
+  scanCount?: number
+  /**
+   * ioredis options for the client the store creates from `url` (ignored with `client`).
+   * Merged over the store's defaults, which fail fast instead of queueing for ever:
+   * `{ maxRetriesPerRequest: 1, connectTimeout: 2000 }`. The offline queue stays on, so
+   * commands sent while the first connection is being made wait for it.
+   * @default {}
+   */
+  clientOptions?: RedisOptions
+}
+
+/** A Redis-backed store; `lock`/`unlock` support request coalescing across processes. */
+export interface RedisStore extends Store {
+  readonly name: 'redis'
+  /** The prefix in use (`cachet:` unless configured). */
+  readonly prefix: string
+  get(key: string): Promise<Buffer | null>
+  set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
+  /** Resolves true when the key existed. */
+  delete(key: string): Promise<boolean>
+  deleteMatching(pattern: string): Promise<number>
+  clear(): Promise<number>
+  close(): Promise<void>
+  /**
+   * Take the lock named `key` for `ttlMs` (`SET NX PX`). Resolves a token to pass to `unlock()`,
+   * or `null` when another holder has it. The lock expires by itself after `ttlMs`.
+   */
+  lock(key: string, ttlMs: number): Promise<string | null>
+  /** Release a lock only if `token` still holds it (compare-and-delete). Resolves whether it did. */
+  unlock(key: string, token: string): Promise<boolean>
+  /** The ioredis client in use (created on first use when the store was given a `url`). */
+  getClient(): Promise<RedisClient>
+}
+
+/** Keys per UNLINK: big enough to amortise round trips, small enough not to block Redis. */
+const UNLINK_BATCH = 500
+
+/** Defaults for a client the store creates: fail a command after one retry rather than hang. */
+const CLIENT_DEFAULTS: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: 2000 }
+
+/** How long deleteMatching waits for a Cluster to learn its masters before giving up. */
+const CLUSTER_READY_TIMEOUT_MS = 10_000
+
+// Compare-and-delete: release the lock only when it still holds our token, in one atomic step,
+// so a holder whose lock expired cannot delete the lock a later holder took.
+const UNLOCK_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`
+
+/**
+ * A store on Redis via ioredis, single node or Cluster.
+ *
+ * ```ts
+ * responseCache({ store: redisStore({ client: new Redis() }) })
+ * responseCache({ store: redisStore({ url: 'redis://cache:6379' }, { prefix: 'myapp:' }) })
+ * ```
+ *
+ * Values are read with `GETBUFFER` (binary-safe) and written with `SET key value PX ttl`.
+ * `deleteMatching()` walks `SCAN MATCH <prefix><pattern> COUNT 1000` on every master (glob
+ * characters other than `*` escaped) and removes with batched `UNLINK`; it never sends `KEYS`,
+ * `FLUSHDB` or `FLUSHALL`.
+ */
+export function redisStore(
+  connection: RedisStoreConnection & RedisStoreOptions,
+  options: RedisStoreOptions = {},
+): RedisStore {
+  if (connection === null || typeof connection !== 'object') {
+    throw new TypeError(`redisStore expects { client } or { url }, got ${describe(connection)}`)
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`redisStore options must be an object, got ${describe(options)}`)
+  }
+  // Options may come in the first argument too: redisStore({ client, prefix: 'app:' }).
+  const merged: RedisStoreOptions = { ...pickOptions(connection), ...options }
+  const { client: given, url } = connection
+  if (given !== undefined && url !== undefined) {
+    throw new TypeError('redisStore takes either "client" or "url", not both')
+  }
+  if (given === undefined && url === undefined) {
+    throw new TypeError('redisStore needs a "client" (an ioredis Redis or Cluster) or a "url"')
+  }
+  if (given !== undefined && !isRedisClient(given)) {
+    throw new TypeError(`redisStore option "client" must be an ioredis Redis or Cluster, got ${describeObject(given)}`)
+  }
+  if (url !== undefined && (typeof url !== 'string' || !/^rediss?:\/\//.test(url))) {
+    throw new TypeError(`redisStore option "url" must be a redis:// or rediss:// URL string, got ${describe(url)}`)
+  }
+
+  const prefix = merged.prefix === undefined ? 'cachet:' : merged.prefix
+  if (typeof prefix !== 'string') {
+    throw new TypeError(`redisStore option "prefix" must be a string, got ${describe(prefix)}`)
+  }
+  if (prefix === '') {
+    throw new TypeError(
+      'redisStore option "prefix" must be a non-empty string (an empty prefix would let clear() remove every key of the database), got ""',
+    )
+  }
+  const lockPrefix = merged.lockPrefix === undefined ? `lock:${prefix}` : merged.lockPrefix
+  if (typeof lockPrefix !== 'string' || lockPrefix === '') {
+    throw new TypeError(`redisStore option "lockPrefix" must be a non-empty string, got ${describe(lockPrefix)}`)
+  }
+  const scanCount = merged.scanCount === undefined ? 1000 : merged.scanCount
+  if (typeof scanCount !== 'number' || !Number.isSafeInteger(scanCount) || scanCount <= 0) {
+    throw new TypeError(`redisStore option "scanCount" must be a positive integer, got ${describe(scanCount)}`)
+  }
+  const clientOptions = merged.clientOptions === undefined ? {} : merged.clientOptions
+  if (clientOptions === null || typeof clientOptions !== 'object') {
+    throw new TypeError(`redisStore option "clientOptions" must be an object, got ${describe(clientOptions)}`)
+  }
+
+  // Every character of the prefix is literal in SCAN MATCH, `*` included.
+  const matchPrefix = prefix.replace(/[*?[\]\\]/g, '\\$&')
+
+  let client: RedisClient | undefined = given
+  let opening: Promise<RedisClient> | undefined
+  let closed = false
+
+  async function open(): Promise<RedisClient> {
+    if (closed) throw new Error('redisStore is closed')
+    opening ??= (async () => {
+      const Redis = await loadIoredis()
+      const created = new Redis(url!, { ...CLIENT_DEFAULTS, ...clientOptions })
+      // Without a listener ioredis reports every connection error as an unhandled 'error' event;
+      // the middleware sees failures through the rejected commands instead.
+      created.on('error', (error: Error) => debug('connection error: %s', error.message))
+      client = created
+      return created
+    })()
+    return opening
+  }
+
+  // Hot path: no extra promise hop once the client exists.
+  const use = (): RedisClient | Promise<RedisClient> => client ?? open()
+
+  async function unlinkBatch(node: Redis, keys: Buffer[], cluster: RedisClient): Promise<number> {
+    if (!cluster.isCluster) return node.unlink(...keys)
+    // In a Cluster a multi-key UNLINK must stay within one slot (CROSSSLOT otherwise), so send
+    // single-key UNLINKs, pipelined to the node that owns them: still one round trip per batch.
+    const results = (await node.pipeline(keys.map((key) => ['unlink', key])).exec()) ?? []
+    let removed = 0
+    for (let i = 0; i < results.length; i++) {
+      const [error, count] = results[i]
+      if (error) {
+        // The slot moved during a resharding: let the Cluster client route it.
+        removed += await (cluster as Cluster).unlink(keys[i])
+      } else {
+        removed += Number(count)
+      }
+    }
+    return removed
+  }
+
+  async function scanAndUnlink(node: Redis, match: string, owner: RedisClient): Promise<number> {
+    let removed = 0
+    let cursor = '0'
+    do {
+      const [next, keys] = await node.scanBuffer(cursor, 'MATCH', match, 'COUNT', scanCount)
+      cursor = next.toString()
+      for (let i = 0; i < keys.length; i += UNLINK_BATCH) {
+        removed += await unlinkBatch(node, keys.slice(i, i + UNLINK_BATCH), owner)
+      }
+    } while (cursor !== '0')
+    return removed
+  }
+
+  async function deleteMatching(pattern: string): Promise<number> {
+    assertPattern(pattern)
+    const c = await use()
+    // A literal pattern names one key: no need to walk the keyspace.
+    if (isLiteral(pattern)) return c.unlink(prefix + pattern)
+    const match = matchPrefix + toRedisGlob(pattern)
+    if (!c.isCluster) return scanAndUnlink(c as Redis, match, c)
+    const cluster = c as Cluster
+    await clusterReady(cluster)
+    // SCAN only sees the keys of the node it runs on: walk every master.
+    const counts = await Promise.all(cluster.nodes('master').map((node) => scanAndUnlink(node, match, cluster)))
+    return counts.reduce((a, b) => a + b, 0)
+  }
+
+  return {
+    name: 'redis',
+    prefix,
+
+    async get(key) {
+      const c = client ?? (await open())
+      return c.getBuffer(prefix + key)
+    },
+
+    async set(key, value, ttlMs) {
+      const c = client ?? (await open())
+      await c.set(prefix + key, toBuffer(value), 'PX', Math.max(1, Math.ceil(ttlMs)))
+    },
+
+    async delete(key) {
+      const c = client ?? (await open())
+      return (await c.unlink(prefix + key)) > 0
+    },
+
+    deleteMatching,
+
+    clear() {
+      // Only this store's keys: `*` within the prefix, never FLUSHDB.
+      return deleteMatching('*')
+    },
+
+    async close() {
+      if (url === undefined || closed) return // never close a client we were given
+      closed = true
+      const created = client ?? (opening ? await opening.catch(() => undefined) : undefined)
+      if (!created) return
+      await quit(created)
+    },
+
+    async lock(key, ttlMs) {
+      if (typeof ttlMs !== 'number' || !(ttlMs > 0)) {
+        throw new TypeError(`redisStore.lock ttlMs must be a positive number, got ${describe(ttlMs)}`)
+      }
+      const c = await use()
+      const token = randomBytes(16).toString('base64url')
+      const reply = await c.set(lockPrefix + key, token, 'PX', Math.ceil(ttlMs), 'NX')
+      return reply === 'OK' ? token : null
+    },
+
+    async unlock(key, token) {
+      const c = await use()
+      return Number(await c.eval(UNLOCK_SCRIPT, 1, lockPrefix + key, token)) === 1
+    },
+
+    async getClient() {
+      return use()
+    },
+  }
+}
+
+async function loadIoredis(): Promise<typeof Redis> {
+  try {
+    const mod = await import('ioredis')
+    return (mod.Redis ?? mod.default) as typeof Redis
+  } catch (error) {
+    throw new Error('redisStore({ url }) needs the "ioredis" package: npm install ioredis', { cause: error })
+  }
+}
+
+/** QUIT, then wait for the socket to be gone (status 'end'), so nothing outlives close(). */
+async function quit(client: RedisClient): Promise<void> {
+  if (client.status === 'end') return
+  const ended = new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      client.disconnect() // the server did not answer QUIT in time: drop the socket
+      resolve()
+    }, 1000)
+    client.once('end', () => {
+      clearTimeout(timer)
+      resolve()
+    })
+  })
+  await client.quit().catch(() => client.disconnect())
+  await ended
+}
+
+function clusterReady(cluster: Cluster): Promise<void> {
+  if (cluster.status === 'ready') return Promise.resolve()
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cluster.off('ready', onReady)
+      reject(new Error(`redisStore: Redis Cluster not ready after ${CLUSTER_READY_TIMEOUT_MS} ms (status ${cluster.status})`))
+    }, CLUSTER_READY_TIMEOUT_MS)
+    function onReady() {
+      clearTimeout(timer)
+      resolve()
+    }
+    cluster.once('ready', onReady)
+  })
+}
+
+function toBuffer(value: Uint8Array): Buffer {
+  if (!(value instanceof Uint8Array)) {
+    throw new TypeError(`redisStore.set expects bytes, got ${describe(value)}`)
+  }
+  // A view, not a copy: the bytes are written to the socket before the caller regains control.
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+}
+
+function isRedisClient(value: unknown): value is RedisClient {
+  const candidate = value as Partial<Redis> | null
+  return (
+    candidate !== null &&
+    typeof candidate === 'object' &&
+    typeof candidate.getBuffer === 'function' &&
+    typeof candidate.scanBuffer === 'function' &&
+    typeof candidate.isCluster === 'boolean'
+  )
+}
+
+function pickOptions(source: RedisStoreOptions): RedisStoreOptions {
+  const picked: RedisStoreOptions = {}
+  if (source.prefix !== undefined) picked.prefix = source.prefix
+  if (source.lockPrefix !== undefined) picked.lockPrefix = source.lockPrefix
+  if (source.scanCount !== undefined) picked.scanCount = source.scanCount
+  if (source.clientOptions !== undefined) picked.clientOptions = source.clientOptions
+  return picked
+}
+
+function describeObject(value: unknown): string {
+  if (value !== null && typeof value === 'object') return `an object (${value.constructor?.name ?? 'no constructor'})`
+  return describe(value)
+}
