@@ -1,0 +1,102 @@
+/** Spawning and talking to a server child (test/bench/server.ts), pinned to its own CPU when taskset is available. */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { Command, Reply } from './protocol.js'
+
+export const repoRoot = fileURLToPath(new URL('../../', import.meta.url))
+const serverPath = fileURLToPath(new URL('./server.ts', import.meta.url))
+
+export interface ServerOptions {
+  delayMs?: number
+  redis?: string
+  memcached?: string
+  maxEntries?: number
+  exposeGc?: boolean
+  /** Write a CPU profile of the server into this directory (node --cpu-prof). */
+  cpuProfDir?: string
+  cpuProfName?: string
+  /** CPU to pin the server to (taskset -c); undefined: no pinning. */
+  cpu?: number
+}
+
+export interface ServerHandle {
+  port: number
+  pid: number
+  request<T extends Reply['type']>(command: Command, expect: T): Promise<Extract<Reply, { type: T }>>
+  stop(): Promise<void>
+}
+
+export type Started = { handle: ServerHandle } | { skipped: string }
+
+export function serverCommand(variant: string, bodyBytes: number, options: ServerOptions): string[] {
+  const node = [
+    process.execPath,
+    ...(options.exposeGc ? ['--expose-gc'] : []),
+    ...(options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : []),
+    ...(options.cpuProfDir && options.cpuProfName ? ['--cpu-prof-name', options.cpuProfName] : []),
+    '--import',
+    'tsx',
+    serverPath,
+    variant,
+    String(bodyBytes),
+    '--delay',
+    String(options.delayMs ?? 5),
+    ...(options.redis ? ['--redis', options.redis] : []),
+    ...(options.memcached ? ['--memcached', options.memcached] : []),
+    ...(options.maxEntries ? ['--max-entries', String(options.maxEntries)] : []),
+  ]
+  return options.cpu === undefined ? node : ['taskset', '-c', String(options.cpu), ...node]
+}
+
+export function startServer(variant: string, bodyBytes: number, options: ServerOptions): Promise<Started> {
+  const [command, ...args] = serverCommand(variant, bodyBytes, options)
+  const child: ChildProcess = spawn(command, args, { cwd: repoRoot, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  let nextId = 1
+  const pending = new Map<number, (reply: Reply) => void>()
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`${variant}: server did not start within 20 s`))
+    }, 20_000)
+    child.once('exit', (code) => {
+      clearTimeout(timer)
+      for (const settle of pending.values()) settle({ type: 'error', message: `server exited with code ${code}` })
+      reject(new Error(`${variant}: server exited with code ${code} before it was ready`))
+    })
+    child.on('message', (message: Reply & { id?: number }) => {
+      if (message.id !== undefined) {
+        pending.get(message.id)?.(message)
+        pending.delete(message.id)
+        return
+      }
+      clearTimeout(timer)
+      if (message.type === 'skip') return resolve({ skipped: message.reason })
+      if (message.type === 'error') return reject(new Error(`${variant}: ${message.message}`))
+      if (message.type !== 'ready') return
+      const handle: ServerHandle = {
+        port: message.port,
+        pid: message.pid,
+        request(command, expect) {
+          return new Promise((done, fail) => {
+            const id = nextId++
+            pending.set(id, (reply) => {
+              if (reply.type === expect) done(reply as Extract<Reply, { type: typeof expect }>)
+              else fail(new Error(`${variant}: ${command.type} → ${reply.type === 'error' ? reply.message : reply.type}`))
+            })
+            child.send({ ...command, id })
+          })
+        },
+        async stop() {
+          if (child.exitCode !== null || child.signalCode !== null) return
+          child.send({ type: 'stop', id: nextId++ })
+          const killer = setTimeout(() => child.kill('SIGKILL'), 10_000)
+          await exited
+          clearTimeout(killer)
+        },
+      }
+      resolve({ handle })
+    })
+  })
+}

@@ -1,0 +1,131 @@
+/** Load generation: autocannon with exact per-request latencies, plus small HTTP helpers for filling caches and bursts. */
+import http from 'node:http'
+import autocannon from 'autocannon'
+
+export interface LoadOptions {
+  port: number
+  /** Path requested by every connection (default `/items/1`). */
+  path?: string
+  /** When set, every request gets a unique path `${uniquePrefix}${n}` (so every request is a cache MISS). */
+  uniquePrefix?: string
+  connections: number
+  seconds: number
+  /** Keep each request's completion time (performance.now()) and latency. */
+  timeline?: boolean
+}
+
+export interface LoadResult {
+  requests: number
+  seconds: number
+  /** 2xx responses per second. */
+  rps: number
+  /** Latency percentiles in milliseconds (exact, from per-request timings, not autocannon's 1 ms histogram). */
+  p50: number
+  p99: number
+  max: number
+  non2xx: number
+  errors: number
+  timeline?: { end: number[]; latency: number[] }
+}
+
+/** Nearest-rank percentile of an ascending array. */
+export function percentile(sorted: ArrayLike<number>, p: number): number {
+  if (sorted.length === 0) return NaN
+  const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))
+  return sorted[rank]
+}
+
+export function median(values: number[]): number {
+  const finite = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b)
+  if (finite.length === 0) return NaN
+  const mid = finite.length >> 1
+  return finite.length % 2 ? finite[mid] : (finite[mid - 1] + finite[mid]) / 2
+}
+
+export function runLoad(options: LoadOptions): Promise<LoadResult> {
+  let counter = 0
+  const prefix = options.uniquePrefix
+  const request: autocannon.Request = { method: 'GET', path: options.path ?? '/items/1' }
+  if (prefix !== undefined) request.setupRequest = (req) => ({ ...req, path: `${prefix}${counter++}` })
+  const latencies: number[] = []
+  const ends: number[] = []
+  return new Promise((resolve, reject) => {
+    const instance = autocannon(
+      {
+        url: `http://127.0.0.1:${options.port}`,
+        connections: options.connections,
+        duration: options.seconds,
+        timeout: 10,
+        requests: [request],
+      },
+      (error, result) => {
+        if (error) return reject(error)
+        const sorted = Float64Array.from(latencies).sort()
+        const ok = result['2xx']
+        resolve({
+          requests: ok,
+          seconds: result.duration,
+          rps: ok / result.duration,
+          p50: percentile(sorted, 50),
+          p99: percentile(sorted, 99),
+          max: sorted.length ? sorted[sorted.length - 1] : NaN,
+          non2xx: result.non2xx,
+          errors: result.errors + result.timeouts,
+          timeline: options.timeline ? { end: ends, latency: latencies } : undefined,
+        })
+      },
+    )
+    instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
+      if (status < 200 || status >= 300) return
+      latencies.push(ms)
+      if (options.timeline) ends.push(performance.now())
+    })
+  })
+}
+
+export interface Probe {
+  status: number
+  headers: http.IncomingHttpHeaders
+  bytes: number
+}
+
+export function get(port: number, path: string, agent?: http.Agent): Promise<Probe> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+      let bytes = 0
+      res.on('data', (chunk: Buffer) => (bytes += chunk.length))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+  })
+}
+
+/** Request `count` paths with `concurrency` keep-alive connections; resolves non-2xx count. */
+export async function fill(port: number, count: number, pathOf: (i: number) => string, concurrency = 32): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
+  let next = 0
+  let failures = 0
+  const worker = async () => {
+    while (next < count) {
+      const probe = await get(port, pathOf(next++), agent)
+      if (probe.status < 200 || probe.status >= 300) failures++
+    }
+  }
+  await Promise.all(Array.from({ length: concurrency }, worker))
+  agent.destroy()
+  return failures
+}
+
+/**
+ * Open `n` keep-alive sockets (one request each to unique warm-up paths), then send `n` simultaneous
+ * requests to `path` over them. Returns the X-Cache header values seen.
+ */
+export async function burst(port: number, path: string, n: number, afterWarm: () => Promise<void>): Promise<string[]> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: n })
+  await Promise.all(Array.from({ length: n }, (_, i) => get(port, `/warm/${i}`, agent)))
+  await afterWarm()
+  const probes = await Promise.all(Array.from({ length: n }, () => get(port, path, agent)))
+  agent.destroy()
+  return probes.map((p) => String(p.headers['x-cache'] ?? p.status))
+}

@@ -1,0 +1,17 @@
+/** Messages between the benchmark runner and a server child, over the IPC channel. */
+
+export type Command =
+  | { type: 'stats' }
+  | { type: 'reset' }
+  | { type: 'memory' }
+  | { type: 'invalidate'; pattern: string }
+  | { type: 'stop' }
+
+export type Reply =
+  | { type: 'ready'; port: number; pid: number }
+  | { type: 'skip'; reason: string }
+  | { type: 'error'; message: string }
+  | { type: 'ok' }
+  | { type: 'stats'; originCalls: number; cacheErrors: number; lastCacheError?: string; cacheStats?: unknown }
+  | { type: 'memory'; usage: NodeJS.MemoryUsage }
+  | { type: 'invalidated'; ms: number; removed: number }

@@ -1,0 +1,274 @@
+/** Benchmark results: the data shape, the markdown report, the JSON file and a hand-written SVG bar chart. */
+import type { LoadResult } from './load.js'
+
+export interface HitRow {
+  variant: string
+  description: string
+  kind: string
+  bodyBytes: number
+  runs: LoadResult[]
+  /** Medians over the repetitions. */
+  rps: number
+  p50: number
+  p99: number
+  /** Origin handler calls during each measurement (cached variants should show 0). */
+  originCalls: number[]
+  /** X-Cache (or status) of the probe request sent after the first MISS. */
+  probe?: string
+  skipped?: string
+  notes: string[]
+}
+
+export interface MemoryRow {
+  variant: string
+  keys: number
+  bodyBytes: number
+  entries?: number
+  /** Bytes per entry beyond the body, from RSS and from heapUsed + external. */
+  rssPerEntry: number
+  heapPerEntry: number
+  control: NodeJS.MemoryUsage
+  cached: NodeJS.MemoryUsage
+  skipped?: string
+}
+
+export interface MissRow {
+  variant: string
+  bodyBytes: number
+  connections: number
+  p50: number
+  p99: number
+  rps: number
+  /** p50 relative to the uncached route at the same size (1.03 = +3 %). */
+  p50Ratio?: number
+  skipped?: string
+}
+
+export interface InvalidateRow {
+  variant: string
+  keys: number
+  keysBefore?: number
+  keysAfter?: number
+  removed?: number
+  ms?: number
+  connections: number
+  baselineP99?: number
+  /** Requests in flight while invalidate() ran: count, p99 and max latency. */
+  overlapping?: number
+  duringP99?: number
+  duringMax?: number
+  skipped?: string
+}
+
+export interface CoalesceRow {
+  variant: string
+  delayMs: number
+  concurrent: number
+  originCalls?: number
+  xcache?: Record<string, number>
+  skipped?: string
+}
+
+export interface Target {
+  name: string
+  value?: number
+  threshold: number
+  comparison: '>=' | '<=' | '<'
+  unit: string
+  pass?: boolean
+  note?: string
+}
+
+export interface Machine {
+  cpu: string
+  cores: number
+  node: string
+  os: string
+  pinning: string
+  redis?: string
+  memcached?: string
+  services: string[]
+}
+
+export interface Results {
+  date: string
+  command: string
+  machine: Machine
+  settings: Record<string, unknown>
+  hits: HitRow[]
+  memory: MemoryRow[]
+  miss: MissRow[]
+  invalidate: InvalidateRow[]
+  coalesce: CoalesceRow[]
+  targets: Target[]
+}
+
+export const BASELINES = ['node-raw', 'express5-ceiling', 'apicache-memory'] as const
+
+/** One markdown table cell: first line only, pipes escaped. */
+const cell = (text: string | undefined) => (text ?? '').split('\n')[0].replace(/\|/g, '\\|')
+const fmt = (value: number | undefined, digits = 2) => (value === undefined || !Number.isFinite(value) ? 'n/a' : value.toFixed(digits))
+const int = (value: number | undefined) => (value === undefined || !Number.isFinite(value) ? 'n/a' : Math.round(value).toLocaleString('en-US'))
+export const size = (bytes: number) => (bytes >= 1024 ? `${Math.round(bytes / 1024)} KB` : `${bytes} B`)
+
+export function hitRatio(hits: HitRow[], variant: string, baseline: string, bodyBytes: number): number | undefined {
+  const row = hits.find((h) => h.variant === variant && h.bodyBytes === bodyBytes && !h.skipped)
+  const base = hits.find((h) => h.variant === baseline && h.bodyBytes === bodyBytes && !h.skipped)
+  if (!row || !base || !(base.rps > 0) || !Number.isFinite(row.rps)) return undefined
+  return row.rps / base.rps
+}
+
+export function markdown(results: Results): string {
+  const { machine } = results
+  const out: string[] = [
+    '# cachet benchmark results',
+    '',
+    `- date: ${results.date}`,
+    `- command: \`${results.command}\``,
+    `- machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.os}`,
+    `- pinning: ${machine.pinning}`,
+    `- services: ${machine.services.join('; ') || 'none'}${machine.redis ? `; ${machine.redis}` : ''}${machine.memcached ? `; ${machine.memcached}` : ''}`,
+    `- settings: ${Object.entries(results.settings).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('/') : String(v)}`).join(', ')}`,
+    '',
+    'Every variant runs in its own server process; autocannon drives it from the runner process. Each measurement is preceded by a',
+    'probe request (the first MISS) and a warm-up run. Figures are medians over the repetitions; latencies are exact per-request',
+    'timings in milliseconds; ratios divide medians of the same run. "origin calls" counts handler runs during the measured window',
+    '(a cached variant that really serves HITs shows 0).',
+    '',
+    '## HIT throughput',
+    '',
+    '| variant | body | req/s | p50 ms | p99 ms | × node-raw | × express5-ceiling | × apicache-memory | origin calls | notes |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ]
+  for (const row of results.hits) {
+    if (row.skipped) {
+      out.push(`| ${row.variant} | ${size(row.bodyBytes)} | skipped | | | | | | | skipped: ${cell(row.skipped)} |`)
+      continue
+    }
+    const ratios = BASELINES.map((b) => fmt(hitRatio(results.hits, row.variant, b, row.bodyBytes)))
+    const origin = row.originCalls.length ? row.originCalls.join('/') : 'n/a'
+    out.push(
+      `| ${row.variant} | ${size(row.bodyBytes)} | ${int(row.rps)} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${ratios.join(' | ')} | ${origin} | ${cell(row.notes.join('; '))} |`,
+    )
+  }
+  out.push('', 'Variants:', '')
+  const seen = new Set<string>()
+  for (const row of results.hits) {
+    if (seen.has(row.variant)) continue
+    seen.add(row.variant)
+    out.push(`- \`${row.variant}\`: ${row.description}`)
+  }
+
+  if (results.memory.length) {
+    out.push(
+      '',
+      '## Memory per cached entry (memory store, after gc)',
+      '',
+      'Same requests sent to an uncached control server and to the cached server; per entry = (cached − control) / keys − body bytes.',
+      '',
+      '| variant | keys | body | entries held | RSS B/entry beyond body | heap+external B/entry beyond body |',
+      '| --- | ---: | --- | ---: | ---: | ---: |',
+    )
+    for (const m of results.memory) {
+      if (m.skipped) out.push(`| ${m.variant} | ${int(m.keys)} | ${size(m.bodyBytes)} | | | skipped: ${cell(m.skipped)} |`)
+      else out.push(`| ${m.variant} | ${int(m.keys)} | ${size(m.bodyBytes)} | ${int(m.entries)} | ${int(m.rssPerEntry)} | ${int(m.heapPerEntry)} |`)
+    }
+  }
+
+  if (results.miss.length) {
+    out.push(
+      '',
+      '## MISS overhead (unique URL per request, every request a MISS, 5 ms origin)',
+      '',
+      '| variant | body | connections | req/s | p50 ms | p99 ms | p50 vs uncached |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+    )
+    for (const m of results.miss) {
+      if (m.skipped) out.push(`| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | | | | skipped: ${cell(m.skipped)} |`)
+      else {
+        const delta = m.p50Ratio === undefined ? '' : `${m.p50Ratio >= 1 ? '+' : ''}${fmt((m.p50Ratio - 1) * 100, 1)} %`
+        out.push(`| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | ${int(m.rps)} | ${fmt(m.p50, 3)} | ${fmt(m.p99, 3)} | ${delta} |`)
+      }
+    }
+  }
+
+  if (results.invalidate.length) {
+    out.push(
+      '',
+      "## invalidate('items:*')",
+      '',
+      'Keys filled through the middleware (one request per key), then invalidate() while a load of HITs on an unrelated key runs.',
+      '',
+      '| variant | keys filled | held before | removed | left after | time ms | connections | p99 ms before | requests overlapping | p99 ms overlapping | max ms overlapping |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    )
+    for (const r of results.invalidate) {
+      if (r.skipped) out.push(`| ${r.variant} | ${int(r.keys)} | | | | | | | | | skipped: ${cell(r.skipped)} |`)
+      else
+        out.push(
+          `| ${r.variant} | ${int(r.keys)} | ${int(r.keysBefore)} | ${int(r.removed)} | ${int(r.keysAfter)} | ${fmt(r.ms, 1)} | ${r.connections} | ${fmt(r.baselineP99)} | ${int(r.overlapping)} | ${fmt(r.duringP99)} | ${fmt(r.duringMax)} |`,
+        )
+    }
+  }
+
+  if (results.coalesce.length) {
+    out.push('', '## Coalescing: concurrent misses on one key', '', '| variant | origin delay | concurrent requests | origin calls | X-Cache seen |', '| --- | ---: | ---: | ---: | --- |')
+    for (const c of results.coalesce) {
+      if (c.skipped) out.push(`| ${c.variant} | ${c.delayMs} ms | ${c.concurrent} | | skipped: ${cell(c.skipped)} |`)
+      else {
+        const seen = Object.entries(c.xcache ?? {}).map(([k, v]) => `${k}×${v}`).join(', ')
+        out.push(`| ${c.variant} | ${c.delayMs} ms | ${c.concurrent} | ${int(c.originCalls)} | ${seen} |`)
+      }
+    }
+  }
+
+  out.push('', '## Targets', '', '| target | value | threshold | result | note |', '| --- | ---: | ---: | --- | --- |')
+  for (const t of results.targets) {
+    const verdict = t.pass === undefined ? 'n/a' : t.pass ? 'pass' : 'MISS'
+    out.push(`| ${t.name} | ${fmt(t.value)}${t.unit} | ${t.comparison} ${t.threshold}${t.unit} | ${verdict} | ${cell(t.note)} |`)
+  }
+  return out.join('\n') + '\n'
+}
+
+const escapeXml = (text: string) => text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c] ?? c)
+const COLOURS: Record<string, string> = { cachet: '#2f6fdf', apicache: '#e8833a', 'route-cache': '#d9b13b' }
+
+/** Horizontal bars of median req/s, one panel per body size, each scaled to its own maximum. */
+export function svgChart(results: Results): string {
+  const width = 960
+  const labelWidth = 260
+  const barArea = width - labelWidth - 110
+  const rowHeight = 18
+  const parts: string[] = []
+  let y = 30
+  const sizes = [...new Set(results.hits.map((h) => h.bodyBytes))]
+  for (const bodyBytes of sizes) {
+    const rows = results.hits.filter((h) => h.bodyBytes === bodyBytes && !h.skipped)
+    const max = Math.max(1, ...rows.map((r) => r.rps))
+    parts.push(`<text x="10" y="${y}" font-weight="bold">${escapeXml(`${size(bodyBytes)} JSON body: median req/s`)}</text>`)
+    y += 10
+    for (const row of rows) {
+      const w = Math.max(1, (row.rps / max) * barArea)
+      const colour = COLOURS[row.kind] ?? '#8a8f98'
+      parts.push(
+        `<text x="${labelWidth - 6}" y="${y + 13}" text-anchor="end">${escapeXml(row.variant)}</text>`,
+        `<rect x="${labelWidth}" y="${y + 2}" width="${w.toFixed(1)}" height="${rowHeight - 4}" fill="${colour}"/>`,
+        `<text x="${(labelWidth + w + 6).toFixed(1)}" y="${y + 13}">${Math.round(row.rps).toLocaleString('en-US')}</text>`,
+      )
+      y += rowHeight
+    }
+    y += 30
+  }
+  const legend = Object.entries({ ...COLOURS, baseline: '#8a8f98' })
+    .map(([name, colour], i) => `<rect x="${10 + i * 130}" y="${y - 12}" width="12" height="12" fill="${colour}"/><text x="${28 + i * 130}" y="${y - 2}">${name}</text>`)
+    .join('')
+  const height = y + 10
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    ...parts,
+    legend,
+    '</svg>',
+    '',
+  ].join('\n')
+}

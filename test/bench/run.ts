@@ -1,0 +1,510 @@
+/** Benchmark runner: `npm run bench [-- --quick] [--filter <substring>] [--cpu-prof] [--reps n] [--duration s] [--sections hit,memory,miss,invalidate,coalesce]`. */
+import { execFileSync } from 'node:child_process'
+import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
+import { parseArgs } from 'node:util'
+import { repoRoot, startServer, type ServerHandle, type ServerOptions } from './child.js'
+import { burst, fill, get, median, percentile, runLoad } from './load.js'
+import { profileMarkdown, summariseProfile } from './profile.js'
+import {
+  hitRatio, markdown, size, svgChart,
+  type CoalesceRow, type HitRow, type InvalidateRow, type Machine, type MemoryRow, type MissRow, type Results, type Target,
+} from './report.js'
+import { flush, redisKeyCount, startServices, stopServices, type Service } from './services.js'
+import { findVariant, variants, type Variant } from './variants.js'
+
+const SECTIONS = ['hit', 'memory', 'miss', 'invalidate', 'coalesce'] as const
+type Section = (typeof SECTIONS)[number]
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    filter: { type: 'string', multiple: true },
+    'cpu-prof': { type: 'boolean', default: false },
+    sections: { type: 'string' },
+    reps: { type: 'string' },
+    duration: { type: 'string' },
+    warmup: { type: 'string' },
+    connections: { type: 'string' },
+    sizes: { type: 'string' },
+    out: { type: 'string' },
+    help: { type: 'boolean', default: false },
+  },
+})
+
+if (args.help) {
+  console.log(`npm run bench -- [options]
+  --quick              smoke run (< 1 min): few variants, 1 KB, 1 repetition, short runs
+  --filter <text>      only HIT variants whose name contains <text> (repeatable, or comma-separated)
+  --sections <list>    ${SECTIONS.join(',')} (default: all; only "hit" with --filter or --cpu-prof)
+  --cpu-prof           write a CPU profile of each server process to .tmp/cpu-profiles/ and summarise it
+  --reps <n>           repetitions per variant (default 3)
+  --duration <s>       measured seconds per run (default 4)
+  --warmup <s>         warm-up seconds before each measurement (default 1.5)
+  --connections <n>    autocannon connections for HIT runs (default 100)
+  --sizes <list>       body sizes in bytes (default 1024,102400)
+  --out <dir>          output directory (default test/bench/results for a full run, .tmp/bench otherwise)`)
+  process.exit(0)
+}
+
+const quick = args.quick
+const filters = (args.filter ?? []).flatMap((f) => f.split(',')).filter(Boolean)
+const partial = quick || filters.length > 0 || args.sections !== undefined || args['cpu-prof']
+const settings = {
+  reps: Number(args.reps ?? (quick ? 1 : 3)),
+  duration: Number(args.duration ?? (quick ? 1 : 4)),
+  warmup: Number(args.warmup ?? (quick ? 0.5 : 1.5)),
+  connections: Number(args.connections ?? 100),
+  sizes: (args.sizes ?? (quick ? '1024' : '1024,102400')).split(',').map(Number),
+  memoryKeys: quick ? [2_000] : [10_000, 100_000],
+  invalidateKeys: quick ? 5_000 : 100_000,
+  missConnections: 10,
+  missSeconds: quick ? 1 : 4,
+  coalesceConcurrent: 100,
+  coalesceDelays: quick ? [5] : [5, 50],
+}
+const sections = new Set<Section>(
+  args.sections
+    ? (args.sections.split(',') as Section[]).filter((s) => SECTIONS.includes(s))
+    : filters.length || args['cpu-prof'] ? ['hit'] : SECTIONS,
+)
+const selected = variants.filter((v) => (filters.length ? filters.some((f) => v.name.includes(f)) : quick ? v.quick : true))
+const outDir = path.resolve(repoRoot, args.out ?? (partial ? '.tmp/bench' : 'test/bench/results'))
+const profileDir = path.join(repoRoot, '.tmp/cpu-profiles')
+const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`
+
+const log = (message: string) => process.stderr.write(`[bench] ${message}\n`)
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Pin the runner (autocannon) to CPU 0 and the servers to CPU 1 when taskset can. */
+function pinCpus(): { serverCpu?: number; description: string } {
+  if (os.cpus().length < 2) return { description: 'none (fewer than 2 CPUs)' }
+  try {
+    execFileSync('taskset', ['-a', '-cp', '0', String(process.pid)], { stdio: 'ignore' })
+  } catch {
+    return { description: 'none (taskset not available)' }
+  }
+  return { serverCpu: 1, description: 'server process on CPU 1 (taskset -c 1); runner with autocannon on CPU 0, Redis/memcached started by the runner inherit CPU 0' }
+}
+
+function versionOf(command: string, flag: string): string | undefined {
+  try {
+    return execFileSync(command, [flag], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0]
+  } catch {
+    return undefined
+  }
+}
+
+function machine(pinning: string, services: Service[]): Machine {
+  const cpuinfo = (() => {
+    try {
+      return readFileSync('/proc/cpuinfo', 'utf8')
+    } catch {
+      return ''
+    }
+  })()
+  const model = /^model name\s*:\s*(.+)$/m.exec(cpuinfo)?.[1] ?? os.cpus()[0]?.model ?? 'unknown CPU'
+  return {
+    cpu: model.trim(),
+    cores: os.cpus().length,
+    node: process.version,
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    pinning,
+    redis: services.some((s) => s.name === 'redis' && s.endpoint) ? versionOf('redis-server', '--version') : undefined,
+    memcached: services.some((s) => s.name === 'memcached' && s.endpoint) ? versionOf('memcached', '-V') : undefined,
+    services: services.map((s) => (s.endpoint ? `${s.name} at ${s.endpoint.host}:${s.endpoint.port} (${s.source})` : `${s.name}: ${s.skipped}`)),
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+const pinning = pinCpus()
+const needed = new Set<Service['name']>()
+for (const v of sections.has('hit') ? selected : []) if (v.store === 'redis' || v.store === 'memcached') needed.add(v.store)
+if (sections.has('invalidate') || sections.has('coalesce') || sections.has('miss')) needed.add('redis')
+const services = await startServices([...needed])
+const service = (name: Service['name']) => services.find((s) => s.name === name)
+const endpoint = (name: Service['name']) => {
+  const e = service(name)?.endpoint
+  return e ? `${e.host}:${e.port}` : undefined
+}
+
+/** Server options for a variant, or the reason it cannot run here. */
+function serverOptions(v: Variant, extra: ServerOptions = {}): ServerOptions | string {
+  const options: ServerOptions = { cpu: pinning.serverCpu, ...extra }
+  if (v.store === 'redis') {
+    if (!endpoint('redis')) return service('redis')?.skipped ?? 'no Redis server'
+    options.redis = endpoint('redis')
+  }
+  if (v.store === 'memcached') {
+    if (!endpoint('memcached')) return service('memcached')?.skipped ?? 'no memcached server'
+    options.memcached = endpoint('memcached')
+  }
+  return options
+}
+
+async function flushFor(v: Variant): Promise<void> {
+  if (v.store === 'redis' || v.store === 'memcached') {
+    const s = service(v.store)
+    if (s) await flush(s)
+  }
+}
+
+/** Start a server for `variant`, run `body` with it, always stop it. Resolves the skip reason instead when it cannot run. */
+async function withServer<T>(variant: Variant, bodyBytes: number, extra: ServerOptions, body: (h: ServerHandle) => Promise<T>): Promise<T | { skipped: string }> {
+  const options = serverOptions(variant, extra)
+  if (typeof options === 'string') return { skipped: options }
+  await flushFor(variant)
+  const started = await startServer(variant.name, bodyBytes, options)
+  if ('skipped' in started) return started
+  try {
+    return await body(started.handle)
+  } finally {
+    await started.handle.stop()
+  }
+}
+
+const isSkip = (value: unknown): value is { skipped: string } => typeof value === 'object' && value !== null && 'skipped' in value
+
+function entriesOf(stats: unknown): number | undefined {
+  if (typeof stats !== 'object' || stats === null) return undefined
+  const record = stats as Record<string, unknown>
+  if (typeof record.entries === 'number') return record.entries
+  for (const value of Object.values(record)) {
+    if (typeof value === 'object' && value !== null && typeof (value as Record<string, unknown>).entries === 'number') {
+      return (value as Record<string, number>).entries
+    }
+  }
+  return undefined
+}
+
+// --- HIT throughput ---------------------------------------------------------------------------
+
+async function hitSection(): Promise<HitRow[]> {
+  const rows = new Map<string, HitRow>()
+  const skipped = new Map<string, string>()
+  for (let rep = 1; rep <= settings.reps; rep++) {
+    for (const bodyBytes of settings.sizes) {
+      for (const v of selected) {
+        const key = `${v.name}@${bodyBytes}`
+        const row: HitRow = rows.get(key) ?? {
+          variant: v.name, description: v.description, kind: v.kind, bodyBytes,
+          runs: [], rps: NaN, p50: NaN, p99: NaN, originCalls: [], notes: [],
+        }
+        rows.set(key, row)
+        const known = skipped.get(v.name)
+        if (known) {
+          row.skipped = known
+          continue
+        }
+        const profile = args['cpu-prof'] ? { cpuProfDir: profileDir, cpuProfName: `${v.name}-${size(bodyBytes).replace(' ', '')}-rep${rep}.cpuprofile` } : {}
+        try {
+          const outcome = await withServer(v, bodyBytes, profile, async (h) => {
+            await get(h.port, '/items/1')
+            const probe = await get(h.port, '/items/1')
+            row.probe = String(probe.headers['x-cache'] ?? probe.status)
+            await runLoad({ port: h.port, connections: settings.connections, seconds: settings.warmup })
+            await h.request({ type: 'reset' }, 'ok')
+            const result = await runLoad({ port: h.port, connections: settings.connections, seconds: settings.duration })
+            const stats = await h.request({ type: 'stats' }, 'stats')
+            return { result, stats }
+          })
+          if (isSkip(outcome)) {
+            skipped.set(v.name, outcome.skipped)
+            row.skipped = outcome.skipped
+            log(`${v.name} ${size(bodyBytes)}: skipped: ${outcome.skipped}`)
+            continue
+          }
+          const { result, stats } = outcome
+          row.runs.push(result)
+          row.originCalls.push(stats.originCalls)
+          if (stats.cacheErrors) row.notes.push(`${stats.cacheErrors} cache errors (${stats.lastCacheError})`)
+          if (result.non2xx || result.errors) row.notes.push(`${result.non2xx} non-2xx, ${result.errors} errors`)
+          log(`${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}`)
+        } catch (error) {
+          row.notes.push(`error: ${(error as Error).message}`)
+          log(`${v.name} ${size(bodyBytes)} rep ${rep}: error: ${(error as Error).message}`)
+        }
+      }
+    }
+  }
+  for (const row of rows.values()) {
+    row.rps = median(row.runs.map((r) => r.rps))
+    row.p50 = median(row.runs.map((r) => r.p50))
+    row.p99 = median(row.runs.map((r) => r.p99))
+    const v = findVariant(row.variant)
+    const served = median(row.runs.map((r) => r.requests))
+    const origin = Math.max(0, ...row.originCalls)
+    if (v.cached && origin > 0.01 * served) row.notes.push(`NOT serving HITs: origin ran ${origin} times during a measurement`)
+    if (v.kind === 'cachet' && row.probe && row.probe !== 'HIT') row.notes.push(`probe X-Cache: ${row.probe}`)
+    row.notes = [...new Set(row.notes)]
+  }
+  return [...rows.values()]
+}
+
+// --- memory per entry -------------------------------------------------------------------------
+
+async function memorySection(): Promise<MemoryRow[]> {
+  const rows: MemoryRow[] = []
+  const bodyBytes = 1024
+  const control = findVariant('express5-uncached')
+  for (const keys of settings.memoryKeys) {
+    const measure = (v: Variant) =>
+      withServer(v, bodyBytes, { delayMs: 0, exposeGc: true, maxEntries: keys * 2 }, async (h) => {
+        const failures = await fill(h.port, keys, (i) => `/items/${i}`)
+        if (failures) throw new Error(`${failures} failed requests while filling`)
+        const { usage } = await h.request({ type: 'memory' }, 'memory')
+        const stats = await h.request({ type: 'stats' }, 'stats')
+        return { usage, entries: entriesOf(stats.cacheStats) }
+      })
+    const base = await measure(control)
+    if (isSkip(base)) throw new Error(`control server skipped: ${base.skipped}`)
+    for (const name of ['cachet-express5-memory-json', 'apicache-memory']) {
+      const v = findVariant(name)
+      const cached = await measure(v).catch((error: Error) => ({ skipped: `error: ${error.message}` }))
+      if (isSkip(cached)) {
+        rows.push({ variant: name, keys, bodyBytes, rssPerEntry: NaN, heapPerEntry: NaN, control: base.usage, cached: base.usage, skipped: cached.skipped })
+        continue
+      }
+      const heap = (u: NodeJS.MemoryUsage) => u.heapUsed + u.external
+      const row: MemoryRow = {
+        variant: name, keys, bodyBytes, entries: cached.entries,
+        rssPerEntry: (cached.usage.rss - base.usage.rss) / keys - bodyBytes,
+        heapPerEntry: (heap(cached.usage) - heap(base.usage)) / keys - bodyBytes,
+        control: base.usage, cached: cached.usage,
+      }
+      rows.push(row)
+      log(`memory ${name} ${keys} keys: ${Math.round(row.rssPerEntry)} B/entry (RSS), ${Math.round(row.heapPerEntry)} B/entry (heap+external) beyond the body`)
+    }
+  }
+  return rows
+}
+
+// --- MISS overhead ----------------------------------------------------------------------------
+
+async function missSection(): Promise<MissRow[]> {
+  const names = ['express5-uncached', 'cachet-express5-memory-json', 'cachet-express5-redis-msgpack']
+  const runs = new Map<string, { p50: number[]; p99: number[]; rps: number[]; skipped?: string }>()
+  for (let rep = 1; rep <= settings.reps; rep++) {
+    for (const bodyBytes of settings.sizes) {
+      for (const name of names) {
+        const key = `${name}@${bodyBytes}`
+        const entry = runs.get(key) ?? { p50: [], p99: [], rps: [] }
+        runs.set(key, entry)
+        if (entry.skipped) continue
+        const outcome = await withServer(findVariant(name), bodyBytes, {}, async (h) => {
+          const load = { port: h.port, connections: settings.missConnections }
+          await runLoad({ ...load, seconds: settings.warmup, uniquePrefix: `/warmup/${rep}-` })
+          await h.request({ type: 'reset' }, 'ok')
+          const result = await runLoad({ ...load, seconds: settings.missSeconds, uniquePrefix: `/items/${rep}-` })
+          const stats = await h.request({ type: 'stats' }, 'stats')
+          if (stats.originCalls < result.requests) throw new Error(`only ${stats.originCalls} origin calls for ${result.requests} requests`)
+          return result
+        }).catch((error: Error) => ({ skipped: `error: ${error.message}` }))
+        if (isSkip(outcome)) {
+          entry.skipped = outcome.skipped
+          continue
+        }
+        entry.p50.push(outcome.p50)
+        entry.p99.push(outcome.p99)
+        entry.rps.push(outcome.rps)
+        log(`miss ${name} ${size(bodyBytes)} rep ${rep}: p50 ${outcome.p50.toFixed(3)} ms, p99 ${outcome.p99.toFixed(3)} ms, ${Math.round(outcome.rps)} req/s`)
+      }
+    }
+  }
+  const rows: MissRow[] = []
+  for (const bodyBytes of settings.sizes) {
+    const base = runs.get(`express5-uncached@${bodyBytes}`)
+    const baseP50 = base ? median(base.p50) : NaN
+    for (const name of names) {
+      const entry = runs.get(`${name}@${bodyBytes}`)
+      if (!entry) continue
+      const p50 = median(entry.p50)
+      rows.push({
+        variant: name, bodyBytes, connections: settings.missConnections,
+        p50, p99: median(entry.p99), rps: median(entry.rps),
+        p50Ratio: Number.isFinite(baseP50) && Number.isFinite(p50) ? p50 / baseP50 : undefined,
+        skipped: entry.skipped,
+      })
+    }
+  }
+  return rows
+}
+
+// --- invalidate('items:*') --------------------------------------------------------------------
+
+async function invalidateSection(): Promise<InvalidateRow[]> {
+  const rows: InvalidateRow[] = []
+  const keys = settings.invalidateKeys
+  const connections = 10
+  for (const name of ['cachet-express5-memory-json', 'cachet-express5-redis-json']) {
+    const v = findVariant(name)
+    const redis = service('redis')?.endpoint
+    const count = async (h: ServerHandle) =>
+      v.store === 'redis' && redis ? redisKeyCount(redis) : entriesOf((await h.request({ type: 'stats' }, 'stats')).cacheStats)
+    const outcome = await withServer(v, 1024, { delayMs: 0, maxEntries: keys * 2 }, async (h) => {
+      const failures = await fill(h.port, keys, (i) => `/items/${i}`)
+      if (failures) throw new Error(`${failures} failed requests while filling`)
+      await get(h.port, '/hot')
+      const keysBefore = await count(h)
+      const baseline = await runLoad({ port: h.port, path: '/hot', connections, seconds: 2 })
+      let window = { start: 0, end: 0, ms: NaN, removed: NaN }
+      const during = runLoad({ port: h.port, path: '/hot', connections, seconds: 3, timeline: true })
+      await sleep(1000)
+      const start = performance.now()
+      const reply = await h.request({ type: 'invalidate', pattern: 'items:*' }, 'invalidated')
+      window = { start, end: performance.now(), ms: reply.ms, removed: reply.removed }
+      const load = await during
+      const overlapping: number[] = []
+      const timeline = load.timeline ?? { end: [], latency: [] }
+      for (let i = 0; i < timeline.end.length; i++) {
+        const end = timeline.end[i]
+        if (end >= window.start && end - timeline.latency[i] <= window.end) overlapping.push(timeline.latency[i])
+      }
+      overlapping.sort((a, b) => a - b)
+      const row: InvalidateRow = {
+        variant: name, keys, keysBefore, keysAfter: await count(h), removed: window.removed, ms: window.ms, connections,
+        baselineP99: baseline.p99, overlapping: overlapping.length,
+        duringP99: percentile(overlapping, 99), duringMax: overlapping[overlapping.length - 1],
+      }
+      return row
+    }).catch((error: Error) => ({ skipped: `error: ${error.message}` }))
+    if (isSkip(outcome)) rows.push({ variant: name, keys, connections, skipped: outcome.skipped })
+    else {
+      rows.push(outcome)
+      log(`invalidate ${name}: ${outcome.removed} removed in ${outcome.ms?.toFixed(1)} ms, overlapping p99 ${outcome.duringP99?.toFixed(2)} ms`)
+    }
+  }
+  return rows
+}
+
+// --- coalescing -------------------------------------------------------------------------------
+
+async function coalesceSection(): Promise<CoalesceRow[]> {
+  const rows: CoalesceRow[] = []
+  const concurrent = settings.coalesceConcurrent
+  for (const name of ['cachet-express5-memory-json', 'cachet-express5-redis-json', 'apicache-memory']) {
+    for (const delayMs of settings.coalesceDelays) {
+      const outcome = await withServer(findVariant(name), 1024, { delayMs }, async (h) => {
+        const seen = await burst(h.port, '/items/coalesce', concurrent, async () => void (await h.request({ type: 'reset' }, 'ok')))
+        const stats = await h.request({ type: 'stats' }, 'stats')
+        const xcache: Record<string, number> = {}
+        for (const value of seen) xcache[value] = (xcache[value] ?? 0) + 1
+        return { variant: name, delayMs, concurrent, originCalls: stats.originCalls, xcache }
+      }).catch((error: Error) => ({ skipped: `error: ${error.message}` }))
+      if (isSkip(outcome)) rows.push({ variant: name, delayMs, concurrent, skipped: outcome.skipped })
+      else {
+        rows.push(outcome)
+        log(`coalesce ${name} (${delayMs} ms origin): ${outcome.originCalls} origin calls for ${concurrent} concurrent requests`)
+      }
+    }
+  }
+  return rows
+}
+
+// --- targets ----------------------------------------------------------------------------------
+
+function targets(r: Omit<Results, 'targets'>): Target[] {
+  const list: Target[] = []
+  const ratio = (name: string, variant: string, baseline: string, bodyBytes: number, threshold: number, note?: string) => {
+    const value = hitRatio(r.hits, variant, baseline, bodyBytes)
+    const rows = [variant, baseline].map((n) => r.hits.find((h) => h.variant === n && h.bodyBytes === bodyBytes))
+    const missing = rows.find((h) => h && (h.skipped || !Number.isFinite(h.rps)))
+    list.push({
+      name: `${name} (${size(bodyBytes)})`, value, threshold, comparison: '>=', unit: '×',
+      pass: value === undefined ? undefined : value >= threshold,
+      note:
+        value !== undefined ? note
+        : missing?.skipped ? `${missing.variant} skipped: ${missing.skipped}`
+        : missing ? `${missing.variant}: ${missing.notes.join('; ') || 'no result'}`
+        : 'not measured in this run',
+    })
+  }
+  for (const bodyBytes of [1024, 102400]) {
+    ratio('memory HIT ≥ 1.5 × apicache memory HIT', 'cachet-express5-memory-json', 'apicache-memory', bodyBytes, 1.5)
+  }
+  for (const bodyBytes of [1024, 102400]) {
+    ratio('memory HIT ≥ 0.9 × Express ceiling', 'cachet-express5-memory-json', 'express5-ceiling', bodyBytes, 0.9)
+  }
+  for (const coder of ['json', 'msgpack']) {
+    ratio(`Redis HIT (${coder}) ≥ 0.8 × memory HIT`, `cachet-express5-redis-${coder}`, 'cachet-express5-memory-json', 1024, 0.8)
+  }
+  for (const coder of ['json', 'msgpack']) {
+    ratio(`Redis HIT (${coder}) ≥ 20 × apicache Redis HIT`, `cachet-express5-redis-${coder}`, 'apicache-redis', 102400, 20)
+    ratio(
+      `Redis HIT (${coder}) ≥ 20 × apicache Redis HIT [proxy: ioredis + connected shim]`, `cachet-express5-redis-${coder}`,
+      'apicache-redis-ioredis-shim', 102400, 20, 'apicache driven through ioredis, not the node-redis v3 client it expects',
+    )
+  }
+  for (const bodyBytes of [1024, 102400]) {
+    ratio('connect/node:http memory HIT ≥ 0.6 × raw node:http', 'cachet-connect-memory-json', 'node-raw', bodyBytes, 0.6)
+  }
+  for (const m of r.memory.filter((m) => m.variant === 'cachet-express5-memory-json' && m.bodyBytes === 1024)) {
+    for (const [label, value] of [['RSS', m.rssPerEntry], ['heap+external', m.heapPerEntry]] as const) {
+      list.push({
+        name: `memory overhead per entry beyond body, ${label} (${m.keys.toLocaleString('en-US')} keys, 1 KB)`,
+        value: m.skipped ? undefined : value, threshold: 600, comparison: '<=', unit: ' B',
+        pass: m.skipped || !Number.isFinite(value) ? undefined : value <= 600, note: m.skipped ?? (m.entries !== undefined && m.entries < m.keys ? `only ${m.entries} entries held` : undefined),
+      })
+    }
+  }
+  for (const m of r.miss.filter((m) => m.variant === 'cachet-express5-memory-json')) {
+    const value = m.p50Ratio === undefined ? undefined : (m.p50Ratio - 1) * 100
+    list.push({
+      name: `MISS adds ≤ 5 % to p50 (memory, ${size(m.bodyBytes)}, ${m.connections} connections)`,
+      value, threshold: 5, comparison: '<=', unit: ' %', pass: value === undefined ? undefined : value <= 5, note: m.skipped,
+    })
+  }
+  for (const i of r.invalidate.filter((i) => i.variant === 'cachet-express5-memory-json')) {
+    list.push({
+      name: `invalidate('items:*') over ${i.keys.toLocaleString('en-US')} keys in memory`,
+      value: i.ms, threshold: 100, comparison: '<', unit: ' ms', pass: i.ms === undefined ? undefined : i.ms < 100, note: i.skipped,
+    })
+  }
+  return list
+}
+
+// --- main -------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  log(`sections: ${[...sections].join(', ')}; ${sections.has('hit') ? `${selected.length} HIT variants × ${settings.sizes.length} sizes × ${settings.reps} reps` : ''}`)
+  log(`pinning: ${pinning.description}`)
+  if (args['cpu-prof']) mkdirSync(profileDir, { recursive: true })
+  const startedAt = Date.now()
+  const hits = sections.has('hit') ? await hitSection() : []
+  const memory = sections.has('memory') ? await memorySection() : []
+  const miss = sections.has('miss') ? await missSection() : []
+  const invalidate = sections.has('invalidate') ? await invalidateSection() : []
+  const coalesce = sections.has('coalesce') ? await coalesceSection() : []
+  const partialResults = {
+    date: new Date().toISOString(), command, machine: machine(pinning.description, services),
+    settings: { ...settings, sections: [...sections], elapsedSeconds: Math.round((Date.now() - startedAt) / 1000) },
+    hits, memory, miss, invalidate, coalesce,
+  }
+  const results: Results = { ...partialResults, targets: targets(partialResults) }
+  const report = markdown(results)
+  process.stdout.write(`\n${report}`)
+  mkdirSync(outDir, { recursive: true })
+  writeFileSync(path.join(outDir, 'latest.md'), report)
+  writeFileSync(path.join(outDir, 'latest.json'), JSON.stringify(results, (_k, v: unknown) => (Number.isNaN(v) ? null : v), 2) + '\n')
+  writeFileSync(path.join(outDir, 'chart.svg'), svgChart(results))
+  log(`wrote ${path.relative(repoRoot, outDir)}/latest.md, latest.json, chart.svg`)
+
+  if (args['cpu-prof']) {
+    const summaries = readdirSync(profileDir)
+      .filter((f) => f.endsWith('.cpuprofile') && statSync(path.join(profileDir, f)).mtimeMs >= startedAt)
+      .map((f) => profileMarkdown(summariseProfile(path.join(profileDir, f), repoRoot), f))
+    const text = summaries.join('\n\n') + '\n'
+    writeFileSync(path.join(profileDir, 'summary.md'), text)
+    process.stdout.write(`\n${text}`)
+    log(`CPU profiles in ${path.relative(repoRoot, profileDir)}/ (summary.md)`)
+  }
+}
+
+try {
+  await main()
+} finally {
+  await stopServices()
+}
+process.exit(0)

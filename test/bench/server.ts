@@ -1,0 +1,264 @@
+/** One benchmark server process: `node --import tsx test/bench/server.ts <variant> <bodyBytes> [--delay ms] [--redis host:port] [--memcached host:port] [--max-entries n]`. */
+import http from 'node:http'
+import { createRequire } from 'node:module'
+import { existsSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import express from 'express'
+import express4 from 'express4'
+import connect from 'connect'
+import { findVariant, makeBody, type Variant } from './variants.js'
+import type { Command, Reply } from './protocol.js'
+
+type Next = (error?: unknown) => void
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, next: Next) => void
+
+/** The part of cachet's public API the benchmark uses (loaded at run time: the middleware may not exist yet). */
+interface CachetApi {
+  responseCache(options: Record<string, unknown>): Handler & {
+    invalidate?(pattern: string): unknown
+    stats?(): unknown
+    close?(): unknown
+  }
+  invalidate?(pattern: string): unknown
+  memoryStore(options?: Record<string, unknown>): unknown
+  redisStore(options: Record<string, unknown>): unknown
+  memcachedStore(options: Record<string, unknown>): unknown
+  jsonCoder(): unknown
+  msgpackCoder(): unknown
+}
+
+/** The variant cannot run here (missing package, middleware or store not implemented yet). */
+class Skip extends Error {}
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    delay: { type: 'string', default: '5' },
+    redis: { type: 'string' },
+    memcached: { type: 'string' },
+    'max-entries': { type: 'string' },
+  },
+})
+const variant = findVariant(positionals[0] ?? '')
+const bodyBytes = Number(positionals[1] ?? 1024)
+const delayMs = Number(values.delay)
+const body = makeBody(bodyBytes)
+const jsonType = 'application/json; charset=utf-8'
+const rawHeaders = { 'Content-Type': jsonType, 'Content-Length': String(body.buffer.length) }
+
+let originCalls = 0
+let cacheErrors = 0
+let lastCacheError: string | undefined
+let cache: ReturnType<CachetApi['responseCache']> | undefined
+let cachet: CachetApi | undefined
+const closers: (() => unknown)[] = []
+
+/** The origin: a simulated database call, then the precomputed body. */
+function origin(sendBody: (res: http.ServerResponse) => void): Handler {
+  return (_req, res) => {
+    originCalls++
+    if (delayMs > 0) setTimeout(() => sendBody(res), delayMs)
+    else sendBody(res)
+  }
+}
+const expressJson = origin((res) => (res as express.Response).json(body.object))
+const plainJson = origin((res) => {
+  res.setHeader('Content-Type', jsonType)
+  res.end(body.text)
+})
+const precomputed: Handler = (_req, res) => {
+  res.writeHead(200, rawHeaders)
+  res.end(body.buffer)
+}
+
+async function loadCachet(): Promise<CachetApi> {
+  const entry = fileURLToPath(new URL('../../src/index.ts', import.meta.url))
+  if (!existsSync(entry)) throw new Skip('cachet not available yet: src/index.ts does not exist')
+  const specifier = '../../src/index.js'
+  let api: Partial<CachetApi>
+  try {
+    api = (await import(specifier)) as Partial<CachetApi>
+  } catch (error) {
+    throw new Skip(`cachet does not load yet: ${String((error as Error).message).split('\n')[0]}`)
+  }
+  if (typeof api.responseCache !== 'function') throw new Skip('cachet not available yet: src/index.ts does not export responseCache')
+  return api as CachetApi
+}
+
+async function cachetMiddleware(v: Variant): Promise<Handler> {
+  cachet = await loadCachet()
+  const api = cachet
+  const store = (() => {
+    try {
+      if (v.store === 'redis') {
+        if (!values.redis) throw new Skip('no Redis server available')
+        return api.redisStore({ url: `redis://${values.redis}` })
+      }
+      if (v.store === 'memcached') {
+        if (!values.memcached) throw new Skip('no memcached server available')
+        return api.memcachedStore({ servers: [values.memcached] })
+      }
+      const maxEntries = values['max-entries'] ? Number(values['max-entries']) : undefined
+      return api.memoryStore(maxEntries ? { maxEntries, maxBytes: 4 * 1024 ** 3 } : {})
+    } catch (error) {
+      if (error instanceof Skip) throw error
+      throw new Skip(`cachet ${v.store}Store: ${String((error as Error).message).split('\n')[0]}`)
+    }
+  })()
+  const coder = v.coder === 'msgpack' ? api.msgpackCoder() : api.jsonCoder()
+  const onError = (error: unknown) => {
+    cacheErrors++
+    lastCacheError = error instanceof Error ? error.message : String(error)
+  }
+  cache = api.responseCache({ store, coder, ttl: '5m', onError })
+  const opened = cache
+  closers.push(() => opened.close?.())
+  return cache
+}
+
+async function apicacheMiddleware(v: Variant): Promise<express.RequestHandler> {
+  const { default: apicache } = await import('apicache')
+  if (v.store !== 'redis') return apicache.newInstance().middleware('5 minutes')
+  if (!values.redis) throw new Skip('no Redis server available')
+  const [host, port] = values.redis.split(':')
+  const require = createRequire(import.meta.url)
+  if (v.apicacheClient === 'redis3') {
+    let redisVersion: string
+    try {
+      redisVersion = (require('redis/package.json') as { version: string }).version
+    } catch {
+      throw new Skip('missing npm package redis@3 (apicache 1.6.3 needs the node-redis v3 client: it checks client.connected and calls hset/hgetall/expire with callbacks); install with `npm i -D redis@3.1.2`')
+    }
+    if (!redisVersion.startsWith('3.')) throw new Skip(`apicache 1.6.3 needs redis@3, found redis@${redisVersion}; install redis@3.1.2`)
+    const redis = require('redis') as { createClient(o: object): { on(e: string, f: () => void): void; quit(): void } }
+    const client = redis.createClient({ host, port: Number(port) })
+    await new Promise<void>((resolve) => client.on('ready', resolve))
+    closers.push(() => client.quit())
+    return apicache.newInstance({ redisClient: client }).middleware('5 minutes')
+  }
+  // ioredis has no `connected` property; without this getter apicache 1.6.3 never reads from Redis.
+  const { Redis } = await import('ioredis')
+  const client = new Redis({ host, port: Number(port) })
+  await new Promise<void>((resolve) => client.once('ready', () => resolve()))
+  Object.defineProperty(client, 'connected', { get: () => client.status === 'ready' })
+  closers.push(() => client.disconnect())
+  return apicache.newInstance({ redisClient: client }).middleware('5 minutes')
+}
+
+async function buildApp(v: Variant): Promise<http.RequestListener> {
+  switch (v.kind) {
+    case 'raw':
+      return (req, res) => precomputed(req, res, () => {})
+    case 'ceiling': {
+      const app = express()
+      app.use(precomputed)
+      return app
+    }
+    case 'send': {
+      const app = express()
+      app.use((_req, res) => void res.type('json').send(body.text))
+      return app
+    }
+    case 'uncached': {
+      const app = express()
+      app.use(expressJson)
+      return app
+    }
+    case 'apicache': {
+      const app = express()
+      app.use(await apicacheMiddleware(v))
+      app.use(expressJson)
+      return app
+    }
+    case 'route-cache': {
+      const { default: routeCache } = await import('route-cache')
+      const app = express()
+      app.use(routeCache.cacheSeconds(300), expressJson)
+      return app
+    }
+    case 'cachet': {
+      const middleware = await cachetMiddleware(v)
+      if (v.framework === 'express5') {
+        const app = express()
+        app.use(middleware)
+        app.use(expressJson)
+        return app
+      }
+      if (v.framework === 'express4') {
+        const app = express4()
+        app.use(middleware)
+        app.use(expressJson)
+        return app
+      }
+      const app = connect()
+      app.use(middleware)
+      app.use(plainJson)
+      return app
+    }
+  }
+}
+
+async function gcAndMeasure(): Promise<NodeJS.MemoryUsage> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (!gc) throw new Error('run the server with --expose-gc')
+  for (let i = 0; i < 4; i++) {
+    gc()
+    await new Promise((resolve) => setImmediate(resolve))
+  }
+  return process.memoryUsage()
+}
+
+async function handle(command: Command, server: http.Server): Promise<Reply> {
+  switch (command.type) {
+    case 'stats':
+      return { type: 'stats', originCalls, cacheErrors, lastCacheError, cacheStats: cache?.stats?.() }
+    case 'reset':
+      originCalls = 0
+      cacheErrors = 0
+      return { type: 'ok' }
+    case 'memory':
+      return { type: 'memory', usage: await gcAndMeasure() }
+    case 'invalidate': {
+      const invalidate = cachet?.invalidate ?? cache?.invalidate?.bind(cache)
+      if (!invalidate) throw new Error('this variant has no invalidate()')
+      const start = performance.now()
+      const removed = Number(await invalidate(command.pattern))
+      return { type: 'invalidated', ms: performance.now() - start, removed }
+    }
+    case 'stop':
+      server.closeAllConnections()
+      server.close()
+      for (const close of closers) await Promise.resolve(close()).catch(() => {})
+      setImmediate(() => process.exit(0))
+      return { type: 'ok' }
+  }
+}
+
+async function main(): Promise<void> {
+  const send = (message: Reply & { id?: number }) => process.send?.(message)
+  let listener: http.RequestListener
+  try {
+    listener = await buildApp(variant)
+  } catch (error) {
+    if (!(error instanceof Skip)) throw error
+    send({ type: 'skip', reason: error.message })
+    process.exit(0)
+  }
+  const server = http.createServer(listener)
+  server.keepAliveTimeout = 60_000
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  process.on('message', (command: Command & { id: number }) => {
+    handle(command, server).then(
+      (reply) => send({ ...reply, id: command.id }),
+      (error: Error) => send({ type: 'error', message: error.message, id: command.id }),
+    )
+  })
+  process.on('disconnect', () => process.exit(0))
+  send({ type: 'ready', port: (server.address() as { port: number }).port, pid: process.pid })
+}
+
+main().catch((error: Error) => {
+  process.send?.({ type: 'error', message: error.stack ?? error.message })
+  process.exit(1)
+})

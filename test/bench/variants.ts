@@ -1,0 +1,77 @@
+/** The catalogue of benchmark variants shared by the runner and the server child. */
+
+export type Framework = 'node' | 'express5' | 'express4' | 'connect'
+export type StoreName = 'memory' | 'redis' | 'memcached'
+export type CoderName = 'json' | 'msgpack'
+export type Kind = 'raw' | 'ceiling' | 'send' | 'uncached' | 'apicache' | 'route-cache' | 'cachet'
+
+export interface Variant {
+  name: string
+  kind: Kind
+  framework: Framework
+  store?: StoreName
+  coder?: CoderName
+  /** apicache's Redis client: the node-redis v3 client it was written for, or ioredis with a `connected` shim. */
+  apicacheClient?: 'redis3' | 'ioredis-shim'
+  /** One line for the report. */
+  description: string
+  /** A cached variant: the origin handler should not run during the measurement. */
+  cached: boolean
+  /** Part of the `--quick` smoke run. */
+  quick?: boolean
+}
+
+const baselines: Variant[] = [
+  { name: 'node-raw', kind: 'raw', framework: 'node', cached: false, quick: true,
+    description: 'node:http writing a precomputed buffer (the Node limit)' },
+  { name: 'express5-ceiling', kind: 'ceiling', framework: 'express5', cached: false, quick: true,
+    description: 'Express 5, first middleware ends the response with a precomputed buffer (the Express ceiling)' },
+  { name: 'express5-send', kind: 'send', framework: 'express5', cached: false,
+    description: 'Express 5 route, res.send(precomputed string), no delay' },
+  { name: 'express5-uncached', kind: 'uncached', framework: 'express5', cached: false, quick: true,
+    description: 'Express 5 route, 5 ms simulated database call then res.json(precomputed object)' },
+]
+
+const peers: Variant[] = [
+  { name: 'apicache-memory', kind: 'apicache', framework: 'express5', store: 'memory', cached: true, quick: true,
+    description: 'apicache 1.6.3 HIT, memory store, Express 5' },
+  { name: 'apicache-redis', kind: 'apicache', framework: 'express5', store: 'redis', apicacheClient: 'redis3', cached: true,
+    description: 'apicache 1.6.3 HIT, Redis via the node-redis v3 client it expects, Express 5' },
+  { name: 'apicache-redis-ioredis-shim', kind: 'apicache', framework: 'express5', store: 'redis', apicacheClient: 'ioredis-shim', cached: true,
+    description: 'apicache 1.6.3 HIT, Redis via ioredis plus a `connected` getter (proxy for the node-redis v3 client)' },
+  { name: 'route-cache', kind: 'route-cache', framework: 'express5', store: 'memory', cached: true,
+    description: 'route-cache 0.7 HIT (in-process LRU), Express 5' },
+]
+
+const cachetVariants: Variant[] = []
+for (const framework of ['express5', 'express4', 'connect'] as const) {
+  for (const store of ['memory', 'redis', 'memcached'] as const) {
+    for (const coder of ['json', 'msgpack'] as const) {
+      const on = framework === 'connect' ? 'connect + node:http' : framework === 'express5' ? 'Express 5' : 'Express 4'
+      cachetVariants.push({
+        name: `cachet-${framework}-${store}-${coder}`,
+        kind: 'cachet', framework, store, coder, cached: true,
+        quick: framework === 'express5' && coder === 'json' && store !== 'memcached',
+        description: `cachet HIT, ${store} store, ${coder}Coder(), ${on}`,
+      })
+    }
+  }
+}
+
+export const variants: readonly Variant[] = [...baselines, ...peers, ...cachetVariants]
+
+export function findVariant(name: string): Variant {
+  const variant = variants.find((v) => v.name === name)
+  if (!variant) throw new Error(`unknown variant ${JSON.stringify(name)}; known: ${variants.map((v) => v.name).join(', ')}`)
+  return variant
+}
+
+/** Exactly `bytes` bytes of JSON: a list of items plus a padding field that tops it up. */
+export function makeBody(bytes: number): { object: unknown; text: string; buffer: Buffer } {
+  const items: { id: number; name: string; price: number; tags: string[] }[] = []
+  const base = () => JSON.stringify({ items, pad: '' }).length
+  while (base() + 80 < bytes) items.push({ id: items.length + 1, name: `item ${items.length + 1}`, price: 9.99, tags: ['a', 'b'] })
+  const object = { items, pad: 'x'.repeat(Math.max(0, bytes - base())) }
+  const text = JSON.stringify(object)
+  return { object, text, buffer: Buffer.from(text) }
+}
