@@ -1,0 +1,34 @@
+/** A small blog API: reads are cached, writes invalidate what they change. */
+import express from 'express'
+import { cacheRoute, invalidate, responseCache, type ResponseCache } from '../../src/index.js'
+
+interface Post {
+  id: number
+  title: string
+}
+
+export function createApp(cache: ResponseCache = responseCache()) {
+  const app = express()
+  const posts: Post[] = [{ id: 1, title: 'Hello' }]
+  const stats = { listRenders: 0 }
+  app.use(express.json())
+  app.use(cache)
+
+  app.get('/posts', cacheRoute('5m'), (req, res) => {
+    stats.listRenders++
+    res.json(posts)
+  })
+  app.get('/posts/:id', cacheRoute('5m'), (req, res) => {
+    const post = posts.find((p) => p.id === Number(req.params.id))
+    if (post === undefined) return res.status(404).json({ error: 'not found' })
+    res.json(post)
+  })
+  app.post('/posts', async (req, res) => {
+    const post = { id: posts.length + 1, title: String(req.body?.title ?? 'untitled') }
+    posts.push(post)
+    // Drops /posts, /posts?page=2, /posts/1 ... in every cache of this process.
+    await invalidate('posts:*')
+    res.status(201).json(post)
+  })
+  return { app, cache, stats }
+}

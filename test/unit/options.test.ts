@@ -1,0 +1,102 @@
+/** Options are checked once, at construction: a TypeError names the option and shows the value. */
+import { expect } from 'chai'
+import { responseCache, cacheRoute, memoryStore } from '../../src/index.js'
+import { parseDuration } from '../../src/options.js'
+
+describe('responseCache(options)', () => {
+  const bad: Array<[string, unknown, RegExp]> = [
+    ['ttl', -1, /option "ttl" .*got -1/],
+    ['ttl', '30', /option "ttl" .*got "30"/],
+    ['ttl', '5 minutes', /option "ttl" .*got "5 minutes"/],
+    ['ttl', NaN, /option "ttl"/],
+    ['store', {}, /option "store" must implement/],
+    ['coder', { encode: 1 }, /option "coder" must implement/],
+    ['key', 'url', /option "key" must be a function, got "url"/],
+    ['maxBodySize', -5, /option "maxBodySize" .*got -5/],
+    ['maxBodySize', 1.5, /option "maxBodySize"/],
+    ['maxKeyLength', 0, /option "maxKeyLength" .*got 0/],
+    ['statusCodes', [200, 'x'], /option "statusCodes"/],
+    ['statusCodes', [206], /option "statusCodes" cannot include 206/],
+    ['statusHeader', 'X Cache', /option "statusHeader" must be a header name or false, got "X Cache"/],
+    ['storeTimeout', 0, /option "storeTimeout" must be longer than 0/],
+    ['lockTimeout', '1 sec', /option "lockTimeout"/],
+    ['maxVariants', 0, /option "maxVariants"/],
+    ['heuristicFraction', 2, /option "heuristicFraction" must be a number from 0 to 1, got 2/],
+    ['maxHeuristicTtl', true, /option "maxHeuristicTtl" .*got true/],
+    ['storeSetCookie', 'yes', /option "storeSetCookie" must be true or false, got "yes"/],
+    ['onError', 42, /option "onError" must be a function, got 42/],
+    ['now', 'today', /option "now" must be a function/],
+  ]
+  for (const [name, value, message] of bad) {
+    it(`should throw a TypeError for ${name}: ${JSON.stringify(value) ?? String(value)}`, () => {
+      expect(() => responseCache({ [name]: value } as never)).to.throw(TypeError, message)
+    })
+  }
+  it('should reject an unknown option by name', () => {
+    expect(() => responseCache({ tll: 5 } as never)).to.throw(TypeError, /unknown option "tll"/)
+  })
+  it('should reject options that are not an object', () => {
+    expect(() => responseCache('5m' as never)).to.throw(TypeError, /must be an object, got "5m"/)
+  })
+  it('should accept every documented option', () => {
+    const cache = responseCache({
+      store: memoryStore(),
+      ttl: '5m',
+      key: (req) => req.url ?? '',
+      maxBodySize: 10,
+      maxKeyLength: 100,
+      statusCodes: [200],
+      statusHeader: false,
+      storeTimeout: '50ms',
+      lockTimeout: 1,
+      maxVariants: 2,
+      heuristicFraction: 0,
+      maxHeuristicTtl: '1h',
+      storeSetCookie: true,
+      onError: () => {},
+      now: () => 0,
+    })
+    expect(cache).to.be.a('function')
+    return cache.close()
+  })
+})
+
+describe('cacheRoute(ttl, options)', () => {
+  it('should accept seconds, unit strings, 0 and false', () => {
+    for (const ttl of [30, '500ms', '30s', '5m', '1h', '1d', 0, false] as const) expect(cacheRoute(ttl)).to.be.a('function')
+  })
+  it('should throw a TypeError naming the bad ttl', () => {
+    expect(() => cacheRoute('soon' as never)).to.throw(TypeError, /cacheRoute\(ttl\) .*got "soon"/)
+    expect(() => cacheRoute(true as never)).to.throw(TypeError, /cacheRoute\(ttl\) .*got true/)
+  })
+  it('should throw a TypeError for a bad route option', () => {
+    expect(() => cacheRoute(5, { key: 'x' } as never)).to.throw(TypeError, /cacheRoute option "key" must be a function/)
+    expect(() => cacheRoute(5, { allowCookies: 1 } as never)).to.throw(TypeError, /cacheRoute option "allowCookies"/)
+    expect(() => cacheRoute(5, { colour: 1 } as never)).to.throw(TypeError, /unknown option "colour"/)
+  })
+})
+
+describe('memoryStore(options)', () => {
+  it('should throw a TypeError naming a bad cap', () => {
+    expect(() => memoryStore({ maxBytes: 0 })).to.throw(TypeError, /"maxBytes" must be a positive integer, got 0/)
+    expect(() => memoryStore({ maxEntries: Infinity })).to.throw(TypeError, /"maxEntries" must be a positive integer, got null/)
+  })
+})
+
+describe('parseDuration()', () => {
+  it('should read a number as seconds and strings by their unit', () => {
+    expect(parseDuration(30, 'x')).to.equal(30_000)
+    expect(parseDuration(0.5, 'x')).to.equal(500)
+    expect(parseDuration('500ms', 'x')).to.equal(500)
+    expect(parseDuration('30s', 'x')).to.equal(30_000)
+    expect(parseDuration('5m', 'x')).to.equal(300_000)
+    expect(parseDuration('1h', 'x')).to.equal(3_600_000)
+    expect(parseDuration('1d', 'x')).to.equal(86_400_000)
+    expect(parseDuration('1.5s', 'x')).to.equal(1500)
+  })
+  it('should reject anything else', () => {
+    for (const v of ['30', '', 'ms', '-1s', '1w', '1e3s', null, {}, [], Infinity, -0.1]) {
+      expect(() => parseDuration(v, 'option "ttl"'), String(v)).to.throw(TypeError, /option "ttl"/)
+    }
+  })
+})
