@@ -1,0 +1,324 @@
+/** Behaviour-test helpers: the counting origin `O`, a fake clock, one-server supertest agents, app builders. */
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
+import express from 'express'
+import express4 from 'express4'
+import connect from 'connect'
+import request from 'supertest'
+import { responseCache, type ResponseCache } from '../../src/middleware.js'
+import type { CacheOptions } from '../../src/options.js'
+import { memoryStore, type MemoryStoreOptions } from '../../src/stores/memory.js'
+import type { Store } from '../../src/types.js'
+
+type Next = (error?: unknown) => void
+export type Handler = (req: IncomingMessage, res: ServerResponse, next: Next) => void
+export type Agent = ReturnType<typeof request>
+
+// ---------------------------------------------------------------------------------------------
+// time
+
+/** A clock tests move by hand; pass `clock.now` to both responseCache({ now }) and memoryStore({ now }). */
+export interface Clock {
+  now: () => number
+  advance(ms: number): void
+  set(ms: number): void
+}
+
+/** A fake clock starting at a whole second near the real time (so HTTP dates round-trip exactly). */
+export function fakeClock(start = Math.floor(Date.now() / 1000) * 1000): Clock {
+  let t = start
+  return {
+    now: () => t,
+    advance(ms) {
+      t += ms
+    },
+    set(ms) {
+      t = ms
+    },
+  }
+}
+
+/** The real clock, for remote stores whose server-side TTL cannot be moved. */
+export function realClock(): Clock {
+  let offset = 0
+  return {
+    now: () => Date.now() + offset,
+    advance(ms) {
+      offset += ms
+    },
+    set(ms) {
+      offset = ms - Date.now()
+    },
+  }
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
+
+/** An IMF-fixdate (RFC 9110 §5.6.7) for an epoch-ms time. */
+export const httpDate = (ms: number) => new Date(ms).toUTCString()
+
+// ---------------------------------------------------------------------------------------------
+// the origin
+
+export type HeaderScript = Record<string, string | string[]>
+
+/** What the origin answers to one request; anything missing falls back to the origin's defaults. */
+export interface Reply {
+  status?: number
+  headers?: HeaderScript
+  /** Body; default `v<calls>`. */
+  body?: string | Buffer
+  /** Milliseconds to wait before answering. */
+  delay?: number
+  /** `throw` inside the handler, `next` = next(err), `hang` = never answer. */
+  fail?: 'throw' | 'next' | 'hang'
+}
+
+export interface Seen {
+  method: string
+  url: string
+  headers: IncomingHttpHeaders
+}
+
+/**
+ * The checklist's `O`: counts its calls, answers `v<calls>` with scripted status and headers.
+ * Set `status`/`headers` for every call, or `script` for per-call answers. Uses node:http only,
+ * so it runs under Express 4, Express 5 and connect alike.
+ */
+export class Origin {
+  calls = 0
+  status = 200
+  headers: HeaderScript = {}
+  /** Send a `Date` from the clock (origins do); set false to let the cache record one. */
+  sendDate = true
+  delay = 0
+  /** Per-call override, given the 1-based call number and the request. */
+  script: ((n: number, req: IncomingMessage) => Reply | undefined) | undefined
+  /** Every request that reached the origin, headers as received. */
+  readonly seen: Seen[] = []
+  readonly handle: Handler
+
+  constructor(private readonly clock: Clock = realClock()) {
+    this.handle = (req, res, next) => this.serve(req, res, next)
+  }
+
+  /** Reset counting and script between phases of a test. */
+  reset(): void {
+    this.calls = 0
+    this.seen.length = 0
+  }
+
+  private serve(req: IncomingMessage, res: ServerResponse, next: Next): void {
+    const n = ++this.calls
+    this.seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } })
+    const reply = this.script?.(n, req) ?? {}
+    const status = reply.status ?? this.status
+    const headers = reply.headers ?? this.headers
+    const body = reply.body ?? `v${n}`
+    const delay = reply.delay ?? this.delay
+    const send = () => {
+      if (reply.fail === 'hang') return
+      if (reply.fail === 'next') return next(new Error(`origin failed on call ${n}`))
+      // A throw after a delay would escape Express: hand it over as next(err) instead.
+      if (reply.fail === 'throw') return next(new Error(`origin threw on call ${n}`))
+      res.statusCode = status
+      const names = Object.keys(headers).map((h) => h.toLowerCase())
+      if (!names.includes('content-type')) res.setHeader('Content-Type', 'text/plain; charset=utf-8')
+      if (this.sendDate && !names.includes('date')) res.setHeader('Date', httpDate(this.clock.now()))
+      for (const [name, value] of Object.entries(headers)) res.setHeader(name, value)
+      if (status === 304 || status === 204) res.end()
+      else res.end(body)
+    }
+    if (reply.fail === 'throw' && delay === 0) throw new Error(`origin threw on call ${n}`)
+    if (delay > 0) setTimeout(send, delay)
+    else send()
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// servers
+
+export interface Served {
+  server: http.Server
+  agent: Agent
+  port: number
+  /** `127.0.0.1:<port>`: the Host every request of this agent carries. */
+  host: string
+  close(): Promise<void>
+}
+
+/** Listen once on a loopback port and bind a supertest agent to that one server (one Host). */
+export async function serve(app: (req: IncomingMessage, res: ServerResponse) => void): Promise<Served> {
+  const server = http.createServer(app)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as AddressInfo).port
+  return {
+    server,
+    agent: request(server),
+    port,
+    host: `127.0.0.1:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections?.()
+        server.close(() => resolve())
+      }),
+  }
+}
+
+/** An Express 5 app. */
+export function express5App() {
+  return express()
+}
+
+/** An Express 4 app (the `express4` npm alias). */
+export function express4App() {
+  return express4()
+}
+
+/** A plain connect() app, served with node:http. */
+export function connectApp() {
+  return connect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// stores
+
+/** A store factory: `{ name, create() }`. */
+export interface StoreFactory {
+  name: string
+  create(): Store | Promise<Store>
+}
+
+/**
+ * Every store the checklist runs on. The shared list of test/support/stores.ts (memory, redis,
+ * redis-cluster, memcached, memcached-2 on real servers) when present.
+ */
+export const storeFactories: StoreFactory[] = await loadStoreFactories()
+
+async function loadStoreFactories(): Promise<StoreFactory[]> {
+  // stores.ts is written separately; until it exists the checklist runs on the memory store only.
+  const path = './stores.js'
+  try {
+    const mod = (await import(path)) as { storeFactories?: StoreFactory[]; stores?: StoreFactory[]; default?: StoreFactory[] }
+    const list = mod.storeFactories ?? mod.stores ?? mod.default
+    if (Array.isArray(list) && list.length > 0) return list
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw error
+  }
+  return [{ name: 'memory', create: () => memoryStore() }]
+}
+
+export const memoryFactory: StoreFactory = storeFactories.find((s) => s.name === 'memory') ?? {
+  name: 'memory',
+  create: () => memoryStore(),
+}
+
+/** Whether a factory makes the in-process store (the fake clock then drives its TTLs too). */
+export const isMemory = (factory: StoreFactory) => factory.name === 'memory'
+
+// ---------------------------------------------------------------------------------------------
+// the standard test app
+
+export interface Harness {
+  O: Origin
+  clock: Clock
+  cache: ResponseCache
+  store: Store
+  app: express.Express
+  agent: Agent
+  server: http.Server
+  host: string
+  /** GET with optional headers. */
+  get(path: string, headers?: Record<string, string | string[]>): Promise<request.Response>
+  close(): Promise<void>
+}
+
+export interface SetupOptions {
+  /** Cache options other than store and now. */
+  options?: Omit<CacheOptions, 'store' | 'now'>
+  /** Use the real clock (remote-store expiry tests). */
+  realTime?: boolean
+  /** Options of the memory store (memory only). */
+  memory?: Omit<MemoryStoreOptions, 'now'>
+  /** Middleware mounted before the cache. */
+  before?: (app: express.Express) => void
+  /** Routes mounted after the cache instead of the catch-all origin. */
+  routes?: (app: express.Express, O: Origin) => void
+  /** A store to use as it is (instead of creating one from the factory). */
+  store?: Store
+}
+
+const open = new Set<Harness>()
+
+/** Close every harness a test left open (called from an afterEach in each suite). */
+export async function closeAll(): Promise<void> {
+  const all = [...open]
+  open.clear()
+  await Promise.all(all.map((h) => h.close()))
+}
+
+/**
+ * Express 5 app: [before] → responseCache({ store, now }) → [routes | O for every path and method],
+ * on one server. A fresh store per call (memory: driven by the same fake clock).
+ */
+export async function setup(factory: StoreFactory, opts: SetupOptions = {}): Promise<Harness> {
+  const clock = opts.realTime ? realClock() : fakeClock()
+  const store =
+    opts.store ?? (isMemory(factory) ? memoryStore({ ...opts.memory, now: clock.now }) : await factory.create())
+  const cache = responseCache({ ...opts.options, store, now: clock.now })
+  const O = new Origin(clock)
+  const app = express()
+  opts.before?.(app)
+  app.use(cache)
+  if (opts.routes) opts.routes(app, O)
+  else app.use(O.handle)
+  // Errors (next(err), thrown) end as a plain 500 without a stack trace in the output.
+  app.use((error: Error, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    void error
+    if (!res.headersSent) res.status(500).type('text/plain').send('origin error')
+    else res.end()
+  })
+  const served = await serve(app)
+  let closed = false
+  const h: Harness = {
+    O,
+    clock,
+    cache,
+    store,
+    app,
+    agent: served.agent,
+    server: served.server,
+    host: served.host,
+    get(path, headers = {}) {
+      let r = served.agent.get(path)
+      for (const [name, value] of Object.entries(headers)) r = r.set(name, value as string)
+      return r
+    },
+    async close() {
+      if (closed) return
+      closed = true
+      open.delete(h)
+      await served.close()
+      try {
+        await cache.clear()
+      } catch {
+        // a stopped server: nothing left to clean
+      }
+      try {
+        await cache.close()
+      } catch {
+        // closing twice or a dead connection
+      }
+    },
+  }
+  open.add(h)
+  return h
+}
+
+/** Numbers only: the value of an integer header, or NaN. */
+export function intHeader(res: request.Response, name: string): number {
+  const v = res.headers[name.toLowerCase()]
+  return typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN
+}
