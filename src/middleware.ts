@@ -467,7 +467,9 @@ function watch(ctx: Context): void {
         ? ({ store: false, reason: 'HEAD is answered from a stored GET only', bypass: false } as const)
         : ctx.route?.ttl === 0
           ? ({ store: false, reason: 'route is marked cacheRoute(false)', bypass: true } as const)
-          : storageDecision({
+          : isErrorPage(res)
+            ? ({ store: false, reason: 'error page from next(err) or no matching route', bypass: false } as const)
+            : storageDecision({
               status,
               headers: res.getHeaders() as Record<string, string | string[] | number | undefined>,
               requestHeaders: req.headers,
@@ -838,6 +840,14 @@ function gatewayTimeout(cache: Instance, res: ServerResponse): void {
   if (header !== false) res.setHeader(header, 'MISS')
   res.setHeader('Content-Length', '0')
   res.end()
+}
+
+/**
+ * Express and Connect answer `next(err)` (and "no route matched") through finalhandler, which
+ * marks its page with exactly these two headers. Such a page is not the resource: never stored.
+ */
+function isErrorPage(res: ServerResponse): boolean {
+  return res.getHeader('content-security-policy') === "default-src 'none'" && res.getHeader('x-content-type-options') === 'nosniff'
 }
 
 function statusHeaderFor(config: Config, route: RouteConfig | undefined): string | false {
