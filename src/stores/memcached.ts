@@ -1,0 +1,486 @@
+/** memcachedStore(): a Store on memjs, with namespace generations because memcached cannot list keys. */
+import { createHash, randomBytes } from 'node:crypto'
+import createDebug from 'debug'
+// Types only: erased at build time, so cachet loads without memjs installed (it is an optional peer).
+import type { Client, ClientOptions, ServerOptions } from 'memjs'
+import { assertPattern, describe } from '../pattern.js'
+import type { Store } from '../types.js'
+
+const debug = createDebug('cachet:memcached')
+
+/** Where the store's data lives: a memjs client you own, or servers the store connects to itself. */
+export type MemcachedStoreConnection =
+  | {
+      /** A memjs `Client` you created. The store never closes it. */
+      client: Client
+      servers?: undefined
+    }
+  | {
+      /**
+       * `'host:port'`, a comma-separated list, or an array of them. The store loads memjs on
+       * first use, creates the client, and closes it in `close()`.
+       */
+      servers: string | readonly string[]
+      client?: undefined
+    }
+
+export interface MemcachedStoreOptions {
+  /**
+   * Prepended to every memcached key, so several apps can share servers; `clear()` only affects
+   * keys under it. Printable ASCII without spaces, at most 64 characters.
+   * @default 'cachet:'
+   */
+  prefix?: string
+  /**
+   * Largest value stored, in bytes; larger values are skipped (and counted in
+   * `stats().tooLarge`) rather than sent to be refused. Set it to the servers' `-I` minus a
+   * margin for the key and item header.
+   * @default 1_047_552 (1 MiB, memcached's default `-I`, minus 1 KiB)
+   */
+  maxItemSize?: number
+  /**
+   * How long a namespace generation read from memcached may be reused in this process, in ms.
+   * `0` reads the generations on every lookup: an invalidation in any process is seen by every
+   * other process at once, for one extra (parallel) round trip per lookup. A positive value saves
+   * that round trip for hot keys, but another process may keep serving invalidated entries for
+   * up to this long (invalidations made through this store instance are seen at once).
+   * @default 0
+   */
+  generationCacheMs?: number
+  /**
+   * memjs options for the client the store creates from `servers` (ignored with `client`).
+   * Merged over the store's defaults, which fail fast: `{ retries: 1, timeout: 0.5,
+   * conntimeout: 1, keepAlive: true }` and a logger that goes to `DEBUG=cachet:memcached`
+   * instead of the console.
+   * @default {}
+   */
+  clientOptions?: ClientOptions & ServerOptions
+  /**
+   * Clock in epoch milliseconds, used for ttls over 30 days (sent as absolute unix times).
+   * @default Date.now
+   */
+  now?: () => number
+}
+
+/** A Memcached-backed store. `deleteMatching` accepts only the patterns listed in its error. */
+export interface MemcachedStore extends Store {
+  readonly name: 'memcached'
+  /** The prefix in use (`cachet:` unless configured). */
+  readonly prefix: string
+  /**
+   * False: a wildcard `deleteMatching()` makes entries unreachable without knowing how many
+   * there were, and resolves 0. Literal keys are counted exactly.
+   */
+  readonly countsRemovals: false
+  get(key: string): Promise<Buffer | undefined>
+  /** Resolves false when the value was not stored because it is too large. */
+  set(key: string, value: Uint8Array, ttlMs: number): Promise<boolean>
+  delete(key: string): Promise<boolean>
+  deleteMatching(pattern: string): Promise<number>
+  clear(): Promise<number>
+  close(): Promise<void>
+  /** `tooLarge`: values skipped or refused for their size since the store was created. */
+  stats(): { entries?: number; bytes?: number; tooLarge: number }
+  /** The memjs client in use (created on first use when the store was given `servers`). */
+  getClient(): Promise<Client>
+}
+
+/** Raised by `deleteMatching()` for a pattern memcached cannot honour. */
+export class UnsupportedPatternError extends Error {
+  constructor(readonly pattern: string) {
+    super(
+      `memcachedStore cannot delete keys matching ${JSON.stringify(pattern)}: memcached cannot list keys, so ` +
+        'only these patterns are supported: "*" (everything), "<segments>:*" (a path and everything below it, ' +
+        'e.g. "posts:*", "posts:42:*"), "<primary>#*" (all variants of one key, e.g. "posts:GET#*"), ' +
+        '"<path>?*" (every query string of one path, e.g. "posts:GET?*"), or a literal key without "*"',
+    )
+    this.name = 'UnsupportedPatternError'
+  }
+}
+
+/** memcached's longest key, in bytes. */
+const MAX_KEY = 250
+/** memcached reads an expiry above 30 days as an absolute unix time, not a duration. */
+const THIRTY_DAYS_S = 60 * 60 * 24 * 30
+/** Printable ASCII without space: what a memcached key may hold (no control chars, no spaces). */
+const KEY_SAFE = /^[\x21-\x7e]*$/
+const NOT_KEY_SAFE = /[^\x21-\x7e]/
+/** Hashed keys keep a readable head of the original, cut where it would no longer fit. */
+const DIGEST_LENGTH = 43 // sha256 in base64url
+/** Generation-cache entries kept before the map is emptied (a bound, not an LRU: cheap and rare). */
+const GENERATION_CACHE_MAX = 10_000
+
+const CLIENT_DEFAULTS: ClientOptions & ServerOptions = {
+  // One attempt: the middleware has its own timeout and fails open; retrying only adds latency.
+  retries: 1,
+  timeout: 0.5,
+  conntimeout: 1,
+  keepAlive: true,
+}
+
+/**
+ * A store on Memcached via memjs, on one or several servers.
+ *
+ * ```ts
+ * responseCache({ store: memcachedStore({ servers: ['cache1:11211', 'cache2:11211'] }) })
+ * responseCache({ store: memcachedStore({ client: memjs.Client.create('cache:11211') }) })
+ * ```
+ *
+ * **Keys.** `prefix + key`; when that is longer than 250 bytes or holds anything but printable
+ * ASCII without spaces, a sha256 form that keeps a readable head of the key.
+ *
+ * **TTL.** Whole seconds, rounded up; above 30 days sent as an absolute unix time (memcached's rule).
+ *
+ * **Invalidation (namespace generations).** Memcached cannot list keys, so a key is never deleted
+ * by pattern: every key belongs to a few namespaces, each with a generation token stored in
+ * memcached, and the tokens are folded into the physical key. Replacing a namespace's token makes
+ * every key under it unreachable at once, from every process; the orphaned items age out by
+ * their ttl or LRU. The namespaces of `posts:42:GET?a=1#h#ae` are the global one, `posts:`,
+ * `posts:42:`, `posts:42:GET?` and `posts:42:GET?a=1#`: exactly the prefixes that the supported
+ * patterns (`*`, `<segments>:*`, `<path>?*`, `<primary>#*`) can name. Tokens are random and never
+ * reused, so an evicted generation makes its keys unreachable instead of resurrecting old ones.
+ *
+ * **Round trips.** A hit costs two sequential steps: the namespace tokens (one GET per namespace,
+ * all pipelined at once, so one round trip of latency) and then the entry. With
+ * `generationCacheMs` the first step is skipped while the tokens are cached. A miss whose
+ * generations are absent stops after the first step. `set` costs the same two steps (plus one
+ * `ADD` per namespace never seen before); a wildcard `deleteMatching`/`clear` is one `SET`.
+ */
+export function memcachedStore(
+  connection: MemcachedStoreConnection & MemcachedStoreOptions,
+  options: MemcachedStoreOptions = {},
+): MemcachedStore {
+  if (connection === null || typeof connection !== 'object') {
+    throw new TypeError(`memcachedStore expects { client } or { servers }, got ${describe(connection)}`)
+  }
+  if (options === null || typeof options !== 'object') {
+    throw new TypeError(`memcachedStore options must be an object, got ${describe(options)}`)
+  }
+  // Options may come in the first argument too: memcachedStore({ servers, prefix: 'app:' }).
+  const merged: MemcachedStoreOptions = { ...pickOptions(connection), ...options }
+  const { client: given, servers } = connection
+  if (given !== undefined && servers !== undefined) {
+    throw new TypeError('memcachedStore takes either "client" or "servers", not both')
+  }
+  if (given === undefined && servers === undefined) {
+    throw new TypeError('memcachedStore needs a "client" (a memjs Client) or "servers"')
+  }
+  if (given !== undefined && !isMemjsClient(given)) {
+    throw new TypeError(`memcachedStore option "client" must be a memjs Client, got ${describeObject(given)}`)
+  }
+  const serverList = servers === undefined ? undefined : parseServers(servers)
+
+  const prefix = merged.prefix === undefined ? 'cachet:' : merged.prefix
+  if (typeof prefix !== 'string' || prefix.length > 64 || !KEY_SAFE.test(prefix)) {
+    throw new TypeError(
+      `memcachedStore option "prefix" must be a string of printable ASCII without spaces, at most 64 characters, got ${describe(prefix)}`,
+    )
+  }
+  const maxItemSize = merged.maxItemSize === undefined ? 1_048_576 - 1024 : merged.maxItemSize
+  if (typeof maxItemSize !== 'number' || !Number.isSafeInteger(maxItemSize) || maxItemSize <= 0) {
+    throw new TypeError(`memcachedStore option "maxItemSize" must be a positive integer, got ${describe(maxItemSize)}`)
+  }
+  const generationCacheMs = merged.generationCacheMs === undefined ? 0 : merged.generationCacheMs
+  if (typeof generationCacheMs !== 'number' || !Number.isFinite(generationCacheMs) || generationCacheMs < 0) {
+    throw new TypeError(
+      `memcachedStore option "generationCacheMs" must be a number of milliseconds >= 0, got ${describe(generationCacheMs)}`,
+    )
+  }
+  const clientOptions = merged.clientOptions === undefined ? {} : merged.clientOptions
+  if (clientOptions === null || typeof clientOptions !== 'object') {
+    throw new TypeError(`memcachedStore option "clientOptions" must be an object, got ${describe(clientOptions)}`)
+  }
+  const now = merged.now === undefined ? Date.now : merged.now
+  if (typeof now !== 'function') {
+    throw new TypeError(`memcachedStore option "now" must be a function, got ${describe(now)}`)
+  }
+
+  let client: Client | undefined = given
+  let opening: Promise<Client> | undefined
+  let closed = false
+  let tooLarge = 0
+  const generationCache = new Map<string, { token: string; until: number }>()
+
+  async function open(): Promise<Client> {
+    if (closed) throw new Error('memcachedStore is closed')
+    opening ??= (async () => {
+      const Memjs = await loadMemjs()
+      const created = Memjs.create(serverList!.join(','), {
+        ...CLIENT_DEFAULTS,
+        // memjs logs every failure to the console by default; route it to DEBUG instead.
+        logger: { log: (...args: unknown[]) => debug('%s', args.join(' ')) },
+        ...clientOptions,
+      })
+      // memjs reports failures through callbacks, but its Server objects are EventEmitters: make
+      // sure a stray 'error' can never become an unhandled one.
+      for (const server of created.servers) {
+        ;(server as unknown as NodeJS.EventEmitter).on?.('error', (error: Error) => debug('server error: %s', error?.message))
+      }
+      client = created
+      return created
+    })()
+    return opening
+  }
+
+  const use = (): Client | Promise<Client> => client ?? open()
+
+  /** The memcached key for `body` under one of the store's key spaces (`tag`). */
+  function physical(tag: 'e' | 'g', body: string): string {
+    const plain = `${prefix}${tag}:${body}`
+    // Length in UTF-16 units equals length in bytes once the text is known to be ASCII.
+    if (plain.length <= MAX_KEY && KEY_SAFE.test(plain)) return plain
+    // The upper-case tag keeps hashed keys in their own space: no plain key can equal a hashed one.
+    const digest = createHash('sha256').update(body).digest('base64url')
+    const room = MAX_KEY - prefix.length - 3 - DIGEST_LENGTH
+    const unsafeAt = body.search(NOT_KEY_SAFE)
+    const head = body.slice(0, Math.min(room, unsafeAt === -1 ? body.length : unsafeAt))
+    return `${prefix}${tag.toUpperCase()}:${head}~${digest}`
+  }
+
+  async function readGenerations(c: Client, names: string[]): Promise<(string | undefined)[]> {
+    const at = generationCacheMs > 0 ? now() : 0
+    return Promise.all(
+      names.map(async (name) => {
+        if (generationCacheMs > 0) {
+          const cached = generationCache.get(name)
+          if (cached && cached.until > at) return cached.token
+        }
+        // memjs writes each GET to the server's socket right away: these are pipelined, so all
+        // the namespaces cost one round trip of latency (per server, in parallel).
+        const { value } = await c.get(physical('g', name))
+        const token = value ? value.toString('latin1') : undefined
+        if (token !== undefined) remember(name, token)
+        return token
+      }),
+    )
+  }
+
+  function remember(name: string, token: string): void {
+    if (generationCacheMs <= 0) return
+    if (generationCache.size >= GENERATION_CACHE_MAX) generationCache.clear()
+    generationCache.set(name, { token, until: now() + generationCacheMs })
+  }
+
+  /** Like readGenerations, but creates the namespaces that do not exist yet (for writes). */
+  async function ensureGenerations(c: Client, names: string[]): Promise<string[]> {
+    const tokens = await readGenerations(c, names)
+    return Promise.all(
+      tokens.map(async (token, i) => {
+        if (token !== undefined) return token
+        const name = names[i]
+        for (let attempt = 0; attempt < 3; attempt++) {
+          const fresh = newToken()
+          // ADD, not SET: if another process created the namespace meanwhile, its token wins
+          // and every process agrees on one.
+          if (await c.add(physical('g', name), fresh, { expires: 0 })) {
+            remember(name, fresh)
+            return fresh
+          }
+          const { value } = await c.get(physical('g', name))
+          if (value) {
+            remember(name, value.toString('latin1'))
+            return value.toString('latin1')
+          }
+        }
+        throw new Error(`memcachedStore could not create the generation of namespace ${JSON.stringify(name)}`)
+      }),
+    )
+  }
+
+  /** The physical key of an entry under the current generations of its namespaces. */
+  function entryKey(key: string, tokens: readonly string[]): string {
+    const fold = createHash('sha256').update(tokens.join('.')).digest('base64url').slice(0, 16)
+    return physical('e', `${fold}:${key}`)
+  }
+
+  async function bump(name: string): Promise<void> {
+    const c = await use()
+    const token = newToken()
+    await c.set(physical('g', name), token, { expires: 0 })
+    // This process sees its own invalidation at once, whatever generationCacheMs says.
+    if (generationCacheMs > 0) generationCache.set(name, { token, until: now() + generationCacheMs })
+  }
+
+  function expiry(ttlMs: number): number {
+    const seconds = Math.max(1, Math.ceil(ttlMs / 1000))
+    // memcached: "if the number is above 30 days, it is an absolute unix time".
+    return seconds > THIRTY_DAYS_S ? Math.ceil(now() / 1000) + seconds : seconds
+  }
+
+  async function get(key: string): Promise<Buffer | undefined> {
+    const c = client ?? (await open())
+    const tokens = await readGenerations(c, namespacesOf(key))
+    // A namespace without a generation has never been written to (or was evicted): nothing
+    // under it is reachable, so skip the second round trip.
+    if (tokens.includes(undefined)) return undefined
+    const { value } = await c.get(entryKey(key, tokens as string[]))
+    return value ?? undefined
+  }
+
+  async function set(key: string, value: Uint8Array, ttlMs: number): Promise<boolean> {
+    if (!(value instanceof Uint8Array)) {
+      throw new TypeError(`memcachedStore.set expects bytes, got ${describe(value)}`)
+    }
+    if (value.byteLength > maxItemSize) {
+      tooLarge++
+      debug('not stored: %d bytes is over maxItemSize %d (%s)', value.byteLength, maxItemSize, key)
+      return false
+    }
+    const c = client ?? (await open())
+    const tokens = await ensureGenerations(c, namespacesOf(key))
+    const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+    try {
+      return await c.set(entryKey(key, tokens), bytes, { expires: expiry(ttlMs) })
+    } catch (error) {
+      // The server's -I is smaller than maxItemSize says: count it like an over-size value.
+      if (/too large/i.test((error as Error).message)) {
+        tooLarge++
+        debug('not stored: the server refused %d bytes as too large (%s)', value.byteLength, key)
+        return false
+      }
+      throw error
+    }
+  }
+
+  async function remove(key: string): Promise<boolean> {
+    const c = client ?? (await open())
+    const tokens = await readGenerations(c, namespacesOf(key))
+    if (tokens.includes(undefined)) return false
+    return c.delete(entryKey(key, tokens as string[]))
+  }
+
+  return {
+    name: 'memcached',
+    prefix,
+    countsRemovals: false,
+    get,
+    set,
+    delete: remove,
+
+    async deleteMatching(pattern) {
+      assertPattern(pattern)
+      const target = classifyPattern(pattern)
+      if (target.literal) return (await remove(pattern)) ? 1 : 0
+      await bump(target.namespace)
+      return 0
+    },
+
+    async clear() {
+      // The global namespace is part of every key of this prefix, and only of this prefix.
+      await bump('')
+      return 0
+    },
+
+    async close() {
+      generationCache.clear()
+      if (serverList === undefined || closed) return // never close a client we were given
+      closed = true
+      const created = client ?? (opening ? await opening.catch(() => undefined) : undefined)
+      client = undefined // later calls go through open(), which refuses
+      created?.close()
+    },
+
+    stats() {
+      return { tooLarge }
+    },
+
+    async getClient() {
+      return use()
+    },
+  }
+}
+
+/**
+ * The namespaces a key belongs to, most general first: the global one (`''`), each prefix ending
+ * at a `:` of the path (before the first `?` and `#`), the path up to its `?`, and the primary key
+ * up to its first `#`. The middleware escapes `:` `?` `#` `*` inside segments, so these
+ * boundaries are real ones.
+ */
+export function namespacesOf(key: string): string[] {
+  const names = ['']
+  const hash = key.indexOf('#')
+  const primary = hash === -1 ? key : key.slice(0, hash)
+  const query = primary.indexOf('?')
+  const path = query === -1 ? primary : primary.slice(0, query)
+  for (let i = path.indexOf(':'); i !== -1; i = path.indexOf(':', i + 1)) names.push(key.slice(0, i + 1))
+  if (query !== -1) names.push(key.slice(0, query + 1))
+  if (hash !== -1) names.push(key.slice(0, hash + 1))
+  return names
+}
+
+/**
+ * Map a pattern to what memcached can do: a literal key, or one namespace to bump. Runs of `*`
+ * are one `*` (as in every store). Throws UnsupportedPatternError for anything else.
+ */
+export function classifyPattern(pattern: string): { literal: true } | { literal: false; namespace: string } {
+  const p = pattern.replace(/\*+/g, '*')
+  const star = p.indexOf('*')
+  if (star === -1) return { literal: true }
+  if (star !== p.length - 1) throw new UnsupportedPatternError(pattern)
+  const head = p.slice(0, -1)
+  if (head === '') return { literal: false, namespace: '' }
+  const last = head[head.length - 1]
+  // `<segments>:*` — the `:` must lie in the path, before any `?` or `#`.
+  if (last === ':' && !/[?#]/.test(head)) return { literal: false, namespace: head }
+  // `<path>?*` — the first `?`, in the primary key.
+  if (last === '?' && head.indexOf('?') === head.length - 1 && !head.includes('#')) {
+    return { literal: false, namespace: head }
+  }
+  // `<primary>#*` — the first `#`.
+  if (last === '#' && head.indexOf('#') === head.length - 1) return { literal: false, namespace: head }
+  throw new UnsupportedPatternError(pattern)
+}
+
+function newToken(): string {
+  return randomBytes(9).toString('base64url')
+}
+
+async function loadMemjs(): Promise<typeof Client> {
+  try {
+    const mod = (await import('memjs')) as unknown as { Client?: typeof Client; default?: { Client: typeof Client } }
+    const found = mod.Client ?? mod.default?.Client
+    if (!found) throw new Error('memjs has no Client export')
+    return found
+  } catch (error) {
+    throw new Error('memcachedStore({ servers }) needs the "memjs" package: npm install memjs', { cause: error })
+  }
+}
+
+function parseServers(servers: unknown): string[] {
+  const list = typeof servers === 'string' ? servers.split(',').map((s) => s.trim()) : servers
+  if (
+    !Array.isArray(list) ||
+    list.length === 0 ||
+    !list.every((s) => typeof s === 'string' && /^(?:[^@\s]+@)?[^\s:,@]+(?::\d+)?$/.test(s))
+  ) {
+    throw new TypeError(
+      `memcachedStore option "servers" must be 'host:port', a comma-separated list or an array of them, got ${describe(servers)}`,
+    )
+  }
+  return list as string[]
+}
+
+function isMemjsClient(value: unknown): value is Client {
+  const candidate = value as Partial<Client> | null
+  return (
+    candidate !== null &&
+    typeof candidate === 'object' &&
+    typeof candidate.get === 'function' &&
+    typeof candidate.set === 'function' &&
+    typeof candidate.add === 'function' &&
+    Array.isArray(candidate.servers)
+  )
+}
+
+function pickOptions(source: MemcachedStoreOptions): MemcachedStoreOptions {
+  const picked: MemcachedStoreOptions = {}
+  for (const name of ['prefix', 'maxItemSize', 'generationCacheMs', 'clientOptions', 'now'] as const) {
+    if (source[name] !== undefined) (picked as Record<string, unknown>)[name] = source[name]
+  }
+  return picked
+}
+
+function describeObject(value: unknown): string {
+  if (value !== null && typeof value === 'object') return `an object (${value.constructor?.name ?? 'no constructor'})`
+  return describe(value)
+}
