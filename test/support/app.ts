@@ -230,6 +230,7 @@ export interface Harness {
   agent: Agent
   server: http.Server
   host: string
+  port: number
   /** GET with optional headers. */
   get(path: string, headers?: Record<string, string | string[]>): Promise<request.Response>
   close(): Promise<void>
@@ -291,6 +292,7 @@ export async function setup(factory: StoreFactory, opts: SetupOptions = {}): Pro
     agent: served.agent,
     server: served.server,
     host: served.host,
+    port: served.port,
     get(path, headers = {}) {
       let r = served.agent.get(path)
       for (const [name, value] of Object.entries(headers)) r = r.set(name, value as string)
@@ -321,4 +323,37 @@ export async function setup(factory: StoreFactory, opts: SetupOptions = {}): Pro
 export function intHeader(res: request.Response, name: string): number {
   const v = res.headers[name.toLowerCase()]
   return typeof v === 'string' && /^\d+$/.test(v) ? Number(v) : NaN
+}
+
+export interface RawResponse {
+  status: number
+  /** Name/value pairs exactly as received, duplicates kept. */
+  rawHeaders: string[]
+  body: Buffer
+}
+
+/** A request on node:http, for checks supertest hides (duplicate header lines). */
+export function rawRequest(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+  method = 'GET',
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = []
+      res.on('data', (chunk: Buffer) => chunks.push(chunk))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }))
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+/** Every value of a header in a raw header list. */
+export function rawValues(rawHeaders: string[], name: string): string[] {
+  const out: string[] = []
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].toLowerCase() === name.toLowerCase()) out.push(rawHeaders[i + 1])
+  return out
 }
