@@ -132,3 +132,9 @@ declare module 'node-fetch' {
   }
   export default function fetch (url: string, init?: FetchInit): Promise<FetchResponse>
 }
+
+declare module 'http-cache-tests/results/index.mjs' {
+  /** The implementations on cache-tests.fyi; `file` is a results/*.json name. */
+  const index: { file: string, name: string, type: 'browser' | 'rev-proxy' | 'cdn', version: string, link?: string }[]
+  export default index
+}

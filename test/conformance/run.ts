@@ -3,6 +3,8 @@ import http from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { randomUUID } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import express from 'express'
 import type { RequestHandler } from 'express'
 import fetch from 'node-fetch'
@@ -16,6 +18,7 @@ import handleConfig from 'http-cache-tests/server/handle-config.mjs'
 import handleTest from 'http-cache-tests/server/handle-test.mjs'
 import handleState from 'http-cache-tests/server/handle-state.mjs'
 import { configs, stash } from 'http-cache-tests/server/utils.mjs'
+import publishedIndex from 'http-cache-tests/results/index.mjs'
 import type { RawResult, RawResults, SuiteSpec, TestSpec } from 'http-cache-tests/types'
 
 /** A Connect/Express middleware: the cache under test. */
@@ -80,6 +83,8 @@ export interface Summary {
    * ended with an error that is not one of the suite's assertions (network error, timeout, exception).
    */
   harnessErrors: HarnessError[]
+  /** What the suite's origin logged as `SERVER WARNING` (unexpected requests, missing state), captured. */
+  serverWarnings: string[]
   /** The verdict of `freshness-none` (a check: `yes` means "did not store a response without freshness"). */
   freshnessNone: Verdict
   outcomes: TestOutcome[]
@@ -155,7 +160,7 @@ export function summarise (
   suites: SuiteSpec[],
   selected: { test: TestSpec, suite: SuiteSpec }[],
   raw: RawResults,
-  extra: { harnessErrors?: HarnessError[], durationMs?: number, baseUrl?: string } = {}
+  extra: { harnessErrors?: HarnessError[], durationMs?: number, baseUrl?: string, serverWarnings?: string[] } = {}
 ): Summary {
   const counts = Object.fromEntries(Object.values(VERDICT_BY_SYMBOL).map(v => [v, 0])) as Record<Verdict, number>
   const outcomes: TestOutcome[] = []
@@ -196,6 +201,7 @@ export function summarise (
     dependencyFailures: outcomes.filter(o => o.verdict === 'dependency_fail'),
     setupFailures: outcomes.filter(o => o.verdict === 'setup_fail' || o.verdict === 'retry'),
     harnessErrors,
+    serverWarnings: extra.serverWarnings ?? [],
     freshnessNone,
     outcomes,
     raw
@@ -372,6 +378,16 @@ export async function runConformance (options: RunOptions): Promise<Summary> {
   const timeout = options.requestTimeoutMs ?? 20_000
   const doFetch = (url: string, init: FetchInit = {}): Promise<FetchResponse> => fetch(url, { ...init, agent, timeout })
   const origin = await startApp(options.middleware)
+  // server/utils.mjs reports origin-side surprises with console.log('SERVER WARNING: ...'): collect them.
+  const serverWarnings: string[] = []
+  const log = console.log
+  console.log = (...args: unknown[]) => {
+    if (typeof args[0] === 'string' && args[0].startsWith('SERVER WARNING: ')) {
+      serverWarnings.push(args[0].slice('SERVER WARNING: '.length))
+      if (options.dump !== true) return
+    }
+    log(...args)
+  }
   try {
     const harnessErrors = await preflight(doFetch, origin.baseUrl)
     // client/test.mjs keeps results in module state: reset it so runs in one process don't collide.
@@ -397,12 +413,50 @@ export async function runConformance (options: RunOptions): Promise<Summary> {
       stash.delete(uuid)
     }
     return summarise(options.label, suites, selected, raw, {
-      harnessErrors, durationMs: Date.now() - started, baseUrl: origin.baseUrl
+      harnessErrors, durationMs: Date.now() - started, baseUrl: origin.baseUrl, serverWarnings
     })
   } finally {
+    console.log = log
     agent.destroy()
     await origin.close()
   }
+}
+
+/** A readable account of a test definition: each request, what the origin sends, what the client expects. */
+export function explainTest (id: string, suites: SuiteSpec[] = loadSuites()): string {
+  const found = allTests(suites).find(({ test }) => test.id === id)
+  if (found === undefined) return `${id}: no such test`
+  const { test, suite } = found
+  const show = (value: unknown): string => JSON.stringify(value)
+  const lines = [`${test.id} (${kindOf(test)}, ${suite.name}): ${test.name}`]
+  if (test.depends_on !== undefined) lines.push(`  depends on: ${test.depends_on.join(', ')}`)
+  test.requests.forEach((req, i) => {
+    const parts = [`  #${i + 1} ${req.request_method ?? 'GET'}${req.query_arg !== undefined ? ` ?${req.query_arg}` : ''}`]
+    if (req.request_headers !== undefined) parts.push(`req ${show(req.request_headers)}`)
+    if (req.response_status !== undefined) parts.push(`origin ${req.response_status.join(' ')}`)
+    if (req.response_headers !== undefined) parts.push(`origin headers ${show(req.response_headers)}`)
+    if (req.response_body !== undefined) parts.push(`origin body ${show(req.response_body)}`)
+    if (req.disconnect === true) parts.push('origin disconnects')
+    for (const key of Object.keys(req).filter(k => k.startsWith('expected_'))) parts.push(`${key} ${show(req[key])}`)
+    if (req.setup === true) parts.push('(setup)')
+    else if (req.setup_tests !== undefined) parts.push(`(setup for ${req.setup_tests.join(', ')})`)
+    if (req.pause_after === true) parts.push('then pause 3 s')
+    lines.push(parts.join(' | '))
+  })
+  return lines.join('\n')
+}
+
+/**
+ * The results the package ships (results/*.json, as shown on cache-tests.fyi) for reverse proxies and
+ * CDNs, summarised with the same logic over the same tests as our runs.
+ */
+export function summarisePublished (types: string[] = ['rev-proxy', 'cdn']): Summary[] {
+  const dir = new URL('./results/', `file://${createRequire(import.meta.url).resolve('http-cache-tests/package.json')}`)
+  return publishedIndex.filter(item => types.includes(item.type)).map(item => {
+    const suites = loadSuites()
+    const raw = JSON.parse(readFileSync(new URL(item.file, dir), 'utf8')) as RawResults
+    return summarise(`${item.name} ${item.version}`, suites, proxyTests(suites), raw)
+  })
 }
 
 /** A middleware that caches nothing: the harness must report this as failing the gate. */

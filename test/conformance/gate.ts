@@ -1,0 +1,81 @@
+// The conformance gate: what a Summary must satisfy (freshness-none, no unexpected failures, no harness errors), with the allowlist.
+import { readFileSync } from 'node:fs'
+import type { Summary, TestOutcome, Verdict } from './run.js'
+
+export interface AllowlistEntry {
+  /** Exact test id. */
+  id: string
+  /** The verdict this entry accepts: a required failure, a setup failure, or a dependency failure. */
+  verdict: 'fail' | 'setup_fail' | 'dependency_fail'
+  /** Only for these stores (default: all). */
+  stores?: string[]
+  /** Why cachet does not pass it, and whether that is a choice, a limit of shape B, or a known gap. */
+  reason: string
+}
+
+export interface GateResult {
+  ok: boolean
+  /** One line per violated rule. */
+  problems: string[]
+  /** Outcomes that break the gate (not allowlisted). */
+  unexpected: TestOutcome[]
+  /** Outcomes excused by the allowlist. */
+  allowlisted: { outcome: TestOutcome, entry: AllowlistEntry }[]
+  /** Allowlist entries for this store whose test no longer has the listed verdict (remove them). */
+  stale: AllowlistEntry[]
+}
+
+const ALLOWLIST_URL = new URL('./allowlist.json', import.meta.url)
+
+export function loadAllowlist (): AllowlistEntry[] {
+  const parsed = JSON.parse(readFileSync(ALLOWLIST_URL, 'utf8')) as { entries: AllowlistEntry[] }
+  for (const entry of parsed.entries) {
+    if (typeof entry.id !== 'string' || typeof entry.reason !== 'string' || entry.reason.trim() === '' ||
+      !['fail', 'setup_fail', 'dependency_fail'].includes(entry.verdict)) {
+      throw new Error(`allowlist.json: each entry needs id, verdict (fail|setup_fail|dependency_fail) and a reason: ${JSON.stringify(entry)}`)
+    }
+  }
+  return parsed.entries
+}
+
+/** Verdicts of a test that count against the gate; only required tests' dependency failures do. */
+function gating (outcome: TestOutcome): boolean {
+  const v: Verdict = outcome.verdict
+  if (v === 'fail' || v === 'setup_fail' || v === 'retry' || v === 'harness_fail' || v === 'untested') return true
+  return v === 'dependency_fail' && outcome.kind === 'required'
+}
+
+/**
+ * The gate (HTTP-CACHING.md "Conformance gate"):
+ * - `freshness-none` is `yes` (nothing stored without freshness information);
+ * - no required failure, setup failure (the cache broke a test's setup step, e.g. it stopped storing),
+ *   retry, or required test hidden behind a failed dependency, except those in the allowlist;
+ * - no harness errors.
+ * With `grep`, only the selected tests are judged.
+ */
+export function evaluateGate (summary: Summary, store: string, allowlist: AllowlistEntry[] = loadAllowlist()): GateResult {
+  const problems: string[] = []
+  const entries = allowlist.filter(e => e.stores === undefined || e.stores.includes(store))
+  const judged = new Set(summary.outcomes.map(o => o.id))
+  if (judged.has('freshness-none') && summary.freshnessNone !== 'yes') {
+    problems.push(`freshness-none is "${summary.freshnessNone}", not "yes": a response without freshness information was reused`)
+  }
+  const unexpected: TestOutcome[] = []
+  const allowlisted: GateResult['allowlisted'] = []
+  for (const outcome of summary.outcomes.filter(gating)) {
+    const entry = entries.find(e => e.id === outcome.id && e.verdict === outcome.verdict)
+    if (entry !== undefined) allowlisted.push({ outcome, entry })
+    else unexpected.push(outcome)
+  }
+  if (unexpected.length > 0) {
+    problems.push(`${unexpected.length} unexpected failure(s): ` +
+      unexpected.map(o => `${o.id} [${o.verdict}${o.failedDependencies ? ` on ${o.failedDependencies.join(', ')}` : ''}]`).join(', '))
+  }
+  if (summary.harnessErrors.length > 0) {
+    problems.push(`${summary.harnessErrors.length} harness error(s): ` +
+      summary.harnessErrors.map(e => `${e.id ?? 'run'}: ${e.message}`).join('; '))
+  }
+  const stale = entries.filter(e => judged.has(e.id) &&
+    summary.outcomes.find(o => o.id === e.id)?.verdict !== e.verdict)
+  return { ok: problems.length === 0, problems, unexpected, allowlisted, stale }
+}
