@@ -10,6 +10,7 @@ import { responseCache, type ResponseCache } from '../../src/middleware.js'
 import type { CacheOptions } from '../../src/options.js'
 import { memoryStore, type MemoryStoreOptions } from '../../src/stores/memory.js'
 import type { Store } from '../../src/types.js'
+import { storeFactories as sharedFactories, type CreatedStore, type StoreFactory } from './stores.js'
 
 type Next = (error?: unknown) => void
 export type Handler = (req: IncomingMessage, res: ServerResponse, next: Next) => void
@@ -185,35 +186,13 @@ export function connectApp() {
 // ---------------------------------------------------------------------------------------------
 // stores
 
-/** A store factory: `{ name, create() }`. */
-export interface StoreFactory {
-  name: string
-  create(): Store | Promise<Store>
-}
+export type { StoreFactory, CreatedStore }
 
 /**
- * Every store the checklist runs on. The shared list of test/support/stores.ts (memory, redis,
- * redis-cluster, memcached, memcached-2 on real servers) when present.
+ * Every store the checklist runs on: memory, redis, redis-cluster, memcached, memcached-2 (the shared
+ * list of test/support/stores.ts, on real servers started on first use).
  */
-export const storeFactories: StoreFactory[] = await loadStoreFactories()
-
-async function loadStoreFactories(): Promise<StoreFactory[]> {
-  // stores.ts is written separately; until it exists the checklist runs on the memory store only.
-  const path = './stores.js'
-  try {
-    const mod = (await import(path)) as { storeFactories?: StoreFactory[]; stores?: StoreFactory[]; default?: StoreFactory[] }
-    const list = mod.storeFactories ?? mod.stores ?? mod.default
-    if (Array.isArray(list) && list.length > 0) return list
-  } catch (error) {
-    if ((error as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw error
-  }
-  return [{ name: 'memory', create: () => memoryStore() }]
-}
-
-export const memoryFactory: StoreFactory = storeFactories.find((s) => s.name === 'memory') ?? {
-  name: 'memory',
-  create: () => memoryStore(),
-}
+export const storeFactories: readonly StoreFactory[] = sharedFactories
 
 /** Whether a factory makes the in-process store (the fake clock then drives its TTLs too). */
 export const isMemory = (factory: StoreFactory) => factory.name === 'memory'
@@ -226,6 +205,8 @@ export interface Harness {
   clock: Clock
   cache: ResponseCache
   store: Store
+  /** What the factory made (remote stores: server handle, prefix, putRaw); undefined for the fake-clock memory store. */
+  created: CreatedStore | undefined
   app: express.Express
   agent: Agent
   server: http.Server
@@ -266,8 +247,9 @@ export async function closeAll(): Promise<void> {
  */
 export async function setup(factory: StoreFactory, opts: SetupOptions = {}): Promise<Harness> {
   const clock = opts.realTime ? realClock() : fakeClock()
-  const store =
-    opts.store ?? (isMemory(factory) ? memoryStore({ ...opts.memory, now: clock.now }) : await factory.create())
+  // The memory store runs on the same fake clock as the cache, so its TTLs move with it.
+  const created = opts.store !== undefined || isMemory(factory) ? undefined : await factory.create()
+  const store = opts.store ?? created?.store ?? memoryStore({ ...opts.memory, now: clock.now })
   const cache = responseCache({ ...opts.options, store, now: clock.now })
   const O = new Origin(clock)
   const app = express()
@@ -288,6 +270,7 @@ export async function setup(factory: StoreFactory, opts: SetupOptions = {}): Pro
     clock,
     cache,
     store,
+    created,
     app,
     agent: served.agent,
     server: served.server,
@@ -304,14 +287,15 @@ export async function setup(factory: StoreFactory, opts: SetupOptions = {}): Pro
       open.delete(h)
       await served.close()
       try {
-        await cache.clear()
+        if (created !== undefined) await created.cleanup()
+        else await cache.clear()
       } catch {
         // a stopped server: nothing left to clean
       }
       try {
         await cache.close()
       } catch {
-        // closing twice or a dead connection
+        // already closed by cleanup(), or a dead connection
       }
     },
   }
