@@ -10,8 +10,8 @@ export interface LoadOptions {
   uniquePrefix?: string
   connections: number
   seconds: number
-  /** Keep each request's completion time (performance.now()) and latency. */
-  timeline?: boolean
+  /** Requests per second over all connections (autocannon overallRate); unset: as fast as possible. */
+  rate?: number
 }
 
 export interface LoadResult {
@@ -25,7 +25,6 @@ export interface LoadResult {
   max: number
   non2xx: number
   errors: number
-  timeline?: { end: number[]; latency: number[] }
 }
 
 /** Nearest-rank percentile of an ascending array. */
@@ -48,7 +47,6 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
   const request: autocannon.Request = { method: 'GET', path: options.path ?? '/items/1' }
   if (prefix !== undefined) request.setupRequest = (req) => ({ ...req, path: `${prefix}${counter++}` })
   const latencies: number[] = []
-  const ends: number[] = []
   return new Promise((resolve, reject) => {
     const instance = autocannon(
       {
@@ -56,6 +54,7 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
         connections: options.connections,
         duration: options.seconds,
         timeout: 10,
+        ...(options.rate ? { overallRate: options.rate } : {}),
         requests: [request],
       },
       (error, result) => {
@@ -71,14 +70,11 @@ export function runLoad(options: LoadOptions): Promise<LoadResult> {
           max: sorted.length ? sorted[sorted.length - 1] : NaN,
           non2xx: result.non2xx,
           errors: result.errors + result.timeouts,
-          timeline: options.timeline ? { end: ends, latency: latencies } : undefined,
         })
       },
     )
     instance.on('response', (_client: unknown, status: number, _bytes: number, ms: number) => {
-      if (status < 200 || status >= 300) return
-      latencies.push(ms)
-      if (options.timeline) ends.push(performance.now())
+      if (status >= 200 && status < 300) latencies.push(ms)
     })
   })
 }
@@ -128,4 +124,36 @@ export async function burst(port: number, path: string, n: number, afterWarm: ()
   const probes = await Promise.all(Array.from({ length: n }, () => get(port, path, agent)))
   agent.destroy()
   return probes.map((p) => String(p.headers['x-cache'] ?? p.status))
+}
+
+export interface PacedSample {
+  /** performance.now() when the request was sent. */
+  start: number
+  latency: number
+}
+
+/**
+ * A steady open-ish load: `connections` keep-alive connections, each sending a request every
+ * `connections / rate` seconds (or as soon as the previous answer arrives when late). Unlike
+ * autocannon's per-second bursts, requests are spread evenly, so a short stall is seen.
+ */
+export async function pacedLoad(options: { port: number; path: string; connections: number; rate: number; seconds: number }): Promise<PacedSample[]> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: options.connections })
+  const interval = (1000 * options.connections) / options.rate
+  const end = performance.now() + options.seconds * 1000
+  const samples: PacedSample[] = []
+  const worker = async (index: number) => {
+    let next = performance.now() + (index * interval) / options.connections
+    while (next < end) {
+      const wait = next - performance.now()
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
+      const start = performance.now()
+      await get(options.port, options.path, agent)
+      samples.push({ start, latency: performance.now() - start })
+      next = Math.max(next + interval, performance.now())
+    }
+  }
+  await Promise.all(Array.from({ length: options.connections }, (_, i) => worker(i)))
+  agent.destroy()
+  return samples
 }

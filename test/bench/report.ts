@@ -52,6 +52,8 @@ export interface InvalidateRow {
   removed?: number
   ms?: number
   connections: number
+  /** Fixed request rate of the concurrent HIT load (req/s). */
+  rate?: number
   baselineP99?: number
   /** Requests in flight while invalidate() ran: count, p99 and max latency. */
   overlapping?: number
@@ -85,6 +87,9 @@ export interface Machine {
   node: string
   os: string
   pinning: string
+  /** 1/5/15-minute load averages when the run started and ended (other work on the machine skews results). */
+  loadBefore: string
+  loadAfter: string
   redis?: string
   memcached?: string
   services: string[]
@@ -127,6 +132,7 @@ export function markdown(results: Results): string {
     `- command: \`${results.command}\``,
     `- machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.os}`,
     `- pinning: ${machine.pinning}`,
+    `- load average (1/5/15 min): ${machine.loadBefore} at start, ${machine.loadAfter} at end`,
     `- services: ${machine.services.join('; ') || 'none'}${machine.redis ? `; ${machine.redis}` : ''}${machine.memcached ? `; ${machine.memcached}` : ''}`,
     `- settings: ${Object.entries(results.settings).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('/') : String(v)}`).join(', ')}`,
     '',
@@ -137,18 +143,20 @@ export function markdown(results: Results): string {
     '',
     '## HIT throughput',
     '',
-    '| variant | body | req/s | p50 ms | p99 ms | × node-raw | × express5-ceiling | × apicache-memory | origin calls | notes |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| variant | body | req/s | req/s min–max | p50 ms | p99 ms | × node-raw | × express5-ceiling | × apicache-memory | origin calls | notes |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ]
   for (const row of results.hits) {
     if (row.skipped) {
-      out.push(`| ${row.variant} | ${size(row.bodyBytes)} | skipped | | | | | | | skipped: ${cell(row.skipped)} |`)
+      out.push(`| ${row.variant} | ${size(row.bodyBytes)} | skipped | | | | | | | | skipped: ${cell(row.skipped)} |`)
       continue
     }
     const ratios = BASELINES.map((b) => fmt(hitRatio(results.hits, row.variant, b, row.bodyBytes)))
     const origin = row.originCalls.length ? row.originCalls.join('/') : 'n/a'
+    const all = row.runs.map((r) => r.rps)
+    const spread = all.length > 1 ? `${int(Math.min(...all))}–${int(Math.max(...all))}` : ''
     out.push(
-      `| ${row.variant} | ${size(row.bodyBytes)} | ${int(row.rps)} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${ratios.join(' | ')} | ${origin} | ${cell(row.notes.join('; '))} |`,
+      `| ${row.variant} | ${size(row.bodyBytes)} | ${int(row.rps)} | ${spread} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${ratios.join(' | ')} | ${origin} | ${cell(row.notes.join('; '))} |`,
     )
   }
   out.push('', 'Variants:', '')
@@ -199,14 +207,14 @@ export function markdown(results: Results): string {
       '',
       'Keys filled through the middleware (one request per key), then invalidate() while a load of HITs on an unrelated key runs.',
       '',
-      '| variant | keys filled | held before | removed | left after | time ms | connections | p99 ms before | requests overlapping | p99 ms overlapping | max ms overlapping |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+      '| variant | keys filled | held before | removed | left after | time ms | concurrent load | p99 ms before | requests overlapping | p99 ms overlapping | max ms overlapping |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
     )
     for (const r of results.invalidate) {
       if (r.skipped) out.push(`| ${r.variant} | ${int(r.keys)} | | | | | | | | | skipped: ${cell(r.skipped)} |`)
       else
         out.push(
-          `| ${r.variant} | ${int(r.keys)} | ${int(r.keysBefore)} | ${int(r.removed)} | ${int(r.keysAfter)} | ${fmt(r.ms, 1)} | ${r.connections} | ${fmt(r.baselineP99)} | ${int(r.overlapping)} | ${fmt(r.duringP99)} | ${fmt(r.duringMax)} |`,
+          `| ${r.variant} | ${int(r.keys)} | ${int(r.keysBefore)} | ${int(r.removed)} | ${int(r.keysAfter)} | ${fmt(r.ms, 1)} | ${r.rate ?? 'max'} req/s over ${r.connections} conns | ${fmt(r.baselineP99)} | ${int(r.overlapping)} | ${fmt(r.duringP99)} | ${fmt(r.duringMax)} |`,
         )
     }
   }

@@ -5,7 +5,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { parseArgs } from 'node:util'
 import { repoRoot, startServer, type ServerHandle, type ServerOptions } from './child.js'
-import { burst, fill, get, median, percentile, runLoad } from './load.js'
+import { burst, fill, get, median, pacedLoad, percentile, runLoad } from './load.js'
 import { profileMarkdown, summariseProfile } from './profile.js'
 import {
   hitRatio, markdown, size, svgChart,
@@ -57,8 +57,11 @@ const settings = {
   warmup: Number(args.warmup ?? (quick ? 0.5 : 1.5)),
   connections: Number(args.connections ?? 100),
   sizes: (args.sizes ?? (quick ? '1024' : '1024,102400')).split(',').map(Number),
-  memoryKeys: quick ? [2_000] : [10_000, 100_000],
-  invalidateKeys: quick ? 5_000 : 100_000,
+  memoryKeys: quick ? [1_000] : [10_000, 100_000],
+  invalidateKeys: quick ? 2_000 : 100_000,
+  /** Request rate of the HIT load that runs while invalidate() does (fixed, so the runner's CPU is not saturated). */
+  invalidateRate: 1000,
+  invalidateLoadSeconds: quick ? 1.5 : 4,
   missConnections: 10,
   missSeconds: quick ? 1 : 4,
   coalesceConcurrent: 100,
@@ -110,6 +113,8 @@ function machine(pinning: string, services: Service[]): Machine {
     cores: os.cpus().length,
     node: process.version,
     os: `${os.type()} ${os.release()} ${os.arch()}`,
+    loadBefore: loadBefore.map((l) => l.toFixed(2)).join(' '),
+    loadAfter: os.loadavg().map((l) => l.toFixed(2)).join(' '),
     pinning,
     redis: services.some((s) => s.name === 'redis' && s.endpoint) ? versionOf('redis-server', '--version') : undefined,
     memcached: services.some((s) => s.name === 'memcached' && s.endpoint) ? versionOf('memcached', '-V') : undefined,
@@ -120,6 +125,7 @@ function machine(pinning: string, services: Service[]): Machine {
 // ---------------------------------------------------------------------------------------------
 
 const pinning = pinCpus()
+const loadBefore = os.loadavg()
 const needed = new Set<Service['name']>()
 for (const v of sections.has('hit') ? selected : []) if (v.store === 'redis' || v.store === 'memcached') needed.add(v.store)
 if (sections.has('invalidate') || sections.has('coalesce') || sections.has('miss')) needed.add('redis')
@@ -236,7 +242,10 @@ async function hitSection(): Promise<HitRow[]> {
     const v = findVariant(row.variant)
     const served = median(row.runs.map((r) => r.requests))
     const origin = Math.max(0, ...row.originCalls)
-    if (v.cached && origin > 0.01 * served) row.notes.push(`NOT serving HITs: origin ran ${origin} times during a measurement`)
+    if (v.cached && origin > 0) {
+      const share = (100 * origin) / served
+      row.notes.push(`${share > 50 ? 'NOT serving HITs: ' : ''}origin ran up to ${origin} times in a measurement (${share.toFixed(1)} % of requests)`)
+    }
     if (v.kind === 'cachet' && row.probe && row.probe !== 'HIT') row.notes.push(`probe X-Cache: ${row.probe}`)
     row.notes = [...new Set(row.notes)]
   }
@@ -284,7 +293,7 @@ async function memorySection(): Promise<MemoryRow[]> {
 // --- MISS overhead ----------------------------------------------------------------------------
 
 async function missSection(): Promise<MissRow[]> {
-  const names = ['express5-uncached', 'cachet-express5-memory-json', 'cachet-express5-redis-msgpack']
+  const names = ['express5-uncached', 'cachet-express5-memory-json', ...(quick ? [] : ['cachet-express5-redis-msgpack'])]
   const runs = new Map<string, { p50: number[]; p99: number[]; rps: number[]; skipped?: string }>()
   for (let rep = 1; rep <= settings.reps; rep++) {
     for (const bodyBytes of settings.sizes) {
@@ -348,24 +357,21 @@ async function invalidateSection(): Promise<InvalidateRow[]> {
       if (failures) throw new Error(`${failures} failed requests while filling`)
       await get(h.port, '/hot')
       const keysBefore = await count(h)
-      const baseline = await runLoad({ port: h.port, path: '/hot', connections, seconds: 2 })
-      let window = { start: 0, end: 0, ms: NaN, removed: NaN }
-      const during = runLoad({ port: h.port, path: '/hot', connections, seconds: 3, timeline: true })
-      await sleep(1000)
+      const load = { port: h.port, path: '/hot', connections, rate: settings.invalidateRate, seconds: settings.invalidateLoadSeconds }
+      const baseline = (await pacedLoad(load)).map((s) => s.latency).sort((a, b) => a - b)
+      const during = pacedLoad(load)
+      await sleep((settings.invalidateLoadSeconds * 1000) / 4)
       const start = performance.now()
       const reply = await h.request({ type: 'invalidate', pattern: 'items:*' }, 'invalidated')
-      window = { start, end: performance.now(), ms: reply.ms, removed: reply.removed }
-      const load = await during
-      const overlapping: number[] = []
-      const timeline = load.timeline ?? { end: [], latency: [] }
-      for (let i = 0; i < timeline.end.length; i++) {
-        const end = timeline.end[i]
-        if (end >= window.start && end - timeline.latency[i] <= window.end) overlapping.push(timeline.latency[i])
-      }
+      const window = { start, end: performance.now(), ms: reply.ms, removed: reply.removed }
+      // Requests in flight at any moment while invalidate() ran (as seen from the runner).
+      const overlapping = (await during)
+        .filter((s) => s.start <= window.end && s.start + s.latency >= window.start)
+        .map((s) => s.latency)
       overlapping.sort((a, b) => a - b)
       const row: InvalidateRow = {
         variant: name, keys, keysBefore, keysAfter: await count(h), removed: window.removed, ms: window.ms, connections,
-        baselineP99: baseline.p99, overlapping: overlapping.length,
+        rate: settings.invalidateRate, baselineP99: percentile(baseline, 99), overlapping: overlapping.length,
         duringP99: percentile(overlapping, 99), duringMax: overlapping[overlapping.length - 1],
       }
       return row
@@ -384,7 +390,7 @@ async function invalidateSection(): Promise<InvalidateRow[]> {
 async function coalesceSection(): Promise<CoalesceRow[]> {
   const rows: CoalesceRow[] = []
   const concurrent = settings.coalesceConcurrent
-  for (const name of ['cachet-express5-memory-json', 'cachet-express5-redis-json', 'apicache-memory']) {
+  for (const name of ['cachet-express5-memory-json', ...(quick ? [] : ['cachet-express5-redis-json']), 'apicache-memory']) {
     for (const delayMs of settings.coalesceDelays) {
       const outcome = await withServer(findVariant(name), 1024, { delayMs }, async (h) => {
         const seen = await burst(h.port, '/items/coalesce', concurrent, async () => void (await h.request({ type: 'reset' }, 'ok')))
