@@ -1,0 +1,234 @@
+/** HTTP-CACHING.md §3 F (items 50–53): invalidation by unsafe methods and by pattern, on every store. */
+import { expect } from 'chai'
+import { Cluster, Redis } from 'ioredis'
+import { invalidate } from '../../src/route.js'
+import { memcachedStore } from '../../src/stores/memcached.js'
+import { redisStore } from '../../src/stores/redis.js'
+import type { Store } from '../../src/types.js'
+import { closeAll, rawRequest, setup, sleep, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
+import { getMemcached, getMemcached2, type RedisCluster, type RedisServer } from '../support/servers.js'
+
+const CC60 = { 'Cache-Control': 'max-age=60' }
+
+/** GET a raw path (no client-side encoding), returning status, body and X-Cache. */
+async function raw(h: Harness, path: string, headers: Record<string, string> = {}) {
+  const res = await rawRequest(h.port, path, headers)
+  const i = res.rawHeaders.findIndex((v, k) => k % 2 === 0 && v.toLowerCase() === 'x-cache')
+  return { status: res.status, body: res.body.toString(), cache: i === -1 ? undefined : res.rawHeaders[i + 1] }
+}
+
+/** A second store on the same backend and prefix as `h`'s: what another process would open. */
+async function sameBackend(s: StoreFactory, h: Harness): Promise<{ store: Store; close(): Promise<void> }> {
+  const created = h.created!
+  const prefix = created.prefix!
+  if (s.name === 'redis') {
+    const server = created.server as RedisServer
+    const client = new Redis(server.port, server.host, { maxRetriesPerRequest: 1 })
+    client.on('error', () => {})
+    return { store: redisStore({ client, prefix }), close: async () => void client.disconnect() }
+  }
+  if (s.name === 'redis-cluster') {
+    const server = created.server as RedisCluster
+    const client = new Cluster([...server.startupNodes], { redisOptions: { maxRetriesPerRequest: 1 } })
+    client.on('error', () => {})
+    return { store: redisStore({ client, prefix }), close: async () => void client.disconnect() }
+  }
+  const servers = s.name === 'memcached-2' ? [await getMemcached(), await getMemcached2()] : [await getMemcached()]
+  const store = memcachedStore(
+    { servers: servers.map((m) => m.address) },
+    { prefix, maxItemSize: Math.min(...servers.map((m) => m.itemSize)) - 4096, clientOptions: { logger: { log() {} } } },
+  )
+  return { store, close: async () => void (await store.close()) }
+}
+
+for (const s of storeFactories) {
+  describe(`checklist F — invalidation (on ${s.name})`, function () {
+    afterEach(closeAll)
+
+    const unsafe: [string, number][] = [
+      ['post', 201],
+      ['put', 200],
+      ['patch', 200],
+      ['delete', 204],
+      // Node's HTTP parser only accepts methods it knows, so an unknown method cannot reach the app;
+      // PURGE is one it parses and cachet treats like any other non-GET/HEAD method.
+      ['purge', 200],
+    ]
+    for (const [method, status] of unsafe) {
+      it(`50: unsafe success invalidates — ${method.toUpperCase()} /r answered ${status} drops /r and all its variants`, async () => {
+        const h = await setup(s)
+        h.O.script = (n, req) =>
+          req.method === 'GET'
+            ? { headers: { ...CC60, Vary: 'Accept-Language' }, body: `${req.headers['accept-language']}-v${n}` }
+            : { status }
+        await h.get('/r', { 'Accept-Language': 'en' }).expect(200, 'en-v1')
+        await h.get('/r', { 'Accept-Language': 'de' }).expect(200, 'de-v2')
+        await h.get('/r?page=2', { 'Accept-Language': 'en' }).expect(200, 'en-v3')
+        await h.get('/r', { 'Accept-Language': 'en' }).expect(200, 'en-v1').expect('X-Cache', 'HIT')
+        await h.agent[method as 'post']('/r').expect(status).expect('X-Cache', 'BYPASS')
+        expect(h.O.calls).to.equal(4)
+        await h.get('/r', { 'Accept-Language': 'en' }).expect(200, 'en-v5').expect('X-Cache', 'MISS')
+        await h.get('/r', { 'Accept-Language': 'de' }).expect(200, 'de-v6').expect('X-Cache', 'MISS')
+        await h.get('/r?page=2', { 'Accept-Language': 'en' }).expect(200, 'en-v7').expect('X-Cache', 'MISS')
+        expect(h.O.calls).to.equal(7)
+      })
+    }
+
+    for (const status of [400, 500]) {
+      it(`51: unsafe failure does not invalidate — POST /r answered ${status}, the next GET /r is a HIT`, async () => {
+        const h = await setup(s)
+        h.O.script = (_n, req) => (req.method === 'GET' ? { headers: CC60 } : { status })
+        await h.get('/r').expect(200, 'v1')
+        await h.agent.post('/r').expect(status).expect('X-Cache', 'BYPASS')
+        await h.get('/r').expect(200, 'v1').expect('X-Cache', 'HIT')
+        expect(h.O.calls).to.equal(2)
+      })
+    }
+
+    it('52a: Location and Content-Location of a 201 invalidate those same-origin URLs', async () => {
+      const h = await setup(s)
+      h.O.script = (_n, req) =>
+        req.method === 'GET'
+          ? { headers: CC60 }
+          : { status: 201, headers: { Location: '/items/7', 'Content-Location': '/items/7?v=1' } }
+      await h.get('/items/7').expect(200, 'v1')
+      await h.get('/items/7?v=1').expect(200, 'v2')
+      await h.get('/items/8').expect(200, 'v3')
+      await h.get('/items/7').expect('X-Cache', 'HIT')
+      await h.get('/items/7?v=1').expect('X-Cache', 'HIT')
+      await h.agent.post('/items').expect(201)
+      await h.get('/items/7').expect(200, 'v5').expect('X-Cache', 'MISS')
+      await h.get('/items/7?v=1').expect(200, 'v6').expect('X-Cache', 'MISS')
+      await h.get('/items/8').expect(200, 'v3').expect('X-Cache', 'HIT')
+    })
+
+    it('52b: a Location on another origin touches nothing on that origin', async () => {
+      const h = await setup(s)
+      h.O.script = (_n, req) =>
+        req.method === 'GET' ? { headers: CC60 } : { status: 201, headers: { Location: 'https://other.test/items/7' } }
+      await h.get('/items/7', { Host: 'other.test' }).expect(200, 'v1')
+      await h.get('/items/7').expect(200, 'v2')
+      await h.agent.post('/items').expect(201)
+      await h.get('/items/7', { Host: 'other.test' }).expect(200, 'v1').expect('X-Cache', 'HIT')
+      await h.get('/items/7').expect(200, 'v2').expect('X-Cache', 'HIT')
+    })
+
+    it("53a: invalidate('users:1:*') removes /users/1 (every query and variant) and /users/1/x, not /users/10", async () => {
+      const h = await setup(s)
+      h.O.script = (n, req) => ({
+        headers: { ...CC60, Vary: 'Accept-Language' },
+        body: `${req.url}-${req.headers['accept-language'] ?? ''}-v${n}`,
+      })
+      const paths = ['/users/1', '/users/1?page=2', '/users/1/x', '/users/10', '/users/10/x']
+      for (const path of paths) {
+        await h.get(path).expect(200)
+        await h.get(path, { 'Accept-Language': 'de' }).expect(200)
+      }
+      for (const path of paths) await h.get(path).expect('X-Cache', 'HIT')
+      await invalidate('users:1:*')
+      for (const path of ['/users/1', '/users/1?page=2', '/users/1/x']) {
+        await h.get(path).expect('X-Cache', 'MISS')
+        await h.get(path, { 'Accept-Language': 'de' }).expect('X-Cache', 'MISS')
+      }
+      for (const path of ['/users/10', '/users/10/x']) {
+        await h.get(path).expect('X-Cache', 'HIT')
+        await h.get(path, { 'Accept-Language': 'de' }).expect('X-Cache', 'HIT')
+      }
+    })
+
+    it('53b: only * is a wildcard — glob characters in patterns are literal and crafted paths neither widen nor dodge a purge', async () => {
+      const h = await setup(s)
+      h.O.headers = CC60
+      const paths = ['/files/a', '/files/b', '/files/a*b', '/files/x:y', '/files/x/y', '/files/[ab]', '/files/a?q=1']
+      for (const path of paths) expect((await raw(h, path)).status, path).to.equal(200)
+      for (const path of paths) expect((await raw(h, path)).cache, path).to.equal('HIT')
+      // Glob syntax other than * is literal: these name no stored key.
+      for (const pattern of ['files:[ab]:*', 'files:?:*', 'files:\\a:*']) {
+        await h.cache.invalidate(pattern).catch(() => 0)
+      }
+      for (const path of paths) expect((await raw(h, path)).cache, `${path} after literal patterns`).to.equal('HIT')
+      // A purge of /files/x/* does not reach /files/x:y (a ':' in a segment is not a separator).
+      await h.cache.invalidate('files:x:*')
+      expect((await raw(h, '/files/x/y')).cache).to.equal('MISS')
+      expect((await raw(h, '/files/x:y')).cache).to.equal('HIT')
+      // A purge of /files/a/* reaches /files/a and its queries, not /files/a*b.
+      await h.cache.invalidate('files:a:*')
+      expect((await raw(h, '/files/a')).cache).to.equal('MISS')
+      expect((await raw(h, '/files/a?q=1')).cache).to.equal('MISS')
+      expect((await raw(h, '/files/a*b')).cache).to.equal('HIT')
+      expect((await raw(h, '/files/[ab]')).cache).to.equal('HIT')
+      // A crafted path cannot dodge a purge of everything under /files.
+      await h.cache.invalidate('files:*')
+      for (const path of ['/files/b', '/files/a*b', '/files/x:y', '/files/[ab]']) {
+        expect((await raw(h, path)).cache, `${path} after files:*`).to.equal('MISS')
+      }
+    })
+
+    if (s.name === 'redis' || s.name === 'redis-cluster') {
+      it('53c: no Redis KEYS or FLUSHDB is ever issued (MONITOR on every node)', async () => {
+        const h = await setup(s)
+        const server = h.created!.server as RedisServer | RedisCluster
+        const ports = 'nodes' in server ? server.nodes.map((n) => n.port) : [server.port]
+        const commands: string[] = []
+        const monitors = await Promise.all(
+          ports.map(async (port) => {
+            const base = new Redis(port, '127.0.0.1')
+            const monitor = await base.monitor()
+            base.disconnect() // monitor() opened a connection of its own
+            return monitor
+          }),
+        )
+        for (const m of monitors) m.on('monitor', (_time: string, args: string[]) => commands.push(String(args[0]).toUpperCase()))
+        try {
+          h.O.script = (_n, req) => (req.method === 'GET' ? { headers: { ...CC60, Vary: 'X-V' } } : { status: 204 })
+          await h.get('/users/1', { 'X-V': '1' })
+          await h.get('/users/1/x')
+          await h.agent.delete('/users/1').expect(204)
+          await invalidate('users:*')
+          await h.cache.delete('users:1:GET')
+          await h.cache.clear()
+          await sleep(150)
+        } finally {
+          await Promise.all(monitors.map((m) => m.disconnect()))
+        }
+        expect(commands).to.include('SCAN')
+        for (const forbidden of ['KEYS', 'FLUSHDB', 'FLUSHALL']) expect(commands).not.to.include(forbidden)
+      })
+    }
+
+    it('53d: clear() only removes the keys of its own store (prefix)', async () => {
+      const a = await setup(s)
+      const b = await setup(s)
+      for (const h of [a, b]) h.O.headers = CC60
+      await a.get('/r', { Host: 'same.test' }).expect(200, 'v1')
+      await b.get('/r', { Host: 'same.test' }).expect(200, 'v1')
+      await a.cache.clear()
+      await a.get('/r', { Host: 'same.test' }).expect(200, 'v2').expect('X-Cache', 'MISS')
+      await b.get('/r', { Host: 'same.test' }).expect(200, 'v1').expect('X-Cache', 'HIT')
+    })
+
+    if (s.name !== 'memory') {
+      it('53e: across processes — two app instances on one backend see each other’s invalidations', async () => {
+        const a = await setup(s)
+        const other = await sameBackend(s, a)
+        try {
+          const b = await setup(s, { store: other.store })
+          a.O.headers = CC60
+          b.O.headers = CC60
+          const host = { Host: 'shared.test' }
+          await a.get('/users/1', host).expect(200, 'v1').expect('X-Cache', 'MISS')
+          await a.get('/users/2', host).expect(200, 'v2')
+          await sleep(50)
+          await b.get('/users/1', host).expect(200, 'v1').expect('X-Cache', 'HIT')
+          expect(b.O.calls).to.equal(0)
+          await b.cache.invalidate('users:1:*')
+          await a.get('/users/1', host).expect(200, 'v3').expect('X-Cache', 'MISS')
+          await a.get('/users/2', host).expect(200, 'v2').expect('X-Cache', 'HIT')
+        } finally {
+          await closeAll()
+          await other.close()
+        }
+      })
+    }
+  })
+}
