@@ -14,7 +14,6 @@ export interface ServerOptions {
   exposeGc?: boolean
   /** Write a CPU profile of the server into this directory (node --cpu-prof). */
   cpuProfDir?: string
-  cpuProfName?: string
   /** CPU to pin the server to (taskset -c); undefined: no pinning. */
   cpu?: number
 }
@@ -33,7 +32,6 @@ export function serverCommand(variant: string, bodyBytes: number, options: Serve
     process.execPath,
     ...(options.exposeGc ? ['--expose-gc'] : []),
     ...(options.cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', options.cpuProfDir] : []),
-    ...(options.cpuProfDir && options.cpuProfName ? ['--cpu-prof-name', options.cpuProfName] : []),
     '--import',
     'tsx',
     serverPath,

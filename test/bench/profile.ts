@@ -29,6 +29,8 @@ export interface ProfileSummary {
   totalMs: number
   busyMs: number
   top: ProfileLine[]
+  /** Self time by origin: cachet's src/, each package, Node internals, native code and GC. */
+  groups: { group: string; selfMs: number; percent: number }[]
 }
 
 const IDLE = new Set(['(idle)', '(program)'])
@@ -47,19 +49,41 @@ export function summariseProfile(file: string, root: string, limit = 20): Profil
     const name = functionName || '(anonymous)'
     totalUs += us
     if (IDLE.has(name)) idleUs += us
-    const location = url ? `${shorten(url, root)}:${lineNumber + 1}` : ''
+    // tsx-transpiled TypeScript reports line 1 (no source maps in profiles): name the file only.
+    const file = url ? shorten(url, root) : ''
+    const location = file && !file.endsWith('.ts') ? `${file}:${lineNumber + 1}` : file
     const key = `${name} ${location}`
     const line = selfUs.get(key) ?? { name, location, us: 0 }
     line.us += us
     selfUs.set(key, line)
   }
   const busyUs = totalUs - idleUs
+  const groups = new Map<string, number>()
+  for (const line of selfUs.values()) {
+    if (IDLE.has(line.name)) continue
+    const group = groupOf(line.name, line.location)
+    groups.set(group, (groups.get(group) ?? 0) + line.us)
+  }
   const top = [...selfUs.values()]
     .filter((line) => !IDLE.has(line.name))
     .sort((a, b) => b.us - a.us)
     .slice(0, limit)
     .map((line) => ({ name: line.name, location: line.location, selfMs: line.us / 1000, percent: (100 * line.us) / busyUs }))
-  return { file, totalMs: totalUs / 1000, busyMs: busyUs / 1000, top }
+  return {
+    file, totalMs: totalUs / 1000, busyMs: busyUs / 1000, top,
+    groups: [...groups]
+      .sort((a, b) => b[1] - a[1])
+      .map(([group, us]) => ({ group, selfMs: us / 1000, percent: (100 * us) / busyUs })),
+  }
+}
+
+function groupOf(name: string, location: string): string {
+  if (name === '(garbage collector)') return 'GC'
+  if (location.startsWith('src/')) return 'cachet (src/)'
+  if (location.startsWith('~/')) return `package ${location.slice(2).split('/')[0]}`
+  if (location.startsWith('node:')) return 'Node internals (JS)'
+  if (location === '') return 'native (syscalls, V8 builtins)'
+  return 'other'
 }
 
 function shorten(url: string, root: string): string {
@@ -73,6 +97,8 @@ export function profileMarkdown(summary: ProfileSummary, title: string): string 
     `### CPU profile: ${title}`,
     '',
     `\`${summary.file}\`: ${summary.busyMs.toFixed(0)} ms busy of ${summary.totalMs.toFixed(0)} ms sampled (idle/program excluded below).`,
+    '',
+    `Self time by origin: ${summary.groups.slice(0, 8).map((g) => `${g.group} ${g.percent.toFixed(1)} %`).join(', ')}.`,
     '',
     '| self ms | % busy | function | location |',
     '| ---: | ---: | --- | --- |',

@@ -98,6 +98,7 @@ export interface Machine {
 export interface Results {
   date: string
   command: string
+  revision: string
   machine: Machine
   settings: Record<string, unknown>
   hits: HitRow[]
@@ -130,6 +131,7 @@ export function markdown(results: Results): string {
     '',
     `- date: ${results.date}`,
     `- command: \`${results.command}\``,
+    `- revision: ${results.revision}`,
     `- machine: ${machine.cpu}, ${machine.cores} cores, Node ${machine.node}, ${machine.os}`,
     `- pinning: ${machine.pinning}`,
     `- load average (1/5/15 min): ${machine.loadBefore} at start, ${machine.loadAfter} at end`,

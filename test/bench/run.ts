@@ -99,6 +99,17 @@ function versionOf(command: string, flag: string): string | undefined {
   }
 }
 
+/** The commit measured, and whether src/ differs from it. */
+function revision(): string {
+  try {
+    const git = (...a: string[]) => execFileSync('git', a, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    const dirty = git('status', '--porcelain', '--', 'src') !== ''
+    return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' (src/ has uncommitted changes)' : ''}`
+  } catch {
+    return 'unknown'
+  }
+}
+
 function machine(pinning: string, services: Service[]): Machine {
   const cpuinfo = (() => {
     try {
@@ -204,7 +215,8 @@ async function hitSection(): Promise<HitRow[]> {
           row.skipped = known
           continue
         }
-        const profile = args['cpu-prof'] ? { cpuProfDir: profileDir, cpuProfName: `${v.name}-${size(bodyBytes).replace(' ', '')}-rep${rep}.cpuprofile` } : {}
+        // One directory per server: node writes a profile per thread (main, and tsx's loader worker).
+        const profile = args['cpu-prof'] ? { cpuProfDir: path.join(profileDir, `${v.name}-${size(bodyBytes).replace(' ', '')}-rep${rep}`) } : {}
         try {
           const outcome = await withServer(v, bodyBytes, profile, async (h) => {
             await get(h.port, '/items/1')
@@ -484,7 +496,7 @@ async function main(): Promise<void> {
   const invalidate = sections.has('invalidate') ? await invalidateSection() : []
   const coalesce = sections.has('coalesce') ? await coalesceSection() : []
   const partialResults = {
-    date: new Date().toISOString(), command, machine: machine(pinning.description, services),
+    date: new Date().toISOString(), command, revision: revision(), machine: machine(pinning.description, services),
     settings: { ...settings, sections: [...sections], elapsedSeconds: Math.round((Date.now() - startedAt) / 1000) },
     hits, memory, miss, invalidate, coalesce,
   }
@@ -498,9 +510,17 @@ async function main(): Promise<void> {
   log(`wrote ${path.relative(repoRoot, outDir)}/latest.md, latest.json, chart.svg`)
 
   if (args['cpu-prof']) {
-    const summaries = readdirSync(profileDir)
-      .filter((f) => f.endsWith('.cpuprofile') && statSync(path.join(profileDir, f)).mtimeMs >= startedAt)
-      .map((f) => profileMarkdown(summariseProfile(path.join(profileDir, f), repoRoot), f))
+    // In each server's directory, summarise the busiest profile: the main thread's.
+    const summaries = readdirSync(profileDir, { withFileTypes: true })
+      .filter((d) => d.isDirectory() && statSync(path.join(profileDir, d.name)).mtimeMs >= startedAt)
+      .flatMap((d) => {
+        const dir = path.join(profileDir, d.name)
+        const busiest = readdirSync(dir)
+          .filter((f) => f.endsWith('.cpuprofile'))
+          .map((f) => summariseProfile(path.join(dir, f), repoRoot))
+          .sort((a, b) => b.busyMs - a.busyMs)[0]
+        return busiest ? [profileMarkdown(busiest, d.name)] : []
+      })
     const text = summaries.join('\n\n') + '\n'
     writeFileSync(path.join(profileDir, 'summary.md'), text)
     process.stdout.write(`\n${text}`)
