@@ -320,8 +320,9 @@ export interface RawResponse {
 export function rawRequest(
   port: number,
   path: string,
-  headers: Record<string, string> = {},
+  headers: Record<string, string | string[]> = {},
   method = 'GET',
+  body?: string | Buffer,
 ): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
@@ -331,7 +332,7 @@ export function rawRequest(
       res.on('error', reject)
     })
     req.on('error', reject)
-    req.end()
+    req.end(body)
   })
 }
 
