@@ -1,5 +1,5 @@
 /** Benchmark results: the data shape, the markdown report, the JSON file and a hand-written SVG bar chart. */
-import type { LoadResult } from './load.js'
+import { median, type LoadResult } from './load.js'
 
 export interface HitRow {
   variant: string
@@ -11,6 +11,8 @@ export interface HitRow {
   rps: number
   p50: number
   p99: number
+  /** CPU cores used by other processes on the machine during each measurement. */
+  foreignCpu: number[]
   /** Origin handler calls during each measurement (cached variants should show 0). */
   originCalls: number[]
   /** X-Cache (or status) of the probe request sent after the first MISS. */
@@ -101,6 +103,8 @@ export interface Results {
   revision: string
   machine: Machine
   settings: Record<string, unknown>
+  /** How busy the rest of the machine was during the measured windows. */
+  contention?: { measurements: number; medianForeignCores: number; maxForeignCores: number; noisyMeasurements: number; waitedSeconds: number }
   hits: HitRow[]
   memory: MemoryRow[]
   miss: MissRow[]
@@ -136,21 +140,27 @@ export function markdown(results: Results): string {
     `- pinning: ${machine.pinning}`,
     `- load average (1/5/15 min): ${machine.loadBefore} at start, ${machine.loadAfter} at end`,
     `- services: ${machine.services.join('; ') || 'none'}${machine.redis ? `; ${machine.redis}` : ''}${machine.memcached ? `; ${machine.memcached}` : ''}`,
+    `- other processes during measurements: ${
+      results.contention
+        ? `median ${fmt(results.contention.medianForeignCores)} cores, max ${fmt(results.contention.maxForeignCores)} cores; ${results.contention.noisyMeasurements} of ${results.contention.measurements} measurements above the quiet threshold after waiting (${fmt(results.contention.waitedSeconds, 0)} s waited in total)`
+        : 'not measured'
+    }`,
     `- settings: ${Object.entries(results.settings).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('/') : String(v)}`).join(', ')}`,
     '',
     'Every variant runs in its own server process; autocannon drives it from the runner process. Each measurement is preceded by a',
     'probe request (the first MISS) and a warm-up run. Figures are medians over the repetitions; latencies are exact per-request',
     'timings in milliseconds; ratios divide medians of the same run. "origin calls" counts handler runs during the measured window',
-    '(a cached variant that really serves HITs shows 0).',
+    '(a cached variant that really serves HITs shows 0). "other CPU" is the median number of cores used by processes outside the',
+    'benchmark during the measured windows (each measurement first waits, up to a limit, for the machine to be quiet).',
     '',
     '## HIT throughput',
     '',
-    '| variant | body | req/s | req/s min–max | p50 ms | p99 ms | × node-raw | × express5-ceiling | × apicache-memory | origin calls | notes |',
-    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+    '| variant | body | req/s | req/s min–max | p50 ms | p99 ms | × node-raw | × express5-ceiling | × apicache-memory | origin calls | other CPU | notes |',
+    '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ]
   for (const row of results.hits) {
     if (row.skipped) {
-      out.push(`| ${row.variant} | ${size(row.bodyBytes)} | skipped | | | | | | | | skipped: ${cell(row.skipped)} |`)
+      out.push(`| ${row.variant} | ${size(row.bodyBytes)} | skipped | | | | | | | | | skipped: ${cell(row.skipped)} |`)
       continue
     }
     const ratios = BASELINES.map((b) => fmt(hitRatio(results.hits, row.variant, b, row.bodyBytes)))
@@ -158,7 +168,7 @@ export function markdown(results: Results): string {
     const all = row.runs.map((r) => r.rps)
     const spread = all.length > 1 ? `${int(Math.min(...all))}–${int(Math.max(...all))}` : ''
     out.push(
-      `| ${row.variant} | ${size(row.bodyBytes)} | ${int(row.rps)} | ${spread} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${ratios.join(' | ')} | ${origin} | ${cell(row.notes.join('; '))} |`,
+      `| ${row.variant} | ${size(row.bodyBytes)} | ${int(row.rps)} | ${spread} | ${fmt(row.p50)} | ${fmt(row.p99)} | ${ratios.join(' | ')} | ${origin} | ${fmt(median(row.foreignCpu))} | ${cell(row.notes.join('; '))} |`,
     )
   }
   out.push('', 'Variants:', '')

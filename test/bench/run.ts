@@ -11,6 +11,7 @@ import {
   hitRatio, markdown, size, svgChart,
   type CoalesceRow, type HitRow, type InvalidateRow, type Machine, type MemoryRow, type MissRow, type Results, type Target,
 } from './report.js'
+import { cpuWindow, pidListeningOn, waitForQuiet, type CpuSample } from './cpu.js'
 import { flush, redisKeyCount, startServices, stopServices, type Service } from './services.js'
 import { findVariant, variants, type Variant } from './variants.js'
 
@@ -66,6 +67,9 @@ const settings = {
   missSeconds: quick ? 1 : 4,
   coalesceConcurrent: 100,
   coalesceDelays: quick ? [5] : [5, 50],
+  /** Before each measurement, wait (up to quietWaitMs) until other processes use less than this many cores. */
+  quietThreshold: 0.25,
+  quietWaitMs: 10_000,
 }
 const sections = new Set<Section>(
   args.sections
@@ -141,6 +145,22 @@ const needed = new Set<Service['name']>()
 for (const v of sections.has('hit') ? selected : []) if (v.store === 'redis' || v.store === 'memcached') needed.add(v.store)
 if (sections.has('invalidate') || sections.has('coalesce') || sections.has('miss')) needed.add('redis')
 const services = await startServices([...needed])
+const servicePids = services.flatMap((s) => (s.endpoint ? [pidListeningOn(s.endpoint.port)] : [])).filter((pid): pid is number => pid !== undefined)
+const ownPids = (h: ServerHandle) => [process.pid, h.pid, ...servicePids]
+const cpuLog: { foreign: number; waitedMs: number }[] = []
+
+/** Wait for a quiet machine, then run `measure` and report the CPU other processes used meanwhile. */
+async function measured<T>(h: ServerHandle, measure: () => Promise<T>): Promise<{ value: T; cpu?: CpuSample; waitedMs: number }> {
+  const quiet = quick ? { waitedMs: 0 } : await waitForQuiet(ownPids(h), settings.quietThreshold, settings.quietWaitMs)
+  const end = cpuWindow(ownPids(h))
+  const value = await measure()
+  const cpu = end()
+  if (cpu) cpuLog.push({ foreign: cpu.foreign, waitedMs: quiet.waitedMs })
+  return { value, cpu, waitedMs: quiet.waitedMs }
+}
+
+process.once('SIGINT', () => process.exit(130))
+
 const service = (name: Service['name']) => services.find((s) => s.name === name)
 const endpoint = (name: Service['name']) => {
   const e = service(name)?.endpoint
@@ -207,7 +227,7 @@ async function hitSection(): Promise<HitRow[]> {
         const key = `${v.name}@${bodyBytes}`
         const row: HitRow = rows.get(key) ?? {
           variant: v.name, description: v.description, kind: v.kind, bodyBytes,
-          runs: [], rps: NaN, p50: NaN, p99: NaN, originCalls: [], notes: [],
+          runs: [], rps: NaN, p50: NaN, p99: NaN, originCalls: [], foreignCpu: [], notes: [],
         }
         rows.set(key, row)
         const known = skipped.get(v.name)
@@ -224,9 +244,9 @@ async function hitSection(): Promise<HitRow[]> {
             row.probe = String(probe.headers['x-cache'] ?? probe.status)
             await runLoad({ port: h.port, connections: settings.connections, seconds: settings.warmup })
             await h.request({ type: 'reset' }, 'ok')
-            const result = await runLoad({ port: h.port, connections: settings.connections, seconds: settings.duration })
+            const run = await measured(h, () => runLoad({ port: h.port, connections: settings.connections, seconds: settings.duration }))
             const stats = await h.request({ type: 'stats' }, 'stats')
-            return { result, stats }
+            return { result: run.value, cpu: run.cpu, stats }
           })
           if (isSkip(outcome)) {
             skipped.set(v.name, outcome.skipped)
@@ -234,12 +254,13 @@ async function hitSection(): Promise<HitRow[]> {
             log(`${v.name} ${size(bodyBytes)}: skipped: ${outcome.skipped}`)
             continue
           }
-          const { result, stats } = outcome
+          const { result, stats, cpu } = outcome
           row.runs.push(result)
+          if (cpu) row.foreignCpu.push(cpu.foreign)
           row.originCalls.push(stats.originCalls)
           if (stats.cacheErrors) row.notes.push(`${stats.cacheErrors} cache errors (${stats.lastCacheError})`)
           if (result.non2xx || result.errors) row.notes.push(`${result.non2xx} non-2xx, ${result.errors} errors`)
-          log(`${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}`)
+          log(`${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}${cpu ? `, other CPU ${cpu.foreign.toFixed(2)} cores` : ''}`)
         } catch (error) {
           row.notes.push(`error: ${(error as Error).message}`)
           log(`${v.name} ${size(bodyBytes)} rep ${rep}: error: ${(error as Error).message}`)
@@ -258,6 +279,8 @@ async function hitSection(): Promise<HitRow[]> {
       const share = (100 * origin) / served
       row.notes.push(`${share > 50 ? 'NOT serving HITs: ' : ''}origin ran up to ${origin} times in a measurement (${share.toFixed(1)} % of requests)`)
     }
+    const busiest = Math.max(0, ...row.foreignCpu)
+    if (busiest > settings.quietThreshold) row.notes.push(`other processes used up to ${busiest.toFixed(2)} cores during a run`)
     if (v.kind === 'cachet' && row.probe && row.probe !== 'HIT') row.notes.push(`probe X-Cache: ${row.probe}`)
     row.notes = [...new Set(row.notes)]
   }
@@ -281,7 +304,7 @@ async function memorySection(): Promise<MemoryRow[]> {
       })
     const base = await measure(control)
     if (isSkip(base)) throw new Error(`control server skipped: ${base.skipped}`)
-    for (const name of ['cachet-express5-memory-json', 'apicache-memory']) {
+    for (const name of ['cachet-express5-memory-json', ...(quick ? [] : ['apicache-memory'])]) {
       const v = findVariant(name)
       const cached = await measure(v).catch((error: Error) => ({ skipped: `error: ${error.message}` }))
       if (isSkip(cached)) {
@@ -318,7 +341,7 @@ async function missSection(): Promise<MissRow[]> {
           const load = { port: h.port, connections: settings.missConnections }
           await runLoad({ ...load, seconds: settings.warmup, uniquePrefix: `/warmup/${rep}-` })
           await h.request({ type: 'reset' }, 'ok')
-          const result = await runLoad({ ...load, seconds: settings.missSeconds, uniquePrefix: `/items/${rep}-` })
+          const result = (await measured(h, () => runLoad({ ...load, seconds: settings.missSeconds, uniquePrefix: `/items/${rep}-` }))).value
           const stats = await h.request({ type: 'stats' }, 'stats')
           if (stats.originCalls < result.requests) throw new Error(`only ${stats.originCalls} origin calls for ${result.requests} requests`)
           return result
@@ -365,12 +388,18 @@ async function invalidateSection(): Promise<InvalidateRow[]> {
     const count = async (h: ServerHandle) =>
       v.store === 'redis' && redis ? redisKeyCount(redis) : entriesOf((await h.request({ type: 'stats' }, 'stats')).cacheStats)
     const outcome = await withServer(v, 1024, { delayMs: 0, maxEntries: keys * 2 }, async (h) => {
-      const failures = await fill(h.port, keys, (i) => `/items/${i}`)
-      if (failures) throw new Error(`${failures} failed requests while filling`)
-      await get(h.port, '/hot')
-      const keysBefore = await count(h)
+      // A store write can time out under load (the middleware then serves uncached): fill again
+      // until (nearly) every key is held; already stored keys are cheap HITs.
+      let keysBefore: number | undefined
+      for (let pass = 0; pass < 3 && !((keysBefore ?? 0) >= keys * 0.99); pass++) {
+        const failures = await fill(h.port, keys, (i) => `/items/${i}`, 16)
+        if (failures) throw new Error(`${failures} failed requests while filling`)
+        await get(h.port, '/hot')
+        keysBefore = await count(h)
+      }
       const load = { port: h.port, path: '/hot', connections, rate: settings.invalidateRate, seconds: settings.invalidateLoadSeconds }
       const baseline = (await pacedLoad(load)).map((s) => s.latency).sort((a, b) => a - b)
+      if (!quick) await waitForQuiet(ownPids(h), settings.quietThreshold, settings.quietWaitMs)
       const during = pacedLoad(load)
       await sleep((settings.invalidateLoadSeconds * 1000) / 4)
       const start = performance.now()
@@ -402,7 +431,7 @@ async function invalidateSection(): Promise<InvalidateRow[]> {
 async function coalesceSection(): Promise<CoalesceRow[]> {
   const rows: CoalesceRow[] = []
   const concurrent = settings.coalesceConcurrent
-  for (const name of ['cachet-express5-memory-json', ...(quick ? [] : ['cachet-express5-redis-json']), 'apicache-memory']) {
+  for (const name of ['cachet-express5-memory-json', ...(quick ? [] : ['cachet-express5-redis-json', 'apicache-memory'])]) {
     for (const delayMs of settings.coalesceDelays) {
       const outcome = await withServer(findVariant(name), 1024, { delayMs }, async (h) => {
         const seen = await burst(h.port, '/items/coalesce', concurrent, async () => void (await h.request({ type: 'reset' }, 'ok')))
@@ -498,6 +527,15 @@ async function main(): Promise<void> {
   const partialResults = {
     date: new Date().toISOString(), command, revision: revision(), machine: machine(pinning.description, services),
     settings: { ...settings, sections: [...sections], elapsedSeconds: Math.round((Date.now() - startedAt) / 1000) },
+    contention: cpuLog.length
+      ? {
+          measurements: cpuLog.length,
+          medianForeignCores: median(cpuLog.map((c) => c.foreign)),
+          maxForeignCores: Math.max(...cpuLog.map((c) => c.foreign)),
+          noisyMeasurements: cpuLog.filter((c) => c.foreign > settings.quietThreshold).length,
+          waitedSeconds: cpuLog.reduce((sum, c) => sum + c.waitedMs, 0) / 1000,
+        }
+      : undefined,
     hits, memory, miss, invalidate, coalesce,
   }
   const results: Results = { ...partialResults, targets: targets(partialResults) }

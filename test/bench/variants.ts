@@ -28,7 +28,7 @@ const baselines: Variant[] = [
     description: 'Express 5, first middleware ends the response with a precomputed buffer (the Express ceiling)' },
   { name: 'express5-send', kind: 'send', framework: 'express5', cached: false,
     description: 'Express 5 route, res.send(precomputed string), no delay' },
-  { name: 'express5-uncached', kind: 'uncached', framework: 'express5', cached: false, quick: true,
+  { name: 'express5-uncached', kind: 'uncached', framework: 'express5', cached: false,
     description: 'Express 5 route, 5 ms simulated database call then res.json(precomputed object)' },
 ]
 
