@@ -1,18 +1,10 @@
 /** HTTP-CACHING.md §3 B (items 10–28): storage eligibility, on every store. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { expect } from 'chai'
-import type request from 'supertest'
 import { cacheRoute } from '../../src/route.js'
-import { closeAll, httpDate, setup, storeFactories, type Harness } from '../support/app.js'
+import { binary, closeAll, httpDate, setup, storeFactories, type Harness } from '../support/app.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
-
-/** Collect a response body as raw bytes, whatever its Content-Type. */
-export function binary(res: request.Response, callback: (error: Error | null, body: Buffer) => void): void {
-  const chunks: Buffer[] = []
-  res.on('data', (chunk: Buffer) => chunks.push(chunk))
-  res.on('end', () => callback(null, Buffer.concat(chunks)))
-}
 
 /** Request twice; the second must reach the origin (nothing usable was stored). */
 async function expectNotReused(h: Harness, path: string, headers: Record<string, string | string[]>) {

@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type express from 'express'
 import { expect } from 'chai'
-import { closeAll, httpDate, setup, storeFactories, type Harness } from '../support/app.js'
+import { closeAll, httpDate, setup, storeFactories, type Harness, type Reply } from '../support/app.js'
 
 const HOUR = 3_600_000
 
@@ -191,7 +191,7 @@ for (const s of storeFactories) {
 
     it('44: revalidation of a stale entry — INM sent to O, a 304 freshens the entry, client gets 200 REVALIDATED', async () => {
       const h = await setup(s)
-      h.O.script = (n, req) =>
+      h.O.script = (n, req): Reply =>
         n === 1
           ? { headers: { 'Cache-Control': 'max-age=1', ETag: '"e1"' } }
           : req.headers['if-none-match'] === '"e1"'

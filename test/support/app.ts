@@ -3,7 +3,7 @@ import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerRespon
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
 import express from 'express'
-import express4 from 'express4'
+import express4, { type Express as Express4 } from 'express4'
 import connect from 'connect'
 import request from 'supertest'
 import { responseCache, type ResponseCache } from '../../src/middleware.js'
@@ -169,17 +169,17 @@ export async function serve(app: (req: IncomingMessage, res: ServerResponse) => 
 }
 
 /** An Express 5 app. */
-export function express5App() {
+export function express5App(): express.Express {
   return express()
 }
 
 /** An Express 4 app (the `express4` npm alias). */
-export function express4App() {
+export function express4App(): Express4 {
   return express4()
 }
 
 /** A plain connect() app, served with node:http. */
-export function connectApp() {
+export function connectApp(): connect.Server {
   return connect()
 }
 
@@ -213,7 +213,7 @@ export interface Harness {
   host: string
   port: number
   /** GET with optional headers. */
-  get(path: string, headers?: Record<string, string | string[]>): Promise<request.Response>
+  get(path: string, headers?: Record<string, string | string[]>): request.Test
   close(): Promise<void>
 }
 
@@ -341,4 +341,11 @@ export function rawValues(rawHeaders: string[], name: string): string[] {
   const out: string[] = []
   for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].toLowerCase() === name.toLowerCase()) out.push(rawHeaders[i + 1])
   return out
+}
+
+/** supertest parser: collect a response body as raw bytes, whatever its Content-Type. */
+export function binary(res: request.Response, callback: (error: Error | null, body: Buffer) => void): void {
+  const chunks: Buffer[] = []
+  res.on('data', (chunk: Buffer) => chunks.push(chunk))
+  res.on('end', () => callback(null, Buffer.concat(chunks)))
 }
