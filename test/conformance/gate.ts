@@ -5,7 +5,7 @@ import type { Summary, TestOutcome, Verdict } from './run.js'
 export interface AllowlistEntry {
   /** Exact test id. */
   id: string
-  /** The verdict this entry accepts: a required failure, a setup failure, or a dependency failure. */
+  /** The verdict of the required test this entry accepts: failure, setup failure, or dependency failure. */
   verdict: 'fail' | 'setup_fail' | 'dependency_fail'
   /** Only for these stores (default: all). */
   stores?: string[]
@@ -38,18 +38,21 @@ export function loadAllowlist (): AllowlistEntry[] {
   return parsed.entries
 }
 
-/** Verdicts of a test that count against the gate; only required tests' dependency failures do. */
+/**
+ * A required test counts against the gate unless it passed: besides `fail`, a setup failure or a
+ * dependency failure hides a required test the cache did not pass (a cache that stops storing turns
+ * required failures into exactly those). Other kinds only count when the harness lost their result.
+ */
 function gating (outcome: TestOutcome): boolean {
   const v: Verdict = outcome.verdict
-  if (v === 'fail' || v === 'setup_fail' || v === 'retry' || v === 'harness_fail' || v === 'untested') return true
-  return v === 'dependency_fail' && outcome.kind === 'required'
+  if (v === 'harness_fail' || v === 'untested') return true
+  return outcome.kind === 'required' && v !== 'pass'
 }
 
 /**
  * The gate (HTTP-CACHING.md "Conformance gate"):
  * - `freshness-none` is `yes` (nothing stored without freshness information);
- * - no required failure, setup failure (the cache broke a test's setup step, e.g. it stopped storing),
- *   retry, or required test hidden behind a failed dependency, except those in the allowlist;
+ * - every required test passes, except those in the allowlist (for the verdict listed there);
  * - no harness errors.
  * With `grep`, only the selected tests are judged.
  */
