@@ -48,6 +48,8 @@ export interface CpuSample {
   foreign: number
   /** CPU cores used by our processes (runner, server, services). */
   own: number
+  /** CPU cores used by each of the pids asked about, in the same order. */
+  perPid: number[]
 }
 
 /** Start a window; the returned function ends it. Resolves undefined where /proc is not available. */
@@ -59,10 +61,12 @@ export function cpuWindow(ownPids: number[]): () => CpuSample | undefined {
     const busy1 = machineBusy()
     if (busy0 === undefined || busy1 === undefined) return undefined
     const seconds = (performance.now() - start) / 1000
-    const own = ownPids.reduce((sum, pid, i) => sum + Math.max(0, processBusy(pid) - own0[i]), 0)
+    const perPid = ownPids.map((pid, i) => Math.max(0, processBusy(pid) - own0[i]))
+    const own = perPid.reduce((sum, ticks) => sum + ticks, 0)
     return {
       foreign: Math.max(0, busy1 - busy0 - own) / clockTicks / seconds,
       own: own / clockTicks / seconds,
+      perPid: perPid.map((ticks) => ticks / clockTicks / seconds),
     }
   }
 }

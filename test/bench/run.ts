@@ -69,7 +69,7 @@ const settings = {
   coalesceDelays: quick ? [5] : [5, 50],
   /** Before each measurement, wait (up to quietWaitMs) until other processes use less than this many cores. */
   quietThreshold: 0.25,
-  quietWaitMs: 10_000,
+  quietWaitMs: 5_000,
 }
 const sections = new Set<Section>(
   args.sections
@@ -227,7 +227,7 @@ async function hitSection(): Promise<HitRow[]> {
         const key = `${v.name}@${bodyBytes}`
         const row: HitRow = rows.get(key) ?? {
           variant: v.name, description: v.description, kind: v.kind, bodyBytes,
-          runs: [], rps: NaN, p50: NaN, p99: NaN, originCalls: [], foreignCpu: [], notes: [],
+          runs: [], rps: NaN, p50: NaN, p99: NaN, rpsPerCore: NaN, originCalls: [], foreignCpu: [], serverCpu: [], perCore: [], notes: [],
         }
         rows.set(key, row)
         const known = skipped.get(v.name)
@@ -256,11 +256,16 @@ async function hitSection(): Promise<HitRow[]> {
           }
           const { result, stats, cpu } = outcome
           row.runs.push(result)
-          if (cpu) row.foreignCpu.push(cpu.foreign)
+          if (cpu) {
+            row.foreignCpu.push(cpu.foreign)
+            // ownPids(h)[1] is the server: requests per CPU-second it used, robust to contention.
+            row.perCore.push(result.rps / cpu.perPid[1])
+            row.serverCpu.push(cpu.perPid[1])
+          }
           row.originCalls.push(stats.originCalls)
           if (stats.cacheErrors) row.notes.push(`${stats.cacheErrors} cache errors (${stats.lastCacheError})`)
           if (result.non2xx || result.errors) row.notes.push(`${result.non2xx} non-2xx, ${result.errors} errors`)
-          log(`${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}${cpu ? `, other CPU ${cpu.foreign.toFixed(2)} cores` : ''}`)
+          log(`${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}${cpu ? `, server CPU ${cpu.perPid[1].toFixed(2)} cores, other CPU ${cpu.foreign.toFixed(2)} cores` : ''}`)
         } catch (error) {
           row.notes.push(`error: ${(error as Error).message}`)
           log(`${v.name} ${size(bodyBytes)} rep ${rep}: error: ${(error as Error).message}`)
@@ -272,6 +277,7 @@ async function hitSection(): Promise<HitRow[]> {
     row.rps = median(row.runs.map((r) => r.rps))
     row.p50 = median(row.runs.map((r) => r.p50))
     row.p99 = median(row.runs.map((r) => r.p99))
+    row.rpsPerCore = median(row.perCore)
     const v = findVariant(row.variant)
     const served = median(row.runs.map((r) => r.requests))
     const origin = Math.max(0, ...row.originCalls)
@@ -456,10 +462,11 @@ function targets(r: Omit<Results, 'targets'>): Target[] {
   const list: Target[] = []
   const ratio = (name: string, variant: string, baseline: string, bodyBytes: number, threshold: number, note?: string) => {
     const value = hitRatio(r.hits, variant, baseline, bodyBytes)
+    const perCore = hitRatio(r.hits, variant, baseline, bodyBytes, 'rpsPerCore')
     const rows = [variant, baseline].map((n) => r.hits.find((h) => h.variant === n && h.bodyBytes === bodyBytes))
     const missing = rows.find((h) => h && (h.skipped || !Number.isFinite(h.rps)))
     list.push({
-      name: `${name} (${size(bodyBytes)})`, value, threshold, comparison: '>=', unit: '×',
+      name: `${name} (${size(bodyBytes)})`, value, perCore, threshold, comparison: '>=', unit: '×',
       pass: value === undefined ? undefined : value >= threshold,
       note:
         value !== undefined ? note
