@@ -1,6 +1,7 @@
 /** Behaviour-test helpers: the counting origin `O`, a fake clock, one-server supertest agents, app builders. */
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import { once } from 'node:events'
+import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import express from 'express'
 import express4, { type Express as Express4 } from 'express4'
@@ -348,4 +349,46 @@ export function binary(res: request.Response, callback: (error: Error | null, bo
   const chunks: Buffer[] = []
   res.on('data', (chunk: Buffer) => chunks.push(chunk))
   res.on('end', () => callback(null, Buffer.concat(chunks)))
+}
+
+/**
+ * Send one request written byte for byte on a fresh socket (for header names no client library
+ * will send as given, such as `__proto__`), and read the whole response (`Connection: close`).
+ */
+export function wireRequest(port: number, path: string, headerLines: string[] = []): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => {
+      socket.write([`GET ${path} HTTP/1.1`, `Host: 127.0.0.1:${port}`, ...headerLines, 'Connection: close', '', ''].join('\r\n'))
+    })
+    const chunks: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk))
+    socket.on('error', reject)
+    socket.on('end', () => {
+      const all = Buffer.concat(chunks)
+      const split = all.indexOf('\r\n\r\n')
+      const head = all.subarray(0, split).toString('latin1').split('\r\n')
+      const status = Number(head[0].split(' ')[1])
+      const rawHeaders: string[] = []
+      for (const line of head.slice(1)) {
+        const colon = line.indexOf(':')
+        rawHeaders.push(line.slice(0, colon), line.slice(colon + 1).trim())
+      }
+      let body = all.subarray(split + 4)
+      if (rawValues(rawHeaders, 'transfer-encoding').includes('chunked')) body = unchunk(body)
+      resolve({ status, rawHeaders, body })
+    })
+  })
+}
+
+function unchunk(data: Buffer): Buffer {
+  const out: Buffer[] = []
+  let at = 0
+  for (;;) {
+    const eol = data.indexOf('\r\n', at)
+    const size = parseInt(data.subarray(at, eol).toString('latin1'), 16)
+    if (!size) break
+    out.push(data.subarray(eol + 2, eol + 2 + size))
+    at = eol + 2 + size + 2
+  }
+  return Buffer.concat(out)
 }
