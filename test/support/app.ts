@@ -373,7 +373,7 @@ export function wireRequest(port: number, path: string, headerLines: string[] = 
         const colon = line.indexOf(':')
         rawHeaders.push(line.slice(0, colon), line.slice(colon + 1).trim())
       }
-      let body = all.subarray(split + 4)
+      let body: Buffer = all.subarray(split + 4)
       if (rawValues(rawHeaders, 'transfer-encoding').includes('chunked')) body = unchunk(body)
       resolve({ status, rawHeaders, body })
     })
