@@ -3,7 +3,11 @@
  * GET/HEAD/conditional/POST, invalidations alongside — and every response must be the one made
  * for the request that got it. Counts come from the environment (CACHET_FULL=1 for the full run).
  */
+import http from 'node:http'
+import { once } from 'node:events'
+import type { AddressInfo } from 'node:net'
 import { expect } from 'chai'
+import express from 'express'
 import { responseCache } from '../../src/middleware.js'
 import { envInt, runLoad, summarize } from '../support/load.js'
 import { checkResponse, makeRequest, random, startSite } from './site.js'
@@ -80,6 +84,52 @@ describe('load integrity', function () {
           running = false
           clearInterval(timer)
           await site.close()
+          await cache.close()
+          await opened.dispose()
+        }
+      })
+    })
+  }
+})
+
+describe('body integrity', () => {
+  for (const name of STORE_NAMES) {
+    describe(`when the handler reuses its write buffer once the write completed (${name} store)`, () => {
+      it('should replay exactly the bytes the first client received', async () => {
+        const opened = await openStore(name)
+        const cache = responseCache({ store: opened.store })
+        const app = express()
+        app.use(cache)
+        app.get('/reuse', (_req, res) => {
+          // Legal for a writer: after the write callback the chunk has been handed to the socket.
+          const buffer = Buffer.from('first-chunk|')
+          res.set('Cache-Control', 'public, max-age=60').type('text/plain')
+          res.write(buffer, () => {
+            buffer.fill('#')
+            res.end(buffer)
+          })
+        })
+        const server = http.createServer(app).listen(0, '127.0.0.1')
+        await once(server, 'listening')
+        const port = (server.address() as AddressInfo).port
+        const get = () =>
+          new Promise<{ label: string | undefined; body: string }>((resolve, reject) => {
+            http.get({ host: '127.0.0.1', port, path: '/reuse', agent: false }, (res) => {
+              let body = ''
+              res.on('data', (chunk: Buffer) => (body += chunk.toString('latin1')))
+              res.on('end', () => resolve({ label: res.headers['x-cache'] as string | undefined, body }))
+            }).on('error', reject)
+          })
+        try {
+          const first = await get()
+          expect(first.body).to.equal('first-chunk|############')
+          let second = await get()
+          for (let i = 0; i < 20 && second.label !== 'HIT'; i++) second = await get()
+          expect(second.label).to.equal('HIT')
+          expect(second.body).to.equal(first.body)
+        } finally {
+          server.closeAllConnections()
+          server.close()
           await cache.close()
           await opened.dispose()
         }
