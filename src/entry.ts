@@ -57,7 +57,8 @@ export function buildEntry(c: Captured): ResponseEntry {
   const dateValue = parseHttpDate(valuesOf(lower, 'date')[0])
   const apparentAge = Number.isNaN(dateValue) ? 0 : Math.max(0, c.responseTime - dateValue)
   const ageHeader = valuesOf(lower, 'age')[0]
-  const ageValue = ageHeader === undefined ? 0 : deltaSeconds(ageHeader.trim(), 0) * 1000
+  // RFC 9111 §5.1: a list (`Age: 7200, 0`) is read by its first member.
+  const ageValue = ageHeader === undefined ? 0 : deltaSeconds(ageHeader.split(',')[0].trim(), 0) * 1000
   const correctedAge = ageValue + (c.responseTime - c.requestTime)
   return {
     kind: 'response',
@@ -90,7 +91,9 @@ export function currentAge(entry: ResponseEntry, now: number): number {
  * replace the stored ones, except the ones describing the stored body.
  */
 export function freshenHeaders(stored: readonly string[], update: readonly string[]): string[] {
-  const keep = new Set(['content-length', 'content-encoding', 'content-type', 'content-range'])
+  // RFC 9111 §3.2: every field is updated but Content-Length; Content-Encoding and
+  // Content-Range describe the stored bytes, so they stay too.
+  const keep = new Set(['content-length', 'content-encoding', 'content-range'])
   const replaced = new Set<string>()
   for (let i = 0; i < update.length; i += 2) {
     const name = update[i].toLowerCase()

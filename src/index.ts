@@ -5,7 +5,7 @@ export { cacheRoute, invalidate } from './route.js'
 export { memoryStore } from './stores/memory.js'
 export type { MemoryStoreOptions } from './stores/memory.js'
 export { redisStore } from './stores/redis.js'
-// memcachedStore: exported once src/stores/memcached.ts lands
+export { memcachedStore } from './stores/memcached.js'
 export { jsonCoder } from './coders/json.js'
 export { msgpackCoder } from './coders/msgpack.js'
 export { CorruptEntryError } from './entry.js'

@@ -98,7 +98,10 @@ export function variantPart(names: readonly string[], headers: Record<string, st
   let out = ''
   for (let i = 0; i < names.length; i++) {
     const name = names[i]
-    const raw = headers[name]
+    // Own string values only: a header named `constructor` or `__proto__` is data, never a lookup
+    // into the object's prototype.
+    const own = Object.prototype.hasOwnProperty.call(headers, name) ? headers[name] : undefined
+    const raw = typeof own === 'string' || Array.isArray(own) ? own : undefined
     if (i > 0) out += '&'
     if (raw === undefined) {
       out += escapePart(name) + '!'

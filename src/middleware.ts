@@ -7,7 +7,7 @@ import fresh from 'fresh'
 import onHeaders from 'on-headers'
 import { capture, type HeadDecision } from './capture.js'
 import { buildEntry, currentAge, freshenHeaders, prepare, type Prepared } from './entry.js'
-import { hostPart, primaryKey, storageKey, variantPart } from './key.js'
+import { escapePart, hostPart, primaryKey, storageKey, variantPart } from './key.js'
 import { resolveOptions, type CacheOptions, type Config, type RouteConfig } from './options.js'
 import { assertPattern, isLiteral } from './pattern.js'
 import {
@@ -98,7 +98,8 @@ export interface Context {
   /** The client's conditional headers, held aside while the handler runs. */
   conditionals: { 'if-none-match'?: string; 'if-modified-since'?: string } | undefined
   flight: Flight | undefined
-  flightKey: string | undefined
+  /** Token of the store's shared lock while this request computes the key for every process. */
+  lockToken: string | undefined
   /** The response watcher is installed (once per request). */
   watching: boolean
   /** A stored response is being written through the watcher: nothing to decide or store. */
@@ -198,7 +199,9 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
     return pass(cache, res, next, 'key function threw')
   }
   if (primary === undefined) return pass(cache, res, next, 'request target is not a path')
-  if (url.length > config.maxKeyLength || primary.length > config.maxKeyLength) return pass(cache, res, next, 'URL longer than maxKeyLength')
+  if (url.length > config.maxKeyLength || (config.key !== undefined && primary.length > config.maxKeyLength)) {
+    return pass(cache, res, next, 'URL longer than maxKeyLength')
+  }
   const headKey = storageKey(primary, requestHost(req))
 
   const rules = hasRequestDirectives(req.headers)
@@ -210,7 +213,7 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
     // A background refresh (stale-while-revalidate) runs the handler; it never serves from storage.
     const ctx = newContext(cache, req, res, next, url, headKey, rules)
     ctx.stale = refresh
-    return runHandler(ctx, false)
+    return runHandler(ctx)
   }
 
   const found = lookup(cache, headKey, req)
@@ -235,7 +238,7 @@ function lookup(cache: Instance, headKey: string, req: IncomingMessage): Maybe<F
   const follow = (entry: Entry | undefined): Maybe<Found> => {
     if (entry === undefined) return { entry: undefined, vary: undefined }
     if (entry.kind === 'response') return { entry, vary: undefined }
-    const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, req.headers))
+    const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, varyHeaders(req, entry.vary)))
     const asFound = (v: Entry | undefined): Found => ({ entry: v?.kind === 'response' ? v : undefined, vary: entry })
     return isPromise(variant) ? variant.then(asFound) : asFound(variant)
   }
@@ -291,7 +294,7 @@ function respond(
     ctx.stale = entry
     ctx.staleOnError = !entry.mustRevalidate && freshFor <= 0 && staleness < entry.staleIfError
     if (rules.onlyIfCached) return gatewayTimeout(cache, res)
-    return runHandler(ctx, false)
+    return runHandler(ctx)
   }
   if (rules.onlyIfCached) return gatewayTimeout(cache, res)
   const ctx = context()
@@ -366,34 +369,113 @@ function miss(ctx: Context): void {
   const { cache, req } = ctx
   // Only a plain GET leads or joins a flight: a HEAD stores nothing, and an authorised
   // request may get an answer the others must not see.
-  if (req.method !== 'GET' || req.headers.authorization !== undefined) return runHandler(ctx, false)
-  const flightKey = ctx.headKey
-  const flight = cache.flights.get(flightKey)
-  if (flight === undefined) return runHandler(ctx, true)
+  if (req.method !== 'GET' || req.headers.authorization !== undefined) return runHandler(ctx)
+  const flight = cache.flights.get(ctx.headKey)
+  if (flight === undefined) return lead(ctx)
 
   let settled = false
   const timer = setTimeout(() => {
     settled = true
-    debug('coalescing: waited lockTimeout for %s, going to the origin', flightKey)
-    runHandler(ctx, false)
+    debug('coalescing: waited lockTimeout for %s, going to the origin', ctx.headKey)
+    runHandler(ctx)
   }, cache.config.lockTimeout)
   timer.unref?.()
   flight.promise.then((result) => {
     if (settled) return
     settled = true
     clearTimeout(timer)
-    if (result !== undefined && variantPart(result.vary, req.headers) === result.variant && !ctx.rules.noCache) {
+    if (result !== undefined && variantPart(result.vary, varyHeaders(req, result.vary)) === result.variant && !ctx.rules.noCache) {
       cache.counters.hits++
       return writeEntry(req, ctx.res, result.entry, currentAge(result.entry, cache.config.now()), 'HIT', statusHeaderFor(cache.config, ctx.route))
     }
     // The leader's response is not shareable (or not for this variant): go to the origin now.
-    runHandler(ctx, false)
+    runHandler(ctx)
+  })
+}
+
+/**
+ * First request for a key in this process: the others here wait on its flight. With a store
+ * that offers a shared lock (Redis), it also takes the lock, so one process computes the
+ * response while the others poll the store for it (nginx's proxy_cache_lock, across processes).
+ */
+function lead(ctx: Context): void {
+  const { cache } = ctx
+  startFlight(ctx)
+  const store = cache.config.store
+  if (typeof store.lock !== 'function' || typeof store.unlock !== 'function') return runHandler(ctx)
+  const deadline = cache.config.now() + cache.config.lockTimeout
+  tryLock(ctx).then((token) => {
+    if (token === undefined) return runHandler(ctx) // the lock itself failed: go on alone
+    if (token !== null) {
+      ctx.lockToken = token
+      return runHandler(ctx)
+    }
+    pollForEntry(ctx, deadline, POLL_FIRST)
+  })
+}
+
+const POLL_FIRST = 10
+const POLL_MAX = 200
+
+/** Another process holds the lock: read the store until its response lands or the lock frees. */
+function pollForEntry(ctx: Context, deadline: number, delay: number): void {
+  const { cache, req } = ctx
+  const timer = setTimeout(() => {
+    const found = lookup(cache, ctx.headKey, req)
+    const check = (f: Found) => {
+      const entry = f.entry
+      const now = cache.config.now()
+      if (entry !== undefined && currentAge(entry, now) < entry.lifetime) {
+        cache.counters.hits++
+        endFlight(ctx, { entry, vary: f.vary?.vary ?? [], variant: f.vary === undefined ? '' : variantPart(f.vary.vary, varyHeaders(req, f.vary.vary)) })
+        return writeEntry(req, ctx.res, entry, currentAge(entry, now), 'HIT', statusHeaderFor(cache.config, ctx.route))
+      }
+      if (now >= deadline) {
+        debug('coalescing: lock for %s still held after lockTimeout, going to the origin', ctx.headKey)
+        return runHandler(ctx)
+      }
+      tryLock(ctx).then((token) => {
+        if (token === null) return pollForEntry(ctx, deadline, Math.min(delay * 2, POLL_MAX))
+        // The holder finished without storing (its response was not shareable): do not queue
+        // behind each other for it, every waiter goes to the origin now.
+        if (token !== undefined) void cache.config.store.unlock!(lockName(ctx), token).catch(() => undefined)
+        runHandler(ctx)
+      })
+    }
+    if (isPromise(found)) found.then(check, () => runHandler(ctx))
+    else check(found)
+  }, delay)
+  timer.unref?.()
+}
+
+function lockName(ctx: Context): string {
+  return ctx.headKey
+}
+
+/** The lock's token, `null` when someone else holds it, undefined when the store failed. */
+function tryLock(ctx: Context): Promise<string | null | undefined> {
+  const { cache } = ctx
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), cache.config.storeTimeout)
+    timer.unref?.()
+    cache.config.store.lock!(lockName(ctx), cache.config.lockTimeout).then(
+      (token) => {
+        clearTimeout(timer)
+        resolve(token)
+      },
+      (error) => {
+        clearTimeout(timer)
+        cache.report(asError(error), ctx.req)
+        resolve(undefined)
+      },
+    )
   })
 }
 
 function startFlight(ctx: Context): void {
   let settle!: (result: FlightResult | undefined) => void
   const promise = new Promise<FlightResult | undefined>((resolve) => (settle = resolve))
+  const key = ctx.headKey
   const flight: Flight = {
     promise,
     settle(result) {
@@ -401,17 +483,21 @@ function startFlight(ctx: Context): void {
       settle(result)
     },
   }
-  const key = ctx.headKey
   ctx.cache.flights.set(key, flight)
   ctx.flight = flight
-  ctx.flightKey = key
 }
 
-function endFlight(ctx: Context, result: FlightResult | undefined): void {
+/** Release the requests waiting on this one, and the shared lock once the entry is written. */
+function endFlight(ctx: Context, result: FlightResult | undefined, written?: Maybe<void>): void {
   const flight = ctx.flight
-  if (flight === undefined) return
   ctx.flight = undefined
-  flight.settle(result)
+  flight?.settle(result)
+  const token = ctx.lockToken
+  if (token === undefined) return
+  ctx.lockToken = undefined
+  const unlock = () => void ctx.cache.config.store.unlock!(lockName(ctx), token).catch((error) => ctx.cache.report(asError(error), ctx.req))
+  if (isPromise(written)) written.then(unlock, unlock)
+  else unlock()
 }
 
 /**
@@ -419,9 +505,8 @@ function endFlight(ctx: Context, result: FlightResult | undefined): void {
  * handler produces the full response that gets stored (RFC 9111 §4.3.2 leaves the 304 to us);
  * a stale entry's validators are sent instead, so the origin can answer 304 (§4.3.1).
  */
-function runHandler(ctx: Context, lead: boolean): void {
+function runHandler(ctx: Context): void {
   const { cache, req } = ctx
-  if (lead) startFlight(ctx)
   ctx.requestTime = cache.config.now()
   if (req.method === 'GET') holdConditionals(ctx)
   ctx.revalidating = ctx.stale !== undefined && req.method === 'GET'
@@ -432,8 +517,42 @@ function runHandler(ctx: Context, lead: boolean): void {
     if (lastModified !== undefined) req.headers['if-modified-since'] = lastModified
   }
   if (!ctx.watching) watch(ctx)
+  if (ctx.staleOnError) staleOnTimeout(ctx)
   ;(req as { [kContext]?: Context })[kContext] = ctx
   ctx.next()
+}
+
+/**
+ * stale-if-error covers an origin that does not answer in time too: after `lockTimeout` the
+ * stale entry is sent and the handler's late output is dropped.
+ */
+function staleOnTimeout(ctx: Context): void {
+  const { cache, res, req } = ctx
+  const timer = setTimeout(() => {
+    if (res.headersSent || ctx.replaying || ctx.stale === undefined || !ctx.staleOnError) return
+    debug('stale-if-error: origin took longer than %d ms for %s', cache.config.lockTimeout, ctx.headKey)
+    cache.counters.stale++
+    endFlight(ctx, undefined)
+    restoreConditionals(ctx)
+    ctx.replaying = true
+    ctx.pending = undefined
+    writeEntry(req, res, ctx.stale, currentAge(ctx.stale, cache.config.now()), 'STALE', statusHeaderFor(cache.config, ctx.route))
+    detach(res)
+  }, cache.config.lockTimeout)
+  timer.unref?.()
+  res.once('finish', () => clearTimeout(timer))
+  res.once('close', () => clearTimeout(timer))
+}
+
+/** The response went out without the handler: whatever it still sets or writes goes nowhere. */
+function detach(res: ServerResponse): void {
+  const ignore = function (this: ServerResponse) {
+    return this
+  }
+  res.setHeader = ignore as unknown as ServerResponse['setHeader']
+  res.appendHeader = ignore as unknown as ServerResponse['appendHeader']
+  res.removeHeader = ignore as unknown as ServerResponse['removeHeader']
+  res.writeHead = ignore as unknown as ServerResponse['writeHead']
 }
 
 /** Install the response watcher once per request; its decisions read the context's current state. */
@@ -498,7 +617,7 @@ function watch(ctx: Context): void {
       if (statusHeader !== false) res.setHeader(statusHeader, 'MISS')
       ctx.pending = { decision, status, headers: rawHeaders(res) }
       // The client's own conditional request, answered against the response just produced.
-      if (ctx.conditionals !== undefined && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
+      if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
         toNotModified(res)
         return { action: 'replace', capture: true, body: undefined }
       }
@@ -510,7 +629,7 @@ function watch(ctx: Context): void {
       endFlight(ctx, undefined)
     },
     done(body) {
-      restoreConditionals(ctx)
+      // req.headers keeps what the handler saw: loggers and the app may read it after end().
       const pending = ctx.pending
       ctx.pending = undefined
       if (pending === undefined || body === undefined || ctx.replaying) return endFlight(ctx, undefined)
@@ -530,7 +649,6 @@ function watch(ctx: Context): void {
       save(ctx, entry, decision.vary)
     },
     aborted() {
-      restoreConditionals(ctx)
       ctx.pending = undefined
       endFlight(ctx, undefined)
     },
@@ -558,7 +676,7 @@ function replaceWith(
 ): HeadDecision {
   for (const name of res.getHeaderNames()) res.removeHeader(name)
   const p = prepare(entry)
-  const useNotModified = entry.status >= 200 && entry.status < 300 && ctx.conditionals !== undefined &&
+  const useNotModified = entry.status >= 200 && entry.status < 300 && hasConditionals(ctx.conditionals) &&
     notModified(ctx.conditionals as IncomingHttpHeaders, p)
   const headers = useNotModified ? p.notModified : p.head
   setHeaderList(res, headers.slice(0, -4))
@@ -621,11 +739,8 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   const ttl = retention(entry)
   if (ttl <= 0) return endFlight(ctx, undefined)
   cache.counters.stores++
-  const result: FlightResult = { entry, vary, variant: variantPart(vary, ctx.req.headers) }
-  if (vary.length === 0) {
-    cache.storage.write(ctx.headKey, entry, ttl)
-    return endFlight(ctx, result)
-  }
+  const result: FlightResult = { entry, vary, variant: variantPart(vary, varyHeaders(ctx.req, vary)) }
+  if (vary.length === 0) return endFlight(ctx, result, cache.storage.write(ctx.headKey, entry, ttl))
   // A varying response: the head key holds the list of variants, each variant its own key.
   const variantKey = ctx.headKey + '#' + result.variant
   const now = cache.config.now()
@@ -636,9 +751,9 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   const expires = Math.max(ctx.varyRecord?.expires ?? 0, now + ttl)
   const record: VaryEntry = { kind: 'vary', vary, variants, expires }
   ctx.varyRecord = record
-  cache.storage.write(variantKey, entry, ttl)
-  cache.storage.write(ctx.headKey, record, expires - now)
-  endFlight(ctx, result)
+  const written = cache.storage.write(variantKey, entry, ttl)
+  const recorded = cache.storage.write(ctx.headKey, record, expires - now)
+  endFlight(ctx, result, isPromise(written) || isPromise(recorded) ? Promise.all([written, recorded]).then(() => undefined) : undefined)
 }
 
 // -------------------------------------------------------------------------------------------
@@ -650,7 +765,7 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
  * and stored as any miss would be. One refresh per key at a time.
  */
 function startRefresh(cache: Instance, req: IncomingMessage, url: string, headKey: string, vary: VaryEntry | undefined, entry: ResponseEntry): void {
-  const key = vary === undefined ? headKey : headKey + '#' + variantPart(vary.vary, req.headers)
+  const key = vary === undefined ? headKey : headKey + '#' + variantPart(vary.vary, varyHeaders(req, vary.vary))
   if (cache.refreshing.has(key)) return
   const app = appOf(req)
   if (app === undefined) {
@@ -815,7 +930,7 @@ function newContext(
     staleOnError: false,
     conditionals: undefined,
     flight: undefined,
-    flightKey: undefined,
+    lockToken: undefined,
     watching: false,
     replaying: false,
     revalidating: false,
@@ -858,38 +973,61 @@ function hasRequestDirectives(headers: IncomingHttpHeaders): boolean {
   return headers['cache-control'] !== undefined || headers.pragma !== undefined
 }
 
-/** Host, plus X-Forwarded-Host / -Proto when the Express app trusts a proxy (Express then reads them). */
+/**
+ * The authority a response was made for: Host, plus X-Forwarded-Host / -Proto and Forwarded
+ * whenever a request carries them. Apps (and Express under `trust proxy`) build URLs from them;
+ * unkeyed, one request could poison the entry everyone gets. A proxy that always sends them
+ * keeps its hit rate; an attacker who adds them only reaches a key nobody else uses.
+ */
 function requestHost(req: IncomingMessage): string {
-  const app = (req as { app?: { get?(name: string): unknown } }).app
-  const trusts = typeof app?.get === 'function' && Boolean(app.get('trust proxy'))
-  if (!trusts) return hostPart(req.headers.host)
-  const forwardedHost = req.headers['x-forwarded-host']
-  const forwardedProto = req.headers['x-forwarded-proto']
-  if (forwardedHost === undefined && forwardedProto === undefined) return hostPart(req.headers.host)
-  return hostPart(req.headers.host, hostPart(String(forwardedHost ?? '')) + '|' + hostPart(String(forwardedProto ?? '')))
+  const h = req.headers
+  const forwardedHost = h['x-forwarded-host']
+  const forwardedProto = h['x-forwarded-proto']
+  const forwarded = h.forwarded
+  if (forwardedHost === undefined && forwardedProto === undefined && forwarded === undefined) return hostPart(h.host)
+  return hostPart(h.host, [forwardedHost, forwardedProto, forwarded].map((v) => (v === undefined ? '!' : '=' + escapePart(String(v)))).join('|'))
+}
+
+/**
+ * The request's values of the headers a response varies on, read from the raw header lines:
+ * Node folds some names into `req.headers` oddly (a header named `constructor` is dropped
+ * there), and conditional headers may be held aside. Lines of one name join with `, `.
+ */
+function varyHeaders(req: IncomingMessage, names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = Object.create(null)
+  if (names.length === 0) return out
+  const raw = req.rawHeaders
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase()
+    if (!names.includes(name)) continue
+    out[name] = out[name] === undefined ? raw[i + 1] : out[name] + ', ' + raw[i + 1]
+  }
+  return out
 }
 
 function holdConditionals(ctx: Context): void {
   const h = ctx.req.headers
-  const inm = h['if-none-match']
-  const ims = h['if-modified-since']
-  if (inm === undefined && ims === undefined && h['if-range'] === undefined) return
   ctx.conditionals = {}
-  if (inm !== undefined) ctx.conditionals['if-none-match'] = inm
-  if (ims !== undefined) ctx.conditionals['if-modified-since'] = ims
+  if (h['if-none-match'] !== undefined) ctx.conditionals['if-none-match'] = h['if-none-match']
+  if (h['if-modified-since'] !== undefined) ctx.conditionals['if-modified-since'] = h['if-modified-since']
   delete h['if-none-match']
   delete h['if-modified-since']
   delete h['if-range']
 }
 
+/** Put the client's validators back, removing any the cache sent for revalidation. */
 function restoreConditionals(ctx: Context): void {
   const held = ctx.conditionals
   if (held === undefined) return
   const h = ctx.req.headers
+  delete h['if-none-match']
+  delete h['if-modified-since']
   if (held['if-none-match'] !== undefined) h['if-none-match'] = held['if-none-match']
-  else delete h['if-none-match']
   if (held['if-modified-since'] !== undefined) h['if-modified-since'] = held['if-modified-since']
-  else delete h['if-modified-since']
+}
+
+function hasConditionals(held: Context['conditionals']): held is NonNullable<Context['conditionals']> {
+  return held !== undefined && (held['if-none-match'] !== undefined || held['if-modified-since'] !== undefined)
 }
 
 function clientNotModified(conditionals: NonNullable<Context['conditionals']>, res: ServerResponse): boolean {
@@ -938,7 +1076,7 @@ function headerOf(headers: readonly string[], lowerName: string): string | undef
 }
 
 function variantOf(ctx: Context): string {
-  return ctx.varyRecord === undefined ? '' : variantPart(ctx.varyRecord.vary, ctx.req.headers)
+  return ctx.varyRecord === undefined ? '' : variantPart(ctx.varyRecord.vary, varyHeaders(ctx.req, ctx.varyRecord.vary))
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {

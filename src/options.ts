@@ -29,7 +29,7 @@ export interface CacheOptions {
   key?: KeyFunction
   /** Largest body stored, in bytes; larger responses stream through uncached. @default 1_048_576 */
   maxBodySize?: number
-  /** Longest request URL (and custom key) looked up; longer requests bypass. @default 2048 */
+  /** Longest request URL (and custom key) looked up; longer requests bypass. @default 4096 */
   maxKeyLength?: number
   /** Statuses that may be stored. @default [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501] */
   statusCodes?: number[]
@@ -37,7 +37,10 @@ export interface CacheOptions {
   statusHeader?: string | false
   /** Longest a store call may take before the request goes on uncached. @default '200ms' */
   storeTimeout?: Duration
-  /** Longest a request waits for another request computing the same key. @default '5s' */
+  /**
+   * Longest a request waits for another request computing the same key; also how long the
+   * origin may take when a stale entry could answer under `stale-if-error`. @default '5s'
+   */
   lockTimeout?: Duration
   /** Most variants kept per key for responses with `Vary`. @default 32 */
   maxVariants?: number
@@ -137,7 +140,7 @@ export function resolveOptions(options: CacheOptions = {}): Config {
     ttl: o.ttl === undefined ? undefined : parseDuration(o.ttl, 'option "ttl"'),
     key: optionalFunction('key', o.key) as KeyFunction | undefined,
     maxBodySize: integer('maxBodySize', o.maxBodySize, 1_048_576, 0),
-    maxKeyLength: integer('maxKeyLength', o.maxKeyLength, 2048, 1),
+    maxKeyLength: integer('maxKeyLength', o.maxKeyLength, 4096, 1),
     statusCodes: new Set(statusCodes(o.statusCodes)),
     statusHeader: headerName('statusHeader', o.statusHeader, 'X-Cache'),
     storeTimeout: o.storeTimeout === undefined ? 200 : positiveDuration('storeTimeout', o.storeTimeout),

@@ -215,6 +215,7 @@ export const UNSTORED_HEADERS = new Set([
   'proxy-authorization',
   'age',
   'set-cookie',
+  'set-cookie2',
   'content-length',
 ])
 
@@ -280,7 +281,9 @@ export function storageDecision(input: StorageInput): StorageDecision {
   if (cc['no-store'] !== undefined) return { store: false, reason: 'response Cache-Control: no-store', bypass: false }
   // RFC 9111 §5.2.2.7: a shared cache never stores `private`, qualified or not.
   if (cc.private !== undefined) return { store: false, reason: 'response Cache-Control: private', bypass: false }
-  if (headers['set-cookie'] !== undefined && !input.storeSetCookie) return { store: false, reason: 'response has Set-Cookie', bypass: false }
+  if ((headers['set-cookie'] !== undefined || headers['set-cookie2'] !== undefined) && !input.storeSetCookie) {
+    return { store: false, reason: 'response has Set-Cookie', bypass: false }
+  }
   // RFC 9111 §3.5: a response to an authorised request is shared only when it says so.
   if (
     requestHeaders.authorization !== undefined &&

@@ -1,6 +1,7 @@
 /** Entries in and out of a store: coding, timeouts, a circuit breaker, and failures that never reach the client. */
 import createDebug from 'debug'
 import { CorruptEntryError } from './entry.js'
+import { compilePattern } from './pattern.js'
 import { kEntryStore, type EntryStore } from './stores/memory.js'
 import type { Coder, Entry, Store } from './types.js'
 
@@ -56,6 +57,12 @@ export class Storage {
   private readonly report: (error: Error) => void
   private failures = 0
   private openUntil = 0
+  /**
+   * Entries whose write has not landed yet. Reads see them, so a request right after a miss
+   * is a hit in this process even on a store with slow writes; an invalidation that runs
+   * meanwhile marks them, and they are deleted again once their write lands.
+   */
+  private readonly inFlight = new Map<string, { entry: Entry; invalidated: boolean }>()
 
   constructor(options: StorageOptions) {
     this.store = options.store
@@ -71,6 +78,8 @@ export class Storage {
   /** The entry under `key`, or undefined (missing, expired, corrupt, or the store failed). */
   read(key: string): Maybe<Entry | undefined> {
     if (this.entries !== undefined) return this.entries.getEntry(key)
+    const pending = this.inFlight.get(key)
+    if (pending !== undefined && !pending.invalidated) return pending.entry
     if (this.isOpen()) return undefined
     let raw: Maybe<Uint8Array | undefined | null>
     try {
@@ -103,11 +112,21 @@ export class Storage {
       this.report(asError(error))
       return
     }
-    return this.call('set', () => this.store.set(key, bytes, ttlMs))
+    const written = this.call('set', () => this.store.set(key, bytes, ttlMs))
+    if (!isPromise(written)) return
+    const slot = { entry, invalidated: false }
+    this.inFlight.set(key, slot)
+    return written.then(() => {
+      if (this.inFlight.get(key) === slot) this.inFlight.delete(key)
+      // An invalidation ran while this write was on its way: it must not bring the entry back.
+      if (slot.invalidated) return this.remove(key)
+    })
   }
 
   /** Delete one key; failures are reported, never thrown. */
   remove(key: string): Maybe<void> {
+    const pending = this.inFlight.get(key)
+    if (pending !== undefined) pending.invalidated = true
     if (this.entries !== undefined) {
       this.store.delete(key)
       return
@@ -117,6 +136,10 @@ export class Storage {
 
   /** Delete every key matching the pattern; rejects when the store cannot do it. */
   async removeMatching(pattern: string): Promise<number> {
+    if (this.inFlight.size > 0) {
+      const matches = compilePattern(pattern)
+      for (const [key, slot] of this.inFlight) if (matches(key)) slot.invalidated = true
+    }
     const removed = await this.store.deleteMatching(pattern)
     return typeof removed === 'number' ? removed : 0
   }

@@ -12,6 +12,7 @@ export type MaybePromise<T> = T | Promise<T>
  * | `clear` | Recommended: removes only this store's own keys (its prefix) |
  * | `close` | Recommended: closes only what the store opened itself |
  * | `stats` | Optional: entries and bytes, when the store can tell cheaply |
+ * | `lock`, `unlock` | Optional: a lock shared by every process, for coalescing misses across processes |
  *
  * Keys reach the store without any prefix; a store adds its own. Patterns use one glob syntax
  * (see `pattern.ts`): `*` matches any run of characters, every other character is literal.
@@ -33,6 +34,13 @@ export interface Store {
   close?(): MaybePromise<unknown>
   /** Size figures for `cache.stats()`. */
   stats?(): { entries?: number; bytes?: number }
+  /**
+   * Take a lock named `key` for `ttlMs`, shared by every process using the store. Resolves a
+   * token for `unlock`, or `null` when another holder has it.
+   */
+  lock?(key: string, ttlMs: number): Promise<string | null>
+  /** Release a lock taken with `lock`, only if `token` still holds it. */
+  unlock?(key: string, token: string): Promise<unknown>
 }
 
 /** Turns entries into bytes and back. `decode` throws on anything it cannot read. */

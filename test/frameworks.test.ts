@@ -37,7 +37,14 @@ interface Built {
 /** A framework: mount [before…] → cache → [after…] → routes, on one server. */
 interface Framework {
   name: string
-  build(options: { cache?: Omit<CacheOptions, 'store' | 'now'>; before?: Handler[]; after?: Handler[]; routes: Record<string, Handler> }): Promise<Built>
+  build(options: {
+    cache?: Omit<CacheOptions, 'store' | 'now'>
+    before?: Handler[]
+    after?: Handler[]
+    routes: Record<string, Handler>
+    /** Leave errors to the framework's own final handler (finalhandler). */
+    defaultErrors?: boolean
+  }): Promise<Built>
 }
 
 const opened: Built[] = []
@@ -45,7 +52,7 @@ const opened: Built[] = []
 function make(name: string, create: () => { use(fn: unknown): unknown; get?: unknown }, isConnect = false): Framework {
   return {
     name,
-    async build({ cache: cacheOptions, before = [], after = [], routes }) {
+    async build({ cache: cacheOptions, before = [], after = [], routes, defaultErrors = false }) {
       const clock = fakeClock()
       const cache = responseCache({ ...cacheOptions, store: memoryStore({ now: clock.now }), now: clock.now })
       const O = new Origin(clock)
@@ -60,7 +67,7 @@ function make(name: string, create: () => { use(fn: unknown): unknown; get?: unk
         if (route === undefined) return next()
         route(req, res, next)
       })
-      app.use(function onError(error: Error, _req: IncomingMessage, res: ServerResponse, _next: Next) {
+      if (!defaultErrors) app.use(function onError(error: Error, _req: IncomingMessage, res: ServerResponse, _next: Next) {
         void error
         res.statusCode = 500
         res.setHeader('Cache-Control', 'max-age=60')
@@ -190,20 +197,40 @@ for (const fw of frameworks) {
       expect(O.calls).to.equal(2)
     })
 
-    it('should never store a response produced by next(err), whatever statusCodes allows', async () => {
+    it('should never store the error page next(err) produces, even with a cacheable status and a ttl', async () => {
       const O = new Origin()
       const { served } = await fw.build({
-        cache: { statusCodes: [200, 500] },
+        cache: { ttl: '1m' },
+        defaultErrors: true,
         routes: {
-          '/boom': (_req, _res, next) => {
+          '/gone': (_req, _res, next) => {
             O.calls++
-            next(new Error('boom'))
+            // 404 is in the default statusCodes, and the ttl would make it storable.
+            next(Object.assign(new Error('gone'), { status: 404, expose: true }))
           },
         },
       })
-      await served.agent.get('/boom').expect(500, 'error page')
-      await served.agent.get('/boom').expect(500, 'error page')
+      await served.agent.get('/gone').expect(404).expect('X-Cache', 'MISS')
+      await served.agent.get('/gone').expect(404).expect('X-Cache', 'MISS')
       expect(O.calls).to.equal(2)
+    })
+
+    it('should store a 404 a route sends itself (the error-page rule is not a status rule)', async () => {
+      const O = new Origin()
+      const { served } = await fw.build({
+        cache: { ttl: '1m' },
+        defaultErrors: true,
+        routes: {
+          '/missing': (_req, res) => {
+            O.calls++
+            res.statusCode = 404
+            res.end('no such thing')
+          },
+        },
+      })
+      await served.agent.get('/missing').expect(404, 'no such thing').expect('X-Cache', 'MISS')
+      await served.agent.get('/missing').expect(404, 'no such thing').expect('X-Cache', 'HIT')
+      expect(O.calls).to.equal(1)
     })
 
     it('should report each X-Cache value: MISS, HIT, BYPASS, STALE, REVALIDATED', async () => {

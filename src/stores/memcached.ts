@@ -146,6 +146,9 @@ const CLIENT_DEFAULTS: ClientOptions & ServerOptions = {
  * generations are absent stops after the first step. `set` costs the same two steps (plus one
  * `ADD` per namespace never seen before); a wildcard `deleteMatching`/`clear` is one `SET`.
  */
+/** Longest ttl sent, in seconds (about 10 years): the absolute time it becomes stays below 2^32. */
+const MAX_RELATIVE_TTL_S = 10 * 365 * 86_400
+
 export function memcachedStore(
   connection: MemcachedStoreConnection & MemcachedStoreOptions,
   options: MemcachedStoreOptions = {},
@@ -302,7 +305,8 @@ export function memcachedStore(
   }
 
   function expiry(ttlMs: number): number {
-    const seconds = Math.max(1, Math.ceil(ttlMs / 1000))
+    // Clamped below memcached's 32-bit expiry field (memjs throws beyond it).
+    const seconds = Math.min(Math.max(1, Math.ceil(ttlMs / 1000)), MAX_RELATIVE_TTL_S)
     // memcached: "if the number is above 30 days, it is an absolute unix time".
     return seconds > THIRTY_DAYS_S ? Math.ceil(now() / 1000) + seconds : seconds
   }

@@ -67,6 +67,8 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     maxSize: maxBytes,
     sizeCalculation: (value, key) => sizeOf(value) + key.length * 2 + ENTRY_OVERHEAD,
     perf: { now },
+    // No cached "now": an injected clock takes effect on the very next call.
+    ttlResolution: 0,
     ttlAutopurge: false,
   })
 
