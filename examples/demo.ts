@@ -50,7 +50,7 @@ async function main(): Promise<void> {
   expectCache(second, 'HIT', 200)
 
   const conditional = await call(port, 'GET', '/posts', { 'If-None-Match': second.etag ?? '' })
-  show(`GET /posts If-None-Match: ${second.etag?.slice(0, 10)}…`, conditional)
+  show('GET /posts with If-None-Match', conditional)
   expectCache(conditional, 'HIT', 304)
 
   const created = await call(port, 'POST', '/posts', { 'Content-Type': 'application/json' }, JSON.stringify({ title: 'Second post' }))

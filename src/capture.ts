@@ -57,7 +57,8 @@ export function capture(res: ServerResponse, maxBodySize: number, hooks: Capture
       hooks.overflow()
       return
     }
-    chunks.push(chunk)
+    // A copy: the app may reuse its buffer once the write is flushed.
+    chunks.push(Buffer.from(chunk))
   }
 
   function ensureHead(): HeadDecision {
@@ -123,7 +124,6 @@ function toBytes(chunk: Chunk, encoding: unknown): Uint8Array {
   return chunk
 }
 
-/** Always a copy: the app may reuse the buffers it wrote once they are flushed. */
 function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  return Buffer.concat(chunks, size)
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
 }

@@ -191,8 +191,9 @@ export function toWire(entry: Entry): WireResponse | WireVary {
 }
 
 const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
-// RFC 9110 §5.5: no CR, LF or NUL in a field value, ever; they would split the response.
-const UNSAFE_VALUE = /[\r\n\0]/
+// RFC 9110 §5.5: a field value is visible characters, spaces and tabs (obs-text up to 0xFF).
+// CR, LF or NUL would split the response; other controls make Node refuse to write the head.
+const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 
 /** Check a decoded object field by field; anything off throws CorruptEntryError. */
 export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): Entry {
@@ -213,7 +214,14 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): En
   if (headers.length % 2 !== 0) throw new CorruptEntryError('odd header list')
   for (let i = 0; i < headers.length; i += 2) {
     if (!FIELD_NAME.test(headers[i])) throw new CorruptEntryError(`header name ${JSON.stringify(headers[i].slice(0, 40))}`)
-    if (UNSAFE_VALUE.test(headers[i + 1])) throw new CorruptEntryError(`header ${headers[i]} has CR, LF or NUL`)
+    if (UNSAFE_VALUE.test(headers[i + 1])) throw new CorruptEntryError(`header ${headers[i]} has CR, LF, NUL or another control character`)
+  }
+  const stored = body(w.b)
+  // A Content-Length that disagrees with the body would desynchronise a keep-alive connection.
+  for (let i = 0; i < headers.length; i += 2) {
+    if (headers[i].toLowerCase() === 'content-length' && headers[i + 1] !== String(stored.byteLength)) {
+      throw new CorruptEntryError(`Content-Length ${JSON.stringify(headers[i + 1].slice(0, 20))} but the body has ${stored.byteLength} bytes`)
+    }
   }
   const m = w.m
   if (m !== 0 && m !== 1) throw new CorruptEntryError('flags')
@@ -221,7 +229,7 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): En
     kind: 'response',
     status,
     headers,
-    body: body(w.b),
+    body: stored,
     requestTime: finite(w.q, 'requestTime'),
     responseTime: finite(w.t, 'responseTime'),
     initialAge: finite(w.a, 'initialAge'),

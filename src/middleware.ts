@@ -6,7 +6,7 @@ import etag from 'etag'
 import fresh from 'fresh'
 import onHeaders from 'on-headers'
 import { capture, type HeadDecision } from './capture.js'
-import { buildEntry, currentAge, freshenHeaders, prepare, type Prepared } from './entry.js'
+import { CorruptEntryError, buildEntry, currentAge, freshenHeaders, prepare, type Prepared } from './entry.js'
 import { escapePart, hostPart, primaryKey, storageKey, variantPart } from './key.js'
 import { resolveOptions, type CacheOptions, type Config, type RouteConfig } from './options.js'
 import { assertPattern, isLiteral } from './pattern.js'
@@ -18,7 +18,7 @@ import {
   storageDecision,
   type RequestRules,
 } from './policy.js'
-import { Storage, asError, isPromise, type Maybe } from './storage.js'
+import { Storage, StoreTimeoutError, asError, isPromise, type Maybe } from './storage.js'
 import type { Entry, ResponseEntry, VaryEntry } from './types.js'
 
 const debug = createDebug('cachet')
@@ -119,6 +119,8 @@ interface Instance {
   counters: Omit<CacheStats, 'entries' | 'bytes'>
   flights: Map<string, Flight>
   refreshing: Set<string>
+  /** Pending Vary-record updates per head key, chained so none overwrites another. */
+  varyUpdates: Map<string, Promise<void>>
   report(error: Error, req?: IncomingMessage): void
 }
 
@@ -138,6 +140,7 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     counters,
     flights: new Map(),
     refreshing: new Set(),
+    varyUpdates: new Map(),
     storage: undefined as unknown as Storage,
     report(error, req) {
       counters.errors++
@@ -274,19 +277,15 @@ function respond(
     const freshFor = entry.lifetime - age
     const acceptable = !rules.noCache && age <= rules.maxAge && freshFor >= rules.minFresh
     if (freshFor > 0 && acceptable) {
-      counters.hits++
-      return writeEntry(req, res, entry, age, 'HIT', statusHeaderFor(config, undefined))
+      if (replay(cache, req, res, headKey, found, entry, age, 'HIT')) return
+      return respond(cache, req, res, next, url, headKey, rules, { entry: undefined, vary: found.vary }, existing)
     }
     const staleness = -freshFor
     if (freshFor <= 0 && !rules.noCache && age <= rules.maxAge && !entry.mustRevalidate) {
-      if (staleness <= rules.maxStale) {
-        counters.stale++
-        return writeEntry(req, res, entry, age, 'STALE', statusHeaderFor(config, undefined))
-      }
-      if (staleness < entry.staleWhileRevalidate) {
-        counters.stale++
+      if (staleness <= rules.maxStale && replay(cache, req, res, headKey, found, entry, age, 'STALE')) return
+      if (staleness < entry.staleWhileRevalidate && replay(cache, req, res, headKey, found, entry, age, 'STALE')) {
         startRefresh(cache, req, url, headKey, found.vary, entry)
-        return writeEntry(req, res, entry, age, 'STALE', statusHeaderFor(config, undefined))
+        return
       }
     }
     const ctx = context()
@@ -320,6 +319,33 @@ export function restartUnderKey(ctx: Context, headKey: string, next: Next): void
     (result) => respond(cache, req, res, next, url, headKey, rules, result, ctx),
     () => respond(cache, req, res, next, url, headKey, rules, { entry: undefined, vary: undefined }, ctx),
   )
+}
+
+/**
+ * Serve a stored entry; false when it cannot be written (Node refuses a header it holds), in
+ * which case the entry is reported, deleted, and the request goes on as a miss.
+ */
+function replay(
+  cache: Instance,
+  req: IncomingMessage,
+  res: ServerResponse,
+  headKey: string,
+  found: Found,
+  entry: ResponseEntry,
+  age: number,
+  label: 'HIT' | 'STALE',
+): boolean {
+  try {
+    writeEntry(req, res, entry, age, label, statusHeaderFor(cache.config, undefined))
+  } catch (error) {
+    if (res.headersSent) throw error
+    cache.report(new CorruptEntryError(`cannot be replayed (${asError(error).message})`), req)
+    cache.storage.remove(found.vary === undefined ? headKey : headKey + '#' + variantPart(found.vary.vary, varyHeaders(req, found.vary.vary)))
+    return false
+  }
+  if (label === 'HIT') cache.counters.hits++
+  else cache.counters.stale++
+  return true
 }
 
 /** Replay a stored response, or a 304 when the request's validators match it. */
@@ -402,7 +428,8 @@ function lead(ctx: Context): void {
   const { cache } = ctx
   startFlight(ctx)
   const store = cache.config.store
-  if (typeof store.lock !== 'function' || typeof store.unlock !== 'function') return runHandler(ctx)
+  // No lock while the store is being skipped: nobody could release it, everyone would poll.
+  if (typeof store.lock !== 'function' || typeof store.unlock !== 'function' || !cache.storage.available) return runHandler(ctx)
   const deadline = cache.config.now() + cache.config.lockTimeout
   tryLock(ctx).then((token) => {
     if (token === undefined) return runHandler(ctx) // the lock itself failed: go on alone
@@ -426,12 +453,14 @@ function pollForEntry(ctx: Context, deadline: number, delay: number): void {
       const entry = f.entry
       const now = cache.config.now()
       if (entry !== undefined && currentAge(entry, now) < entry.lifetime) {
-        cache.counters.hits++
-        endFlight(ctx, { entry, vary: f.vary?.vary ?? [], variant: f.vary === undefined ? '' : variantPart(f.vary.vary, varyHeaders(req, f.vary.vary)) })
-        return writeEntry(req, ctx.res, entry, currentAge(entry, now), 'HIT', statusHeaderFor(cache.config, ctx.route))
+        if (replay(cache, req, ctx.res, ctx.headKey, f, entry, currentAge(entry, now), 'HIT')) {
+          const variant = f.vary === undefined ? '' : variantPart(f.vary.vary, varyHeaders(req, f.vary.vary))
+          return endFlight(ctx, { entry, vary: f.vary?.vary ?? [], variant })
+        }
+        return runHandler(ctx)
       }
-      if (now >= deadline) {
-        debug('coalescing: lock for %s still held after lockTimeout, going to the origin', ctx.headKey)
+      if (now >= deadline || !cache.storage.available) {
+        debug('coalescing: lock for %s still held after lockTimeout (or the store is failing), going to the origin', ctx.headKey)
         return runHandler(ctx)
       }
       tryLock(ctx).then((token) => {
@@ -456,11 +485,18 @@ function lockName(ctx: Context): string {
 function tryLock(ctx: Context): Promise<string | null | undefined> {
   const { cache } = ctx
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(undefined), cache.config.storeTimeout)
+    let late = false
+    const timer = setTimeout(() => {
+      late = true
+      resolve(undefined)
+    }, cache.config.storeTimeout)
     timer.unref?.()
-    cache.config.store.lock!(lockName(ctx), cache.config.lockTimeout).then(
+    const name = lockName(ctx)
+    cache.config.store.lock!(name, cache.config.lockTimeout).then(
       (token) => {
         clearTimeout(timer)
+        // Granted after we stopped waiting: give it back, or every process polls until it expires.
+        if (late && typeof token === 'string') void cache.config.store.unlock!(name, token).catch(() => undefined)
         resolve(token)
       },
       (error) => {
@@ -742,18 +778,37 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   const result: FlightResult = { entry, vary, variant: variantPart(vary, varyHeaders(ctx.req, vary)) }
   if (vary.length === 0) return endFlight(ctx, result, cache.storage.write(ctx.headKey, entry, ttl))
   // A varying response: the head key holds the list of variants, each variant its own key.
+  // The record is read again now (concurrent misses each add a variant), then capped.
   const variantKey = ctx.headKey + '#' + result.variant
-  const now = cache.config.now()
-  const previous = ctx.varyRecord !== undefined && sameList(ctx.varyRecord.vary, vary) ? ctx.varyRecord.variants : []
-  const variants = previous.filter((k) => k !== variantKey)
-  variants.push(variantKey)
-  while (variants.length > cache.config.maxVariants) cache.storage.remove(variants.shift()!)
-  const expires = Math.max(ctx.varyRecord?.expires ?? 0, now + ttl)
-  const record: VaryEntry = { kind: 'vary', vary, variants, expires }
-  ctx.varyRecord = record
-  const written = cache.storage.write(variantKey, entry, ttl)
-  const recorded = cache.storage.write(ctx.headKey, record, expires - now)
-  endFlight(ctx, result, isPromise(written) || isPromise(recorded) ? Promise.all([written, recorded]).then(() => undefined) : undefined)
+  const merge = (current: Entry | undefined): Maybe<void> => {
+    const now = cache.config.now()
+    const base = current?.kind === 'vary' && sameList(current.vary, vary) ? current : undefined
+    const variants = (base?.variants ?? []).filter((k) => k !== variantKey)
+    variants.push(variantKey)
+    while (variants.length > cache.config.maxVariants) cache.storage.remove(variants.shift()!)
+    const expires = Math.max(base?.expires ?? 0, now + ttl)
+    const record: VaryEntry = { kind: 'vary', vary, variants, expires }
+    ctx.varyRecord = record
+    const written = cache.storage.write(variantKey, entry, ttl)
+    const recorded = cache.storage.write(ctx.headKey, record, expires - now)
+    return isPromise(written) || isPromise(recorded) ? Promise.all([written, recorded]).then(() => undefined) : undefined
+  }
+  // Updates of one key's record run one after another in this process, each reading what the
+  // previous one wrote; across processes the cap holds approximately (last writer wins).
+  const update = (): Maybe<void> => {
+    const current = cache.storage.read(ctx.headKey)
+    return isPromise(current) ? current.then(merge) : merge(current)
+  }
+  const previous = cache.varyUpdates.get(ctx.headKey)
+  const done = previous === undefined ? update() : previous.then(update, update)
+  if (isPromise(done)) {
+    cache.varyUpdates.set(ctx.headKey, done)
+    const forget = () => {
+      if (cache.varyUpdates.get(ctx.headKey) === done) cache.varyUpdates.delete(ctx.headKey)
+    }
+    done.then(forget, forget)
+  }
+  endFlight(ctx, result, done)
 }
 
 // -------------------------------------------------------------------------------------------
@@ -892,16 +947,43 @@ function invalidateTargets(cache: Instance, req: IncomingMessage, res: ServerRes
   )
 }
 
-/** Remove everything under a primary-key pattern: the keys themselves carry `#secondary` parts. */
+/**
+ * Remove everything under a primary-key pattern: the keys themselves carry `#secondary` parts.
+ * A pattern the store cannot honour rejects (a usage error must not pass silently); a store
+ * that fails or stalls is reported to onError and counts as 0 removed, so one broken cache
+ * never turns the app's write into a 500. The wait is bounded by lockTimeout.
+ */
 export async function invalidatePattern(cache: Instance, pattern: string): Promise<number> {
   assertPattern(pattern)
-  if (pattern.endsWith('*')) return cache.storage.removeMatching(pattern)
-  return cache.storage.removeMatching(`${pattern}#*`)
+  return guarded(cache, cache.storage.removeMatching(pattern.endsWith('*') ? pattern : `${pattern}#*`))
 }
 
 async function removeKey(cache: Instance, key: string): Promise<number> {
   if (!isLiteral(key)) throw new TypeError(`key must not contain "*", got ${JSON.stringify(key)}; use invalidate() for patterns`)
-  return cache.storage.removeMatching(`${key}#*`)
+  return guarded(cache, cache.storage.removeMatching(`${key}#*`))
+}
+
+function guarded(cache: Instance, work: Promise<number>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      cache.report(new StoreTimeoutError('invalidate', cache.config.lockTimeout))
+      resolve(0)
+    }, cache.config.lockTimeout)
+    timer.unref?.()
+    work.then(
+      (n) => {
+        clearTimeout(timer)
+        resolve(n)
+      },
+      (error) => {
+        clearTimeout(timer)
+        const err = asError(error)
+        if (err instanceof TypeError || err.name === 'UnsupportedPatternError') return reject(err)
+        cache.report(err)
+        resolve(0)
+      },
+    )
+  })
 }
 
 // -------------------------------------------------------------------------------------------

@@ -107,12 +107,13 @@ const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/
  */
 export function parseDuration(value: unknown, what: string): number {
   if (typeof value === 'number') {
-    if (Number.isFinite(value) && value >= 0) return Math.round(value * 1000)
+    const ms = Math.round(value * 1000)
+    if (Number.isFinite(value) && value >= 0 && Number.isSafeInteger(ms)) return ms
   } else if (typeof value === 'string' && value.length <= 32) {
     const m = DURATION.exec(value.trim())
     if (m) {
-      const ms = Number(m[1]) * UNIT_MS[m[2]]
-      if (Number.isFinite(ms)) return Math.round(ms)
+      const ms = Math.round(Number(m[1]) * UNIT_MS[m[2]])
+      if (Number.isSafeInteger(ms)) return ms
     }
   }
   throw new TypeError(

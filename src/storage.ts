@@ -75,6 +75,11 @@ export class Storage {
     this.report = options.report
   }
 
+  /** False while the circuit is open: the store is being skipped after repeated failures. */
+  get available(): boolean {
+    return !this.isOpen()
+  }
+
   /** The entry under `key`, or undefined (missing, expired, corrupt, or the store failed). */
   read(key: string): Maybe<Entry | undefined> {
     if (this.entries !== undefined) return this.entries.getEntry(key)

@@ -10,7 +10,7 @@ function entry(overrides: Partial<ResponseEntry> = {}): ResponseEntry {
   return {
     kind: 'response',
     status: 200,
-    headers: ['Content-Type', 'application/octet-stream', 'X-Test', 'ü ✓', 'Link', '<a>', 'Link', '<b>'],
+    headers: ['Content-Type', 'application/octet-stream', 'X-Test', 'ü ±', 'Link', '<a>', 'Link', '<b>'],
     body: allBytes,
     requestTime: 1_700_000_000_000,
     responseTime: 1_700_000_000_005,
@@ -49,7 +49,7 @@ for (const coder of [jsonCoder(), msgpackCoder()] as Coder[]) {
     })
     it('should reject a header value with CR/LF (no header injection on replay)', () => {
       const bytes = coder.encode(entry({ headers: ['X-Evil', 'a\r\nSet-Cookie: pwned=1'] }))
-      expect(() => coder.decode(bytes)).to.throw(CorruptEntryError, /CR, LF or NUL/)
+      expect(() => coder.decode(bytes)).to.throw(CorruptEntryError, /CR, LF, NUL/)
     })
     it('should reject a bad header name, an odd header list and a bad status', () => {
       expect(() => coder.decode(coder.encode(entry({ headers: ['Bad Name', 'x'] })))).to.throw(CorruptEntryError)
