@@ -7,6 +7,13 @@ import path from 'node:path'
 const root = process.cwd()
 // Inside the repository, so the tarball's dependencies resolve from its node_modules.
 const dir = path.join(root, '.tmp', 'pack-test')
+// Children run as a user's would: without the test runner's loader options (tsx), and with the
+// system npm, not one a dependency installed into node_modules/.bin (http-cache-tests pulls npm 6).
+const env = {
+  ...process.env,
+  NODE_OPTIONS: '',
+  PATH: (process.env.PATH ?? '').split(path.delimiter).filter((p) => !p.includes(`node_modules${path.sep}.bin`)).join(path.delimiter),
+}
 
 describe('npm pack', function () {
   this.timeout(120_000)
@@ -15,7 +22,12 @@ describe('npm pack', function () {
   before(() => {
     rmSync(dir, { recursive: true, force: true })
     mkdirSync(dir, { recursive: true })
-    execFileSync('npm', ['pack', '--pack-destination', dir, '--silent'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] })
+    try {
+      execFileSync('npm', ['pack', '--pack-destination', dir, '--silent'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    } catch (error) {
+      const { stderr, stdout } = error as { stderr?: Buffer; stdout?: Buffer }
+      throw new Error(`npm pack failed (${(error as Error).message}):\n${String(stdout ?? '').slice(-2000)}\n${String(stderr ?? '').slice(-4000)}`)
+    }
     const tarball = readdirSync(dir).find((f) => f.endsWith('.tgz'))
     if (tarball === undefined) throw new Error('npm pack produced no tarball')
     installed = path.join(dir, 'node_modules', 'cachet')
@@ -55,14 +67,14 @@ describe('npm pack', function () {
   it('should load with require() and cache a response', () => {
     writeFileSync(path.join(dir, 'check.cjs'), script)
     writeFileSync(path.join(dir, 'cjs.cjs'), `require('./check.cjs')(require('cachet')).then((r) => console.log(r), (e) => { console.error(e); process.exit(1) })`)
-    const out = execFileSync('node', ['cjs.cjs'], { cwd: dir }).toString().trim()
+    const out = execFileSync('node', ['cjs.cjs'], { cwd: dir, env }).toString().trim()
     expect(out).to.equal('MISS v1,HIT v1')
   })
 
   it('should load with import and cache a response', () => {
     writeFileSync(path.join(dir, 'check.cjs'), script)
     writeFileSync(path.join(dir, 'esm.mjs'), `import * as m from 'cachet'\nimport check from './check.cjs'\nconsole.log(await check(m))`)
-    const out = execFileSync('node', ['esm.mjs'], { cwd: dir }).toString().trim()
+    const out = execFileSync('node', ['esm.mjs'], { cwd: dir, env }).toString().trim()
     expect(out).to.equal('MISS v1,HIT v1')
   })
 
@@ -74,6 +86,6 @@ describe('npm pack', function () {
         `const route = cacheRoute('30s')\nvoid route\nvoid cache.stats().hits\n`,
     )
     const tsc = path.join(root, 'node_modules', '.bin', 'tsc')
-    execFileSync(tsc, ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--skipLibCheck', '--types', 'node', '--typeRoots', path.join(root, 'node_modules', '@types'), 'consumer.ts'], { cwd: dir })
+    execFileSync(tsc, ['--noEmit', '--strict', '--module', 'nodenext', '--moduleResolution', 'nodenext', '--skipLibCheck', '--types', 'node', '--typeRoots', path.join(root, 'node_modules', '@types'), 'consumer.ts'], { cwd: dir, env })
   })
 })

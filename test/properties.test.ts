@@ -363,7 +363,7 @@ function timeOf(fn: () => unknown): number {
     reps *= 2
   }
   let best = Infinity
-  for (let round = 0; round < 3; round++) {
+  for (let round = 0; round < 7; round++) {
     const t0 = performance.now()
     for (let i = 0; i < reps; i++) fn()
     best = Math.min(best, performance.now() - t0)
