@@ -2,14 +2,17 @@
 import express from 'express'
 import { cacheRoute, invalidate, responseCache, type ResponseCache } from '../../src/index.js'
 
-interface Post {
+export interface Post {
   id: number
   title: string
 }
 
-export function createApp(cache: ResponseCache = responseCache()) {
+/**
+ * Build the app on a cache. `posts` stands for the database: pass the same array to two apps
+ * on one shared store (Redis, Memcached) to play two processes.
+ */
+export function createApp(cache: ResponseCache = responseCache(), posts: Post[] = [{ id: 1, title: 'Hello' }]) {
   const app = express()
-  const posts: Post[] = [{ id: 1, title: 'Hello' }]
   const stats = { listRenders: 0 }
   app.use(express.json())
   app.use(cache)
@@ -26,7 +29,8 @@ export function createApp(cache: ResponseCache = responseCache()) {
   app.post('/posts', async (req, res) => {
     const post = { id: posts.length + 1, title: String(req.body?.title ?? 'untitled') }
     posts.push(post)
-    // Drops /posts, /posts?page=2, /posts/1 ... in every cache of this process.
+    // Drops /posts, /posts?page=2, /posts/1 ... in every cache of this process; with a shared
+    // store (Redis, Memcached) every other process sees it too.
     await invalidate('posts:*')
     res.status(201).json(post)
   })

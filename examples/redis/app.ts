@@ -1,42 +1,13 @@
-/** A blog API cached in Redis: every app instance (process) shares the cache and its invalidations. */
-import express from 'express'
+/** The blog API of examples/invalidate, cached in Redis: every process shares the cache and its invalidations. */
 import { Redis } from 'ioredis'
-import { cacheRoute, invalidate, redisStore, responseCache } from '../../src/index.js'
-import type { Store } from '../../src/index.js'
+import { redisStore, responseCache, type Store } from '../../src/index.js'
+import { createApp as createBlogApp, type Post } from '../invalidate/app.js'
 
-export interface Post {
-  id: number
-  title: string
-}
+export type { Post }
 
-/**
- * Build the app on a store. `posts` stands for the database the processes share; pass the same
- * array to two apps to play two processes behind one Redis.
- */
-export function createApp(store: Store, posts: Post[] = [{ id: 1, title: 'Hello' }]) {
-  const app = express()
-  const stats = { listRenders: 0 }
-  const cache = responseCache({ store })
-  app.use(express.json())
-  app.use(cache)
-
-  app.get('/posts', cacheRoute('30s'), (req, res) => {
-    stats.listRenders++
-    res.json(posts)
-  })
-  app.get('/posts/:id', cacheRoute('30s'), (req, res) => {
-    const post = posts.find((p) => p.id === Number(req.params.id))
-    if (post === undefined) return res.status(404).json({ error: 'not found' })
-    res.json(post)
-  })
-  app.post('/posts', async (req, res) => {
-    const post = { id: posts.length + 1, title: String(req.body?.title ?? 'untitled') }
-    posts.push(post)
-    // Removes /posts, /posts?page=2, /posts/1 ... from Redis, so every process sees the change.
-    await invalidate('posts:*')
-    res.status(201).json(post)
-  })
-  return { app, cache, stats }
+/** The blog app on a Redis-backed store (any store works the same way). */
+export function createApp(store: Store, posts?: Post[]) {
+  return createBlogApp(responseCache({ store }), posts)
 }
 
 // `tsx examples/redis/app.ts` runs it against REDIS_URL (default redis://127.0.0.1:6379).
