@@ -778,36 +778,47 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   const result: FlightResult = { entry, vary, variant: variantPart(vary, varyHeaders(ctx.req, vary)) }
   if (vary.length === 0) return endFlight(ctx, result, cache.storage.write(ctx.headKey, entry, ttl))
   // A varying response: the head key holds the list of variants, each variant its own key.
-  // The record is read again now (concurrent misses each add a variant), then capped.
   const variantKey = ctx.headKey + '#' + result.variant
-  const merge = (current: Entry | undefined): Maybe<void> => {
+  const recordOf = (known: readonly (Entry | undefined)[]): VaryEntry => {
     const now = cache.config.now()
-    const base = current?.kind === 'vary' && sameList(current.vary, vary) ? current : undefined
-    const variants = (base?.variants ?? []).filter((k) => k !== variantKey)
+    let variants: string[] = []
+    let expires = now + ttl
+    for (const record of known) {
+      if (record?.kind !== 'vary' || !sameList(record.vary, vary)) continue
+      for (const k of record.variants) if (k !== variantKey && !variants.includes(k)) variants.push(k)
+      expires = Math.max(expires, record.expires)
+    }
     variants.push(variantKey)
     while (variants.length > cache.config.maxVariants) cache.storage.remove(variants.shift()!)
-    const expires = Math.max(base?.expires ?? 0, now + ttl)
-    const record: VaryEntry = { kind: 'vary', vary, variants, expires }
-    ctx.varyRecord = record
-    const written = cache.storage.write(variantKey, entry, ttl)
-    const recorded = cache.storage.write(ctx.headKey, record, expires - now)
-    return isPromise(written) || isPromise(recorded) ? Promise.all([written, recorded]).then(() => undefined) : undefined
+    return { kind: 'vary', vary, variants, expires }
   }
-  // Updates of one key's record run one after another in this process, each reading what the
-  // previous one wrote; across processes the cap holds approximately (last writer wins).
-  const update = (): Maybe<void> => {
-    const current = cache.storage.read(ctx.headKey)
-    return isPromise(current) ? current.then(merge) : merge(current)
+  // Seen at once in this process: the variant and a record built from what is known here.
+  const written = cache.storage.write(variantKey, entry, ttl)
+  const provisional = recordOf([cache.storage.peek(ctx.headKey), ctx.varyRecord])
+  ctx.varyRecord = provisional
+  if (!isPromise(written)) {
+    // A store that holds objects: nothing is in flight, the record is final.
+    cache.storage.write(ctx.headKey, provisional, provisional.expires - cache.config.now())
+    return endFlight(ctx, result)
+  }
+  cache.storage.stage(ctx.headKey, provisional)
+  // Then merged with the store's copy (other processes add variants too) and written. Updates
+  // of one key run one after another in this process; across processes the cap holds
+  // approximately (the last writer wins).
+  const update = (): Promise<void> => {
+    const merge = (stored: Entry | undefined) => {
+      const record = recordOf([stored, cache.storage.peek(ctx.headKey)])
+      return cache.storage.write(ctx.headKey, record, record.expires - cache.config.now())
+    }
+    return Promise.resolve(cache.storage.read(ctx.headKey, true)).then(merge)
   }
   const previous = cache.varyUpdates.get(ctx.headKey)
-  const done = previous === undefined ? update() : previous.then(update, update)
-  if (isPromise(done)) {
-    cache.varyUpdates.set(ctx.headKey, done)
-    const forget = () => {
-      if (cache.varyUpdates.get(ctx.headKey) === done) cache.varyUpdates.delete(ctx.headKey)
-    }
-    done.then(forget, forget)
+  const done = (previous === undefined ? update() : previous.then(update, update)).then(() => written)
+  cache.varyUpdates.set(ctx.headKey, done)
+  const forget = () => {
+    if (cache.varyUpdates.get(ctx.headKey) === done) cache.varyUpdates.delete(ctx.headKey)
   }
+  done.then(forget, forget)
   endFlight(ctx, result, done)
 }
 

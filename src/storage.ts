@@ -80,10 +80,13 @@ export class Storage {
     return !this.isOpen()
   }
 
-  /** The entry under `key`, or undefined (missing, expired, corrupt, or the store failed). */
-  read(key: string): Maybe<Entry | undefined> {
+  /**
+   * The entry under `key`, or undefined (missing, expired, corrupt, or the store failed).
+   * Entries whose write is on its way are seen first, unless `fromStore` asks for the store's copy.
+   */
+  read(key: string, fromStore = false): Maybe<Entry | undefined> {
     if (this.entries !== undefined) return this.entries.getEntry(key)
-    const pending = this.inFlight.get(key)
+    const pending = fromStore ? undefined : this.inFlight.get(key)
     if (pending !== undefined && !pending.invalidated) return pending.entry
     if (this.isOpen()) return undefined
     let raw: Maybe<Uint8Array | undefined | null>
@@ -104,6 +107,21 @@ export class Storage {
         return undefined
       },
     )
+  }
+
+  /** What this process knows of `key` without asking the store: an object-store entry or a pending write. */
+  peek(key: string): Entry | undefined {
+    if (this.entries !== undefined) return this.entries.getEntry(key)
+    const pending = this.inFlight.get(key)
+    return pending === undefined || pending.invalidated ? undefined : pending.entry
+  }
+
+  /**
+   * Make an entry visible to reads in this process before it is written (a write that follows
+   * replaces it). For stores that hold objects, writes are immediate and this does nothing.
+   */
+  stage(key: string, entry: Entry): void {
+    if (this.entries === undefined) this.inFlight.set(key, { entry, invalidated: false })
   }
 
   /** Store an entry; failures are reported, never thrown. */
