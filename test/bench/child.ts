@@ -52,6 +52,8 @@ export function startServer(variant: string, bodyBytes: number, options: ServerO
   let nextId = 1
   const pending = new Map<number, (reply: Reply) => void>()
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+  // A send to a child that just died emits 'error' (EPIPE); the exit handling below covers it.
+  child.on('error', (error) => console.error(`[bench] ${variant}: ${error.message}`))
 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -78,6 +80,7 @@ export function startServer(variant: string, bodyBytes: number, options: ServerO
         pid: message.pid,
         request(command, expect) {
           return new Promise((done, fail) => {
+            if (!child.connected) return fail(new Error(`${variant}: server is gone (exit code ${child.exitCode})`))
             const id = nextId++
             pending.set(id, (reply) => {
               if (reply.type === expect) done(reply as Extract<Reply, { type: typeof expect }>)
@@ -88,7 +91,8 @@ export function startServer(variant: string, bodyBytes: number, options: ServerO
         },
         async stop() {
           if (child.exitCode !== null || child.signalCode !== null) return
-          child.send({ type: 'stop', id: nextId++ })
+          if (child.connected) child.send({ type: 'stop', id: nextId++ }, (error) => error && child.kill('SIGKILL'))
+          else child.kill('SIGKILL')
           const killer = setTimeout(() => child.kill('SIGKILL'), 10_000)
           await exited
           clearTimeout(killer)

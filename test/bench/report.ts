@@ -117,6 +117,8 @@ export interface Results {
   miss: MissRow[]
   invalidate: InvalidateRow[]
   coalesce: CoalesceRow[]
+  /** Sections that failed. */
+  errors: string[]
   targets: Target[]
 }
 
@@ -252,6 +254,7 @@ export function markdown(results: Results): string {
     }
   }
 
+  if (results.errors.length) out.push('', '## Section errors', '', ...results.errors.map((e) => `- ${cell(e)}`))
   out.push(
     '', '## Targets', '',
     'Judged on the first value (req/s, p50, bytes or ms as named); "per CPU" repeats a throughput ratio on req per server CPU-second.', '',
