@@ -22,8 +22,10 @@ export interface Captured {
   staleWhileRevalidate: number
   staleIfError: number
   mustRevalidate: boolean
-  /** Our own status header, never stored. */
+  /** Our own status header, never stored as a header. */
   statusHeader: string | false
+  /** A route's own status header choice, kept with the entry for hits. */
+  routeStatusHeader?: string | false
 }
 
 /**
@@ -72,6 +74,7 @@ export function buildEntry(c: Captured): ResponseEntry {
     staleWhileRevalidate: c.staleWhileRevalidate,
     staleIfError: c.staleIfError,
     mustRevalidate: c.mustRevalidate,
+    ...(c.routeStatusHeader === undefined ? {} : { statusHeader: c.routeStatusHeader }),
   }
 }
 
@@ -162,6 +165,8 @@ export interface WireResponse {
   w: number
   e: number
   m: 0 | 1
+  /** The route's status header: a name, or 0 for none; absent for the cache's own. */
+  c?: string | 0
 }
 
 export interface WireVary {
@@ -187,6 +192,7 @@ export function toWire(entry: Entry): WireResponse | WireVary {
     w: entry.staleWhileRevalidate,
     e: entry.staleIfError,
     m: entry.mustRevalidate ? 1 : 0,
+    ...(entry.statusHeader === undefined ? {} : { c: entry.statusHeader === false ? 0 : entry.statusHeader }),
   }
 }
 
@@ -237,7 +243,14 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): En
     staleWhileRevalidate: finite(w.w, 'staleWhileRevalidate'),
     staleIfError: finite(w.e, 'staleIfError'),
     mustRevalidate: m === 1,
+    ...(w.c === undefined ? {} : { statusHeader: statusHeaderOf(w.c) }),
   } satisfies ResponseEntry
+}
+
+function statusHeaderOf(value: unknown): string | false {
+  if (value === 0) return false
+  if (typeof value === 'string' && FIELD_NAME.test(value)) return value
+  throw new CorruptEntryError('status header name')
 }
 
 function stringArray(value: unknown, what: string): string[] {

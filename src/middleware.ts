@@ -366,6 +366,7 @@ function writeEntry(
     headers = p.notModified
     body = undefined
   }
+  if (entry.statusHeader !== undefined) statusHeader = entry.statusHeader
   const n = headers.length
   headers[n - 3] = String(Math.min(Math.floor(ageMs / 1000), 2 ** 31))
   if (statusHeader === false) {
@@ -681,6 +682,7 @@ function watch(ctx: Context): void {
         staleIfError: decision.staleIfError,
         mustRevalidate: decision.mustRevalidate,
         statusHeader: statusHeaderFor(cache.config, ctx.route),
+        routeStatusHeader: ctx.route?.statusHeader,
       })
       save(ctx, entry, decision.vary)
     },
@@ -752,6 +754,7 @@ function freshen(ctx: Context, res: ServerResponse, now: number): ResponseEntry 
     staleIfError: decision.staleIfError,
     mustRevalidate: decision.mustRevalidate,
     statusHeader: statusHeaderFor(ctx.cache.config, ctx.route),
+    routeStatusHeader: ctx.route?.statusHeader ?? stale.statusHeader,
   })
   save(ctx, entry, decision.vary)
   return entry

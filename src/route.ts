@@ -1,6 +1,6 @@
 /** cacheRoute() marks one route's ttl and options; invalidate() drops entries in every open cache. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { storageKey, hostPart } from './key.js'
+import { storageKey } from './key.js'
 import { kContext, openCaches, restartUnderKey, type Context } from './middleware.js'
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
@@ -59,5 +59,3 @@ export async function invalidate(pattern: string): Promise<number> {
   const counts = await Promise.all([...openCaches].map((cache) => cache.invalidate(pattern)))
   return counts.reduce((sum, n) => sum + n, 0)
 }
-
-void hostPart

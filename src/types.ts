@@ -74,6 +74,11 @@ export interface ResponseEntry {
   staleIfError: number
   /** Serving stale is forbidden (must-revalidate, proxy-revalidate, s-maxage, no-cache). */
   mustRevalidate: boolean
+  /**
+   * The status header a route chose with cacheRoute({ statusHeader }): hits are answered before
+   * routing, so the entry carries it. Undefined: the cache's own setting.
+   */
+  statusHeader?: string | false
 }
 
 /**

@@ -36,6 +36,12 @@ for (const coder of [jsonCoder(), msgpackCoder()] as Coder[]) {
       const vary: VaryEntry = { kind: 'vary', vary: ['accept-encoding'], variants: ['a#b'], expires: 5 }
       expect(coder.decode(coder.encode(vary))).to.deep.equal(vary)
     })
+    it('should round-trip a route status header choice, a name or false', () => {
+      for (const statusHeader of ['X-Route-Cache', false] as const) {
+        expect((coder.decode(coder.encode(entry({ statusHeader }))) as ResponseEntry).statusHeader).to.equal(statusHeader)
+      }
+      expect((coder.decode(coder.encode(entry())) as ResponseEntry).statusHeader).to.equal(undefined)
+    })
     it('should reject truncated bytes', () => {
       const bytes = coder.encode(entry())
       expect(() => coder.decode(bytes.subarray(0, bytes.length >> 1))).to.throw(CorruptEntryError)
