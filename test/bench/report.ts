@@ -262,8 +262,8 @@ export function markdown(results: Results): string {
   )
   for (const t of results.targets) {
     const verdict = t.pass === undefined ? 'n/a' : t.pass ? 'pass' : 'MISS'
-    const perCore = t.perCore === undefined ? '' : `${fmt(t.perCore)}${t.unit} (${t.comparison === '>=' && t.perCore >= t.threshold ? 'pass' : 'miss'})`
-    out.push(`| ${t.name} | ${fmt(t.value)}${t.unit} | ${t.comparison} ${t.threshold}${t.unit} | ${verdict} | ${perCore} | ${cell(t.note)} |`)
+    const perCore = t.perCore === undefined ? '' : `${fmt(t.perCore, 3)}${t.unit} (${t.comparison === '>=' && t.perCore >= t.threshold ? 'pass' : 'miss'})`
+    out.push(`| ${t.name} | ${fmt(t.value, t.unit === '×' ? 3 : 1)}${t.unit} | ${t.comparison} ${t.threshold}${t.unit} | ${verdict} | ${perCore} | ${cell(t.note)} |`)
   }
   return out.join('\n') + '\n'
 }

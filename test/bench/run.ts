@@ -30,6 +30,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     sizes: { type: 'string' },
     out: { type: 'string' },
+    render: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 })
@@ -45,7 +46,20 @@ if (args.help) {
   --warmup <s>         warm-up seconds before each measurement (default 1.5)
   --connections <n>    autocannon connections for HIT runs (default 100)
   --sizes <list>       body sizes in bytes (default 1024,102400)
+  --render <json>      recompute targets, re-render latest.md/json and chart.svg from a results JSON (no measuring)
   --out <dir>          output directory (default test/bench/results for a full run, .tmp/bench otherwise)`)
+  process.exit(0)
+}
+
+// --render <results.json>: recompute the targets and rewrite latest.md, latest.json and chart.svg next to a results file, measuring nothing.
+if (args.render) {
+  const stored = JSON.parse(readFileSync(args.render, 'utf8')) as Results
+  const results: Results = { ...stored, targets: targets(stored) }
+  const dir = path.dirname(path.resolve(args.render))
+  writeFileSync(path.join(dir, 'latest.md'), markdown(results))
+  writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(results, null, 2) + '\n')
+  writeFileSync(path.join(dir, 'chart.svg'), svgChart(results))
+  process.stdout.write(markdown(results))
   process.exit(0)
 }
 
@@ -461,7 +475,7 @@ async function coalesceSection(): Promise<CoalesceRow[]> {
 
 // --- targets ----------------------------------------------------------------------------------
 
-function targets(r: Omit<Results, 'targets'>): Target[] {
+function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[] {
   const list: Target[] = []
   const ratio = (name: string, variant: string, baseline: string, bodyBytes: number, threshold: number, note?: string) => {
     const value = hitRatio(r.hits, variant, baseline, bodyBytes)
@@ -479,7 +493,10 @@ function targets(r: Omit<Results, 'targets'>): Target[] {
     })
   }
   for (const bodyBytes of [1024, 102400]) {
-    ratio('memory HIT ≥ 1.5 × apicache memory HIT', 'cachet-express5-memory-json', 'apicache-memory', bodyBytes, 1.5)
+    // What any Express 5 middleware could reach at best: the ceiling's own ratio to apicache.
+    const ceiling = hitRatio(r.hits, 'express5-ceiling', 'apicache-memory', bodyBytes)
+    const note = ceiling === undefined ? undefined : `the Express 5 ceiling itself is ${ceiling.toFixed(2)} × apicache here`
+    ratio('memory HIT ≥ 1.5 × apicache memory HIT', 'cachet-express5-memory-json', 'apicache-memory', bodyBytes, 1.5, note)
   }
   for (const bodyBytes of [1024, 102400]) {
     ratio('memory HIT ≥ 0.9 × Express ceiling', 'cachet-express5-memory-json', 'express5-ceiling', bodyBytes, 0.9)
