@@ -48,7 +48,8 @@ export function capture(res: ServerResponse, maxBodySize: number, hooks: Capture
     if (!decision.capture) chunks = undefined
   })
 
-  function keep(chunk: Uint8Array): void {
+  /** `last`: the chunk given to end(), copied before end() returns, so no early copy is needed. */
+  function keep(chunk: Uint8Array, last: boolean): void {
     if (chunks === undefined || chunk.byteLength === 0) return
     size += chunk.byteLength
     if (size > maxBodySize) {
@@ -57,8 +58,8 @@ export function capture(res: ServerResponse, maxBodySize: number, hooks: Capture
       hooks.overflow()
       return
     }
-    // A copy: the app may reuse its buffer once the write is flushed.
-    chunks.push(Buffer.from(chunk))
+    // A written chunk is copied now: the app may reuse its buffer once the write is flushed.
+    chunks.push(last ? chunk : Buffer.from(chunk))
   }
 
   function ensureHead(): HeadDecision {
@@ -73,7 +74,7 @@ export function capture(res: ServerResponse, maxBodySize: number, hooks: Capture
   res.write = function cachetWrite(this: ServerResponse, chunk: Chunk, encoding?: BufferEncoding | Callback, cb?: Callback): boolean {
     if (ended) return false
     const d = ensureHead()
-    if (chunk !== undefined && chunk !== null) keep(toBytes(chunk, encoding))
+    if (chunk !== undefined && chunk !== null) keep(toBytes(chunk, encoding), false)
     if (d.action === 'replace') {
       const callback = typeof encoding === 'function' ? encoding : cb
       if (callback) process.nextTick(callback)
@@ -95,7 +96,7 @@ export function capture(res: ServerResponse, maxBodySize: number, hooks: Capture
     if (decision === undefined && size === 0) completeBody = last ?? EMPTY
     const d = ensureHead()
     ended = true
-    if (last !== undefined) keep(last)
+    if (last !== undefined) keep(last, true)
     const body = chunks === undefined ? undefined : concat(chunks, size)
     chunks = undefined
     if (d.action === 'replace') {
@@ -124,6 +125,16 @@ function toBytes(chunk: Chunk, encoding: unknown): Uint8Array {
   return chunk
 }
 
+/**
+ * The stored body: exactly `size` bytes of memory of its own. A small Buffer is usually a slice
+ * of Node's shared 8 KiB pool, and a kept slice would pin the whole slab for the entry's life.
+ */
 function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size)
+  const body = Buffer.allocUnsafeSlow(size)
+  let offset = 0
+  for (const chunk of chunks) {
+    body.set(chunk, offset)
+    offset += chunk.byteLength
+  }
+  return body
 }

@@ -115,8 +115,8 @@ export interface Prepared {
    * the status header's name and its value. Filled and written synchronously, so sharing is safe.
    */
   head: string[]
-  /** Headers for a 304 (RFC 9110 §15.4.5), ending in the same four slots. */
-  notModified: string[]
+  /** Headers for a 304 (RFC 9110 §15.4.5), ending in the same four slots; built on first use. */
+  notModified: string[] | undefined
   etag: string | undefined
   /** Last-Modified, or Date when there is none: what If-Modified-Since is compared with. */
   lastModified: string | undefined
@@ -131,7 +131,6 @@ export function prepare(entry: ResponseEntry): Prepared {
   let p = prepared.get(entry)
   if (p !== undefined) return p
   const head: string[] = entry.headers.slice()
-  const notModified: string[] = []
   let tag: string | undefined
   let lastModified: string | undefined
   let date: string | undefined
@@ -140,13 +139,22 @@ export function prepare(entry: ResponseEntry): Prepared {
     if (name === 'etag') tag ??= head[i + 1]
     else if (name === 'last-modified') lastModified ??= head[i + 1]
     else if (name === 'date') date ??= head[i + 1]
-    if (NOT_MODIFIED_FIELDS.has(name)) notModified.push(head[i], head[i + 1])
   }
   head.push('Age', '0', 'X-Cache', 'HIT')
-  notModified.push('Age', '0', 'X-Cache', 'HIT')
-  p = { head, notModified, etag: tag, lastModified: lastModified ?? date }
+  p = { head, notModified: undefined, etag: tag, lastModified: lastModified ?? date }
   prepared.set(entry, p)
   return p
+}
+
+/** The 304 headers of an entry (RFC 9110 §15.4.5), built once, when a 304 is first sent. */
+export function notModifiedHeaders(entry: ResponseEntry, p: Prepared): string[] {
+  if (p.notModified !== undefined) return p.notModified
+  const out: string[] = []
+  const h = entry.headers
+  for (let i = 0; i < h.length; i += 2) if (NOT_MODIFIED_FIELDS.has(h[i].toLowerCase())) out.push(h[i], h[i + 1])
+  out.push('Age', '0', 'X-Cache', 'HIT')
+  p.notModified = out
+  return out
 }
 
 // ---------------------------------------------------------------------------------------------

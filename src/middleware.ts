@@ -6,7 +6,7 @@ import etag from 'etag'
 import fresh from 'fresh'
 import onHeaders from 'on-headers'
 import { capture, type HeadDecision } from './capture.js'
-import { CorruptEntryError, buildEntry, currentAge, freshenHeaders, prepare, type Prepared } from './entry.js'
+import { CorruptEntryError, buildEntry, currentAge, freshenHeaders, notModifiedHeaders, prepare, type Prepared } from './entry.js'
 import { escapePart, hostPart, primaryKey, storageKey, variantPart } from './key.js'
 import { resolveOptions, type CacheOptions, type Config, type RouteConfig } from './options.js'
 import { assertPattern, isLiteral } from './pattern.js'
@@ -238,15 +238,19 @@ interface Found {
 /** Read the head key, and the variant it points to when the response varies. */
 function lookup(cache: Instance, headKey: string, req: IncomingMessage): Maybe<Found> {
   const first = cache.storage.read(headKey)
-  const follow = (entry: Entry | undefined): Maybe<Found> => {
-    if (entry === undefined) return { entry: undefined, vary: undefined }
-    if (entry.kind === 'response') return { entry, vary: undefined }
-    const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, varyHeaders(req, entry.vary)))
-    const asFound = (v: Entry | undefined): Found => ({ entry: v?.kind === 'response' ? v : undefined, vary: entry })
-    return isPromise(variant) ? variant.then(asFound) : asFound(variant)
-  }
-  return isPromise(first) ? first.then(follow) : follow(first)
+  if (!isPromise(first)) return follow(cache, headKey, req, first)
+  return first.then((entry) => follow(cache, headKey, req, entry))
 }
+
+function follow(cache: Instance, headKey: string, req: IncomingMessage, entry: Entry | undefined): Maybe<Found> {
+  if (entry === undefined) return NOT_FOUND
+  if (entry.kind === 'response') return { entry, vary: undefined }
+  const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, varyHeaders(req, entry.vary)))
+  if (!isPromise(variant)) return { entry: variant?.kind === 'response' ? variant : undefined, vary: entry }
+  return variant.then((v) => ({ entry: v?.kind === 'response' ? v : undefined, vary: entry }))
+}
+
+const NOT_FOUND: Found = Object.freeze({ entry: undefined, vary: undefined })
 
 // -------------------------------------------------------------------------------------------
 // 2. Decide: hit, 304, stale, revalidate or miss.
@@ -266,11 +270,6 @@ function respond(
   const entry = found.entry
   // cacheRoute() restarts a request whose watcher is installed: a replay must pass through it.
   if (existing !== undefined) existing.replaying = entry !== undefined
-  const context = (): Context => {
-    if (existing === undefined) return newContext(cache, req, res, next, url, headKey, rules)
-    existing.replaying = false
-    return existing
-  }
   if (entry !== undefined) {
     const now = config.now()
     const age = currentAge(entry, now)
@@ -288,7 +287,7 @@ function respond(
         return
       }
     }
-    const ctx = context()
+    const ctx = contextFor(cache, req, res, next, url, headKey, rules, existing)
     ctx.varyRecord = found.vary
     ctx.stale = entry
     ctx.staleOnError = !entry.mustRevalidate && freshFor <= 0 && staleness < entry.staleIfError
@@ -296,7 +295,7 @@ function respond(
     return runHandler(ctx)
   }
   if (rules.onlyIfCached) return gatewayTimeout(cache, res)
-  const ctx = context()
+  const ctx = contextFor(cache, req, res, next, url, headKey, rules, existing)
   ctx.varyRecord = found.vary
   miss(ctx)
 }
@@ -363,7 +362,7 @@ function writeEntry(
   let body: Uint8Array | undefined = entry.body
   if (status >= 200 && status < 300 && notModified(req.headers, p)) {
     status = 304
-    headers = p.notModified
+    headers = notModifiedHeaders(entry, p)
     body = undefined
   }
   if (entry.statusHeader !== undefined) statusHeader = entry.statusHeader
@@ -716,7 +715,7 @@ function replaceWith(
   const p = prepare(entry)
   const useNotModified = entry.status >= 200 && entry.status < 300 && hasConditionals(ctx.conditionals) &&
     notModified(ctx.conditionals as IncomingHttpHeaders, p)
-  const headers = useNotModified ? p.notModified : p.head
+  const headers = useNotModified ? notModifiedHeaders(entry, p) : p.head
   setHeaderList(res, headers.slice(0, -4))
   res.setHeader('Age', String(Math.floor(currentAge(entry, now) / 1000)))
   if (statusHeader !== false) res.setHeader(statusHeader, label)
@@ -1002,6 +1001,22 @@ function guarded(cache: Instance, work: Promise<number>): Promise<number> {
 
 // -------------------------------------------------------------------------------------------
 // Small pieces.
+
+/** The request's context: the one cacheRoute() restarted, or a new one. */
+function contextFor(
+  cache: Instance,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: Next,
+  url: string,
+  headKey: string,
+  rules: RequestRules,
+  existing: Context | undefined,
+): Context {
+  if (existing === undefined) return newContext(cache, req, res, next, url, headKey, rules)
+  existing.replaying = false
+  return existing
+}
 
 function newContext(
   cache: Instance,

@@ -25,6 +25,9 @@ export interface MemoryStoreOptions {
 /** Bytes charged per entry on top of its own size: the LRU's slots, the Map entry, the object. */
 export const ENTRY_OVERHEAD = 160
 
+/** Keys deleted between two yields to the event loop during a large invalidation. */
+const DELETE_CHUNK = 5000
+
 /**
  * Internal fast path: the middleware keeps entries in a memory store as objects, so a hit costs
  * no decoding and no copy. Other stores only ever see bytes.
@@ -101,12 +104,30 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     deleteMatching(pattern) {
       assertPattern(pattern)
       const matches = compilePattern(pattern)
-      let removed = 0
       // Collect first: deleting while iterating an LRU walks a moving list.
       const doomed: string[] = []
       for (const key of lru.keys()) if (matches(key)) doomed.push(key)
-      for (const key of doomed) if (lru.delete(key)) removed++
-      return removed
+      if (doomed.length === lru.size) {
+        lru.clear() // everything matched: one clear instead of a delete per key
+        return doomed.length
+      }
+      let removed = 0
+      let i = 0
+      const sweep = (): number => {
+        const end = Math.min(i + DELETE_CHUNK, doomed.length)
+        for (; i < end; i++) if (lru.delete(doomed[i])) removed++
+        return removed
+      }
+      if (doomed.length <= DELETE_CHUNK) return sweep()
+      // A large sweep yields between chunks, so requests in flight are not held behind it.
+      return new Promise<number>((resolve) => {
+        const step = () => {
+          sweep()
+          if (i < doomed.length) setImmediate(step)
+          else resolve(removed)
+        }
+        step()
+      })
     },
     clear() {
       lru.clear()
