@@ -100,6 +100,8 @@ export interface Context {
   flight: Flight | undefined
   /** Token of the store's shared lock while this request computes the key for every process. */
   lockToken: string | undefined
+  /** When the request reached the cache: its store calls share one storeTimeout from here. */
+  arrived: number
   /** The response watcher is installed (once per request). */
   watching: boolean
   /** A stored response is being written through the watcher: nothing to decide or store. */
@@ -121,6 +123,8 @@ interface Instance {
   refreshing: Set<string>
   /** Pending Vary-record updates per head key, chained so none overwrites another. */
   varyUpdates: Map<string, Promise<void>>
+  /** Shared locks this process holds but failed to release, by lock name. */
+  orphanLocks: Map<string, string>
   report(error: Error, req?: IncomingMessage): void
 }
 
@@ -141,6 +145,7 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     flights: new Map(),
     refreshing: new Set(),
     varyUpdates: new Map(),
+    orphanLocks: new Map(),
     storage: undefined as unknown as Storage,
     report(error, req) {
       counters.errors++
@@ -221,11 +226,12 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
 
   const found = lookup(cache, headKey, req)
   if (!isPromise(found)) return respond(cache, req, res, next, url, headKey, rules, found)
+  const arrived = config.now()
   found.then(
-    (result) => respond(cache, req, res, next, url, headKey, rules, result),
+    (result) => respond(cache, req, res, next, url, headKey, rules, result, undefined, arrived),
     (error) => {
       cache.report(asError(error), req)
-      respond(cache, req, res, next, url, headKey, rules, { entry: undefined, vary: undefined })
+      respond(cache, req, res, next, url, headKey, rules, NOT_FOUND, undefined, arrived)
     },
   )
 }
@@ -238,14 +244,17 @@ interface Found {
 /** Read the head key, and the variant it points to when the response varies. */
 function lookup(cache: Instance, headKey: string, req: IncomingMessage): Maybe<Found> {
   const first = cache.storage.read(headKey)
-  if (!isPromise(first)) return follow(cache, headKey, req, first)
-  return first.then((entry) => follow(cache, headKey, req, entry))
+  if (!isPromise(first)) return follow(cache, headKey, req, first, cache.config.storeTimeout)
+  // One storeTimeout for the whole lookup: the variant read gets what the head read left.
+  const started = cache.config.now()
+  return first.then((entry) => follow(cache, headKey, req, entry, cache.config.storeTimeout - (cache.config.now() - started)))
 }
 
-function follow(cache: Instance, headKey: string, req: IncomingMessage, entry: Entry | undefined): Maybe<Found> {
+function follow(cache: Instance, headKey: string, req: IncomingMessage, entry: Entry | undefined, budget: number): Maybe<Found> {
   if (entry === undefined) return NOT_FOUND
   if (entry.kind === 'response') return { entry, vary: undefined }
-  const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, varyHeaders(req, entry.vary)))
+  if (budget <= 0) return NOT_FOUND
+  const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, varyHeaders(req, entry.vary)), false, budget)
   if (!isPromise(variant)) return { entry: variant?.kind === 'response' ? variant : undefined, vary: entry }
   return variant.then((v) => ({ entry: v?.kind === 'response' ? v : undefined, vary: entry }))
 }
@@ -265,6 +274,7 @@ function respond(
   rules: RequestRules,
   found: Found,
   existing?: Context,
+  arrived?: number,
 ): void {
   const { config, counters } = cache
   const entry = found.entry
@@ -288,6 +298,7 @@ function respond(
       }
     }
     const ctx = contextFor(cache, req, res, next, url, headKey, rules, existing)
+    ctx.arrived = arrived ?? ctx.arrived
     ctx.varyRecord = found.vary
     ctx.stale = entry
     ctx.staleOnError = !entry.mustRevalidate && freshFor <= 0 && staleness < entry.staleIfError
@@ -296,6 +307,7 @@ function respond(
   }
   if (rules.onlyIfCached) return gatewayTimeout(cache, res)
   const ctx = contextFor(cache, req, res, next, url, headKey, rules, existing)
+  ctx.arrived = arrived ?? ctx.arrived
   ctx.varyRecord = found.vary
   miss(ctx)
 }
@@ -428,10 +440,23 @@ function lead(ctx: Context): void {
   const { cache } = ctx
   startFlight(ctx)
   const store = cache.config.store
-  // No lock while the store is being skipped: nobody could release it, everyone would poll.
-  if (typeof store.lock !== 'function' || typeof store.unlock !== 'function' || !cache.storage.available) return runHandler(ctx)
+  // No shared lock while the store is failing or has just failed: a lock whose reply or unlock
+  // was lost stays held until it expires, and everyone would poll it. In-process coalescing
+  // (the flight above) still holds.
+  if (typeof store.lock !== 'function' || typeof store.unlock !== 'function' || storeUnsettled(cache)) return runHandler(ctx)
+  // A lock this process took and could not release (the store dropped the unlock) is still
+  // ours: lead with it instead of polling our own lock until it expires.
+  const orphan = cache.orphanLocks.get(lockName(ctx))
+  if (orphan !== undefined) {
+    cache.orphanLocks.delete(lockName(ctx))
+    ctx.lockToken = orphan
+    return runHandler(ctx)
+  }
+  // The lock comes out of what the lookup left of the request's storeTimeout.
+  const budget = cache.config.storeTimeout - (cache.config.now() - ctx.arrived)
+  if (budget < cache.config.storeTimeout / 4) return runHandler(ctx)
   const deadline = cache.config.now() + cache.config.lockTimeout
-  tryLock(ctx).then((token) => {
+  tryLock(ctx, budget).then((token) => {
     if (token === undefined) return runHandler(ctx) // the lock itself failed: go on alone
     if (token !== null) {
       ctx.lockToken = token
@@ -441,6 +466,7 @@ function lead(ctx: Context): void {
   })
 }
 
+const MAX_ORPHAN_LOCKS = 1000
 const POLL_FIRST = 10
 const POLL_MAX = 200
 
@@ -459,7 +485,7 @@ function pollForEntry(ctx: Context, deadline: number, delay: number): void {
         }
         return runHandler(ctx)
       }
-      if (now >= deadline || !cache.storage.available) {
+      if (now >= deadline || storeUnsettled(cache)) {
         debug('coalescing: lock for %s still held after lockTimeout (or the store is failing), going to the origin', ctx.headKey)
         return runHandler(ctx)
       }
@@ -477,26 +503,36 @@ function pollForEntry(ctx: Context, deadline: number, delay: number): void {
   timer.unref?.()
 }
 
+function storeUnsettled(cache: Instance): boolean {
+  return !cache.storage.available || cache.storage.failedWithin(cache.config.lockTimeout)
+}
+
+/** A lock we hold but could not release: the next miss here reuses it; other processes wait at most lockTimeout. */
+function rememberOrphan(cache: Instance, name: string, token: string): void {
+  if (cache.orphanLocks.size >= MAX_ORPHAN_LOCKS) cache.orphanLocks.clear()
+  cache.orphanLocks.set(name, token)
+}
+
 function lockName(ctx: Context): string {
   return ctx.headKey
 }
 
 /** The lock's token, `null` when someone else holds it, undefined when the store failed. */
-function tryLock(ctx: Context): Promise<string | null | undefined> {
+function tryLock(ctx: Context, budget = ctx.cache.config.storeTimeout): Promise<string | null | undefined> {
   const { cache } = ctx
   return new Promise((resolve) => {
     let late = false
     const timer = setTimeout(() => {
       late = true
       resolve(undefined)
-    }, cache.config.storeTimeout)
+    }, budget)
     timer.unref?.()
     const name = lockName(ctx)
     cache.config.store.lock!(name, cache.config.lockTimeout).then(
       (token) => {
         clearTimeout(timer)
         // Granted after we stopped waiting: give it back, or every process polls until it expires.
-        if (late && typeof token === 'string') void cache.config.store.unlock!(name, token).catch(() => undefined)
+        if (late && typeof token === 'string') void cache.config.store.unlock!(name, token).catch(() => rememberOrphan(cache, name, token))
         resolve(token)
       },
       (error) => {
@@ -531,7 +567,13 @@ function endFlight(ctx: Context, result: FlightResult | undefined, written?: May
   const token = ctx.lockToken
   if (token === undefined) return
   ctx.lockToken = undefined
-  const unlock = () => void ctx.cache.config.store.unlock!(lockName(ctx), token).catch((error) => ctx.cache.report(asError(error), ctx.req))
+  const { cache } = ctx
+  const name = lockName(ctx)
+  const unlock = () =>
+    void cache.config.store.unlock!(name, token).catch((error) => {
+      cache.report(asError(error), ctx.req)
+      rememberOrphan(cache, name, token)
+    })
   if (isPromise(written)) written.then(unlock, unlock)
   else unlock()
 }
@@ -1042,6 +1084,7 @@ function newContext(
     conditionals: undefined,
     flight: undefined,
     lockToken: undefined,
+    arrived: cache.config.now(),
     watching: false,
     replaying: false,
     revalidating: false,

@@ -57,6 +57,7 @@ export class Storage {
   private readonly report: (error: Error) => void
   private failures = 0
   private openUntil = 0
+  private lastFailure = 0
   /**
    * Entries whose write has not landed yet. Reads see them, so a request right after a miss
    * is a hit in this process even on a store with slow writes; an invalidation that runs
@@ -80,11 +81,17 @@ export class Storage {
     return !this.isOpen()
   }
 
+  /** True when a store call failed within the last `ms` milliseconds. */
+  failedWithin(ms: number): boolean {
+    return this.lastFailure !== 0 && this.now() - this.lastFailure < ms
+  }
+
   /**
    * The entry under `key`, or undefined (missing, expired, corrupt, or the store failed).
    * Entries whose write is on its way are seen first, unless `fromStore` asks for the store's copy.
+   * `budget` caps the wait below the store timeout, for a request that already spent part of it.
    */
-  read(key: string, fromStore = false): Maybe<Entry | undefined> {
+  read(key: string, fromStore = false, budget = this.timeout): Maybe<Entry | undefined> {
     if (this.entries !== undefined) return this.entries.getEntry(key)
     const pending = fromStore ? undefined : this.inFlight.get(key)
     if (pending !== undefined && !pending.invalidated) return pending.entry
@@ -97,7 +104,7 @@ export class Storage {
       return undefined
     }
     if (!isPromise(raw)) return this.decode(key, raw)
-    return this.bounded(raw, 'get').then(
+    return this.bounded(raw, 'get', Math.max(1, Math.min(budget, this.timeout))).then(
       (bytes) => {
         this.succeeded()
         return this.decode(key, bytes)
@@ -199,9 +206,9 @@ export class Storage {
   }
 
   /** Race a store call against the timeout; the timer never keeps the process alive. */
-  private bounded<T>(promise: Promise<T>, operation: string): Promise<T> {
+  private bounded<T>(promise: Promise<T>, operation: string, ms = this.timeout): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new StoreTimeoutError(operation, this.timeout)), this.timeout)
+      const timer = setTimeout(() => reject(new StoreTimeoutError(operation, ms)), ms)
       timer.unref?.()
       promise.then(
         (value) => {
@@ -231,6 +238,7 @@ export class Storage {
 
   private failed(error: unknown): void {
     const err = asError(error)
+    this.lastFailure = this.now()
     this.report(err)
     if (++this.failures >= this.failureThreshold && this.openUntil === 0) {
       this.openUntil = this.now() + this.coolDown
