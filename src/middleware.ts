@@ -276,7 +276,7 @@ function respond(
   existing?: Context,
   arrived?: number,
 ): void {
-  const { config, counters } = cache
+  const { config } = cache
   const entry = found.entry
   // cacheRoute() restarts a request whose watcher is installed: a replay must pass through it.
   if (existing !== undefined) existing.replaying = entry !== undefined

@@ -22,7 +22,7 @@ let warned = false
  */
 export function cacheRoute(ttl: Duration | false, options?: RouteOptions) {
   const route = resolveRoute(ttl, options)
-  return function cacheRoute(req: IncomingMessage, res: ServerResponse, next: Next): void {
+  return function cacheRoute(req: IncomingMessage, _res: ServerResponse, next: Next): void {
     const ctx = (req as { [kContext]?: Context })[kContext]
     if (ctx === undefined) {
       if (openCaches.size === 0 && !warned) {
