@@ -297,19 +297,14 @@ function respond(
         return
       }
     }
-    const ctx = contextFor(cache, req, res, next, url, headKey, rules, existing)
-    ctx.arrived = arrived ?? ctx.arrived
-    ctx.varyRecord = found.vary
+    const ctx = contextFor(cache, req, res, next, url, headKey, rules, existing, found, arrived)
     ctx.stale = entry
     ctx.staleOnError = !entry.mustRevalidate && freshFor <= 0 && staleness < entry.staleIfError
     if (rules.onlyIfCached) return gatewayTimeout(cache, res)
     return runHandler(ctx)
   }
   if (rules.onlyIfCached) return gatewayTimeout(cache, res)
-  const ctx = contextFor(cache, req, res, next, url, headKey, rules, existing)
-  ctx.arrived = arrived ?? ctx.arrived
-  ctx.varyRecord = found.vary
-  miss(ctx)
+  miss(contextFor(cache, req, res, next, url, headKey, rules, existing, found, arrived))
 }
 
 /** cacheRoute() with a key of its own: look the request up again under that key. */
@@ -1044,7 +1039,7 @@ function guarded(cache: Instance, work: Promise<number>): Promise<number> {
 // -------------------------------------------------------------------------------------------
 // Small pieces.
 
-/** The request's context: the one cacheRoute() restarted, or a new one. */
+/** The request's context after a lookup: the one cacheRoute() restarted, or a new one. */
 function contextFor(
   cache: Instance,
   req: IncomingMessage,
@@ -1054,10 +1049,19 @@ function contextFor(
   headKey: string,
   rules: RequestRules,
   existing: Context | undefined,
+  found: Found,
+  arrived: number | undefined,
 ): Context {
-  if (existing === undefined) return newContext(cache, req, res, next, url, headKey, rules)
-  existing.replaying = false
-  return existing
+  let ctx: Context
+  if (existing === undefined) {
+    ctx = newContext(cache, req, res, next, url, headKey, rules)
+  } else {
+    ctx = existing
+    ctx.replaying = false
+  }
+  if (arrived !== undefined) ctx.arrived = arrived
+  ctx.varyRecord = found.vary
+  return ctx
 }
 
 function newContext(
