@@ -818,7 +818,9 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   if (vary.length === 0) return endFlight(ctx, result, cache.storage.write(ctx.headKey, entry, ttl))
   // A varying response: the head key holds the list of variants, each variant its own key.
   const variantKey = ctx.headKey + '#' + result.variant
-  const recordOf = (known: readonly (Entry | undefined)[]): VaryEntry => {
+  // Only the record that is written as final evicts: a provisional one is built from older
+  // knowledge and could delete a variant the final record keeps.
+  const recordOf = (known: readonly (Entry | undefined)[], evict: boolean): VaryEntry => {
     const now = cache.config.now()
     let variants: string[] = []
     let expires = now + ttl
@@ -828,14 +830,18 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
       expires = Math.max(expires, record.expires)
     }
     variants.push(variantKey)
-    while (variants.length > cache.config.maxVariants) cache.storage.remove(variants.shift()!)
+    while (variants.length > cache.config.maxVariants) {
+      const dropped = variants.shift()!
+      if (evict) cache.storage.remove(dropped)
+    }
     return { kind: 'vary', vary, variants, expires }
   }
   // Seen at once in this process: the variant and a record built from what is known here.
   const written = cache.storage.write(variantKey, entry, ttl)
-  const provisional = recordOf([cache.storage.peek(ctx.headKey), ctx.varyRecord])
+  const final = !isPromise(written) // a store that holds objects: nothing is in flight
+  const provisional = recordOf([cache.storage.peek(ctx.headKey), ctx.varyRecord], final)
   ctx.varyRecord = provisional
-  if (!isPromise(written)) {
+  if (final) {
     // A store that holds objects: nothing is in flight, the record is final.
     cache.storage.write(ctx.headKey, provisional, provisional.expires - cache.config.now())
     return endFlight(ctx, result)
@@ -846,7 +852,7 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   // approximately (the last writer wins).
   const update = (): Promise<void> => {
     const merge = (stored: Entry | undefined) => {
-      const record = recordOf([stored, cache.storage.peek(ctx.headKey)])
+      const record = recordOf([stored, cache.storage.peek(ctx.headKey)], true)
       return cache.storage.write(ctx.headKey, record, record.expires - cache.config.now())
     }
     return Promise.resolve(cache.storage.read(ctx.headKey, true)).then(merge)
