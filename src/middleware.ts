@@ -818,16 +818,15 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   if (vary.length === 0) return endFlight(ctx, result, cache.storage.write(ctx.headKey, entry, ttl))
   // A varying response: the head key holds the list of variants, each variant its own key.
   const variantKey = ctx.headKey + '#' + result.variant
-  // Only the record that is written as final evicts: a provisional one is built from older
-  // knowledge and could delete a variant the final record keeps.
-  const recordOf = (known: readonly (Entry | undefined)[], evict: boolean): VaryEntry => {
+  // The record lists variants oldest first. Only a record that is written evicts: the
+  // provisional one below only makes this process's own writes visible at once.
+  const recordOf = (base: Entry | undefined, evict: boolean): VaryEntry => {
     const now = cache.config.now()
-    let variants: string[] = []
+    const variants: string[] = []
     let expires = now + ttl
-    for (const record of known) {
-      if (record?.kind !== 'vary' || !sameList(record.vary, vary)) continue
-      for (const k of record.variants) if (k !== variantKey && !variants.includes(k)) variants.push(k)
-      expires = Math.max(expires, record.expires)
+    if (base?.kind === 'vary' && sameList(base.vary, vary)) {
+      for (const k of base.variants) if (k !== variantKey) variants.push(k)
+      expires = Math.max(expires, base.expires)
     }
     variants.push(variantKey)
     while (variants.length > cache.config.maxVariants) {
@@ -836,23 +835,25 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
     }
     return { kind: 'vary', vary, variants, expires }
   }
-  // Seen at once in this process: the variant and a record built from what is known here.
   const written = cache.storage.write(variantKey, entry, ttl)
-  const final = !isPromise(written) // a store that holds objects: nothing is in flight
-  const provisional = recordOf([cache.storage.peek(ctx.headKey), ctx.varyRecord], final)
-  ctx.varyRecord = provisional
-  if (final) {
-    // A store that holds objects: nothing is in flight, the record is final.
-    cache.storage.write(ctx.headKey, provisional, provisional.expires - cache.config.now())
+  if (!isPromise(written)) {
+    // A store that holds objects: nothing is in flight, and the current record is at hand.
+    const record = recordOf(cache.storage.peek(ctx.headKey), true)
+    ctx.varyRecord = record
+    cache.storage.write(ctx.headKey, record, record.expires - cache.config.now())
     return endFlight(ctx, result)
   }
+  // Seen at once in this process: the variant and a record built from what is known here.
+  const provisional = recordOf(cache.storage.peek(ctx.headKey) ?? ctx.varyRecord, false)
+  ctx.varyRecord = provisional
   cache.storage.stage(ctx.headKey, provisional)
-  // Then merged with the store's copy (other processes add variants too) and written. Updates
-  // of one key run one after another in this process; across processes the cap holds
-  // approximately (the last writer wins).
+  // Then the store's copy (other processes add variants too) gains this variant and is written
+  // back. Updates of one key run one after another in this process, each adding only its own
+  // variant, so the list stays in the order the variants were stored; across processes the cap
+  // holds approximately (the last writer wins).
   const update = (): Promise<void> => {
     const merge = (stored: Entry | undefined) => {
-      const record = recordOf([stored, cache.storage.peek(ctx.headKey)], true)
+      const record = recordOf(stored, true)
       return cache.storage.write(ctx.headKey, record, record.expires - cache.config.now())
     }
     return Promise.resolve(cache.storage.read(ctx.headKey, true)).then(merge)
