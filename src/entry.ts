@@ -90,13 +90,20 @@ export function currentAge(entry: ResponseEntry, now: number): number {
 }
 
 /**
+ * Fields a 304 never changes: they describe the stored body, which a 304 does not replace.
+ * RFC 9111 §3.2 excepts Content-Length and the fields the stored response depends on; an
+ * entity tag or a digest that no longer matched the bytes would be worse than a stale one.
+ */
+const BODY_FIELDS = new Set([
+  'content-length', 'content-encoding', 'content-range', 'etag', 'content-md5', 'digest', 'content-digest', 'repr-digest',
+])
+
+/**
  * Merge the headers of a 304 into a stored entry (RFC 9111 §4.3.4): fields the 304 carries
  * replace the stored ones, except the ones describing the stored body.
  */
 export function freshenHeaders(stored: readonly string[], update: readonly string[]): string[] {
-  // RFC 9111 §3.2: every field is updated but Content-Length; Content-Encoding and
-  // Content-Range describe the stored bytes, so they stay too.
-  const keep = new Set(['content-length', 'content-encoding', 'content-range'])
+  const keep = BODY_FIELDS
   const replaced = new Set<string>()
   for (let i = 0; i < update.length; i += 2) {
     const name = update[i].toLowerCase()

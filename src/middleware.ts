@@ -13,10 +13,12 @@ import { assertPattern, isLiteral } from './pattern.js'
 import {
   NO_REQUEST_RULES,
   parseCacheControl,
+  parseSurrogateControl,
   requestBypassReason,
   requestRules,
   storageDecision,
   type RequestRules,
+  type SurrogateControl,
 } from './policy.js'
 import { Storage, StoreTimeoutError, asError, isPromise, type Maybe } from './storage.js'
 import type { Entry, ResponseEntry, VaryEntry } from './types.js'
@@ -589,10 +591,19 @@ function runHandler(ctx: Context): void {
     const lastModified = headerOf(ctx.stale!.headers, 'last-modified')
     if (lastModified !== undefined) req.headers['if-modified-since'] = lastModified
   }
+  if (cache.config.surrogate !== undefined) announceSurrogate(req, cache.config.surrogate)
   if (!ctx.watching) watch(ctx)
   if (ctx.staleOnError) staleOnTimeout(ctx)
   ;(req as { [kContext]?: Context })[kContext] = ctx
   ctx.next()
+}
+
+/** Tell the app a surrogate answers for it (Edge Architecture §2.1), once per request. */
+function announceSurrogate(req: IncomingMessage, token: string): void {
+  const capability = `${token}="Surrogate/1.0"`
+  const present = req.headers['surrogate-capability']
+  if (present === undefined) req.headers['surrogate-capability'] = capability
+  else if (!present.includes(capability)) req.headers['surrogate-capability'] = `${present}, ${capability}`
 }
 
 /**
@@ -639,10 +650,11 @@ function watch(ctx: Context): void {
       const now = config.now()
       const statusHeader = statusHeaderFor(config, ctx.route)
       const status = res.statusCode
+      const surrogate = config.surrogate === undefined ? undefined : takeSurrogateControl(res, config.surrogate)
 
       // Revalidation answered 304: freshen the stored entry and send it (RFC 9111 §4.3.4).
       if (ctx.revalidating && status === 304) {
-        const updated = freshen(ctx, res, now)
+        const updated = freshen(ctx, res, now, surrogate)
         cache.counters.revalidated++
         endFlight(ctx, updated && { entry: updated, vary: ctx.varyRecord?.vary ?? [], variant: variantOf(ctx) })
         return replaceWith(ctx, res, updated ?? ctx.stale!, 'REVALIDATED', statusHeader, now)
@@ -671,6 +683,7 @@ function watch(ctx: Context): void {
               allowCookies: ctx.route?.allowCookies ?? false,
               freshness: freshnessConfig(ctx),
               now,
+              surrogate,
             })
       if (!decision.store) {
         debug('not stored: %s (%s)', decision.reason, ctx.headKey)
@@ -729,6 +742,20 @@ function watch(ctx: Context): void {
   })
 }
 
+/**
+ * Acting as a surrogate: take the Surrogate-Control members meant for this cache off the
+ * response (the client and the stored entry never see them) and return them.
+ */
+function takeSurrogateControl(res: ServerResponse, token: string): SurrogateControl | undefined {
+  const header = res.getHeader('surrogate-control')
+  if (header === undefined) return undefined
+  const sc = parseSurrogateControl(typeof header === 'number' ? String(header) : header, token)
+  if (sc === undefined) return undefined
+  if (sc.forward === undefined) res.removeHeader('surrogate-control')
+  else res.setHeader('Surrogate-Control', sc.forward)
+  return sc
+}
+
 function freshnessConfig(ctx: Context) {
   const { config } = ctx.cache
   return {
@@ -761,7 +788,7 @@ function replaceWith(
 }
 
 /** Apply a 304's headers to the stored entry and store the result (RFC 9111 §4.3.4). */
-function freshen(ctx: Context, res: ServerResponse, now: number): ResponseEntry | undefined {
+function freshen(ctx: Context, res: ServerResponse, now: number, surrogate: SurrogateControl | undefined): ResponseEntry | undefined {
   const stale = ctx.stale!
   const update = rawHeaders(res)
   const headers = freshenHeaders(stale.headers, update)
@@ -777,6 +804,7 @@ function freshen(ctx: Context, res: ServerResponse, now: number): ResponseEntry 
     allowCookies: ctx.route?.allowCookies ?? false,
     freshness: freshnessConfig(ctx),
     now,
+    surrogate,
   })
   if (!decision.store) return undefined
   const entry = buildEntry({

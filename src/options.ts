@@ -50,6 +50,14 @@ export interface CacheOptions {
   maxHeuristicTtl?: Duration
   /** Store responses with `Set-Cookie` (the cookie itself is never stored or replayed). @default false */
   storeSetCookie?: boolean
+  /**
+   * Act as a surrogate (W3C Edge Architecture): announce `Surrogate-Capability: <token>="Surrogate/1.0"`
+   * to the app and obey the `Surrogate-Control` directives meant for this cache (`max-age`,
+   * `no-store`, `stale-while-revalidate`, `stale-if-error`) in preference to `Cache-Control`,
+   * removing them from the response. `true` uses the device token `cachet`; a string names
+   * another. Off by default, so a CDN in front still sees the app's `Surrogate-Control`. @default false
+   */
+  surrogate?: boolean | string
   /** Called with each store, coder or entry failure. @default debug output only */
   onError?: ErrorHandler
   /** Clock in epoch ms (tests move it instead of sleeping). @default Date.now */
@@ -84,6 +92,8 @@ export interface Config {
   heuristicFraction: number
   maxHeuristicTtl: number
   storeSetCookie: boolean
+  /** Surrogate device token, when the cache acts as a surrogate. */
+  surrogate: string | undefined
   onError: ErrorHandler | undefined
   now: () => number
 }
@@ -123,7 +133,7 @@ export function parseDuration(value: unknown, what: string): number {
 
 const KNOWN_OPTIONS = new Set([
   'store', 'coder', 'ttl', 'key', 'maxBodySize', 'maxKeyLength', 'statusCodes', 'statusHeader', 'storeTimeout',
-  'lockTimeout', 'maxVariants', 'heuristicFraction', 'maxHeuristicTtl', 'storeSetCookie', 'onError', 'now',
+  'lockTimeout', 'maxVariants', 'heuristicFraction', 'maxHeuristicTtl', 'storeSetCookie', 'surrogate', 'onError', 'now',
 ])
 
 /** Validate `options` and resolve every default; throws a TypeError naming the bad option. */
@@ -150,6 +160,7 @@ export function resolveOptions(options: CacheOptions = {}): Config {
     heuristicFraction: fraction('heuristicFraction', o.heuristicFraction, 0.1),
     maxHeuristicTtl: o.maxHeuristicTtl === undefined ? 3_600_000 : parseDuration(o.maxHeuristicTtl, 'option "maxHeuristicTtl"'),
     storeSetCookie: boolean('storeSetCookie', o.storeSetCookie, false),
+    surrogate: surrogateToken(o.surrogate),
     onError: optionalFunction('onError', o.onError) as ErrorHandler | undefined,
     now: (optionalFunction('now', o.now) as (() => number) | undefined) ?? Date.now,
   })
@@ -238,6 +249,15 @@ function headerName(name: string, value: unknown, fallback: string, what = 'opti
   if (value === false) return false
   if (typeof value !== 'string' || !FIELD_NAME.test(value)) {
     throw new TypeError(`${what} "${name}" must be a header name or false, got ${describe(value)}`)
+  }
+  return value
+}
+
+function surrogateToken(value: unknown): string | undefined {
+  if (value === undefined || value === false) return undefined
+  if (value === true) return 'cachet'
+  if (typeof value !== 'string' || !FIELD_NAME.test(value)) {
+    throw new TypeError(`option "surrogate" must be true, false or a device token (a header token like 'cachet'), got ${describe(value)}`)
   }
   return value
 }

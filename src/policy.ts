@@ -62,6 +62,63 @@ export function parseCacheControl(header: string | string[] | undefined): Direct
 
 const TOKEN = /^[!#$%&'*+.^_`|~0-9a-z-]+$/
 
+/** Surrogate-Control (W3C Edge Architecture §2.2) as it applies to one surrogate. */
+export interface SurrogateControl {
+  /** The directives for this surrogate: the ones targeted at its token, or else the untargeted ones. */
+  directives: Directives
+  /** The header value to forward: the members this surrogate did not take, or undefined for none. */
+  forward: string | undefined
+}
+
+/**
+ * Read Surrogate-Control for the surrogate named `token`. A member may be targeted
+ * (`max-age=60;token`); members targeted at this token take precedence over untargeted ones,
+ * and members targeted at other devices are left for them. Returns undefined when no member
+ * applies here. Linear time: one split on commas outside quoted strings, then one parse.
+ */
+export function parseSurrogateControl(header: string | string[] | undefined, token: string): SurrogateControl | undefined {
+  if (header === undefined) return undefined
+  const text = Array.isArray(header) ? header.join(',') : header
+  const mine: string[] = []
+  const general: string[] = []
+  const others: string[] = []
+  for (const member of splitOutsideQuotes(text, 44 /* , */)) {
+    const trimmed = member.trim()
+    if (trimmed === '') continue
+    const parts = splitOutsideQuotes(trimmed, 59 /* ; */)
+    const target = parts.length > 1 ? parts[parts.length - 1].trim().toLowerCase() : undefined
+    const directive = parts.length > 1 ? parts.slice(0, -1).join(';') : trimmed
+    if (target === undefined) general.push(directive)
+    else if (target === token.toLowerCase()) mine.push(directive)
+    else others.push(trimmed)
+  }
+  const taken = mine.length > 0 ? mine : general
+  if (taken.length === 0) return undefined
+  const left = mine.length > 0 ? [...general, ...others] : others
+  return { directives: parseCacheControl(taken.join(',')), forward: left.length > 0 ? left.join(', ') : undefined }
+}
+
+/** Split on a separator character that is not inside a quoted string. */
+function splitOutsideQuotes(text: string, separator: number): string[] {
+  const out: string[] = []
+  let start = 0
+  let quoted = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (quoted) {
+      if (c === 92 /* \ */) i++
+      else if (c === 34 /* " */) quoted = false
+    } else if (c === 34) {
+      quoted = true
+    } else if (c === separator) {
+      out.push(text.slice(start, i))
+      start = i + 1
+    }
+  }
+  out.push(text.slice(start))
+  return out
+}
+
 /**
  * Delta-seconds of a directive (RFC 9111 §1.2.2): digits only, capped at 2^31. Anything else
  * (negative, decimal, empty, a bare directive) is invalid and returns `invalid`.
@@ -256,6 +313,8 @@ export interface StorageInput {
   freshness: FreshnessConfig
   /** When the response was received (ms): stands in for a missing or invalid Date. */
   now: number
+  /** Surrogate-Control for this cache, when it acts as a surrogate (see parseSurrogateControl). */
+  surrogate?: SurrogateControl
 }
 
 export type StorageDecision =
@@ -277,19 +336,26 @@ export function storageDecision(input: StorageInput): StorageDecision {
   const { status, headers, requestHeaders } = input
   if (!input.statusCodes.has(status)) return { store: false, reason: `status ${status} is not in statusCodes`, bypass: false }
   if (input.requestCC['no-store'] !== undefined) return { store: false, reason: 'request Cache-Control: no-store', bypass: false }
-  const cc = parseCacheControl(headers['cache-control'] as string | string[] | undefined)
-  if (cc['no-store'] !== undefined) return { store: false, reason: 'response Cache-Control: no-store', bypass: false }
+  const responseCC = parseCacheControl(headers['cache-control'] as string | string[] | undefined)
+  // Surrogate-Control with max-age or no-store speaks for this cache instead of Cache-Control
+  // (which then speaks to the caches after it); `private` below still holds either way.
+  const sc = input.surrogate?.directives
+  const surrogateRules = sc !== undefined && (sc['max-age'] !== undefined || sc['no-store'] !== undefined)
+  const cc = surrogateRules ? sc : responseCC
+  if (cc['no-store'] !== undefined) {
+    return { store: false, reason: `response ${surrogateRules ? 'Surrogate' : 'Cache'}-Control: no-store`, bypass: false }
+  }
   // RFC 9111 §5.2.2.7: a shared cache never stores `private`, qualified or not.
-  if (cc.private !== undefined) return { store: false, reason: 'response Cache-Control: private', bypass: false }
+  if (responseCC.private !== undefined) return { store: false, reason: 'response Cache-Control: private', bypass: false }
   if ((headers['set-cookie'] !== undefined || headers['set-cookie2'] !== undefined) && !input.storeSetCookie) {
     return { store: false, reason: 'response has Set-Cookie', bypass: false }
   }
   // RFC 9111 §3.5: a response to an authorised request is shared only when it says so.
   if (
     requestHeaders.authorization !== undefined &&
-    cc.public === undefined &&
-    cc['s-maxage'] === undefined &&
-    cc['must-revalidate'] === undefined
+    responseCC.public === undefined &&
+    responseCC['s-maxage'] === undefined &&
+    responseCC['must-revalidate'] === undefined
   ) {
     return { store: false, reason: 'request has Authorization and the response is not public', bypass: true }
   }

@@ -14,7 +14,7 @@ import { Packr } from 'msgpackr'
 import { hostPart, escapeSegment, primaryKey, sortQuery, storageKey, variantPart } from '../src/key.js'
 import { compilePattern, toRedisGlob } from '../src/pattern.js'
 import { parseDuration } from '../src/options.js'
-import { connectionTokens, deltaSeconds, parseCacheControl, parseHttpDate, parseVary, requestRules } from '../src/policy.js'
+import { connectionTokens, deltaSeconds, parseCacheControl, parseHttpDate, parseSurrogateControl, parseVary, requestRules } from '../src/policy.js'
 import { jsonCoder } from '../src/coders/json.js'
 import { msgpackCoder } from '../src/coders/msgpack.js'
 import { CorruptEntryError } from '../src/entry.js'
@@ -392,6 +392,7 @@ const PARSERS: Record<string, (text: string) => unknown> = {
   'parseCacheControl() on a list of lines': (t) => parseCacheControl([t, t.slice(0, 100)]),
   'parseHttpDate() (Expires, Date, Last-Modified)': (t) => parseHttpDate(t),
   'parseVary()': (t) => parseVary(t),
+  'parseSurrogateControl()': (t) => parseSurrogateControl([t + ';cachet', t], 'cachet'),
   'requestRules() with Pragma': (t) => requestRules(parseCacheControl(t), t, false),
   'deltaSeconds()': (t) => deltaSeconds(t, 0),
   'connectionTokens()': (t) => connectionTokens(t),

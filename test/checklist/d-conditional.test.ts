@@ -211,6 +211,35 @@ for (const s of storeFactories) {
       expect(h.O.calls).to.equal(2)
     })
 
+    it('44b: a 304 never changes the fields that describe the stored body (ETag, Content-Length, Content-Encoding, digests)', async () => {
+      const h = await setup(s)
+      const body = { 'ETag': '"e1"', 'Content-MD5': 'rL0Y20zC+Fzt72VPzMSk2A==', 'Repr-Digest': 'sha-256=:AAA=:' }
+      h.O.script = (n): Reply =>
+        n === 1
+          ? { headers: { 'Cache-Control': 'max-age=1', 'X-Kept': 'a', ...body } }
+          : {
+              status: 304,
+              headers: {
+                'Cache-Control': 'max-age=60', 'X-Kept': 'b', ETag: '"other"', 'Content-MD5': 'N7UdGUp1E+RbVvZSTy1R8g==',
+                'Repr-Digest': 'sha-256=:BBB=:', 'Content-Digest': 'sha-256=:CCC=:', 'Content-Encoding': 'gzip',
+              },
+            }
+      await h.get('/r').expect(200, 'v1').expect('X-Cache', 'MISS')
+      h.clock.advance(1500)
+      for (const label of ['REVALIDATED', 'HIT']) {
+        const res = await h.get('/r').expect(200, 'v1').expect('X-Cache', label)
+        expect(res.headers['x-kept'], label).to.equal('b') // other fields are updated
+        expect(res.headers['cache-control'], label).to.equal('max-age=60')
+        expect(res.headers.etag, label).to.equal('"e1"')
+        expect(res.headers['content-md5'], label).to.equal(body['Content-MD5'])
+        expect(res.headers['repr-digest'], label).to.equal(body['Repr-Digest'])
+        expect(res.headers['content-digest'], label).to.equal(undefined)
+        expect(res.headers['content-encoding'], label).to.equal(undefined)
+        expect(res.headers['content-length'], label).to.equal('2')
+      }
+      expect(h.O.calls).to.equal(2)
+    })
+
     it('45: conditionals on unsafe methods pass through — PUT with If-None-Match: * reaches O unchanged', async () => {
       const h = await setup(s, {
         routes(app, O) {

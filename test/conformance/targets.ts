@@ -40,7 +40,10 @@ export async function unavailable (store: StoreName): Promise<string | undefined
   return undefined
 }
 
-/** cachet as the suite sees it: `responseCache({ store })`, no ttl, so only responses' own headers make them storable. */
+/**
+ * cachet as the suite sees it: `responseCache({ store, surrogate: true })`, no ttl, so only responses'
+ * own headers make them storable; acting as a surrogate, as a reverse proxy in front of its origin does.
+ */
 export async function makeTarget (store: StoreName): Promise<Target> {
   if (store === 'none') {
     return { store, label: 'pass-through (no cache)', middleware: passThrough, close: async () => {} }
@@ -50,7 +53,7 @@ export async function makeTarget (store: StoreName): Promise<Target> {
   // Redis and Memcached are shared with other suites: keep our entries under a prefix of our own.
   const prefix = `conformance-${randomUUID().slice(0, 8)}:`
   if (store === 'memory') {
-    const cache = responseCache({ store: memoryStore() })
+    const cache = responseCache({ store: memoryStore(), surrogate: true })
     return { store, label: 'cachet (memory)', middleware: cache, close: () => cache.close() }
   }
   const why = await unavailable(store)
@@ -58,12 +61,12 @@ export async function makeTarget (store: StoreName): Promise<Target> {
   const support = await import('../support/servers.js')
   if (store === 'redis') {
     const redis = await support.getRedis()
-    const cache = responseCache({ store: redisStore({ url: redis.url, prefix }), storeTimeout: REMOTE_STORE_TIMEOUT })
+    const cache = responseCache({ store: redisStore({ url: redis.url, prefix }), storeTimeout: REMOTE_STORE_TIMEOUT, surrogate: true })
     return { store, label: `cachet (redis ${redis.address})`, middleware: cache, close: async () => { await cache.clear(); await cache.close() } }
   }
   // Looked up by name: the memcached factory may not be exported yet (unavailable() says so).
   const memcachedStore = (cachet as Record<string, unknown>).memcachedStore as (options: { servers: string, prefix: string }) => Store
   const memcached = await support.getMemcached()
-  const cache = responseCache({ store: memcachedStore({ servers: memcached.address, prefix }), storeTimeout: REMOTE_STORE_TIMEOUT })
+  const cache = responseCache({ store: memcachedStore({ servers: memcached.address, prefix }), storeTimeout: REMOTE_STORE_TIMEOUT, surrogate: true })
   return { store, label: `cachet (memcached ${memcached.address})`, middleware: cache, close: async () => { await cache.clear(); await cache.close() } }
 }

@@ -24,6 +24,8 @@ describe('responseCache(options)', () => {
     ['heuristicFraction', 2, /option "heuristicFraction" must be a number from 0 to 1, got 2/],
     ['maxHeuristicTtl', true, /option "maxHeuristicTtl" .*got true/],
     ['storeSetCookie', 'yes', /option "storeSetCookie" must be true or false, got "yes"/],
+    ['surrogate', 'my cache', /option "surrogate" must be true, false or a device token .*got "my cache"/],
+    ['surrogate', 1, /option "surrogate" .*got 1/],
     ['onError', 42, /option "onError" must be a function, got 42/],
     ['now', 'today', /option "now" must be a function/],
   ]
@@ -53,6 +55,7 @@ describe('responseCache(options)', () => {
       heuristicFraction: 0,
       maxHeuristicTtl: '1h',
       storeSetCookie: true,
+      surrogate: 'edge-1',
       onError: () => {},
       now: () => 0,
     })

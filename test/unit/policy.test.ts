@@ -1,6 +1,6 @@
 /** RFC 9111 parsing: Cache-Control directives and HTTP dates. */
 import { expect } from 'chai'
-import { parseCacheControl, parseHttpDate, deltaSeconds, parseVary } from '../../src/policy.js'
+import { parseCacheControl, parseHttpDate, deltaSeconds, parseSurrogateControl, parseVary } from '../../src/policy.js'
 
 describe('parseCacheControl()', () => {
   it('should lower-case names and keep the first of duplicates', () => {
@@ -59,5 +59,34 @@ describe('parseVary()', () => {
   it('should lower-case, sort and deduplicate, and spot *', () => {
     expect(parseVary('Accept-Language, accept-encoding, ACCEPT-LANGUAGE')).to.deep.equal(['accept-encoding', 'accept-language'])
     expect(parseVary(['Accept', '*'])).to.deep.equal(['*'])
+  })
+})
+
+describe('parseSurrogateControl()', () => {
+  it('should take the untargeted members when none is targeted at this surrogate, and forward the rest', () => {
+    const sc = parseSurrogateControl('MAX-AGE=60, no-store-remote, max-age=5;cdn', 'cachet')
+    expect(sc?.directives).to.deep.equal({ 'max-age': '60', 'no-store-remote': true })
+    expect(sc?.forward).to.equal('max-age=5;cdn')
+  })
+  it('should prefer members targeted at its token (any case) and leave the untargeted ones for others', () => {
+    const sc = parseSurrogateControl(['no-store', 'max-age=30;Cachet'], 'cachet')
+    expect(sc?.directives).to.deep.equal({ 'max-age': '30' })
+    expect(sc?.forward).to.equal('no-store')
+  })
+  it('should forward nothing when it took every member', () => {
+    expect(parseSurrogateControl('max-age=30;edge-1, no-store;edge-1', 'edge-1')).to.deep.equal({
+      directives: { 'max-age': '30', 'no-store': true },
+      forward: undefined,
+    })
+  })
+  it('should return undefined when nothing applies here', () => {
+    expect(parseSurrogateControl(undefined, 'cachet')).to.equal(undefined)
+    expect(parseSurrogateControl('max-age=30;cdn', 'cachet')).to.equal(undefined)
+    expect(parseSurrogateControl(' , ', 'cachet')).to.equal(undefined)
+  })
+  it('should not split inside quoted strings', () => {
+    const sc = parseSurrogateControl('content="ESI/1.0, x;y";cachet, max-age=9', 'cachet')
+    expect(sc?.directives).to.deep.equal({ content: 'ESI/1.0, x;y' })
+    expect(sc?.forward).to.equal('max-age=9')
   })
 })
