@@ -64,6 +64,13 @@ export class Storage {
    * meanwhile marks them, and they are deleted again once their write lands.
    */
   private readonly inFlight = new Map<string, { entry: Entry; invalidated: boolean }>()
+  /**
+   * Entries decoded from bytes a store handed out. A store that returns the very same bytes
+   * object again (redisStore's hot copies) gets the same entry back, without decoding: bytes a
+   * store returned are never changed afterwards (decoded bodies may be views into them), and
+   * entries are never mutated. Weak: an entry lives as long as the store keeps its bytes.
+   */
+  private readonly decoded = new WeakMap<Uint8Array, Entry>()
 
   constructor(options: StorageOptions) {
     this.store = options.store
@@ -164,6 +171,12 @@ export class Storage {
     return this.call('delete', () => this.store.delete(key))
   }
 
+  /** Empty the store; writes on their way must not bring their entries back afterwards. */
+  async clear(): Promise<void> {
+    for (const slot of this.inFlight.values()) slot.invalidated = true
+    await this.store.clear?.()
+  }
+
   /** Delete every key matching the pattern; rejects when the store cannot do it. */
   async removeMatching(pattern: string): Promise<number> {
     if (this.inFlight.size > 0) {
@@ -176,8 +189,12 @@ export class Storage {
 
   private decode(key: string, bytes: Uint8Array | undefined | null): Entry | undefined {
     if (bytes === undefined || bytes === null) return undefined
+    const known = this.decoded.get(bytes)
+    if (known !== undefined) return known
     try {
-      return this.coder.decode(bytes)
+      const entry = this.coder.decode(bytes)
+      this.decoded.set(bytes, entry)
+      return entry
     } catch (error) {
       const err = error instanceof CorruptEntryError ? error : new CorruptEntryError(asError(error).message)
       debug('miss: %s (%s), deleting it', err.message, key)
