@@ -1,9 +1,13 @@
-/** redisStore(): a Store on ioredis (single node or Cluster): binary-safe, SCAN + UNLINK invalidation, optional locks. */
-import { randomBytes } from 'node:crypto'
+/**
+ * redisStore(): a Store on ioredis (single node or Cluster): binary-safe, SCAN + UNLINK
+ * invalidation, optional locks, and in-process hot copies validated by a write stamp on every get.
+ */
+import { createHash, randomBytes } from 'node:crypto'
 import createDebug from 'debug'
 // Types only: erased at build time, so cachet loads without ioredis installed (it is an optional peer).
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
-import { assertPattern, describe, isLiteral, toRedisGlob } from '../pattern.js'
+import { LRUCache } from 'lru-cache'
+import { assertPattern, compilePattern, describe, isLiteral, toRedisGlob } from '../pattern.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:redis')
@@ -53,6 +57,15 @@ export interface RedisStoreOptions {
    * @default {}
    */
   clientOptions?: RedisOptions
+  /**
+   * Bytes of recently read values this process keeps (least recently used dropped first; 0 keeps
+   * none). A get of a value held here asks Redis only whether the key still carries the same
+   * write stamp, one round trip with a reply of a few bytes, and answers with the bytes held,
+   * so overwrites, deletes and expiry elsewhere are seen at once. A value larger than this is
+   * never kept. Decoded entries kept alongside by the middleware come on top.
+   * @default 16 MiB
+   */
+  hotBytes?: number
 }
 
 /** A Redis-backed store; `lock`/`unlock` support request coalescing across processes. */
@@ -78,6 +91,31 @@ export interface RedisStore extends Store {
   getClient(): Promise<RedisClient>
 }
 
+/** Default `hotBytes`: enough for ~160 bodies of 100 KB or ~10,000 of 1 KB. */
+const HOT_BYTES_DEFAULT = 16 * 1024 * 1024
+
+/** What a hot copy costs beyond its bytes (map slot, objects, the key), for the bound. */
+const HOT_OVERHEAD = 128
+
+/**
+ * Every value is stored behind a write stamp of 16 bytes: 4 magic bytes, then 12 that no other
+ * write carries (8 random bytes per process, renewed when the counter wraps, and a 32-bit write
+ * counter). A process holding a hot copy asks Redis only for these 16 bytes: the same stamp means
+ * the same write. The first magic byte, 0xC1, is never produced by MessagePack and never occurs
+ * in UTF-8, so values written by earlier versions with the built-in coders never look stamped.
+ */
+const STAMP_BYTES = 16
+const STAMP_MAGIC = Buffer.from([0xc1, 0x63, 0x73, 0x31]) // 0xC1 'c' 's' '1'
+let stampBase = randomBytes(8)
+let stampCounter = 0
+
+/**
+ * A hot get in one round trip: 1 when the key still carries the stamp this process holds,
+ * else the current value (nil when there is none). One key, so it runs on a Cluster too.
+ */
+const VALIDATE_SCRIPT = `if redis.call('getrange', KEYS[1], 0, ${STAMP_BYTES - 1}) == ARGV[1] then return 1 end return redis.call('get', KEYS[1])`
+const VALIDATE_SHA = createHash('sha1').update(VALIDATE_SCRIPT).digest('hex')
+
 /** Keys per UNLINK: big enough to amortise round trips, small enough not to block Redis. */
 const UNLINK_BATCH = 500
 
@@ -99,7 +137,9 @@ const UNLOCK_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redi
  * responseCache({ store: redisStore({ url: 'redis://cache:6379' }, { prefix: 'myapp:' }) })
  * ```
  *
- * Values are read with `GETBUFFER` (binary-safe) and written with `SET key value PX ttl`.
+ * Values are written with `SET key value PX ttl`, behind a 16-byte write stamp, and read with
+ * `GETBUFFER` (binary-safe). A value read before is kept in-process (`hotBytes`) and served again
+ * after one small round trip that checks its stamp, so a 100 KB hit moves a few bytes, not 100 KB.
  * `deleteMatching()` walks `SCAN MATCH <prefix><pattern> COUNT 1000` on every master (glob
  * characters other than `*` escaped) and removes with batched `UNLINK`; it never sends `KEYS`,
  * `FLUSHDB` or `FLUSHALL`.
@@ -151,6 +191,12 @@ export function redisStore(
   if (clientOptions === null || typeof clientOptions !== 'object') {
     throw new TypeError(`redisStore option "clientOptions" must be an object, got ${describe(clientOptions)}`)
   }
+  const hotBytes = merged.hotBytes === undefined ? HOT_BYTES_DEFAULT : merged.hotBytes
+  if (typeof hotBytes !== 'number' || !Number.isSafeInteger(hotBytes) || hotBytes < 0) {
+    throw new TypeError(
+      `redisStore option "hotBytes" must be a non-negative integer (0 keeps no hot copies), got ${describeNumber(hotBytes)}`,
+    )
+  }
 
   // Every character of the prefix is literal in SCAN MATCH, `*` included.
   const matchPrefix = prefix.replace(/[*?[\]\\]/g, '\\$&')
@@ -175,6 +221,46 @@ export function redisStore(
 
   // Hot path: no extra promise hop once the client exists.
   const use = (): RedisClient | Promise<RedisClient> => client ?? open()
+
+  /** Recently read values by key (without prefix): their stamp and the bytes handed out. */
+  const hot =
+    hotBytes === 0
+      ? undefined
+      : new LRUCache<string, HotCopy>({ maxSize: hotBytes, sizeCalculation: (copy) => copy.size })
+
+  /**
+   * The bytes of a full reply, kept hot when it is stamped and fits. The kept bytes are an
+   * exact-size copy: replies are views into ioredis's socket chunks and pooled buffers, which a
+   * long-lived view would keep alive whole. Later hot hits hand out this very object.
+   */
+  function keep(key: string, raw: Buffer | null): Buffer | null {
+    if (raw === null || !isStamped(raw)) {
+      // Gone, or written without a stamp (not by a redisStore): nothing to validate a copy with.
+      hot?.delete(key)
+      return raw
+    }
+    const size = raw.length - STAMP_BYTES + key.length + HOT_OVERHEAD
+    if (hot === undefined || size > hotBytes) {
+      hot?.delete(key)
+      return raw.subarray(STAMP_BYTES)
+    }
+    const own = Buffer.allocUnsafeSlow(raw.length)
+    raw.copy(own)
+    const copy: HotCopy = { stamp: own.subarray(0, STAMP_BYTES), bytes: own.subarray(STAMP_BYTES), size }
+    hot.set(key, copy)
+    return copy.bytes
+  }
+
+  /** Drop hot copies of keys matching a pattern: they are being deleted. */
+  function forget(pattern: string): void {
+    if (hot === undefined || hot.size === 0) return
+    if (isLiteral(pattern)) {
+      hot.delete(pattern)
+      return
+    }
+    const matches = compilePattern(pattern)
+    for (const key of [...hot.keys()]) if (matches(key)) hot.delete(key)
+  }
 
   async function unlinkBatch(node: Redis, keys: Buffer[], cluster: RedisClient): Promise<number> {
     if (!cluster.isCluster) return node.unlink(...keys)
@@ -209,6 +295,8 @@ export function redisStore(
 
   async function deleteMatching(pattern: string): Promise<number> {
     assertPattern(pattern)
+    // Only to free memory early: a hot copy of a deleted key would fail its next validation anyway.
+    forget(pattern)
     const c = await use()
     // A literal pattern names one key: no need to walk the keyspace.
     if (isLiteral(pattern)) return c.unlink(prefix + pattern)
@@ -227,16 +315,22 @@ export function redisStore(
 
     async get(key) {
       const c = client ?? (await open())
-      return c.getBuffer(prefix + key)
+      const held = hot?.get(key)
+      if (held === undefined) return keep(key, await c.getBuffer(prefix + key))
+      const reply = await validate(c, prefix + key, held.stamp)
+      return reply === 1 ? held.bytes : keep(key, reply)
     },
 
     async set(key, value, ttlMs) {
       const c = client ?? (await open())
-      await c.set(prefix + key, toBuffer(value), 'PX', Math.max(1, Math.ceil(ttlMs)))
+      const stamped = stamp(toBuffer(value))
+      hot?.delete(key)
+      await c.set(prefix + key, stamped, 'PX', Math.max(1, Math.ceil(ttlMs)))
     },
 
     async delete(key) {
       const c = client ?? (await open())
+      hot?.delete(key)
       return (await c.unlink(prefix + key)) > 0
     },
 
@@ -248,6 +342,7 @@ export function redisStore(
     },
 
     async close() {
+      hot?.clear()
       if (url === undefined || closed) return // never close a client we were given
       closed = true
       const created = client ?? (opening ? await opening.catch(() => undefined) : undefined)
@@ -273,6 +368,42 @@ export function redisStore(
     async getClient() {
       return use()
     },
+  }
+}
+
+/** A value this process read recently; `size` is what it counts against `hotBytes`. */
+interface HotCopy {
+  stamp: Buffer
+  bytes: Buffer
+  size: number
+}
+
+/** The value behind a fresh write stamp, in one buffer: SET takes one value. */
+function stamp(bytes: Buffer): Buffer {
+  if (stampCounter === 0xffffffff) {
+    stampBase = randomBytes(8)
+    stampCounter = 0
+  }
+  stampCounter++
+  const stamped = Buffer.allocUnsafe(STAMP_BYTES + bytes.length)
+  STAMP_MAGIC.copy(stamped, 0)
+  stampBase.copy(stamped, STAMP_MAGIC.length)
+  stamped.writeUInt32BE(stampCounter, STAMP_BYTES - 4)
+  bytes.copy(stamped, STAMP_BYTES)
+  return stamped
+}
+
+function isStamped(raw: Buffer): boolean {
+  return raw.length >= STAMP_BYTES && raw.compare(STAMP_MAGIC, 0, STAMP_MAGIC.length, 0, STAMP_MAGIC.length) === 0
+}
+
+/** Run the validation script, loading it again when Redis lost it (a restart, SCRIPT FLUSH, a new Cluster node). */
+async function validate(client: RedisClient, name: string, held: Buffer): Promise<Buffer | null | 1> {
+  try {
+    return (await client.callBuffer('evalsha', [VALIDATE_SHA, 1, name, held])) as Buffer | null | 1
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+    return (await client.callBuffer('eval', [VALIDATE_SCRIPT, 1, name, held])) as Buffer | null | 1
   }
 }
 
@@ -321,7 +452,7 @@ function toBuffer(value: Uint8Array): Buffer {
   if (!(value instanceof Uint8Array)) {
     throw new TypeError(`redisStore.set expects bytes, got ${describe(value)}`)
   }
-  // A view, not a copy: the bytes are written to the socket before the caller regains control.
+  // A view, not a copy: stamp() copies it behind the stamp at once.
   return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
 }
 
@@ -342,7 +473,13 @@ function pickOptions(source: RedisStoreOptions): RedisStoreOptions {
   if (source.lockPrefix !== undefined) picked.lockPrefix = source.lockPrefix
   if (source.scanCount !== undefined) picked.scanCount = source.scanCount
   if (source.clientOptions !== undefined) picked.clientOptions = source.clientOptions
+  if (source.hotBytes !== undefined) picked.hotBytes = source.hotBytes
   return picked
+}
+
+/** Like describe(), but NaN and Infinity by name rather than as JSON's `null`. */
+function describeNumber(value: unknown): string {
+  return typeof value === 'number' ? String(value) : describe(value)
 }
 
 function describeObject(value: unknown): string {
