@@ -177,9 +177,7 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     assertPattern(key, 'key')
     return removeKey(instance, key)
   }
-  middleware.clear = async () => {
-    await config.store.clear?.()
-  }
+  middleware.clear = () => instance.storage.clear()
   middleware.stats = () => ({ ...counters, ...config.store.stats?.() })
   middleware.close = async () => {
     openCaches.delete(middleware)

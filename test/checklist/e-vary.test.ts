@@ -1,8 +1,6 @@
 /** HTTP-CACHING.md §3 E (items 46–49): Vary, on every store. */
 import { expect } from 'chai'
-import { mapStore } from '../../examples/custom-store/store.js'
-import type { Store } from '../../src/types.js'
-import { closeAll, setup, sleep, storeFactories } from '../support/app.js'
+import { closeAll, setup, sleep, slowWrites, storeFactories } from '../support/app.js'
 
 for (const s of storeFactories) {
   describe(`checklist E — Vary (on ${s.name})`, function () {
@@ -98,29 +96,6 @@ for (const s of storeFactories) {
       }
     })
   })
-}
-
-/** A byte store whose reads answer at once and whose writes land `ms` later (a slow network). */
-function slowWrites(ms: number): Store & { settled(): Promise<void> } {
-  const inner = mapStore()
-  let pending = 0
-  const later = <T>(run: () => T) => {
-    pending++
-    return new Promise<T>((resolve) => setTimeout(() => {
-      pending--
-      resolve(run())
-    }, ms))
-  }
-  return {
-    ...inner,
-    get: async (key) => inner.get(key),
-    set: (key, value, ttlMs) => later(() => inner.set(key, value, ttlMs)),
-    delete: (key) => later(() => inner.delete(key)),
-    /** Resolves once no write has been on its way for two polls in a row. */
-    async settled() {
-      for (let quiet = 0; quiet < 2; quiet = pending === 0 ? quiet + 1 : 0) await sleep(ms * 2)
-    },
-  }
 }
 
 describe('checklist E — Vary (on a store whose writes land after the response)', function () {

@@ -5,7 +5,7 @@ import { invalidate } from '../../src/route.js'
 import { memcachedStore } from '../../src/stores/memcached.js'
 import { redisStore } from '../../src/stores/redis.js'
 import type { Store } from '../../src/types.js'
-import { closeAll, rawRequest, setup, sleep, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
+import { closeAll, rawRequest, setup, sleep, slowWrites, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
 import { getMemcached, getMemcached2, type RedisCluster, type RedisServer } from '../support/servers.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
@@ -232,3 +232,29 @@ for (const s of storeFactories) {
     }
   })
 }
+
+describe('checklist F — invalidation (on a store whose writes land after the response)', function () {
+  afterEach(closeAll)
+
+  for (const [name, purge] of [
+    ['clear()', (h: Harness) => h.cache.clear()],
+    ["invalidate('r:*')", (h: Harness) => h.cache.invalidate('r:*')],
+    ["delete('r:GET')", (h: Harness) => h.cache.delete('r:GET')],
+  ] as const) {
+    it(`53: ${name} while the entry's write is still on its way — the entry never comes back`, async () => {
+      const store = slowWrites(50)
+      const h = await setup(storeFactories[0], { store })
+      h.O.headers = { 'Cache-Control': 'max-age=60' }
+      await h.get('/r').expect(200, 'v1').expect('X-Cache', 'MISS')
+      await purge(h) // the write of v1 has not landed yet
+      await h.get('/r').expect(200, 'v2').expect('X-Cache', 'MISS')
+      await store.settled()
+      // v1's late write is deleted again when it lands; that may take v2 with it (a miss, never
+      // a stale entry), but v1 is never served again.
+      for (let i = 0; i < 2; i++) {
+        const res = await h.get('/r').expect(200)
+        expect(res.text).not.to.equal('v1')
+      }
+    })
+  }
+})

@@ -8,7 +8,7 @@ import express from 'express'
 import { jsonCoder } from '../../src/coders/json.js'
 import { CorruptEntryError } from '../../src/entry.js'
 import type { ResponseEntry } from '../../src/types.js'
-import { closeAll, isMemory, rawRequest, rawValues, setup, sleep, storeFactories, wireRequest, type Harness } from '../support/app.js'
+import { closeAll, isMemory, landed, rawRequest, rawValues, setup, sleep, storeFactories, wireRequest, type Harness } from '../support/app.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
 const MiB = 1024 * 1024
@@ -252,6 +252,7 @@ for (const s of storeFactories) {
         const h = await setup(s)
         h.O.headers = CC60
         await h.get('/warm').expect(200)
+        await landed(h, 'warm:GET') // stored in the server, not only in flight in this process
         const server = h.created!.server!
         server.pause()
         try {

@@ -10,7 +10,9 @@ import request from 'supertest'
 import { responseCache, type ResponseCache } from '../../src/middleware.js'
 import type { CacheOptions } from '../../src/options.js'
 import { memoryStore, type MemoryStoreOptions } from '../../src/stores/memory.js'
+import { hostPart, storageKey } from '../../src/key.js'
 import type { Store } from '../../src/types.js'
+import { mapStore } from '../../examples/custom-store/store.js'
 import { storeFactories as sharedFactories, type CreatedStore, type StoreFactory } from './stores.js'
 
 type Next = (error?: unknown) => void
@@ -391,4 +393,42 @@ function unchunk(data: Buffer): Buffer {
     at = eol + 2 + size + 2
   }
   return Buffer.concat(out)
+}
+
+/** A byte store whose reads answer at once and whose writes land `ms` later (a slow network). */
+export function slowWrites(ms: number): Store & { settled(): Promise<void> } {
+  const inner = mapStore()
+  let pending = 0
+  const later = <T>(run: () => T) => {
+    pending++
+    return new Promise<T>((resolve) => setTimeout(() => {
+      pending--
+      resolve(run())
+    }, ms))
+  }
+  return {
+    ...inner,
+    get: async (key) => inner.get(key),
+    set: (key, value, ttlMs) => later(() => inner.set(key, value, ttlMs)),
+    delete: (key) => later(() => inner.delete(key)),
+    /** Resolves once no write has been on its way for two polls in a row. */
+    async settled() {
+      for (let quiet = 0; quiet < 2; quiet = pending === 0 ? quiet + 1 : 0) await sleep(ms * 2)
+    },
+  }
+}
+
+/**
+ * Resolves once the entry a request through `h` stored under `primary` is in the backend itself,
+ * not only on its way there (a loaded machine can hold a write back for a while).
+ */
+export async function landed(h: Harness, primary: string, timeoutMs = 3000): Promise<void> {
+  const key = storageKey(primary, hostPart(h.host))
+  const until = Date.now() + timeoutMs
+  while (Date.now() < until) {
+    const bytes = await h.store.get(key)
+    if (bytes !== undefined && bytes !== null) return
+    await sleep(10)
+  }
+  throw new Error(`${key} did not reach the store within ${timeoutMs} ms`)
 }
