@@ -45,15 +45,15 @@ export function buildEntry(c: Captured): ResponseEntry {
     if (UNSTORED_HEADERS.has(name) || hopByHop.has(name) || name.startsWith('proxy-') || name === ownHeader) continue
     if (name === 'date') hasDate = true
     if (name === 'etag') hasEtag = true
-    headers.push(c.headers[i], c.headers[i + 1])
+    headers.push(intern(c.headers[i]), intern(c.headers[i + 1]))
   }
-  if (!hasDate) headers.push('Date', new Date(c.responseTime).toUTCString())
+  if (!hasDate) headers.push('Date', intern(new Date(c.responseTime).toUTCString()))
   if (!hasEtag && c.status >= 200 && c.status < 300 && c.body.byteLength > 0) {
     // Same bytes, same tag, in every process: a hash of the content, weak because an outer
     // compression layer may change the bytes on the wire.
-    headers.push('ETag', etag(Buffer.from(c.body.buffer, c.body.byteOffset, c.body.byteLength), { weak: true }))
+    headers.push('ETag', intern(etag(Buffer.from(c.body.buffer, c.body.byteOffset, c.body.byteLength), { weak: true })))
   }
-  if (c.status !== 204 && c.status !== 304) headers.push('Content-Length', String(c.body.byteLength))
+  if (c.status !== 204 && c.status !== 304) headers.push('Content-Length', intern(String(c.body.byteLength)))
 
   // RFC 9111 §4.2.3: corrected_initial_age = max(apparent_age, corrected_age_value).
   const dateValue = parseHttpDate(valuesOf(lower, 'date')[0])
@@ -65,7 +65,8 @@ export function buildEntry(c: Captured): ResponseEntry {
   return {
     kind: 'response',
     status: c.status,
-    headers,
+    // A copy without the spare capacity that push() leaves: the entry may live for hours.
+    headers: headers.slice(),
     body: c.body,
     requestTime: c.requestTime,
     responseTime: c.responseTime,
@@ -76,6 +77,37 @@ export function buildEntry(c: Captured): ResponseEntry {
     mustRevalidate: c.mustRevalidate,
     ...(c.routeStatusHeader === undefined ? {} : { statusHeader: c.routeStatusHeader }),
   }
+}
+
+/**
+ * Header names and values repeat across entries (`Content-Type: application/json; charset=utf-8`,
+ * the `Date` of the current second, `Content-Length: 1024`): stored entries share one copy of
+ * each instead of holding their own. The pool forgets everything when full, so unique values
+ * (ETags) cannot grow it.
+ */
+const pool = new Map<string, string>()
+const POOL_SIZE = 2048
+const POOL_MAX_LENGTH = 128
+
+export function intern(value: string): string {
+  if (value.length > POOL_MAX_LENGTH) return flat(value)
+  const known = pool.get(value)
+  if (known !== undefined) return known
+  if (pool.size >= POOL_SIZE) pool.clear()
+  const copy = flat(value)
+  pool.set(copy, copy)
+  return copy
+}
+
+/**
+ * The same text as one flat string. A string built by `+` is a chain of pieces (32 B per link,
+ * plus the flat copy V8 makes when it is first hashed); what a long-lived entry keeps should be
+ * just the flat copy. `normalize()` returns the flattened string itself when the text is already
+ * in NFC (always for ASCII); any other text is kept as it is, unchanged.
+ */
+export function flat(value: string): string {
+  const copy = value.normalize()
+  return copy === value ? copy : value
 }
 
 function valuesOf(lowerHeaders: string[], name: string): string[] {
@@ -121,36 +153,62 @@ export interface Prepared {
    * Headers for a full replay, ending in four slots the hit fills in place: `Age`, its value,
    * the status header's name and its value. Filled and written synchronously, so sharing is safe.
    */
-  head: string[]
+  readonly head: string[]
   /** Headers for a 304 (RFC 9110 §15.4.5), ending in the same four slots; built on first use. */
   notModified: string[] | undefined
-  etag: string | undefined
+  readonly etag: string | undefined
   /** Last-Modified, or Date when there is none: what If-Modified-Since is compared with. */
-  lastModified: string | undefined
+  readonly lastModified: string | undefined
 }
 
-const prepared = new WeakMap<ResponseEntry, Prepared>()
+/** The four slots a hit fills: `Age`, its value, the status header and its value. */
+const HIT_SLOTS = ['Age', '0', 'X-Cache', 'HIT']
+
+/**
+ * Validators at once; the replay head only when a hit first asks for it. An entry is kept only
+ * once it has a head: entries that are stored but never hit hold no second header list.
+ */
+class PreparedEntry implements Prepared {
+  notModified: string[] | undefined = undefined
+  private replay: string[] | undefined = undefined
+
+  constructor(
+    private readonly entry: ResponseEntry,
+    readonly etag: string | undefined,
+    readonly lastModified: string | undefined,
+  ) {}
+
+  get head(): string[] {
+    return this.replay ?? this.buildHead()
+  }
+
+  private buildHead(): string[] {
+    // concat() allocates exactly the length needed; push() would leave spare capacity.
+    this.replay = this.entry.headers.concat(HIT_SLOTS)
+    prepared.set(this.entry, this)
+    return this.replay
+  }
+}
+
+const prepared = new WeakMap<ResponseEntry, PreparedEntry>()
 
 /** Fields a 304 carries when the full response would (RFC 9110 §15.4.5). */
 const NOT_MODIFIED_FIELDS = new Set(['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary'])
 
 export function prepare(entry: ResponseEntry): Prepared {
-  let p = prepared.get(entry)
-  if (p !== undefined) return p
-  const head: string[] = entry.headers.slice()
+  const known = prepared.get(entry)
+  if (known !== undefined) return known
+  const h = entry.headers
   let tag: string | undefined
   let lastModified: string | undefined
   let date: string | undefined
-  for (let i = 0; i < head.length; i += 2) {
-    const name = head[i].toLowerCase()
-    if (name === 'etag') tag ??= head[i + 1]
-    else if (name === 'last-modified') lastModified ??= head[i + 1]
-    else if (name === 'date') date ??= head[i + 1]
+  for (let i = 0; i < h.length; i += 2) {
+    const name = h[i].toLowerCase()
+    if (name === 'etag') tag ??= h[i + 1]
+    else if (name === 'last-modified') lastModified ??= h[i + 1]
+    else if (name === 'date') date ??= h[i + 1]
   }
-  head.push('Age', '0', 'X-Cache', 'HIT')
-  p = { head, notModified: undefined, etag: tag, lastModified: lastModified ?? date }
-  prepared.set(entry, p)
-  return p
+  return new PreparedEntry(entry, tag, lastModified ?? date)
 }
 
 /** The 304 headers of an entry (RFC 9110 §15.4.5), built once, when a 304 is first sent. */
@@ -159,9 +217,10 @@ export function notModifiedHeaders(entry: ResponseEntry, p: Prepared): string[] 
   const out: string[] = []
   const h = entry.headers
   for (let i = 0; i < h.length; i += 2) if (NOT_MODIFIED_FIELDS.has(h[i].toLowerCase())) out.push(h[i], h[i + 1])
-  out.push('Age', '0', 'X-Cache', 'HIT')
-  p.notModified = out
-  return out
+  p.notModified = out.concat(HIT_SLOTS)
+  // Keep it (and the validators) with the entry for the next conditional hit.
+  if (p instanceof PreparedEntry) prepared.set(entry, p)
+  return p.notModified
 }
 
 // ---------------------------------------------------------------------------------------------
