@@ -1,6 +1,7 @@
 /** memoryStore(): an in-process store on lru-cache, bounded by bytes and by entries. */
 import { LRUCache } from 'lru-cache'
-import { compilePattern, assertPattern, describe } from '../pattern.js'
+import { flat } from '../entry.js'
+import { compilePattern, assertPattern, describe, isLiteral } from '../pattern.js'
 import type { Entry, Store } from '../types.js'
 
 export interface MemoryStoreOptions {
@@ -25,8 +26,14 @@ export interface MemoryStoreOptions {
 /** Bytes charged per entry on top of its own size: the LRU's slots, the Map entry, the object. */
 export const ENTRY_OVERHEAD = 160
 
-/** Keys deleted between two yields to the event loop during a large invalidation. */
-const DELETE_CHUNK = 5000
+/**
+ * A large invalidation deletes in slices and yields between them, so requests in flight are not
+ * held behind it: a slice ends after this many milliseconds, or after SLICE_KEYS keys.
+ */
+const SLICE_MS = 3
+const SLICE_KEYS = 4096
+/** Keys deleted between two looks at the clock. */
+const CLOCK_EVERY = 256
 
 /**
  * Internal fast path: the middleware keeps entries in a memory store as objects, so a hit costs
@@ -65,24 +72,89 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   }
   const now = options.now ?? Date.now
 
+  const index = new KeyIndex()
+  /** Invalidations in progress: each hears of the keys written after it started. */
+  const sweeps = new Set<Set<string>>()
+  let clearing = false
+
   const lru = new LRUCache<string, Value>({
-    max: maxEntries,
+    // No `max`: lru-cache would allocate seven slot arrays of `max` entries up front (~50 B per
+    // slot, 5 MB at the default), whatever the cache holds. maxEntries is enforced in put().
     maxSize: maxBytes,
     sizeCalculation: (value, key) => sizeOf(value) + key.length * 2 + ENTRY_OVERHEAD,
     perf: { now },
     // No cached "now": an injected clock takes effect on the very next call.
     ttlResolution: 0,
     ttlAutopurge: false,
+    dispose(_value, key, reason) {
+      // 'set' replaces the value of a key that stays; clear() resets the index at once.
+      if (reason !== 'set' && !clearing) index.remove(key)
+    },
   })
+
+  function put(key: string, value: Value, ttlMs: number): void {
+    // A key built by concatenation is a chain of string pieces; a flat copy is what stays.
+    const stored = flat(key)
+    lru.set(stored, value, { ttl: Math.max(1, Math.ceil(ttlMs)) })
+    // A value larger than maxBytes is not stored at all.
+    if (!lru.has(stored)) return
+    index.add(stored)
+    if (sweeps.size > 0) for (const written of sweeps) written.add(stored)
+    if (lru.size > maxEntries) lru.pop()
+  }
+
+  function clear(): void {
+    clearing = true
+    try {
+      lru.clear()
+    } finally {
+      clearing = false
+    }
+    index.clear()
+  }
+
+  /**
+   * Delete `candidates` that still match, in slices between which the event loop runs. A key
+   * written after the invalidation started is newer than it and stays; an expired key is
+   * deleted but not counted (it was already gone).
+   */
+  function sweep(candidates: string[], matches: ((key: string) => boolean) | undefined): number | Promise<number> {
+    const written = new Set<string>()
+    let removed = 0
+    let i = 0
+    const slice = (): boolean => {
+      const deadline = performance.now() + SLICE_MS
+      const end = Math.min(i + SLICE_KEYS, candidates.length)
+      while (i < end) {
+        const stop = Math.min(i + CLOCK_EVERY, end)
+        for (; i < stop; i++) {
+          const key = candidates[i]
+          if ((matches !== undefined && !matches(key)) || written.has(key)) continue
+          if (lru.has(key)) removed++
+          lru.delete(key)
+        }
+        if (performance.now() >= deadline) break
+      }
+      return i < candidates.length
+    }
+    if (!slice()) return removed
+    sweeps.add(written)
+    return new Promise<number>((resolve) => {
+      const step = () => {
+        if (slice()) return void setImmediate(step)
+        sweeps.delete(written)
+        resolve(removed)
+      }
+      setImmediate(step)
+    })
+  }
 
   const entries: EntryStore = {
     getEntry(key) {
       const value = lru.get(key)
       return value === undefined || value instanceof Uint8Array ? undefined : value
     },
-    setEntry(key, entry, ttlMs) {
-      lru.set(key, entry, { ttl: Math.max(1, Math.ceil(ttlMs)) })
-    },
+    setEntry: put,
   }
 
   return {
@@ -96,52 +168,83 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
       if (!(value instanceof Uint8Array)) {
         throw new TypeError(`memoryStore.set expects bytes, got ${describe(value)}`)
       }
-      lru.set(key, value, { ttl: Math.max(1, Math.ceil(ttlMs)) })
+      put(key, value, ttlMs)
     },
     delete(key) {
       return lru.delete(key)
     },
     deleteMatching(pattern) {
       assertPattern(pattern)
-      const matches = compilePattern(pattern)
-      // Collect first: deleting while iterating an LRU walks a moving list. (forEach walks the
-      // list about twice as fast as the keys() generator.)
-      const doomed: string[] = []
-      lru.forEach((_value, key) => {
-        if (matches(key)) doomed.push(key)
-      })
-      if (doomed.length === lru.size) {
-        lru.clear() // everything matched: one clear instead of a delete per key
-        return doomed.length
+      if (isLiteral(pattern)) {
+        const live = lru.has(pattern)
+        lru.delete(pattern)
+        return live ? 1 : 0
       }
-      let removed = 0
-      let i = 0
-      const sweep = (): number => {
-        const end = Math.min(i + DELETE_CHUNK, doomed.length)
-        for (; i < end; i++) if (lru.delete(doomed[i])) removed++
-        return removed
-      }
-      if (doomed.length <= DELETE_CHUNK) return sweep()
-      // A large sweep yields between chunks, so requests in flight are not held behind it.
-      return new Promise<number>((resolve) => {
-        const step = () => {
-          sweep()
-          if (i < doomed.length) setImmediate(step)
-          else resolve(removed)
-        }
-        step()
-      })
+      const star = pattern.indexOf('*')
+      const { keys, complete } = index.candidates(pattern.slice(0, star))
+      // `<group name>*`: every candidate matches, no need to test them one by one.
+      const everyCandidate = complete && /^\**$/.test(pattern.slice(star))
+      return sweep(keys, everyCandidate ? undefined : compilePattern(pattern))
     },
-    clear() {
-      lru.clear()
-    },
-    close() {
-      lru.clear()
-    },
+    clear,
+    close: clear,
     stats() {
       return { entries: lru.size, bytes: lru.calculatedSize }
     },
   }
+}
+
+/**
+ * The stored keys grouped by their text up to the first `:` (`items:42:GET#h` under `items:`,
+ * keys without a `:` under ''). A pattern whose literal head contains a `:` can only match keys of
+ * one group, so `invalidate('items:*')` never looks at the rest of the cache; the key format
+ * (src/key.ts) puts the first path segment there.
+ */
+class KeyIndex {
+  private readonly groups = new Map<string, Set<string>>()
+
+  add(key: string): void {
+    const name = groupOf(key)
+    let group = this.groups.get(name)
+    if (group === undefined) this.groups.set(name, (group = new Set()))
+    group.add(key)
+  }
+
+  remove(key: string): void {
+    const name = groupOf(key)
+    const group = this.groups.get(name)
+    if (group === undefined) return
+    group.delete(key)
+    if (group.size === 0) this.groups.delete(name)
+  }
+
+  clear(): void {
+    this.groups.clear()
+  }
+
+  /**
+   * Every key that may start with `literal`; `complete` when all of them do (the literal is a
+   * group's own name, e.g. `items:` for `items:*`).
+   */
+  candidates(literal: string): { keys: string[]; complete: boolean } {
+    if (literal === '') return { keys: this.all(), complete: true }
+    const colon = literal.indexOf(':')
+    if (colon === -1) return { keys: this.all(), complete: false }
+    const name = literal.slice(0, colon + 1)
+    const group = this.groups.get(name)
+    return { keys: group === undefined ? [] : Array.from(group), complete: name === literal }
+  }
+
+  private all(): string[] {
+    const keys: string[] = []
+    for (const group of this.groups.values()) for (const key of group) keys.push(key)
+    return keys
+  }
+}
+
+function groupOf(key: string): string {
+  const colon = key.indexOf(':')
+  return colon === -1 ? '' : key.slice(0, colon + 1)
 }
 
 function sizeOf(value: Value): number {
