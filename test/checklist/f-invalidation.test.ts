@@ -5,7 +5,7 @@ import { invalidate } from '../../src/route.js'
 import { memcachedStore } from '../../src/stores/memcached.js'
 import { redisStore } from '../../src/stores/redis.js'
 import type { Store } from '../../src/types.js'
-import { closeAll, rawRequest, setup, sleep, slowWrites, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
+import { closeAll, landed, monitorRedis, rawRequest, setup, sleep, slowWrites, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
 import { getMemcached, getMemcached2, type RedisCluster, type RedisServer } from '../support/servers.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
@@ -169,16 +169,8 @@ for (const s of storeFactories) {
         const h = await setup(s)
         const server = h.created!.server as RedisServer | RedisCluster
         const ports = 'nodes' in server ? server.nodes.map((n) => n.port) : [server.port]
-        const commands: string[] = []
-        const monitors = await Promise.all(
-          ports.map(async (port) => {
-            const base = new Redis(port, '127.0.0.1')
-            const monitor = await base.monitor()
-            base.disconnect() // monitor() opened a connection of its own
-            return monitor
-          }),
-        )
-        for (const m of monitors) m.on('monitor', (_time: string, args: string[]) => commands.push(String(args[0]).toUpperCase()))
+        const monitor = await monitorRedis(ports)
+        const { commands } = monitor
         try {
           h.O.script = (_n, req) => (req.method === 'GET' ? { headers: { ...CC60, Vary: 'X-V' } } : { status: 204 })
           await h.get('/users/1', { 'X-V': '1' })
@@ -187,9 +179,9 @@ for (const s of storeFactories) {
           await invalidate('users:*')
           await h.cache.delete('users:1:GET')
           await h.cache.clear()
-          await sleep(150)
+          await monitor.drain()
         } finally {
-          await Promise.all(monitors.map((m) => m.disconnect()))
+          await monitor.close()
         }
         expect(commands).to.include('SCAN')
         for (const forbidden of ['KEYS', 'FLUSHDB', 'FLUSHALL']) expect(commands).not.to.include(forbidden)
@@ -218,7 +210,7 @@ for (const s of storeFactories) {
           const host = { Host: 'shared.test' }
           await a.get('/users/1', host).expect(200, 'v1').expect('X-Cache', 'MISS')
           await a.get('/users/2', host).expect(200, 'v2')
-          await sleep(50)
+          await landed(a, 'users:1:GET', 'shared.test')
           await b.get('/users/1', host).expect(200, 'v1').expect('X-Cache', 'HIT')
           expect(b.O.calls).to.equal(0)
           await b.cache.invalidate('users:1:*')

@@ -422,13 +422,62 @@ export function slowWrites(ms: number): Store & { settled(): Promise<void> } {
  * Resolves once the entry a request through `h` stored under `primary` is in the backend itself,
  * not only on its way there (a loaded machine can hold a write back for a while).
  */
-export async function landed(h: Harness, primary: string, timeoutMs = 3000): Promise<void> {
-  const key = storageKey(primary, hostPart(h.host))
+export async function landed(h: Harness, primary: string, host = h.host, timeoutMs = 3000): Promise<void> {
+  await storeHolds(h, storageKey(primary, hostPart(host)), true, timeoutMs)
+}
+
+/** Resolves once the backend of `h` holds (or no longer holds) `key`; rejects after `timeoutMs`. */
+export async function storeHolds(h: Harness, key: string, present: boolean, timeoutMs = 3000): Promise<void> {
   const until = Date.now() + timeoutMs
-  while (Date.now() < until) {
+  for (;;) {
     const bytes = await h.store.get(key)
-    if (bytes !== undefined && bytes !== null) return
+    if ((bytes !== undefined && bytes !== null) === present) return
+    if (Date.now() > until) throw new Error(`${key} still ${present ? 'missing from' : 'in'} the store after ${timeoutMs} ms`)
     await sleep(10)
   }
-  throw new Error(`${key} did not reach the store within ${timeoutMs} ms`)
+}
+
+/**
+ * Record the commands Redis servers receive (MONITOR on connections of its own). `drain()`
+ * sends a marker through each server and waits until every monitor has reported it, so every
+ * command sent before is in `commands`: MONITOR output arrives asynchronously.
+ */
+export async function monitorRedis(ports: number[]): Promise<{ commands: string[]; drain(): Promise<void>; close(): Promise<void> }> {
+  const { Redis } = await import('ioredis')
+  const commands: string[] = []
+  const seen = new Set<string>()
+  const monitors = await Promise.all(
+    ports.map(async (port) => {
+      const base = new Redis(port, '127.0.0.1')
+      const monitor = await base.monitor()
+      base.disconnect() // monitor() opened a connection of its own
+      monitor.on('monitor', (_time: string, args: string[]) => {
+        commands.push(String(args[0]).toUpperCase())
+        if (String(args[0]).toUpperCase() === 'ECHO') seen.add(`${port}:${args[1]}`)
+      })
+      return monitor
+    }),
+  )
+  return {
+    commands,
+    async drain() {
+      const marker = `drain-${Date.now()}-${Math.random().toString(36).slice(2)}`
+      await Promise.all(ports.map(async (port) => {
+        const client = new Redis(port, '127.0.0.1')
+        try {
+          await client.echo(marker)
+        } finally {
+          client.disconnect()
+        }
+      }))
+      const until = Date.now() + 5000
+      while (!ports.every((port) => seen.has(`${port}:${marker}`))) {
+        if (Date.now() > until) throw new Error('MONITOR did not report the drain marker within 5 s')
+        await sleep(10)
+      }
+    },
+    async close() {
+      await Promise.all(monitors.map((m) => m.disconnect()))
+    },
+  }
 }
