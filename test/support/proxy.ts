@@ -17,12 +17,23 @@ export interface FaultProxy {
   latency(ms: number): void
   /** While on, accepted bytes are held and not forwarded: the server seems to hang. Off releases them. */
   stall(on: boolean): void
+  /**
+   * While on, only the server's bytes are held: requests reach the server and run, their replies
+   * wait in the proxy (a `reset()` meanwhile loses them). Off releases them.
+   */
+  holdReplies(on: boolean): void
   /** Reset (TCP RST) every open connection now. */
   reset(): void
   /** While on, new connections are reset as soon as they are accepted. */
   refuse(on: boolean): void
   /** Reset everything and stop listening. */
   close(): Promise<void>
+}
+
+interface Settings {
+  latency: number
+  stalled: boolean
+  holdReplies: boolean
 }
 
 /** One direction of one connection: chunks are released in order, each no earlier than its time. */
@@ -34,7 +45,9 @@ class Pipe {
   constructor(
     private readonly from: net.Socket,
     private readonly to: net.Socket,
-    private readonly settings: { latency: number; stalled: boolean },
+    private readonly settings: Settings,
+    /** True for the server → client direction. */
+    private readonly replies: boolean,
   ) {
     from.on('data', (chunk: Buffer) => {
       // Never earlier than the chunk before it, so a latency change cannot reorder bytes.
@@ -46,7 +59,7 @@ class Pipe {
   }
 
   pump(): void {
-    if (this.timer !== undefined || this.settings.stalled) return
+    if (this.timer !== undefined || this.settings.stalled || (this.replies && this.settings.holdReplies)) return
     const now = Date.now()
     while (this.queue.length > 0 && this.queue[0].at <= now) {
       const { chunk } = this.queue.shift()!
@@ -76,7 +89,7 @@ interface Connection {
 
 /** Start a proxy on a free 127.0.0.1 port that forwards to `targetPort` on 127.0.0.1. */
 export async function startProxy(targetPort: number): Promise<FaultProxy> {
-  const settings = { latency: 0, stalled: false }
+  const settings: Settings = { latency: 0, stalled: false, holdReplies: false }
   const connections = new Set<Connection>()
   let refusing = false
   let resets = 0
@@ -109,7 +122,7 @@ export async function startProxy(targetPort: number): Promise<FaultProxy> {
     upstream.on('error', () => {})
     const c: Connection = { client, server: upstream, pipes: [] }
     connections.add(c)
-    c.pipes.push(new Pipe(client, upstream, settings), new Pipe(upstream, client, settings))
+    c.pipes.push(new Pipe(client, upstream, settings, false), new Pipe(upstream, client, settings, true))
     const end = () => drop(c)
     client.once('close', end)
     upstream.once('close', end)
@@ -136,6 +149,10 @@ export async function startProxy(targetPort: number): Promise<FaultProxy> {
     },
     stall(on) {
       settings.stalled = on
+      if (!on) for (const c of connections) for (const pipe of c.pipes) pipe.pump()
+    },
+    holdReplies(on) {
+      settings.holdReplies = on
       if (!on) for (const c of connections) for (const pipe of c.pipes) pipe.pump()
     },
     reset() {
