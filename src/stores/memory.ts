@@ -96,8 +96,9 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
     // A key built by concatenation is a chain of string pieces; a flat copy is what stays.
     const stored = flat(key)
     lru.set(stored, value, { ttl: Math.max(1, Math.ceil(ttlMs)) })
-    // A value larger than maxBytes is not stored at all.
-    if (!lru.has(stored)) return
+    // A value larger than maxBytes is not stored, and the key's previous value is gone too (with
+    // a 'set' dispose, which the index does not hear about).
+    if (!lru.has(stored)) return index.remove(stored)
     index.add(stored)
     if (sweeps.size > 0) for (const written of sweeps) written.add(stored)
     if (lru.size > maxEntries) lru.pop()
@@ -181,10 +182,14 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
         return live ? 1 : 0
       }
       const star = pattern.indexOf('*')
-      const { keys, complete } = index.candidates(pattern.slice(0, star))
-      // `<group name>*`: every candidate matches, no need to test them one by one.
-      const everyCandidate = complete && /^\**$/.test(pattern.slice(star))
-      return sweep(keys, everyCandidate ? undefined : compilePattern(pattern))
+      const literal = pattern.slice(0, star)
+      const { keys, complete } = index.candidates(literal)
+      // `<group name>*`: every candidate matches, no need to test them one by one; and the group
+      // can leave the index now rather than key by key (keys written meanwhile start a new one).
+      if (!complete || !/^\**$/.test(pattern.slice(star))) return sweep(keys, compilePattern(pattern))
+      if (literal === '') index.clear()
+      else index.drop(literal)
+      return sweep(keys, undefined)
     },
     clear,
     close: clear,
@@ -220,6 +225,11 @@ class KeyIndex {
 
   clear(): void {
     this.groups.clear()
+  }
+
+  /** Forget a whole group (its keys are being deleted). */
+  drop(name: string): void {
+    this.groups.delete(name)
   }
 
   /**
