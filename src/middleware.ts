@@ -829,8 +829,7 @@ function freshen(ctx: Context, res: ServerResponse, now: number, surrogate: Surr
 const RETAIN_WITH_VALIDATOR = 60_000
 
 function retention(entry: ResponseEntry): number {
-  const p = prepare(entry)
-  const validator = p.etag !== undefined || headerOf(entry.headers, 'last-modified') !== undefined
+  const validator = headerOf(entry.headers, 'etag') !== undefined || headerOf(entry.headers, 'last-modified') !== undefined
   const extra = Math.max(entry.staleWhileRevalidate, entry.staleIfError, validator ? Math.max(entry.lifetime, RETAIN_WITH_VALIDATOR) : 0)
   return entry.lifetime + extra
 }
