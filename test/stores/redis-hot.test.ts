@@ -287,7 +287,7 @@ describe('redisStore() hot copies', function () {
 
     it('should evict the least recently used values beyond hotBytes', async function () {
       // Room for two of the three values (each costs its bytes plus a small overhead).
-      const store = redisStore({ client, prefix: unique(), hotBytes: 3000 })
+      const store = redisStore({ client, prefix: unique(), hotBytes: 3500 })
       for (const key of ['a:GET', 'b:GET', 'c:GET']) await store.set(key, randomBytes(1000), 60_000)
       const a = await store.get('a:GET')
       const b = await store.get('b:GET')
