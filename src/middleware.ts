@@ -127,6 +127,11 @@ interface Instance {
   varyUpdates: Map<string, Promise<void>>
   /** Shared locks this process holds but failed to release, by lock name. */
   orphanLocks: Map<string, string>
+  /**
+   * When a lock call last failed or answered too late (0: never). Its reply may have been lost
+   * after the lock was taken, leaving a lock nobody can release until it expires.
+   */
+  lockFailedAt: number
   report(error: Error, req?: IncomingMessage): void
 }
 
@@ -148,6 +153,7 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     refreshing: new Set(),
     varyUpdates: new Map(),
     orphanLocks: new Map(),
+    lockFailedAt: 0,
     storage: undefined as unknown as Storage,
     report(error, req) {
       counters.errors++
@@ -499,7 +505,9 @@ function pollForEntry(ctx: Context, deadline: number, delay: number): void {
 }
 
 function storeUnsettled(cache: Instance): boolean {
-  return !cache.storage.available || cache.storage.failedWithin(cache.config.lockTimeout)
+  const { lockTimeout, now } = cache.config
+  return !cache.storage.available || cache.storage.failedWithin(lockTimeout) ||
+    (cache.lockFailedAt !== 0 && now() - cache.lockFailedAt < lockTimeout)
 }
 
 /** A lock we hold but could not release: the next miss here reuses it; other processes wait at most lockTimeout. */
@@ -519,6 +527,7 @@ function tryLock(ctx: Context, budget = ctx.cache.config.storeTimeout): Promise<
     let late = false
     const timer = setTimeout(() => {
       late = true
+      cache.lockFailedAt = cache.config.now()
       resolve(undefined)
     }, budget)
     timer.unref?.()
@@ -532,6 +541,7 @@ function tryLock(ctx: Context, budget = ctx.cache.config.storeTimeout): Promise<
       },
       (error) => {
         clearTimeout(timer)
+        cache.lockFailedAt = cache.config.now()
         cache.report(asError(error), ctx.req)
         resolve(undefined)
       },

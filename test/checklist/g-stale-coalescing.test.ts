@@ -1,5 +1,6 @@
 /** HTTP-CACHING.md §3 G (items 54–56): stale-while-revalidate, stale-if-error, request coalescing, on every store. */
 import { expect } from 'chai'
+import { mapStore } from '../../examples/custom-store/store.js'
 import { closeAll, intHeader, setup, sleep, storeFactories, type Harness } from '../support/app.js'
 
 /** Wait until the origin has been called `n` times (background work), or fail after `ms`. */
@@ -148,3 +149,31 @@ for (const s of storeFactories) {
     })
   })
 }
+
+describe('checklist G — coalescing (on a store whose lock reply is lost)', function () {
+  afterEach(closeAll)
+
+  it('56: a lock taken but answered with an error is never waited on by the next miss', async function () {
+    this.timeout(10_000)
+    // The lock is set in the store, then the reply is lost: nobody holds its token.
+    const held = new Set<string>()
+    const store = {
+      ...mapStore(),
+      async lock(key: string) {
+        if (held.has(key)) return null
+        held.add(key)
+        throw new Error('connection reset before the reply')
+      },
+      async unlock(key: string) {
+        return held.delete(key)
+      },
+    }
+    const h = await setup(storeFactories[0], { store, realTime: true, options: { lockTimeout: '3s' } })
+    h.O.headers = { 'Cache-Control': 'no-store' } // never stored: nobody can find it by polling
+    await h.get('/r').expect(200, 'v1').expect('X-Cache', 'MISS')
+    const started = Date.now()
+    await h.get('/r').expect(200, 'v2').expect('X-Cache', 'MISS')
+    // Without the guard the second miss polls the orphaned lock for the whole lockTimeout.
+    expect(Date.now() - started).to.be.below(1500)
+  })
+})
