@@ -25,7 +25,11 @@ export function jsonCoder(): Coder {
       }
       return fromWire(value, (raw) => {
         if (typeof raw !== 'string' || raw.length % 4 !== 0 || !BASE64.test(raw)) throw new CorruptEntryError('body is not base64')
-        return Buffer.from(raw, 'base64')
+        // Memory of its own: Buffer.from(string) puts small results in Node's shared 8 KiB pool,
+        // and a decoded entry kept for reuse would pin a whole pool slab.
+        const body = Buffer.allocUnsafeSlow(Buffer.byteLength(raw, 'base64'))
+        body.write(raw, 'base64')
+        return body
       })
     },
   }

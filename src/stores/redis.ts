@@ -81,8 +81,9 @@ export interface RedisStore extends Store {
   clear(): Promise<number>
   close(): Promise<void>
   /**
-   * Take the lock named `key` for `ttlMs` (`SET NX PX`). Resolves a token to pass to `unlock()`,
-   * or `null` when another holder has it. The lock expires by itself after `ttlMs`.
+   * Take the lock named `key` for `ttlMs` (`SET NX PX`, in a script that also answers "taken"
+   * when a resent command finds the lock already holding its own token). Resolves a token to
+   * pass to `unlock()`, or `null` when another holder has it. The lock expires by itself after `ttlMs`.
    */
   lock(key: string, ttlMs: number): Promise<string | null>
   /** Release a lock only if `token` still holds it (compare-and-delete). Resolves whether it did. */
@@ -131,6 +132,16 @@ const CLUSTER_READY_TIMEOUT_MS = 10_000
 // Compare-and-delete: release the lock only when it still holds our token, in one atomic step,
 // so a holder whose lock expired cannot delete the lock a later holder took.
 const UNLOCK_SCRIPT = `if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end`
+
+// Take the lock when it is free (SET NX PX), and answer "taken" when it already holds our own
+// token too: ioredis sends a command again after a reconnect when its reply was lost, and a
+// plain SET NX that already ran would then answer nil for our own lock, which the caller would
+// wait on until it expires.
+const LOCK_SCRIPT = `local held = redis.call('get', KEYS[1])
+if held == ARGV[1] then return 1 end
+if held then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`
 
 /**
  * A store on Redis via ioredis, single node or Cluster.
@@ -359,8 +370,8 @@ export function redisStore(
       }
       const c = await use()
       const token = randomBytes(16).toString('base64url')
-      const reply = await c.set(lockPrefix + key, token, 'PX', Math.ceil(ttlMs), 'NX')
-      return reply === 'OK' ? token : null
+      const reply = await c.eval(LOCK_SCRIPT, 1, lockPrefix + key, token, Math.ceil(ttlMs))
+      return Number(reply) === 1 ? token : null
     },
 
     async unlock(key, token) {

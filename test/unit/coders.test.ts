@@ -69,6 +69,16 @@ for (const coder of [jsonCoder(), msgpackCoder()] as Coder[]) {
   })
 }
 
+describe('jsonCoder() bodies', () => {
+  it('should give a small decoded body memory of its own, not a slice of the shared pool', () => {
+    const coder = jsonCoder()
+    const back = coder.decode(coder.encode(entry({ body: Buffer.from('small body') }))) as ResponseEntry
+    expect(Buffer.from(back.body).toString()).to.equal('small body')
+    expect(back.body.byteOffset).to.equal(0)
+    expect(back.body.buffer.byteLength).to.equal(back.body.byteLength)
+  })
+})
+
 describe('entry size', () => {
   it('should keep a 1 MB body within 1.05× with msgpack and 1.4× with JSON', () => {
     const body = Buffer.alloc(1024 * 1024, 7)
