@@ -11,38 +11,12 @@ import { CorruptEntryError } from '../../src/entry.js'
 import { Storage } from '../../src/storage.js'
 import { redisStore } from '../../src/stores/redis.js'
 import type { Coder, Entry, ResponseEntry, Store } from '../../src/types.js'
+import { monitorRedis } from '../support/monitor.js'
 import { getRedis, getRedisCluster } from '../support/servers.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const unique = () => `hot${randomUUID().slice(0, 8)}:`
 const text = (bytes: Uint8Array | null) => (bytes === null ? null : Buffer.from(bytes).toString())
-
-/** Record every command clients send to the given servers (MONITOR; commands run by scripts left out). */
-async function monitorCommands(ports: number[]): Promise<{ commands: string[][]; stop(): Promise<string[][]> }> {
-  const commands: string[][] = []
-  const monitors = await Promise.all(
-    ports.map(async (port) => {
-      const base = new Redis(port, '127.0.0.1')
-      const monitor = await base.monitor()
-      base.disconnect() // monitor() opened a connection of its own
-      return monitor
-    }),
-  )
-  for (const monitor of monitors) {
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (!/lua/i.test(source)) commands.push(args)
-    })
-  }
-  return {
-    commands,
-    async stop() {
-      // MONITOR output is asynchronous: let it drain before reading.
-      await sleep(150)
-      await Promise.all(monitors.map((m) => m.disconnect()))
-      return commands
-    },
-  }
-}
 
 /** Command names sent for keys under `prefix` (other suites share the server). */
 function namesFor(commands: string[][], prefix: string): string[] {
@@ -122,9 +96,9 @@ describe('redisStore() hot copies', function () {
     it('should send one command and no GET for a hot hit, and a plain GET for the first read', async function () {
       const store = redisStore({ client, prefix: unique() })
       await store.set('k:GET', Buffer.from('value'), 60_000)
-      const spy = await monitorCommands([port])
+      const spy = await monitorRedis([port], { scripts: false })
       await store.get('k:GET')
-      await sleep(150) // MONITOR output is asynchronous
+      await spy.drain()
       const seenFirst = namesFor(spy.commands, store.prefix).length
       assert.equal(text(await store.get('k:GET')), 'value')
       const names = namesFor(await spy.stop(), store.prefix)
@@ -267,7 +241,7 @@ describe('redisStore() hot copies', function () {
     it('should fetch every time with hotBytes: 0', async function () {
       const store = redisStore({ client, prefix: unique(), hotBytes: 0 })
       await store.set('k:GET', Buffer.from('v'), 60_000)
-      const spy = await monitorCommands([port])
+      const spy = await monitorRedis([port], { scripts: false })
       const first = await store.get('k:GET')
       const second = await store.get('k:GET')
       assert.notEqual(second, first)
@@ -383,7 +357,7 @@ describe('redisStore() hot copies', function () {
       for (const key of keys) held.set(key, await mine.get(key))
       // A first hot round loads the script on every master (EVALSHA, NOSCRIPT, then EVAL).
       for (const key of keys) assert.equal(await mine.get(key), held.get(key), key)
-      const spy = await monitorCommands(servers.nodes.map((n) => n.port))
+      const spy = await monitorRedis(servers.nodes.map((n) => n.port), { scripts: false })
       for (const key of keys) assert.equal(await mine.get(key), held.get(key), key)
       const names = namesFor(await spy.stop(), prefix)
       assert.equal(names.length, keys.length, `commands: ${names}`)

@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto'
 import { Cluster, Redis } from 'ioredis'
 import { redisStore } from '../../src/stores/redis.js'
 import { runStoreContract } from '../support/store-contract.js'
+import { monitorRedis } from '../support/monitor.js'
 import { getRedis, getRedisCluster, startRedis } from '../support/servers.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -24,30 +25,6 @@ async function sharedCluster(): Promise<Cluster> {
     client.once('error', reject)
   })
   return client
-}
-
-/** Record every command the given servers receive (MONITOR on separate connections). */
-async function monitorCommands(ports: number[]): Promise<{ commands: string[][]; stop(): Promise<void> }> {
-  const commands: string[][] = []
-  const monitors = await Promise.all(
-    ports.map(async (port) => {
-      const base = new Redis(port, '127.0.0.1')
-      const monitor = await base.monitor()
-      base.disconnect() // monitor() opened a connection of its own
-      return monitor
-    }),
-  )
-  for (const monitor of monitors) {
-    monitor.on('monitor', (_time: string, args: string[]) => commands.push(args))
-  }
-  return {
-    commands,
-    async stop() {
-      // MONITOR output is asynchronous: let it drain before reading.
-      await sleep(150)
-      await Promise.all(monitors.map((m) => m.disconnect()))
-    },
-  }
 }
 
 describe('redisStore()', function () {
@@ -136,7 +113,7 @@ describe('redisStore()', function () {
       const server = await getRedis()
       const store = redisStore({ client, prefix: unique() })
       for (let i = 0; i < 20; i++) await store.set(`posts:${i}:GET`, Buffer.from('x'), 60_000)
-      const spy = await monitorCommands([server.port])
+      const spy = await monitorRedis([server.port])
       assert.equal(await store.deleteMatching('posts:1*'), 11)
       assert.equal(await store.clear(), 9)
       await spy.stop()
@@ -152,7 +129,7 @@ describe('redisStore()', function () {
       const servers = await getRedisCluster()
       const store = redisStore({ client: cluster, prefix: unique() })
       for (let i = 0; i < 30; i++) await store.set(`posts:${i}:GET`, Buffer.from('x'), 60_000)
-      const spy = await monitorCommands(servers.nodes.map((n) => n.port))
+      const spy = await monitorRedis(servers.nodes.map((n) => n.port))
       assert.equal(await store.clear(), 30)
       await spy.stop()
       const names = spy.commands.map((args) => args[0].toLowerCase())
@@ -166,7 +143,7 @@ describe('redisStore()', function () {
       const pipeline = client.pipeline()
       for (let i = 0; i < 1234; i++) pipeline.set(`${store.prefix}bulk:${i}:GET`, 'x', 'PX', 60_000)
       await pipeline.exec()
-      const spy = await monitorCommands([server.port])
+      const spy = await monitorRedis([server.port])
       assert.equal(await store.deleteMatching('bulk:*'), 1234)
       await spy.stop()
       const unlinks = spy.commands.filter((args) => args[0].toLowerCase() === 'unlink')
