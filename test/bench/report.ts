@@ -66,6 +66,8 @@ export interface InvalidateRow {
   overlapping?: number
   duringP99?: number
   duringMax?: number
+  /** Redis only: the longest single command the server ran while invalidate() did (SLOWLOG). */
+  longestStoreCommandMs?: number
   skipped?: string
 }
 
@@ -231,14 +233,14 @@ export function markdown(results: Results): string {
       '',
       'Keys filled through the middleware (one request per key), then invalidate() while a load of HITs on an unrelated key runs.',
       '',
-      '| variant | keys filled | held before | removed | left after | time ms | concurrent load | p99 ms before | requests overlapping | p99 ms overlapping | max ms overlapping |',
-      '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
+      '| variant | keys filled | held before | removed | left after | time ms | concurrent load | p99 ms before | requests overlapping | p99 ms overlapping | max ms overlapping | longest Redis command ms |',
+      '| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |',
     )
     for (const r of results.invalidate) {
-      if (r.skipped) out.push(`| ${r.variant} | ${int(r.keys)} | | | | | | | | | skipped: ${cell(r.skipped)} |`)
+      if (r.skipped) out.push(`| ${r.variant} | ${int(r.keys)} | | | | | | | | | | skipped: ${cell(r.skipped)} |`)
       else
         out.push(
-          `| ${r.variant} | ${int(r.keys)} | ${int(r.keysBefore)} | ${int(r.removed)} | ${int(r.keysAfter)} | ${fmt(r.ms, 1)} | ${r.rate ?? 'max'} req/s over ${r.connections} conns | ${fmt(r.baselineP99)} | ${int(r.overlapping)} | ${fmt(r.duringP99)} | ${fmt(r.duringMax)} |`,
+          `| ${r.variant} | ${int(r.keys)} | ${int(r.keysBefore)} | ${int(r.removed)} | ${int(r.keysAfter)} | ${fmt(r.ms, 1)} | ${r.rate ?? 'max'} req/s over ${r.connections} conns | ${fmt(r.baselineP99)} | ${int(r.overlapping)} | ${fmt(r.duringP99)} | ${fmt(r.duringMax)} | ${r.longestStoreCommandMs === undefined ? 'n/a' : fmt(r.longestStoreCommandMs, 2)} |`,
         )
     }
   }

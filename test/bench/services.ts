@@ -140,3 +140,33 @@ export async function stopServices(): Promise<void> {
   )
   owned.length = 0
 }
+
+/**
+ * Run `work` while Redis logs every command it executes (SLOWLOG with a 0 µs threshold), and
+ * report the longest single command: how long Redis was blocked at a time. The server's
+ * slowlog settings are restored afterwards.
+ */
+export async function longestRedisCommand<T>(endpoint: Endpoint, work: () => Promise<T>): Promise<{ result: T; longestMs: number; logged: number }> {
+  const { Redis } = await import('ioredis')
+  const client = new Redis(endpoint.port, endpoint.host, { maxRetriesPerRequest: 1 })
+  try {
+    const [, threshold] = (await client.config('GET', 'slowlog-log-slower-than')) as string[]
+    const [, maxLen] = (await client.config('GET', 'slowlog-max-len')) as string[]
+    await client.config('SET', 'slowlog-max-len', '1000000')
+    await client.config('SET', 'slowlog-log-slower-than', '0')
+    await client.slowlog('RESET')
+    try {
+      const result = await work()
+      // Each entry: [id, unix time, microseconds, [command and arguments], ...].
+      const entries = (await client.slowlog('GET', 1_000_000)) as [number, number, number, string[]][]
+      const longest = entries.reduce((most, entry) => Math.max(most, Number(entry[2])), 0)
+      return { result, longestMs: longest / 1000, logged: entries.length }
+    } finally {
+      await client.config('SET', 'slowlog-log-slower-than', threshold)
+      await client.config('SET', 'slowlog-max-len', maxLen)
+      await client.slowlog('RESET')
+    }
+  } finally {
+    client.disconnect()
+  }
+}
