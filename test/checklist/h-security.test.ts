@@ -8,6 +8,7 @@ import express from 'express'
 import { jsonCoder } from '../../src/coders/json.js'
 import { CorruptEntryError } from '../../src/entry.js'
 import type { ResponseEntry } from '../../src/types.js'
+import { responseEntry } from '../support/entries.js'
 import { closeAll, isMemory, landed, rawRequest, storeHolds, rawValues, setup, sleep, storeFactories, wireRequest, type Harness } from '../support/app.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
@@ -25,23 +26,8 @@ function liveBytes(): number {
 /** The storage key of GET `path` (no query) on the harness's own Host. */
 const keyOf = (h: Harness, path: string) => `${path.slice(1).split('/').join(':')}:GET#${h.host}`
 
-/** A well-formed stored response with the given headers. */
-function entry(h: Harness, headers: string[], body = 'tampered'): ResponseEntry {
-  const now = h.clock.now()
-  return {
-    kind: 'response',
-    status: 200,
-    headers,
-    body: Buffer.from(body),
-    requestTime: now,
-    responseTime: now,
-    initialAge: 0,
-    lifetime: 60_000,
-    staleWhileRevalidate: 0,
-    staleIfError: 0,
-    mustRevalidate: false,
-  }
-}
+/** A well-formed stored response with the given headers, stored now on the harness clock. */
+const entry = (h: Harness, headers: string[], body = 'tampered'): ResponseEntry => responseEntry(body, headers, h.clock.now())
 
 /** Stream GET `path` without buffering it: length and SHA-256 of the body, and the head. */
 function streamed(port: number, path: string): Promise<{ status: number; headers: http.IncomingHttpHeaders; length: number; sha256: string }> {

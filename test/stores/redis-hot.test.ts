@@ -11,6 +11,7 @@ import { CorruptEntryError } from '../../src/entry.js'
 import { Storage } from '../../src/storage.js'
 import { redisStore } from '../../src/stores/redis.js'
 import type { Coder, Entry, ResponseEntry, Store } from '../../src/types.js'
+import { responseEntry } from '../support/entries.js'
 import { monitorRedis } from '../support/monitor.js'
 import { getRedis, getRedisCluster } from '../support/servers.js'
 
@@ -23,23 +24,6 @@ function namesFor(commands: string[][], prefix: string): string[] {
   return commands
     .filter((args) => args.some((arg) => String(arg).startsWith(prefix)))
     .map((args) => String(args[0]).toLowerCase())
-}
-
-function responseEntry(body: string): ResponseEntry {
-  const now = Date.now()
-  return {
-    kind: 'response',
-    status: 200,
-    headers: ['Content-Type', 'text/plain'],
-    body: Buffer.from(body),
-    requestTime: now,
-    responseTime: now,
-    initialAge: 0,
-    lifetime: 60_000,
-    staleWhileRevalidate: 0,
-    staleIfError: 0,
-    mustRevalidate: false,
-  }
 }
 
 /** A coder that counts its decodes. */
