@@ -170,6 +170,8 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     store: config.store,
     coder: config.coder,
     timeout: config.storeTimeout,
+    // A write behind a running invalidation is background work: it may wait as long as a waiter.
+    sweepWait: config.lockTimeout,
     now: config.now,
     report: (error) => instance.report(error),
   })

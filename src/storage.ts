@@ -27,6 +27,8 @@ export interface StorageOptions {
   store: Store
   coder: Coder
   timeout: number
+  /** Longest a write waits for a pattern deletion of its key to finish (see `sweeping`), ms. @default timeout */
+  sweepWait?: number
   /** Failures in a row that open the circuit. */
   failureThreshold?: number
   /** How long an open circuit skips the store before one probe goes through, ms. */
@@ -65,6 +67,14 @@ export class Storage {
    */
   private readonly inFlight = new Map<string, { entry: Entry; invalidated: boolean }>()
   /**
+   * Pattern deletions still running on a byte store. A write of a matching key waits for them
+   * (up to the store timeout): landing meanwhile, an entry computed after the invalidation began
+   * could be swept by it (SCAN + UNLINK) or left under the namespace generation it replaces
+   * (memcached), a needless miss.
+   */
+  private readonly sweepWait: number
+  private readonly sweeping = new Set<{ matches: (key: string) => boolean; done: Promise<unknown> }>()
+  /**
    * Entries decoded from bytes a store handed out. A store that returns the very same bytes
    * object again (redisStore's hot copies) gets the same entry back, without decoding: bytes a
    * store returned are never changed afterwards (decoded bodies may be views into them), and
@@ -77,6 +87,7 @@ export class Storage {
     this.coder = options.coder
     this.entries = (options.store as { [kEntryStore]?: EntryStore })[kEntryStore]
     this.timeout = options.timeout
+    this.sweepWait = options.sweepWait ?? options.timeout
     this.failureThreshold = options.failureThreshold ?? 5
     this.coolDown = options.coolDown ?? 5000
     this.now = options.now
@@ -149,9 +160,11 @@ export class Storage {
       this.report(asError(error))
       return
     }
-    const written = this.call('set', () => this.store.set(key, bytes, ttlMs))
-    if (!isPromise(written)) return
     const slot = { entry, invalidated: false }
+    const set = () => this.call('set', () => this.store.set(key, bytes, ttlMs))
+    const sweeps = this.sweepsOf(key)
+    const written = sweeps === undefined ? set() : this.waitFor(sweeps).then(() => (slot.invalidated ? undefined : set()))
+    if (!isPromise(written)) return
     this.inFlight.set(key, slot)
     return written.then(() => {
       if (this.inFlight.get(key) === slot) this.inFlight.delete(key)
@@ -174,17 +187,47 @@ export class Storage {
   /** Empty the store; writes on their way must not bring their entries back afterwards. */
   async clear(): Promise<void> {
     for (const slot of this.inFlight.values()) slot.invalidated = true
-    await this.store.clear?.()
+    await this.sweep(() => true, () => this.store.clear?.())
   }
 
   /** Delete every key matching the pattern; rejects when the store cannot do it. */
   async removeMatching(pattern: string): Promise<number> {
-    if (this.inFlight.size > 0) {
-      const matches = compilePattern(pattern)
-      for (const [key, slot] of this.inFlight) if (matches(key)) slot.invalidated = true
-    }
-    const removed = await this.store.deleteMatching(pattern)
+    const matches = compilePattern(pattern)
+    for (const [key, slot] of this.inFlight) if (matches(key)) slot.invalidated = true
+    const removed = await this.sweep(matches, () => this.store.deleteMatching(pattern))
     return typeof removed === 'number' ? removed : 0
+  }
+
+  /** Run a deletion that writes of matching keys wait for (byte stores only, see `sweeping`). */
+  private async sweep<T>(matches: (key: string) => boolean, run: () => T | Promise<T>): Promise<T> {
+    if (this.entries !== undefined) return run()
+    const done = Promise.resolve(run())
+    const sweep = { matches, done: done.catch(() => undefined) }
+    this.sweeping.add(sweep)
+    try {
+      return await done
+    } finally {
+      this.sweeping.delete(sweep)
+    }
+  }
+
+  private sweepsOf(key: string): Promise<unknown>[] | undefined {
+    if (this.sweeping.size === 0) return undefined
+    const waits: Promise<unknown>[] = []
+    for (const sweep of this.sweeping) if (sweep.matches(key)) waits.push(sweep.done)
+    return waits.length === 0 ? undefined : waits
+  }
+
+  /** Resolves when the sweeps are done, or after `sweepWait`, whichever comes first. */
+  private waitFor(sweeps: Promise<unknown>[]): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, this.sweepWait)
+      timer.unref?.()
+      void Promise.all(sweeps).then(() => {
+        clearTimeout(timer)
+        resolve()
+      })
+    })
   }
 
   private decode(key: string, bytes: Uint8Array | undefined | null): Entry | undefined {

@@ -5,6 +5,7 @@ import { invalidate } from '../../src/route.js'
 import { memcachedStore } from '../../src/stores/memcached.js'
 import { redisStore } from '../../src/stores/redis.js'
 import type { Store } from '../../src/types.js'
+import { mapStore } from '../../examples/custom-store/store.js'
 import { closeAll, landed, rawRequest, setup, sleep, slowWrites, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
 import { monitorRedis } from '../support/monitor.js'
 import { getMemcached, getMemcached2, type RedisCluster, type RedisServer } from '../support/servers.js'
@@ -249,4 +250,29 @@ describe('checklist F — invalidation (on a store whose writes land after the r
       }
     })
   }
+})
+
+describe('checklist F — invalidation (on a store whose pattern deletion takes a while)', function () {
+  afterEach(closeAll)
+
+  it('50: an entry stored after a POST whose invalidation is still running survives that invalidation', async () => {
+    // Like SCAN + UNLINK: matching keys go at once, and again when the sweep ends 100 ms later,
+    // taking keys written in between with them.
+    const inner = mapStore()
+    const store: Store = {
+      ...inner,
+      async deleteMatching(pattern) {
+        const now = await inner.deleteMatching(pattern)
+        await sleep(100)
+        return Number(now) + Number(await inner.deleteMatching(pattern))
+      },
+    }
+    const h = await setup(storeFactories[0], { store, realTime: true, options: { storeTimeout: '30ms', lockTimeout: '1s' } })
+    h.O.script = (n, req) => (req.method === 'GET' ? { headers: CC60, body: `v${n}` } : { status: 204 })
+    await h.get('/r').expect(200, 'v1').expect('X-Cache', 'MISS')
+    await h.agent.post('/r').expect(204).expect('X-Cache', 'BYPASS') // answered after storeTimeout, sweep still running
+    await h.get('/r').expect(200, 'v3').expect('X-Cache', 'MISS')
+    await sleep(250) // the sweep has ended, and the write that waited for it has landed
+    await h.get('/r').expect(200, 'v3').expect('X-Cache', 'HIT')
+  })
 })
