@@ -49,6 +49,8 @@ export function toRedisGlob(pattern: string): string {
 /** Render any value for an error message. */
 export function describe(value: unknown): string {
   if (typeof value === 'string') return JSON.stringify(value)
+  // By name: JSON would print NaN and the infinities as `null`.
+  if (typeof value === 'number') return String(value)
   if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`
   if (typeof value === 'bigint') return `${value}n`
   if (typeof value === 'symbol') return value.toString()

@@ -208,7 +208,7 @@ export function redisStore(
   const hotBytes = merged.hotBytes === undefined ? HOT_BYTES_DEFAULT : merged.hotBytes
   if (typeof hotBytes !== 'number' || !Number.isSafeInteger(hotBytes) || hotBytes < 0) {
     throw new TypeError(
-      `redisStore option "hotBytes" must be a non-negative integer (0 keeps no hot copies), got ${describeNumber(hotBytes)}`,
+      `redisStore option "hotBytes" must be a non-negative integer (0 keeps no hot copies), got ${describe(hotBytes)}`,
     )
   }
 
@@ -489,11 +489,6 @@ function pickOptions(source: RedisStoreOptions): RedisStoreOptions {
   if (source.clientOptions !== undefined) picked.clientOptions = source.clientOptions
   if (source.hotBytes !== undefined) picked.hotBytes = source.hotBytes
   return picked
-}
-
-/** Like describe(), but NaN and Infinity by name rather than as JSON's `null`. */
-function describeNumber(value: unknown): string {
-  return typeof value === 'number' ? String(value) : describe(value)
 }
 
 function describeObject(value: unknown): string {

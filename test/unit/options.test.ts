@@ -82,7 +82,7 @@ describe('cacheRoute(ttl, options)', () => {
 describe('memoryStore(options)', () => {
   it('should throw a TypeError naming a bad cap', () => {
     expect(() => memoryStore({ maxBytes: 0 })).to.throw(TypeError, /"maxBytes" must be a positive integer, got 0/)
-    expect(() => memoryStore({ maxEntries: Infinity })).to.throw(TypeError, /"maxEntries" must be a positive integer, got null/)
+    expect(() => memoryStore({ maxEntries: Infinity })).to.throw(TypeError, /"maxEntries" must be a positive integer, got Infinity/)
   })
 })
 
