@@ -135,11 +135,10 @@ const BODY_FIELDS = new Set([
  * replace the stored ones, except the ones describing the stored body.
  */
 export function freshenHeaders(stored: readonly string[], update: readonly string[]): string[] {
-  const keep = BODY_FIELDS
   const replaced = new Set<string>()
   for (let i = 0; i < update.length; i += 2) {
     const name = update[i].toLowerCase()
-    if (!keep.has(name)) replaced.add(name)
+    if (!BODY_FIELDS.has(name)) replaced.add(name)
   }
   const out: string[] = []
   for (let i = 0; i < stored.length; i += 2) if (!replaced.has(stored[i].toLowerCase())) out.push(stored[i], stored[i + 1])

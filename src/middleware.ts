@@ -20,7 +20,7 @@ import {
   type RequestRules,
   type SurrogateControl,
 } from './policy.js'
-import { Storage, StoreTimeoutError, asError, isPromise, type Maybe } from './storage.js'
+import { Storage, StoreTimeoutError, asError, isPromise, settledWithin, type Maybe } from './storage.js'
 import type { Entry, ResponseEntry, VaryEntry } from './types.js'
 
 const debug = createDebug('cachet')
@@ -987,7 +987,8 @@ function unsafe(cache: Instance, req: IncomingMessage, res: ServerResponse, next
   onHeaders(res, function onUnsafeHead(this: ServerResponse) {
     if (statusHeader !== false) this.setHeader(statusHeader, 'BYPASS')
     if (this.statusCode >= 200 && this.statusCode < 400 && cache.config.key === undefined) {
-      invalidation = bounded(invalidateTargets(cache, req, this), cache.config.storeTimeout)
+      // Waited for, but no longer than storeTimeout: a stalled store never holds a response.
+      invalidation = settledWithin(invalidateTargets(cache, req, this), cache.config.storeTimeout)
     }
   })
   const end = res.end
@@ -1000,17 +1001,6 @@ function unsafe(cache: Instance, req: IncomingMessage, res: ServerResponse, next
   next()
 }
 
-/** Wait for `work`, but no longer than `ms`: a stalled store never holds a response. */
-function bounded(work: Promise<unknown>, ms: number): Promise<unknown> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    timer.unref?.()
-    work.then(() => {
-      clearTimeout(timer)
-      resolve(undefined)
-    })
-  })
-}
 
 function invalidateTargets(cache: Instance, req: IncomingMessage, res: ServerResponse): Promise<unknown> {
   const targets = [(req as { originalUrl?: string }).originalUrl ?? req.url ?? '/']

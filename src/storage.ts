@@ -44,6 +44,22 @@ export function isPromise<T>(value: Maybe<T>): value is Promise<T> {
 }
 
 /**
+ * Resolves once `work` has settled, or after `ms`, whichever comes first; never rejects, and the
+ * timer never keeps the process alive. For waits that must not hold anything up for long.
+ */
+export function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms)
+    timer.unref?.()
+    const done = () => {
+      clearTimeout(timer)
+      resolve()
+    }
+    work.then(done, done)
+  })
+}
+
+/**
  * Reads and writes entries. Every method resolves (never rejects) except `removeMatching`,
  * which callers of invalidate() must hear about. The memory store is used through its object
  * interface: nothing is encoded or decoded for it.
@@ -68,7 +84,7 @@ export class Storage {
   private readonly inFlight = new Map<string, { entry: Entry; invalidated: boolean }>()
   /**
    * Pattern deletions still running on a byte store. A write of a matching key waits for them
-   * (up to the store timeout): landing meanwhile, an entry computed after the invalidation began
+   * (up to `sweepWait`): landing meanwhile, an entry computed after the invalidation began
    * could be swept by it (SCAN + UNLINK) or left under the namespace generation it replaces
    * (memcached), a needless miss.
    */
@@ -163,7 +179,7 @@ export class Storage {
     const slot = { entry, invalidated: false }
     const set = () => this.call('set', () => this.store.set(key, bytes, ttlMs))
     const sweeps = this.sweepsOf(key)
-    const written = sweeps === undefined ? set() : this.waitFor(sweeps).then(() => (slot.invalidated ? undefined : set()))
+    const written = sweeps === undefined ? set() : settledWithin(Promise.all(sweeps), this.sweepWait).then(() => (slot.invalidated ? undefined : set()))
     if (!isPromise(written)) return
     this.inFlight.set(key, slot)
     return written.then(() => {
@@ -218,17 +234,6 @@ export class Storage {
     return waits.length === 0 ? undefined : waits
   }
 
-  /** Resolves when the sweeps are done, or after `sweepWait`, whichever comes first. */
-  private waitFor(sweeps: Promise<unknown>[]): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, this.sweepWait)
-      timer.unref?.()
-      void Promise.all(sweeps).then(() => {
-        clearTimeout(timer)
-        resolve()
-      })
-    })
-  }
 
   private decode(key: string, bytes: Uint8Array | undefined | null): Entry | undefined {
     if (bytes === undefined || bytes === null) return undefined

@@ -15,9 +15,6 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import express from 'express'
-import http from 'node:http'
-import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
 import { Redis } from 'ioredis'
 import { responseCache } from '../../src/middleware.js'
 import { redisStore } from '../../src/stores/redis.js'
@@ -25,7 +22,7 @@ import type { Store } from '../../src/types.js'
 import { runLoad, summarize, type LoadRequest } from '../support/load.js'
 import { startProxy } from '../support/proxy.js'
 import { startRedis } from '../support/servers.js'
-import { checkResponse, echo, makeRequest, random } from './site.js'
+import { checkResponse, echo, makeRequest, random, serveSite } from './site.js'
 
 const STORE_TIMEOUT_MS = 200
 const HANDLER_MS = 10
@@ -122,11 +119,7 @@ async function main() {
     else als.run(trace, run)
   })
   app.use(echo(HANDLER_MS))
-  const server = http.createServer(app)
-  server.keepAliveTimeout = 30_000
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const port = (server.address() as AddressInfo).port
+  const { port, close } = await serveSite(app)
 
   // Event-loop delay: a histogram for the whole run, and a 10 ms sampler that records stalls.
   const histogram = monitorEventLoopDelay({ resolution: 10 })
@@ -204,8 +197,7 @@ async function main() {
     errs = 0
   }
 
-  server.closeAllConnections()
-  server.close()
+  await close()
   await cache.close()
   client.disconnect()
   monitor.disconnect()

@@ -83,6 +83,11 @@ export async function startSite(cache: ResponseCache, delayMs = 0): Promise<Site
   const app = express()
   app.use(cache)
   app.use(echo(delayMs))
+  return serveSite(app)
+}
+
+/** Serve `app` on a free 127.0.0.1 port, with keep-alive long enough for a load run. */
+export async function serveSite(app: http.RequestListener): Promise<Site> {
   const server = http.createServer(app)
   server.keepAliveTimeout = 30_000
   server.listen(0, '127.0.0.1')
