@@ -68,7 +68,6 @@ export function buildEntry(c: Captured): ResponseEntry {
     // A copy without the spare capacity that push() leaves: the entry may live for hours.
     headers: headers.slice(),
     body: c.body,
-    requestTime: c.requestTime,
     responseTime: c.responseTime,
     initialAge: Math.max(apparentAge, correctedAge),
     lifetime: c.lifetime,
@@ -231,7 +230,6 @@ export interface WireResponse {
   s: number
   h: string[]
   b: Uint8Array
-  q: number
   t: number
   a: number
   l: number
@@ -258,7 +256,6 @@ export function toWire(entry: Entry): WireResponse | WireVary {
     s: entry.status,
     h: entry.headers,
     b: entry.body,
-    q: entry.requestTime,
     t: entry.responseTime,
     a: entry.initialAge,
     l: entry.lifetime,
@@ -309,7 +306,6 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): En
     status,
     headers,
     body: stored,
-    requestTime: finite(w.q, 'requestTime'),
     responseTime: finite(w.t, 'responseTime'),
     initialAge: finite(w.a, 'initialAge'),
     lifetime: finite(w.l, 'lifetime'),

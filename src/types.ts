@@ -51,7 +51,7 @@ export interface Coder {
 }
 
 /** Version of the entry layout; an entry written with another version decodes as a miss. */
-export const FORMAT_VERSION = 1
+export const FORMAT_VERSION = 2
 
 /** A stored response. Times are epoch milliseconds; durations are milliseconds. */
 export interface ResponseEntry {
@@ -60,8 +60,6 @@ export interface ResponseEntry {
   /** Flat `[name, value, name, value, …]`, names in the app's letter case, in order. */
   headers: string[]
   body: Uint8Array
-  /** When the request that produced it started (RFC 9111 §4.2.3 request_time). */
-  requestTime: number
   /** When the response was received (RFC 9111 §4.2.3 response_time). */
   responseTime: number
   /** corrected_initial_age of RFC 9111 §4.2.3. */

@@ -447,7 +447,6 @@ const responseEntry: fc.Arbitrary<ResponseEntry> = fc.record({
   status: fc.integer({ min: 200, max: 599 }),
   headers: fc.array(fc.tuple(fc.oneof(fieldName, fc.constantFrom('__proto__', 'constructor', 'Set-Cookie', 'ETag')), fieldValue), { maxLength: 12 }).map((pairs) => pairs.flat()),
   body: fc.uint8Array({ maxLength: 2048 }),
-  requestTime: time,
   responseTime: time,
   initialAge: time,
   lifetime: time,

@@ -12,7 +12,6 @@ function entry(overrides: Partial<ResponseEntry> = {}): ResponseEntry {
     status: 200,
     headers: ['Content-Type', 'application/octet-stream', 'X-Test', 'ü ±', 'Link', '<a>', 'Link', '<b>'],
     body: allBytes,
-    requestTime: 1_700_000_000_000,
     responseTime: 1_700_000_000_005,
     initialAge: 5,
     lifetime: 60_000,
