@@ -16,6 +16,8 @@ export interface ServerOptions {
   cpuProfDir?: string
   /** CPU to pin the server to (taskset -c); undefined: no pinning. */
   cpu?: number
+  /** cachet's built entry file to load; undefined: src/index.ts through tsx. */
+  cachet?: string
 }
 
 export interface ServerHandle {
@@ -42,6 +44,7 @@ export function serverCommand(variant: string, bodyBytes: number, options: Serve
     ...(options.redis ? ['--redis', options.redis] : []),
     ...(options.memcached ? ['--memcached', options.memcached] : []),
     ...(options.maxEntries ? ['--max-entries', String(options.maxEntries)] : []),
+    ...(options.cachet ? ['--cachet', options.cachet] : []),
   ]
   return options.cpu === undefined ? node : ['taskset', '-c', String(options.cpu), ...node]
 }

@@ -48,6 +48,8 @@ export interface MissRow {
   rps: number
   /** p50 relative to the uncached route at the same size (1.03 = +3 %). */
   p50Ratio?: number
+  /** Server CPU per request in µs (median over the repetitions). */
+  cpuUs?: number
   skipped?: string
 }
 
@@ -158,7 +160,8 @@ export function markdown(results: Results): string {
     }`,
     `- settings: ${Object.entries(results.settings).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('/') : String(v)}`).join(', ')}`,
     '',
-    'Every variant runs in its own server process; autocannon drives it from the runner process. Each measurement is preceded by a',
+    'Every variant runs in its own server process; autocannon drives it from the runner process. cachet is loaded as it is published:',
+    'src/ built by tsup at the start of the run (ESM, dependencies external). Each measurement is preceded by a',
     'probe request (the first MISS) and a warm-up run. Figures are medians over the repetitions; latencies are exact per-request',
     'timings in milliseconds; ratios divide medians of the same run. "origin calls" counts handler runs during the measured window',
     '(a cached variant that really serves HITs shows 0). "other CPU" is the median number of cores used by processes outside the',
@@ -214,14 +217,14 @@ export function markdown(results: Results): string {
       '',
       '## MISS overhead (unique URL per request, every request a MISS, 5 ms origin)',
       '',
-      '| variant | body | connections | req/s | p50 ms | p99 ms | p50 vs uncached |',
-      '| --- | --- | ---: | ---: | ---: | ---: | ---: |',
+      '| variant | body | connections | req/s | p50 ms | p99 ms | p50 vs uncached | server CPU µs per request |',
+      '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |',
     )
     for (const m of results.miss) {
-      if (m.skipped) out.push(`| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | | | | skipped: ${cell(m.skipped)} |`)
+      if (m.skipped) out.push(`| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | | | | | skipped: ${cell(m.skipped)} |`)
       else {
         const delta = m.p50Ratio === undefined ? '' : `${m.p50Ratio >= 1 ? '+' : ''}${fmt((m.p50Ratio - 1) * 100, 1)} %`
-        out.push(`| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | ${int(m.rps)} | ${fmt(m.p50, 3)} | ${fmt(m.p99, 3)} | ${delta} |`)
+        out.push(`| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | ${int(m.rps)} | ${fmt(m.p50, 3)} | ${fmt(m.p99, 3)} | ${delta} | ${m.cpuUs === undefined ? '' : fmt(m.cpuUs, 0)} |`)
       }
     }
   }

@@ -1,8 +1,8 @@
-/** One benchmark server process: `node --import tsx test/bench/server.ts <variant> <bodyBytes> [--delay ms] [--redis host:port] [--memcached host:port] [--max-entries n]`. */
+/** One benchmark server process: `node --import tsx test/bench/server.ts <variant> <bodyBytes> [--delay ms] [--redis host:port] [--memcached host:port] [--max-entries n] [--cachet built/index.js]`. */
 import http from 'node:http'
 import { createRequire } from 'node:module'
 import { existsSync } from 'node:fs'
-import { fileURLToPath } from 'node:url'
+import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import express from 'express'
 import express4 from 'express4'
@@ -38,6 +38,7 @@ const { positionals, values } = parseArgs({
     redis: { type: 'string' },
     memcached: { type: 'string' },
     'max-entries': { type: 'string' },
+    cachet: { type: 'string' },
   },
 })
 const variant = findVariant(positionals[0] ?? '')
@@ -73,9 +74,10 @@ const precomputed: Handler = (_req, res) => {
 }
 
 async function loadCachet(): Promise<CachetApi> {
-  const entry = fileURLToPath(new URL('../../src/index.ts', import.meta.url))
-  if (!existsSync(entry)) throw new Skip('cachet not available yet: src/index.ts does not exist')
-  const specifier = '../../src/index.js'
+  // The runner passes cachet built as it is published (no tsx transform in the measured code).
+  const entry = values.cachet ?? fileURLToPath(new URL('../../src/index.ts', import.meta.url))
+  if (!existsSync(entry)) throw new Skip(`cachet not available yet: ${entry} does not exist`)
+  const specifier = values.cachet ? pathToFileURL(values.cachet).href : '../../src/index.js'
   let api: Partial<CachetApi>
   try {
     api = (await import(specifier)) as Partial<CachetApi>
