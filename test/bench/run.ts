@@ -543,6 +543,21 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
       })
     }
   }
+  // Per entry as the slope between the two fills: what one more entry costs, without the fixed
+  // cost (cachet's code and pools) that the per-fill figures spread over their keys.
+  const fills = r.memory.filter((m) => m.variant === 'cachet-express5-memory-json' && m.bodyBytes === 1024 && !m.skipped).sort((a, b) => a.keys - b.keys)
+  if (fills.length >= 2) {
+    const [small, large] = [fills[0], fills[fills.length - 1]]
+    for (const [label, field] of [['RSS', 'rssPerEntry'], ['heap+external', 'heapPerEntry']] as const) {
+      const total = (m: MemoryRow) => (m[field] + m.bodyBytes) * m.keys
+      const value = (total(large) - total(small)) / (large.keys - small.keys) - large.bodyBytes
+      list.push({
+        name: `memory overhead per entry beyond body, ${label}, marginal (${small.keys.toLocaleString('en-US')} → ${large.keys.toLocaleString('en-US')} keys, 1 KB)`,
+        value, threshold: 600, comparison: '<=', unit: ' B', pass: Number.isFinite(value) ? value <= 600 : undefined,
+        note: 'slope between the two fills: the fixed cost is not spread over the keys',
+      })
+    }
+  }
   for (const m of r.miss.filter((m) => m.variant === 'cachet-express5-memory-json')) {
     const value = m.p50Ratio === undefined ? undefined : (m.p50Ratio - 1) * 100
     const base = r.miss.find((b) => b.variant === 'express5-uncached' && b.bodyBytes === m.bodyBytes)
