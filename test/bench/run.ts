@@ -173,14 +173,18 @@ const servicePids = services.flatMap((s) => (s.endpoint ? [pidListeningOn(s.endp
 const ownPids = (h: ServerHandle) => [process.pid, h.pid, ...servicePids]
 const cpuLog: { foreign: number; waitedMs: number }[] = []
 
-/** Wait for a quiet machine, then run `measure` and report the CPU other processes used meanwhile. */
-async function measured<T>(h: ServerHandle, measure: () => Promise<T>): Promise<{ value: T; cpu?: CpuSample; waitedMs: number }> {
+/**
+ * Wait for a quiet machine, then run `measure` and report the CPU other processes used meanwhile,
+ * and the cores the server itself used (`serverCores`, undefined where /proc is not available).
+ */
+async function measured<T>(h: ServerHandle, measure: () => Promise<T>): Promise<{ value: T; cpu?: CpuSample; serverCores?: number; waitedMs: number }> {
   const quiet = quick ? { waitedMs: 0 } : await waitForQuiet(ownPids(h), settings.quietThreshold, settings.quietWaitMs)
   const end = cpuWindow(ownPids(h))
   const value = await measure()
   const cpu = end()
   if (cpu) cpuLog.push({ foreign: cpu.foreign, waitedMs: quiet.waitedMs })
-  return { value, cpu, waitedMs: quiet.waitedMs }
+  // ownPids(h)[1] is the server.
+  return { value, cpu, serverCores: cpu?.perPid[1], waitedMs: quiet.waitedMs }
 }
 
 process.once('SIGINT', () => process.exit(130))
@@ -274,7 +278,7 @@ async function hitSection(): Promise<HitRow[]> {
             await h.request({ type: 'reset' }, 'ok')
             const run = await measured(h, () => runLoad({ port: h.port, connections: settings.connections, seconds: settings.duration }))
             const stats = await h.request({ type: 'stats' }, 'stats')
-            return { result: run.value, cpu: run.cpu, stats }
+            return { result: run.value, cpu: run.cpu, serverCores: run.serverCores, stats }
           })
           if (isSkip(outcome)) {
             skipped.set(v.name, outcome.skipped)
@@ -282,18 +286,18 @@ async function hitSection(): Promise<HitRow[]> {
             log(`${v.name} ${size(bodyBytes)}: skipped: ${outcome.skipped}`)
             continue
           }
-          const { result, stats, cpu } = outcome
+          const { result, stats, cpu, serverCores } = outcome
           row.runs.push(result)
-          if (cpu) {
-            row.foreignCpu.push(cpu.foreign)
-            // ownPids(h)[1] is the server: requests per CPU-second it used, robust to contention.
-            row.perCore.push(result.rps / cpu.perPid[1])
-            row.serverCpu.push(cpu.perPid[1])
+          if (cpu) row.foreignCpu.push(cpu.foreign)
+          if (serverCores !== undefined) {
+            // Requests per CPU-second the server used: robust to contention.
+            row.perCore.push(result.rps / serverCores)
+            row.serverCpu.push(serverCores)
           }
           row.originCalls.push(stats.originCalls)
           if (stats.cacheErrors) row.notes.push(`${stats.cacheErrors} cache errors (${stats.lastCacheError})`)
           if (result.non2xx || result.errors) row.notes.push(`${result.non2xx} non-2xx, ${result.errors} errors`)
-          log(`${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}${cpu ? `, server CPU ${cpu.perPid[1].toFixed(2)} cores, other CPU ${cpu.foreign.toFixed(2)} cores` : ''}`)
+          log(`${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}${cpu && serverCores !== undefined ? `, server CPU ${serverCores.toFixed(2)} cores, other CPU ${cpu.foreign.toFixed(2)} cores` : ''}`)
         } catch (error) {
           row.notes.push(`error: ${(error as Error).message}`)
           log(`${v.name} ${size(bodyBytes)} rep ${rep}: error: ${(error as Error).message}`)
@@ -378,11 +382,11 @@ async function missSection(): Promise<MissRow[]> {
           const load = { port: h.port, connections: settings.missConnections }
           await runLoad({ ...load, seconds: settings.warmup, uniquePrefix: `/warmup/${rep}-` })
           await h.request({ type: 'reset' }, 'ok')
-          const { value: result, cpu } = await measured(h, () => runLoad({ ...load, seconds: settings.missSeconds, uniquePrefix: `/items/${rep}-` }))
+          const { value: result, serverCores } = await measured(h, () => runLoad({ ...load, seconds: settings.missSeconds, uniquePrefix: `/items/${rep}-` }))
           const stats = await h.request({ type: 'stats' }, 'stats')
           if (stats.originCalls < result.requests) throw new Error(`only ${stats.originCalls} origin calls for ${result.requests} requests`)
           // Server CPU per request: what a MISS costs, free of the timer's phase.
-          return { ...result, cpuUs: cpu?.perPid[1] === undefined ? NaN : (cpu.perPid[1] / result.rps) * 1e6 }
+          return { ...result, cpuUs: serverCores === undefined ? NaN : (serverCores / result.rps) * 1e6 }
         }).catch((error: Error) => ({ skipped: `error: ${error.message}` }))
         if (isSkip(outcome)) {
           entry.skipped = outcome.skipped
@@ -534,8 +538,10 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
   for (const bodyBytes of [1024, 102400]) {
     ratio('connect/node:http memory HIT ≥ 0.6 × raw node:http', 'cachet-connect-memory-json', 'node-raw', bodyBytes, 0.6)
   }
+  const measures = [['RSS', 'rssPerEntry'], ['heap+external', 'heapPerEntry']] as const
   for (const m of r.memory.filter((m) => m.variant === 'cachet-express5-memory-json' && m.bodyBytes === 1024)) {
-    for (const [label, value] of [['RSS', m.rssPerEntry], ['heap+external', m.heapPerEntry]] as const) {
+    for (const [label, field] of measures) {
+      const value = m[field]
       list.push({
         name: `memory overhead per entry beyond body, ${label} (${m.keys.toLocaleString('en-US')} keys, 1 KB)`,
         value: m.skipped ? undefined : value, threshold: 600, comparison: '<=', unit: ' B',
@@ -548,7 +554,7 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
   const fills = r.memory.filter((m) => m.variant === 'cachet-express5-memory-json' && m.bodyBytes === 1024 && !m.skipped).sort((a, b) => a.keys - b.keys)
   if (fills.length >= 2) {
     const [small, large] = [fills[0], fills[fills.length - 1]]
-    for (const [label, field] of [['RSS', 'rssPerEntry'], ['heap+external', 'heapPerEntry']] as const) {
+    for (const [label, field] of measures) {
       const total = (m: MemoryRow) => (m[field] + m.bodyBytes) * m.keys
       const value = (total(large) - total(small)) / (large.keys - small.keys) - large.bodyBytes
       list.push({
