@@ -26,11 +26,7 @@ export async function monitorRedis(ports: readonly number[], options: { scripts?
   const markers = new Set<string>()
   const monitors = await Promise.all(
     ports.map(async (port) => {
-      const base = new Redis(port, '127.0.0.1')
-      base.on('error', () => {}) // a server stopped under a test is that test's finding, not noise here
-      const monitor = await base.monitor()
-      base.disconnect() // monitor() opened a connection of its own
-      monitor.on('error', () => {})
+      const monitor = await startMonitor(port)
       monitor.on('monitor', (_time: string, args: string[], source: string) => {
         const name = String(args[0]).toUpperCase()
         if (name === 'ECHO' && String(args[1]).startsWith('monitor-drain-')) markers.add(`${port} ${args[1]}`)
@@ -71,4 +67,29 @@ export async function monitorRedis(ports: readonly number[], options: { scripts?
     },
   }
   return self
+}
+
+/**
+ * A connection in MONITOR mode. ioredis marks a connection as monitoring one microtask after
+ * MONITOR's OK; a monitor line that arrives in the same read as the OK finds no command waiting
+ * and fails the connection ("Command queue state error"). Such a line predates the monitor, so a
+ * fresh attempt loses nothing the caller asked to see.
+ */
+async function startMonitor(port: number): Promise<Redis> {
+  for (let attempt = 1; ; attempt++) {
+    const monitor = new Redis(port, '127.0.0.1', { monitor: true, lazyConnect: true })
+    try {
+      await new Promise<void>((resolve, reject) => {
+        monitor.once('error', reject)
+        monitor.once('monitoring', () => resolve())
+        monitor.connect().catch(reject)
+      })
+      // A server stopped under a test is that test's finding, not noise here.
+      monitor.on('error', () => {})
+      return monitor
+    } catch (error) {
+      monitor.disconnect()
+      if (attempt >= 5 || !/Command queue state error/.test((error as Error).message)) throw error
+    }
+  }
 }
