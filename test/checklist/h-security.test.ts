@@ -239,7 +239,7 @@ for (const s of storeFactories) {
         await h.get('/warm').expect(200)
         await landed(h, 'warm:GET') // stored in the server, not only in flight in this process
         const server = h.created!.server!
-        server.pause()
+        await server.pause()
         try {
           for (const path of ['/a', '/warm', '/b', '/a']) {
             const started = Date.now()

@@ -209,7 +209,7 @@ describe('faults during load', function () {
     it('should serve every request in time while redis-server is stopped (SIGSTOP) for 5 s, then cache again', async () => {
       const result = await loadDuring(r.site, 9000, worst, async () => {
         await sleep(1500)
-        redis.pause()
+        await redis.pause()
         await sleep(5000)
         redis.resume()
       }, 1)

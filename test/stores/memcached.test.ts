@@ -357,7 +357,7 @@ describe('memcachedStore()', function () {
       const store = memcachedStore({ servers: [server.address], prefix: unique() })
       try {
         await store.set('k', Buffer.from('v'), 60_000)
-        server.pause()
+        await server.pause()
         const started = Date.now()
         await assert.rejects(async () => store.get('k'))
         assert.ok(Date.now() - started < 3000, `rejected after ${Date.now() - started} ms`)

@@ -1,6 +1,6 @@
 /** Real redis-server / memcached / Redis Cluster processes on free loopback ports, shared by every suite of a run. */
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,8 +25,12 @@ export interface ServerHandle {
   readonly running: boolean
   /** SIGTERM, wait for exit (SIGKILL after 3 s), remove the temp dir. */
   stop(): Promise<void>
-  /** SIGSTOP: the port stays open, requests hang (a stalled server). */
-  pause(): void
+  /**
+   * SIGSTOP, resolved once every thread of the server is stopped: the port stays open, requests
+   * hang (a stalled server). Without the wait, a worker thread can still answer for as long as the
+   * thread that takes the signal is not scheduled, which on a loaded machine is milliseconds.
+   */
+  pause(): Promise<void>
   /** SIGCONT: undo `pause()`. */
   resume(): void
   /** SIGKILL and wait for the exit: connections are refused afterwards. */
@@ -233,10 +237,15 @@ class Proc implements ServerHandle {
     )
   }
 
-  pause(): void {
+  async pause(): Promise<void> {
     if (!this.running || this.isPaused) return
     this.child!.kill('SIGSTOP')
     this.isPaused = true
+    const deadline = Date.now() + START_TIMEOUT_MS
+    while (!allThreadsStopped(this.pid)) {
+      if (Date.now() > deadline) throw new Error(`${this.name} (pid ${this.pid}) did not stop within ${START_TIMEOUT_MS} ms of SIGSTOP`)
+      await sleep(1)
+    }
   }
 
   resume(): void {
@@ -392,8 +401,8 @@ export async function startRedisCluster(): Promise<RedisCluster> {
     async stop() {
       await Promise.all(nodes.map((n) => n.stop()))
     },
-    pause() {
-      for (const n of nodes) n.pause()
+    async pause() {
+      await Promise.all(nodes.map((n) => n.pause()))
     },
     resume() {
       for (const n of nodes) n.resume()
@@ -466,4 +475,26 @@ export function getMemcached2(): Promise<MemcachedServer> {
 /** The shared 3-master Redis Cluster of this test run. */
 export function getRedisCluster(): Promise<RedisCluster> {
   return shared('redis-cluster', startRedisCluster)
+}
+
+/**
+ * Whether every thread of `pid` is in the stopped state ('T' in /proc/<pid>/task/<tid>/stat).
+ * Where /proc is missing (not Linux), there is nothing to read: the signal is taken as delivered.
+ */
+function allThreadsStopped(pid: number): boolean {
+  let tids: string[]
+  try {
+    tids = readdirSync(`/proc/${pid}/task`)
+  } catch {
+    return true
+  }
+  return tids.every((tid) => {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
+      // The state follows the parenthesised command name, which may itself hold spaces or ')'.
+      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T'
+    } catch {
+      return true // the thread has exited
+    }
+  })
 }
