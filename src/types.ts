@@ -51,13 +51,16 @@ export interface Coder {
 }
 
 /** Version of the entry layout; an entry written with another version decodes as a miss. */
-export const FORMAT_VERSION = 2
+export const FORMAT_VERSION = 3
 
 /** A stored response. Times are epoch milliseconds; durations are milliseconds. */
 export interface ResponseEntry {
   kind: 'response'
   status: number
-  /** Flat `[name, value, name, value, …]`, names in the app's letter case, in order. */
+  /**
+   * Flat `[name, value, name, value, …]`, names in the app's letter case, in order. Never holds
+   * `Content-Length`: a replay sends the length of `body`.
+   */
   headers: string[]
   body: Uint8Array
   /** When the response was received (RFC 9111 §4.2.3 response_time). */

@@ -21,11 +21,9 @@ function entry(headers: string[], status = 200): ResponseEntry {
 }
 
 describe('buildEntry() header list', () => {
-  it('should keep names and values in order, add Date and Content-Length, drop hop-by-hop fields', () => {
-    const e = entry(['Content-Type', 'text/plain', 'Connection', 'close', 'ETag', '"a"', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT'])
-    expect(e.headers).to.deep.equal([
-      'Content-Type', 'text/plain', 'ETag', '"a"', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT', 'Content-Length', '5',
-    ])
+  it('should keep names and values in order, add Date, drop hop-by-hop fields and Content-Length', () => {
+    const e = entry(['Content-Type', 'text/plain', 'Connection', 'close', 'ETag', '"a"', 'Content-Length', '99', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT'])
+    expect(e.headers).to.deep.equal(['Content-Type', 'text/plain', 'ETag', '"a"', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT'])
   })
   it('should keep values built by concatenation, long values and non-ASCII text exactly', () => {
     const long = 'x'.repeat(300)
@@ -60,10 +58,18 @@ describe('prepare()', () => {
     expect(q.lastModified).to.equal('Mon, 13 Nov 2023 00:00:00 GMT')
   })
 
-  it('should build the replay head as the headers plus four slots for Age and the status header', () => {
+  it('should build the replay head as the headers, the body\'s Content-Length and four slots for Age and the status header', () => {
     const e = entry(headers)
-    expect(prepare(e).head).to.deep.equal([...e.headers, 'Age', '0', 'X-Cache', 'HIT'])
-    expect(e.headers).to.have.length(8) // the entry's own list is not extended
+    expect(prepare(e).head).to.deep.equal([...e.headers, 'Content-Length', '5', 'Age', '0', 'X-Cache', 'HIT'])
+    expect(e.headers).to.have.length(6) // the entry's own list is not extended
+  })
+
+  it('should send no Content-Length for a 204', () => {
+    const e = buildEntry({
+      status: 204, headers: ['X-A', '1'], body: new Uint8Array(0), requestTime: T, responseTime: T,
+      lifetime: 60_000, staleWhileRevalidate: 0, staleIfError: 0, mustRevalidate: false, statusHeader: 'X-Cache',
+    })
+    expect(prepare(e).head).to.deep.equal(['X-A', '1', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT', 'Age', '0', 'X-Cache', 'HIT'])
   })
 
   it('should keep nothing for an entry until a hit asks for its head, then reuse it', () => {
