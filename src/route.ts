@@ -1,7 +1,7 @@
 /** cacheRoute() marks one route's ttl and options; invalidate() drops entries in every open cache. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { storageKey } from './key.js'
-import { kContext, openCaches, restartUnderKey, type Context } from './middleware.js'
+import { contexts, openCaches, restartUnderKey } from './middleware.js'
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
 
@@ -23,7 +23,7 @@ let warned = false
 export function cacheRoute(ttl: Duration | false, options?: RouteOptions) {
   const route = resolveRoute(ttl, options)
   return function cacheRoute(req: IncomingMessage, _res: ServerResponse, next: Next): void {
-    const ctx = (req as { [kContext]?: Context })[kContext]
+    const ctx = contexts.get(req)
     if (ctx === undefined) {
       if (openCaches.size === 0 && !warned) {
         warned = true
