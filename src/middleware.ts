@@ -1005,7 +1005,6 @@ function unsafe(cache: Instance, req: IncomingMessage, res: ServerResponse, next
   next()
 }
 
-
 function invalidateTargets(cache: Instance, req: IncomingMessage, res: ServerResponse): Promise<unknown> {
   const targets = [(req as { originalUrl?: string }).originalUrl ?? req.url ?? '/']
   for (const name of ['location', 'content-location']) {

@@ -492,7 +492,7 @@ function allThreadsStopped(pid: number): boolean {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8')
       // The state follows the parenthesised command name, which may itself hold spaces or ')'.
-      return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'T'
+      return stat[stat.lastIndexOf(')') + 2] === 'T'
     } catch {
       return true // the thread has exited
     }
