@@ -79,9 +79,10 @@ export class Storage {
   /**
    * Entries whose write has not landed yet. Reads see them, so a request right after a miss
    * is a hit in this process even on a store with slow writes; an invalidation that runs
-   * meanwhile marks them, and they are deleted again once their write lands.
+   * meanwhile marks them, and they are deleted again once their write lands. `settled` is
+   * that write (and the deletion after it): an invalidation is done only once it is.
    */
-  private readonly inFlight = new Map<string, { entry: Entry; invalidated: boolean }>()
+  private readonly inFlight = new Map<string, InFlight>()
   /**
    * Pattern deletions still running on a byte store. A write of a matching key waits for them
    * (up to `sweepWait`): landing meanwhile, an entry computed after the invalidation began
@@ -162,7 +163,7 @@ export class Storage {
    * replaces it). For stores that hold objects, writes are immediate and this does nothing.
    */
   stage(key: string, entry: Entry): void {
-    if (this.entries === undefined) this.inFlight.set(key, { entry, invalidated: false })
+    if (this.entries === undefined) this.inFlight.set(key, { entry, invalidated: false, settled: undefined })
   }
 
   /** Store an entry; failures are reported, never thrown. */
@@ -176,17 +177,18 @@ export class Storage {
       this.report(asError(error))
       return
     }
-    const slot = { entry, invalidated: false }
+    const slot: InFlight = { entry, invalidated: false, settled: undefined }
     const set = () => this.call('set', () => this.store.set(key, bytes, ttlMs))
     const sweeps = this.sweepsOf(key)
     const written = sweeps === undefined ? set() : settledWithin(Promise.all(sweeps), this.sweepWait).then(() => (slot.invalidated ? undefined : set()))
     if (!isPromise(written)) return
     this.inFlight.set(key, slot)
-    return written.then(() => {
+    slot.settled = written.then(() => {
       if (this.inFlight.get(key) === slot) this.inFlight.delete(key)
       // An invalidation ran while this write was on its way: it must not bring the entry back.
       if (slot.invalidated) return this.remove(key)
     })
+    return slot.settled
   }
 
   /** Delete one key; failures are reported, never thrown. */
@@ -202,16 +204,34 @@ export class Storage {
 
   /** Empty the store; writes on their way must not bring their entries back afterwards. */
   async clear(): Promise<void> {
-    for (const slot of this.inFlight.values()) slot.invalidated = true
+    const landing = this.invalidateInFlight(() => true)
     await this.sweep(() => true, () => this.store.clear?.())
+    await landing
   }
 
-  /** Delete every key matching the pattern; rejects when the store cannot do it. */
+  /**
+   * Delete every key matching the pattern; rejects when the store cannot do it. Resolves once
+   * matching writes that were on their way have landed and been deleted again: a write can land
+   * after the deletion (and, on memcached, under the generation the deletion just made), so
+   * until then a reader — in any process — could still find the old entry.
+   */
   async removeMatching(pattern: string): Promise<number> {
     const matches = compilePattern(pattern)
-    for (const [key, slot] of this.inFlight) if (matches(key)) slot.invalidated = true
+    const landing = this.invalidateInFlight(matches)
     const removed = await this.sweep(matches, () => this.store.deleteMatching(pattern))
+    await landing
     return typeof removed === 'number' ? removed : 0
+  }
+
+  /** Mark matching writes on their way as invalidated; resolves when they have settled. */
+  private invalidateInFlight(matches: (key: string) => boolean): Promise<unknown> | undefined {
+    let settling: Promise<unknown>[] | undefined
+    for (const [key, slot] of this.inFlight) {
+      if (!matches(key)) continue
+      slot.invalidated = true
+      if (slot.settled !== undefined) (settling ??= []).push(slot.settled)
+    }
+    return settling === undefined ? undefined : Promise.all(settling)
   }
 
   /** Run a deletion that writes of matching keys wait for (byte stores only, see `sweeping`). */
@@ -311,6 +331,14 @@ export class Storage {
       this.report(new StoreUnavailableError())
     }
   }
+}
+
+/** A write on its way (or an entry staged ahead of one). */
+interface InFlight {
+  entry: Entry
+  invalidated: boolean
+  /** The write and, once invalidated, the deletion after it; never rejects. Unset when staged. */
+  settled: Promise<void> | undefined
 }
 
 export function asError(error: unknown): Error {

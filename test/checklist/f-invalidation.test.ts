@@ -1,6 +1,7 @@
 /** HTTP-CACHING.md §3 F (items 50–53): invalidation by unsafe methods and by pattern, on every store. */
 import { expect } from 'chai'
 import { Cluster, Redis } from 'ioredis'
+import { hostPart, storageKey } from '../../src/key.js'
 import { invalidate } from '../../src/route.js'
 import { memcachedStore } from '../../src/stores/memcached.js'
 import { redisStore } from '../../src/stores/redis.js'
@@ -11,6 +12,14 @@ import { monitorRedis } from '../support/monitor.js'
 import { getMemcached, getMemcached2, type RedisCluster, type RedisServer } from '../support/servers.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
+
+/** Polls `store` for `ms` milliseconds and fails if `key` is ever present. */
+async function neverHeld(store: Store, key: string, ms: number): Promise<void> {
+  for (const until = Date.now() + ms; Date.now() < until; await sleep(5)) {
+    const bytes = await store.get(key)
+    expect(bytes ?? undefined, `${key} is in the store`).to.equal(undefined)
+  }
+}
 
 /** GET a raw path (no client-side encoding), returning status, body and X-Cache. */
 async function raw(h: Harness, path: string, headers: Record<string, string> = {}) {
@@ -249,7 +258,28 @@ describe('checklist F — invalidation (on a store whose writes land after the r
         expect(res.text).not.to.equal('v1')
       }
     })
+
+    it(`53: once ${name} has resolved, the store never holds the entry whose write was on its way`, async () => {
+      const store = slowWrites(50)
+      const h = await setup(storeFactories[0], { store, options: { storeTimeout: '1s' } })
+      h.O.headers = { 'Cache-Control': 'max-age=60' }
+      await h.get('/r').expect(200, 'v1').expect('X-Cache', 'MISS')
+      await purge(h) // resolves only after v1's write has landed and been deleted again
+      await neverHeld(store, storageKey('r:GET', hostPart(h.host)), 150)
+    })
   }
+
+  it('50: a POST is answered only once the write of the entry it invalidates has landed and been deleted again', async () => {
+    const store = slowWrites(50)
+    const h = await setup(storeFactories[0], { store, options: { storeTimeout: '1s' } })
+    h.O.script = (n, req) => (req.method === 'GET' ? { headers: CC60, body: `v${n}` } : { status: 204 })
+    await h.get('/r').expect(200, 'v1').expect('X-Cache', 'MISS')
+    await h.agent.post('/r').expect(204).expect('X-Cache', 'BYPASS') // v1's write is still on its way
+    // Another process reading the store after the POST's response must not find v1 there.
+    await neverHeld(store, storageKey('r:GET', hostPart(h.host)), 150)
+    const res = await h.get('/r').expect(200)
+    expect(res.text).not.to.equal('v1')
+  })
 })
 
 describe('checklist F — invalidation (on a store whose pattern deletion takes a while)', function () {
