@@ -17,18 +17,19 @@ function line (s: Summary): string {
     `freshness-none ${s.freshnessNone} (${(s.durationMs / 1000).toFixed(1)} s)`
 }
 
-function explain (s: Summary, gate: GateResult): string {
+function explain (s: Summary, gate: GateResult, errors: string[]): string {
   const failing = gate.unexpected.map(o =>
     `  ${o.id} [${o.verdict}] ${o.name}\n    ${o.failedDependencies !== undefined ? `depends on ${o.failedDependencies.join(', ')}` : o.message ?? ''}`)
   return [line(s), ...gate.problems.map(p => `✗ ${p}`), ...failing,
+    ...(errors.length > 0 ? [`the cache reported ${errors.length} error(s) during the run:`, ...errors.slice(0, 20).map(e => `    ${e}`)] : []),
     'Reproduce: npx tsx test/conformance/cli.ts --store <store> --explain [--grep <id> --dump]'].join('\n')
 }
 
-async function run (store: StoreName): Promise<{ summary: Summary, gate: GateResult }> {
+async function run (store: StoreName): Promise<{ summary: Summary, gate: GateResult, errors: string[] }> {
   const target = await makeTarget(store)
   try {
     const summary = await runConformance({ middleware: target.middleware, label: target.label })
-    return { summary, gate: evaluateGate(summary, store, loadAllowlist()) }
+    return { summary, gate: evaluateGate(summary, store, loadAllowlist()), errors: target.errors }
   } finally {
     await target.close()
   }
@@ -41,11 +42,11 @@ describe('conformance (http-cache-tests)', function () {
   for (const store of ['memory', 'redis', 'memcached'] as const) {
     it(`passes the gate in spec mode on the ${store} store`, async function () {
       assert.equal(await unavailable(store), undefined, `the ${store} variant cannot run`)
-      const { summary, gate } = await run(store)
+      const { summary, gate, errors } = await run(store)
       console.log(`      ${line(summary)}`)
-      assert.equal(summary.freshnessNone, 'yes', `freshness-none must pass\n${explain(summary, gate)}`)
-      assert.deepEqual(summary.harnessErrors, [], `harness errors\n${explain(summary, gate)}`)
-      assert.ok(gate.ok, explain(summary, gate))
+      assert.equal(summary.freshnessNone, 'yes', `freshness-none must pass\n${explain(summary, gate, errors)}`)
+      assert.deepEqual(summary.harnessErrors, [], `harness errors\n${explain(summary, gate, errors)}`)
+      assert.ok(gate.ok, explain(summary, gate, errors))
       assert.deepEqual(gate.stale.map(e => e.id), [], 'allowlist entries that no longer apply: remove them')
     })
   }

@@ -109,6 +109,7 @@ for (const store of stores) {
     summaries.push(summary)
     failed ||= !gate.ok
     report(summary, gate)
+    if (target.errors.length > 0) console.log(`  the cache reported ${target.errors.length} error(s):\n    ${target.errors.slice(0, 20).join('\n    ')}`)
   } finally {
     await target.close()
   }

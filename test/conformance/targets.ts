@@ -13,6 +13,8 @@ export interface Target {
   label: string
   middleware: Middleware
   close: () => Promise<void>
+  /** What the cache reported to onError during the run (store timeouts, failures): shown when the gate fails. */
+  errors: string[]
 }
 
 const SERVERS_TS = new URL('../support/servers.ts', import.meta.url)
@@ -46,27 +48,29 @@ export async function unavailable (store: StoreName): Promise<string | undefined
  */
 export async function makeTarget (store: StoreName): Promise<Target> {
   if (store === 'none') {
-    return { store, label: 'pass-through (no cache)', middleware: passThrough, close: async () => {} }
+    return { store, label: 'pass-through (no cache)', middleware: passThrough, close: async () => {}, errors: [] }
   }
   const cachet = await import('../../src/index.js')
   const { responseCache, memoryStore, redisStore } = cachet
   // Redis and Memcached are shared with other suites: keep our entries under a prefix of our own.
   const prefix = `conformance-${randomUUID().slice(0, 8)}:`
+  const errors: string[] = []
+  const onError = (error: Error): void => { errors.push(`${error.name}: ${error.message}`) }
   if (store === 'memory') {
-    const cache = responseCache({ store: memoryStore(), surrogate: true })
-    return { store, label: 'cachet (memory)', middleware: cache, close: () => cache.close() }
+    const cache = responseCache({ store: memoryStore(), surrogate: true, onError })
+    return { store, label: 'cachet (memory)', middleware: cache, close: () => cache.close(), errors }
   }
   const why = await unavailable(store)
   if (why !== undefined) throw new Error(`the ${store} variant cannot run: ${why}`)
   const support = await import('../support/servers.js')
   if (store === 'redis') {
     const redis = await support.getRedis()
-    const cache = responseCache({ store: redisStore({ url: redis.url, prefix }), storeTimeout: REMOTE_STORE_TIMEOUT, surrogate: true })
-    return { store, label: `cachet (redis ${redis.address})`, middleware: cache, close: async () => { await cache.clear(); await cache.close() } }
+    const cache = responseCache({ store: redisStore({ url: redis.url, prefix }), storeTimeout: REMOTE_STORE_TIMEOUT, surrogate: true, onError })
+    return { store, label: `cachet (redis ${redis.address})`, middleware: cache, close: async () => { await cache.clear(); await cache.close() }, errors }
   }
   // Looked up by name: the memcached factory may not be exported yet (unavailable() says so).
   const memcachedStore = (cachet as Record<string, unknown>).memcachedStore as (options: { servers: string, prefix: string }) => Store
   const memcached = await support.getMemcached()
-  const cache = responseCache({ store: memcachedStore({ servers: memcached.address, prefix }), storeTimeout: REMOTE_STORE_TIMEOUT, surrogate: true })
-  return { store, label: `cachet (memcached ${memcached.address})`, middleware: cache, close: async () => { await cache.clear(); await cache.close() } }
+  const cache = responseCache({ store: memcachedStore({ servers: memcached.address, prefix }), storeTimeout: REMOTE_STORE_TIMEOUT, surrogate: true, onError })
+  return { store, label: `cachet (memcached ${memcached.address})`, middleware: cache, close: async () => { await cache.clear(); await cache.close() }, errors }
 }
