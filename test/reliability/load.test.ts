@@ -25,6 +25,14 @@ const URLS = envInt('CACHET_LOAD_URLS', 2_000)
 /** A pattern invalidation every this many ms while the load runs. */
 const INVALIDATE_EVERY_MS = envInt('CACHET_LOAD_INVALIDATE_MS', 20)
 const SEED = envInt('CACHET_LOAD_SEED', 20_260_101)
+/**
+ * This suite checks that every answer is the right one, not store latency. With 200 connections
+ * on a busy two-core machine one turn of the event loop can take longer than the 200 ms default,
+ * so a memcached write (two round trips) times out five times in a row, the breaker opens and the
+ * run measures the machine instead (seen in about 1 run in 8 with one core kept busy alongside).
+ * Store timeouts and the breaker have suites of their own (faults.test.ts).
+ */
+const STORE_TIMEOUT = '2s'
 
 if (FULL && (REQUESTS < 20_000 || CONNECTIONS < 200 || URLS < 2_000)) {
   throw new Error('CACHET_FULL=1 runs at least 20,000 requests over 200 connections and 2,000 URLs')
@@ -38,7 +46,7 @@ describe('load integrity', function () {
       it(`should answer ${REQUESTS} requests over ${CONNECTIONS} connections and ${URLS} URLs, each with its own response`, async () => {
         const opened = await openStore(name)
         const errors: Error[] = []
-        const cache = responseCache({ store: opened.store, onError: (error) => errors.push(error) })
+        const cache = responseCache({ store: opened.store, storeTimeout: STORE_TIMEOUT, onError: (error) => errors.push(error) })
         const site = await startSite(cache)
         const rand = random(SEED)
         let invalidations = 0
@@ -69,7 +77,8 @@ describe('load integrity', function () {
           })
           running = false
           await Promise.all(pending)
-          console.log(`      ${summarize(name, result)}; ${invalidations} invalidations; ${errors.length} store errors`)
+          const kinds = [...new Set(errors.map((e) => `${e.name}: ${e.message}`))].slice(0, 5)
+          console.log(`      ${summarize(name, result)}; ${invalidations} invalidations; ${errors.length} store errors${kinds.length > 0 ? ` (${kinds.join('; ')})` : ''}`)
           expect(result.samples, 'failures').to.deep.equal([])
           expect(result.completed).to.equal(REQUESTS)
           expect(result.wrong).to.equal(0)
