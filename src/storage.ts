@@ -290,10 +290,16 @@ export class Storage {
     )
   }
 
-  /** Race a store call against the timeout; the timer never keeps the process alive. */
+  /**
+   * Race a store call against the timeout; the timer never keeps the process alive. When the
+   * timer fires, one round of I/O still runs before the call counts as timed out: after the
+   * event loop was busy for longer than the timeout, timers run before sockets are read, and
+   * an answer that arrived in time would otherwise be blamed on the store (and count towards
+   * the breaker).
+   */
   private bounded<T>(promise: Promise<T>, operation: string, ms = this.timeout): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new StoreTimeoutError(operation, ms)), ms)
+      const timer = setTimeout(() => setImmediate(() => reject(new StoreTimeoutError(operation, ms))), ms)
       timer.unref?.()
       promise.then(
         (value) => {

@@ -3,20 +3,23 @@
  * proxy between the store client and the server that adds latency or resets connections. No
  * client request fails or waits much beyond the store timeout plus handler time, caching comes
  * back afterwards, nothing is left as an unhandled rejection, and the heap returns to its
- * baseline after a long run.
+ * baseline after a long run. Also: an answer that waited behind a blocked event loop is no timeout.
  */
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import http from 'node:http'
 import { expect } from 'chai'
 import { Redis } from 'ioredis'
+import { jsonCoder } from '../../src/coders/json.js'
 import { responseCache, type ResponseCache } from '../../src/middleware.js'
+import { Storage } from '../../src/storage.js'
 import { redisStore } from '../../src/stores/redis.js'
 import { memcachedStore } from '../../src/stores/memcached.js'
 import type { Store } from '../../src/types.js'
 import { envInt, runLoad, summarize, type LoadRequest, type LoadResponse, type LoadResult } from '../support/load.js'
 import { startProxy, type FaultProxy } from '../support/proxy.js'
-import { startMemcached, startRedis, type MemcachedServer, type RedisServer } from '../support/servers.js'
+import { responseEntry } from '../support/entries.js'
+import { getRedis, startMemcached, startRedis, type MemcachedServer, type RedisServer } from '../support/servers.js'
 import { checkResponse, makeRequest, random, startSite, type Meta, type Site } from './site.js'
 
 const FULL = process.env.CACHET_FULL === '1'
@@ -411,5 +414,35 @@ describe('faults during load', function () {
       await cachingResumes(r.site.port, 20_000)
       expect(rejections.list).to.deep.equal([])
     })
+  })
+})
+
+describe('a store answer that waited behind a busy event loop', function () {
+  this.timeout(20_000)
+  let client: Redis
+
+  before(async () => {
+    const server = await getRedis()
+    client = new Redis(server.port, server.host, { maxRetriesPerRequest: 1 })
+    client.on('error', () => {})
+  })
+  after(() => client.disconnect())
+
+  it('should be used, not reported as a timeout, when the loop was blocked past storeTimeout', async () => {
+    const store = redisStore({ client, prefix: `busy-${process.pid}-${Date.now()}:` })
+    const errors: Error[] = []
+    const storage = new Storage({ store, coder: jsonCoder(), timeout: 50, now: Date.now, report: (error) => void errors.push(error) })
+    await storage.write('k', responseEntry('stored'), 60_000)
+    expect(errors).to.deep.equal([])
+    const read = storage.read('k')
+    // Blocked in the check phase: redis-server answers meanwhile, and when the loop turns again
+    // the 50 ms timer is due before the socket is read.
+    setImmediate(() => {
+      for (const until = Date.now() + 300; Date.now() < until; );
+    })
+    const entry = await read
+    expect(errors.map((e) => e.message)).to.deep.equal([])
+    expect(entry?.kind === 'response' && Buffer.from(entry.body).toString()).to.equal('stored')
+    await store.clear?.()
   })
 })
