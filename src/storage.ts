@@ -204,6 +204,8 @@ export class Storage {
 
   /** Empty the store; writes on their way must not bring their entries back afterwards. */
   async clear(): Promise<void> {
+    // An object store deletes at once and never has writes on their way.
+    if (this.entries !== undefined) return void (await this.store.clear?.())
     const landing = this.invalidateInFlight(() => true)
     await this.sweep(() => true, () => this.store.clear?.())
     await landing
@@ -216,10 +218,15 @@ export class Storage {
    * until then a reader — in any process — could still find the old entry.
    */
   async removeMatching(pattern: string): Promise<number> {
-    const matches = compilePattern(pattern)
-    const landing = this.invalidateInFlight(matches)
-    const removed = await this.sweep(matches, () => this.store.deleteMatching(pattern))
-    await landing
+    let removed: unknown
+    if (this.entries !== undefined) {
+      removed = await this.store.deleteMatching(pattern)
+    } else {
+      const matches = compilePattern(pattern)
+      const landing = this.invalidateInFlight(matches)
+      removed = await this.sweep(matches, () => this.store.deleteMatching(pattern))
+      await landing
+    }
     return typeof removed === 'number' ? removed : 0
   }
 
@@ -236,7 +243,6 @@ export class Storage {
 
   /** Run a deletion that writes of matching keys wait for (byte stores only, see `sweeping`). */
   private async sweep<T>(matches: (key: string) => boolean, run: () => T | Promise<T>): Promise<T> {
-    if (this.entries !== undefined) return run()
     const done = Promise.resolve(run())
     const sweep = { matches, done: done.catch(() => undefined) }
     this.sweeping.add(sweep)
@@ -253,7 +259,6 @@ export class Storage {
     for (const sweep of this.sweeping) if (sweep.matches(key)) waits.push(sweep.done)
     return waits.length === 0 ? undefined : waits
   }
-
 
   private decode(key: string, bytes: Uint8Array | undefined | null): Entry | undefined {
     if (bytes === undefined || bytes === null) return undefined
