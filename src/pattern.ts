@@ -60,3 +60,9 @@ export function describe(value: unknown): string {
     return String(value)
   }
 }
+
+/** Like describe(), but an object by its constructor's name (a client given in the wrong place). */
+export function describeObject(value: unknown): string {
+  if (value !== null && typeof value === 'object') return `an object (${value.constructor?.name ?? 'no constructor'})`
+  return describe(value)
+}

@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import createDebug from 'debug'
 // Types only: erased at build time, so cachet loads without memjs installed (it is an optional peer).
 import type { Client, ClientOptions, ServerOptions } from 'memjs'
-import { assertPattern, describe } from '../pattern.js'
+import { assertPattern, describe, describeObject } from '../pattern.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:memcached')
@@ -482,9 +482,4 @@ function pickOptions(source: MemcachedStoreOptions): MemcachedStoreOptions {
     if (source[name] !== undefined) (picked as Record<string, unknown>)[name] = source[name]
   }
   return picked
-}
-
-function describeObject(value: unknown): string {
-  if (value !== null && typeof value === 'object') return `an object (${value.constructor?.name ?? 'no constructor'})`
-  return describe(value)
 }

@@ -7,7 +7,7 @@ import createDebug from 'debug'
 // Types only: erased at build time, so cachet loads without ioredis installed (it is an optional peer).
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { LRUCache } from 'lru-cache'
-import { assertPattern, compilePattern, describe, isLiteral, toRedisGlob } from '../pattern.js'
+import { assertPattern, compilePattern, describe, describeObject, isLiteral, toRedisGlob } from '../pattern.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:redis')
@@ -489,9 +489,4 @@ function pickOptions(source: RedisStoreOptions): RedisStoreOptions {
   if (source.clientOptions !== undefined) picked.clientOptions = source.clientOptions
   if (source.hotBytes !== undefined) picked.hotBytes = source.hotBytes
   return picked
-}
-
-function describeObject(value: unknown): string {
-  if (value !== null && typeof value === 'object') return `an object (${value.constructor?.name ?? 'no constructor'})`
-  return describe(value)
 }
