@@ -5,7 +5,7 @@ import { runConformance } from './conformance/run.js'
 import type { Summary } from './conformance/run.js'
 import { evaluateGate, loadAllowlist } from './conformance/gate.js'
 import type { GateResult } from './conformance/gate.js'
-import { makeTarget, unavailable } from './conformance/targets.js'
+import { errorLines, makeTarget, unavailable } from './conformance/targets.js'
 import type { StoreName } from './conformance/targets.js'
 
 // Loaded while mocha loads spec files, so its root `after` hook (stop the servers) is registered in time.
@@ -21,7 +21,7 @@ function explain (s: Summary, gate: GateResult, errors: string[]): string {
   const failing = gate.unexpected.map(o =>
     `  ${o.id} [${o.verdict}] ${o.name}\n    ${o.failedDependencies !== undefined ? `depends on ${o.failedDependencies.join(', ')}` : o.message ?? ''}`)
   return [line(s), ...gate.problems.map(p => `✗ ${p}`), ...failing,
-    ...(errors.length > 0 ? [`the cache reported ${errors.length} error(s) during the run:`, ...errors.slice(0, 20).map(e => `    ${e}`)] : []),
+    ...errorLines(errors),
     'Reproduce: npx tsx test/conformance/cli.ts --store <store> --explain [--grep <id> --dump]'].join('\n')
 }
 

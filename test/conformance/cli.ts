@@ -5,7 +5,7 @@ import { explainTest, loadSuites, runConformance, summarisePublished, VERDICT_SY
 import type { Summary } from './run.js'
 import { evaluateGate, loadAllowlist } from './gate.js'
 import type { GateResult } from './gate.js'
-import { makeTarget, STORES, unavailable } from './targets.js'
+import { errorLines, makeTarget, STORES, unavailable } from './targets.js'
 import type { StoreName } from './targets.js'
 
 const USAGE = `usage: npx tsx test/conformance/cli.ts [options]
@@ -109,7 +109,7 @@ for (const store of stores) {
     summaries.push(summary)
     failed ||= !gate.ok
     report(summary, gate)
-    if (target.errors.length > 0) console.log(`  the cache reported ${target.errors.length} error(s):\n    ${target.errors.slice(0, 20).join('\n    ')}`)
+    for (const line of errorLines(target.errors)) console.log(`  ${line}`)
   } finally {
     await target.close()
   }

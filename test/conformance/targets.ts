@@ -19,6 +19,12 @@ export interface Target {
 
 const SERVERS_TS = new URL('../support/servers.ts', import.meta.url)
 
+/** A target's `errors` as lines for a report: none when there were none, at most 20 otherwise. */
+export function errorLines (errors: string[]): string[] {
+  if (errors.length === 0) return []
+  return [`the cache reported ${errors.length} error(s) during the run:`, ...errors.slice(0, 20).map(e => `    ${e}`)]
+}
+
 /**
  * The gate checks HTTP semantics, not latency: with 100 tests in flight on a busy 2-core
  * machine, a store call may take longer than the 200 ms default, the breaker opens and the
