@@ -1,7 +1,7 @@
 /** The stored response: build it from a captured response, check it after decoding, prepare its replay. */
 import etag from 'etag'
 import { UNSTORED_HEADERS, connectionTokens, deltaSeconds, parseHttpDate } from './policy.js'
-import { FORMAT_VERSION, type Entry, type ResponseEntry, type VaryEntry } from './types.js'
+import { FORMAT_VERSION, type Entry, type PassEntry, type ResponseEntry, type VaryEntry } from './types.js'
 
 /** An entry that cannot be used: undecodable, truncated, from another version, or unsafe to replay. */
 export class CorruptEntryError extends Error {
@@ -154,12 +154,54 @@ export interface Prepared {
    * 304), then four slots the hit fills in place: `Age`, its value, the status header's name and
    * its value. Filled and written synchronously, so sharing is safe.
    */
-  readonly head: string[]
+  readonly head: ReplayHead
   /** Headers for a 304 (RFC 9110 §15.4.5), ending in the same four slots; built on first use. */
-  notModified: string[] | undefined
+  notModified: ReplayHead | undefined
   readonly etag: string | undefined
   /** Last-Modified, or Date when there is none: what If-Modified-Since is compared with. */
   readonly lastModified: string | undefined
+}
+
+/**
+ * A head for `res.writeHead(status, head)`: names and values alternate, and a field the response
+ * repeats stands once with all its lines as an array, in order.
+ */
+export type ReplayHead = (string | string[])[]
+
+/**
+ * The stored fields as a replay head: each repeated field (two `Link` lines, a
+ * `Content-Security-Policy` array) is grouped under its first name as an array of its lines.
+ * Node's `writeHead` sets a flat list through `setHeader` one pair at a time once the response
+ * has any header (Express sets `X-Powered-By`), which would keep only the last line of each.
+ */
+export function replayFields(headers: readonly string[]): ReplayHead {
+  let seen: Set<string> | undefined
+  let repeated = false
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i].toLowerCase()
+    seen ??= new Set()
+    if (seen.has(name)) {
+      repeated = true
+      break
+    }
+    seen.add(name)
+  }
+  if (!repeated) return headers.slice()
+  const out: ReplayHead = []
+  const at = new Map<string, number>()
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i].toLowerCase()
+    const index = at.get(name)
+    if (index === undefined) {
+      at.set(name, out.length)
+      out.push(headers[i], headers[i + 1])
+      continue
+    }
+    const value = out[index + 1]
+    if (Array.isArray(value)) value.push(headers[i + 1])
+    else out[index + 1] = [value, headers[i + 1]]
+  }
+  return out
 }
 
 /** The four slots a hit fills: `Age`, its value, the status header and its value. */
@@ -170,8 +212,8 @@ const HIT_SLOTS = ['Age', '0', 'X-Cache', 'HIT']
  * once it has a head: entries that are stored but never hit hold no second header list.
  */
 class PreparedEntry implements Prepared {
-  notModified: string[] | undefined = undefined
-  private replay: string[] | undefined = undefined
+  notModified: ReplayHead | undefined = undefined
+  private replay: ReplayHead | undefined = undefined
 
   constructor(
     private readonly entry: ResponseEntry,
@@ -179,17 +221,18 @@ class PreparedEntry implements Prepared {
     readonly lastModified: string | undefined,
   ) {}
 
-  get head(): string[] {
+  get head(): ReplayHead {
     return this.replay ?? this.buildHead()
   }
 
-  private buildHead(): string[] {
+  private buildHead(): ReplayHead {
     const { status, body, headers } = this.entry
     // concat() allocates exactly the length needed; push() would leave spare capacity.
+    const fields = replayFields(headers)
     this.replay =
       status === 204 || status === 304
-        ? headers.concat(HIT_SLOTS)
-        : headers.concat('Content-Length', intern(String(body.byteLength)), HIT_SLOTS)
+        ? fields.concat(HIT_SLOTS)
+        : fields.concat('Content-Length', intern(String(body.byteLength)), HIT_SLOTS)
     prepared.set(this.entry, this)
     return this.replay
   }
@@ -198,7 +241,7 @@ class PreparedEntry implements Prepared {
 const prepared = new WeakMap<ResponseEntry, PreparedEntry>()
 
 /** Fields a 304 carries when the full response would (RFC 9110 §15.4.5). */
-const NOT_MODIFIED_FIELDS = new Set(['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary'])
+export const NOT_MODIFIED_FIELDS: ReadonlySet<string> = new Set(['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary'])
 
 export function prepare(entry: ResponseEntry): Prepared {
   const known = prepared.get(entry)
@@ -217,12 +260,12 @@ export function prepare(entry: ResponseEntry): Prepared {
 }
 
 /** The 304 headers of an entry (RFC 9110 §15.4.5), built once, when a 304 is first sent. */
-export function notModifiedHeaders(entry: ResponseEntry, p: Prepared): string[] {
+export function notModifiedHeaders(entry: ResponseEntry, p: Prepared): ReplayHead {
   if (p.notModified !== undefined) return p.notModified
   const out: string[] = []
   const h = entry.headers
   for (let i = 0; i < h.length; i += 2) if (NOT_MODIFIED_FIELDS.has(h[i].toLowerCase())) out.push(h[i], h[i + 1])
-  p.notModified = out.concat(HIT_SLOTS)
+  p.notModified = replayFields(out).concat(HIT_SLOTS)
   // Keep it (and the validators) with the entry for the next conditional hit.
   if (p instanceof PreparedEntry) prepared.set(entry, p)
   return p.notModified
@@ -255,8 +298,15 @@ export interface WireVary {
   x: number
 }
 
-export function toWire(entry: Entry): WireResponse | WireVary {
+export interface WirePass {
+  v: number
+  k: 'p'
+  x: number
+}
+
+export function toWire(entry: Entry): WireResponse | WireVary | WirePass {
   if (entry.kind === 'vary') return { v: FORMAT_VERSION, k: 'v', y: entry.vary, n: entry.variants, x: entry.expires }
+  if (entry.kind === 'pass') return { v: FORMAT_VERSION, k: 'p', x: entry.expires }
   return {
     v: FORMAT_VERSION,
     k: 'r',
@@ -288,9 +338,11 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): En
     const variants = stringArray(w.n, 'variants')
     return { kind: 'vary', vary, variants, expires: finite(w.x, 'expires') } satisfies VaryEntry
   }
+  if (w.k === 'p') return { kind: 'pass', expires: finite(w.x, 'expires') } satisfies PassEntry
   if (w.k !== 'r') throw new CorruptEntryError('unknown entry kind')
   const status = w.s
-  if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599) {
+  // 206 and 304 answer a request of their own (RFC 9111 §3.3–3.4, §4.3.4): never served as such.
+  if (typeof status !== 'number' || !Number.isInteger(status) || status < 200 || status > 599 || status === 206 || status === 304) {
     throw new CorruptEntryError(`status ${String(status)}`)
   }
   const headers = stringArray(w.h, 'headers')
@@ -299,10 +351,12 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): En
     if (!FIELD_NAME.test(headers[i])) throw new CorruptEntryError(`header name ${JSON.stringify(headers[i].slice(0, 40))}`)
     if (UNSAFE_VALUE.test(headers[i + 1])) throw new CorruptEntryError(`header ${headers[i]} has CR, LF, NUL or another control character`)
   }
-  // Never written (a replay sends its body's length): one here was not written by this version,
-  // and replayed next to ours it could desynchronise a keep-alive connection.
+  // Never written (RFC 9111 §3.1; a replay sends its body's length): hop-by-hop fields, framing,
+  // Set-Cookie or Age here were not written by this version, and replayed they could desynchronise
+  // a keep-alive connection or hand one user's cookie to everyone.
   for (let i = 0; i < headers.length; i += 2) {
-    if (headers[i].toLowerCase() === 'content-length') throw new CorruptEntryError('a stored Content-Length')
+    const name = headers[i].toLowerCase()
+    if (UNSTORED_HEADERS.has(name) || name.startsWith('proxy-')) throw new CorruptEntryError(`a stored ${headers[i]} field`)
   }
   const stored = body(w.b)
   const m = w.m

@@ -6,7 +6,17 @@ import etag from 'etag'
 import fresh from 'fresh'
 import onHeaders from 'on-headers'
 import { capture, type HeadDecision } from './capture.js'
-import { CorruptEntryError, buildEntry, currentAge, freshenHeaders, notModifiedHeaders, prepare, type Prepared } from './entry.js'
+import {
+  CorruptEntryError,
+  NOT_MODIFIED_FIELDS,
+  buildEntry,
+  currentAge,
+  freshenHeaders,
+  notModifiedHeaders,
+  prepare,
+  type Prepared,
+  type ReplayHead,
+} from './entry.js'
 import { escapePart, hostPart, primaryKey, storageKey, variantPart } from './key.js'
 import { resolveOptions, type CacheOptions, type Config, type RouteConfig } from './options.js'
 import { assertPattern, isLiteral } from './pattern.js'
@@ -21,27 +31,39 @@ import {
   type SurrogateControl,
 } from './policy.js'
 import { Storage, StoreTimeoutError, asError, isPromise, settledWithin, type Maybe } from './storage.js'
-import type { Entry, ResponseEntry, VaryEntry } from './types.js'
+import type { Entry, PassEntry, ResponseEntry, VaryEntry } from './types.js'
 
 const debug = createDebug('cachet')
 
 /** What `X-Cache` says about a response. */
 export type CacheStatus = 'HIT' | 'MISS' | 'BYPASS' | 'STALE' | 'REVALIDATED'
 
+/** What `cache.stats()` returns: counts since the cache was created, and the store's own figures. */
 export interface CacheStats {
+  /** Responses answered from storage while fresh (`X-Cache: HIT`), 304s to conditional requests included. */
   hits: number
+  /** Responses produced by the app for a cacheable request (`X-Cache: MISS`). */
   misses: number
+  /** Requests passed to the app without the cache (`X-Cache: BYPASS`): unsafe methods, routes marked cacheRoute(false), … */
   bypasses: number
+  /** Stale responses served (`X-Cache: STALE`): stale-while-revalidate, stale-if-error, max-stale. */
   stale: number
+  /** Stored responses the app confirmed with a 304 (`X-Cache: REVALIDATED`). */
   revalidated: number
-  /** Responses written to the store. */
+  /** Responses written to the store: counted once the store confirmed the write. */
   stores: number
+  /** Response writes that failed, timed out, or were skipped while the store was being skipped after failures. */
+  storeFailures: number
+  /** Response writes the store declined (its `set` resolved `false`, e.g. memcached's item-size limit). */
+  storeRefused: number
   /** Store, coder and entry failures (each also went to `onError`). */
   errors: number
   /** Entries held, when the store can tell (the memory store can). */
   entries?: number
   /** Bytes held, when the store can tell. */
   bytes?: number
+  /** Values skipped or refused for their size (memcachedStore). */
+  tooLarge?: number
 }
 
 type Next = (error?: unknown) => void
@@ -68,6 +90,12 @@ export interface ResponseCache {
 export const contexts = new WeakMap<IncomingMessage, Context>()
 /** Marks the internal request a background refresh sends through the app. */
 const kRefresh = Symbol('cachet.refresh')
+
+/**
+ * Methods defined as safe (RFC 9110 §9.2.1 and the IANA method registry): answered by the app,
+ * never cached here, and never a reason to invalidate.
+ */
+const SAFE_METHODS = new Set(['OPTIONS', 'TRACE', 'PROPFIND', 'REPORT', 'SEARCH'])
 
 /** Every open cache of the process, for the module-level invalidate(). */
 export const openCaches = new Set<ResponseCache>()
@@ -115,6 +143,10 @@ export interface Context {
   /** The handler is revalidating `stale` with its validators. */
   revalidating: boolean
   requestTime: number
+  /** The key's last response was not storable: no coalescing, and the request reaches the app as sent. */
+  pass: boolean
+  /** The storage's invalidation epoch when the handler started (see Storage.invalidatedSince). */
+  epoch: number
   /** The storage decision and the response head, kept until the body is complete. */
   pending: { decision: StoreDecision; status: number; headers: string[] } | undefined
 }
@@ -124,7 +156,7 @@ type StoreDecision = Extract<ReturnType<typeof storageDecision>, { store: true }
 interface Instance {
   config: Config
   storage: Storage
-  counters: Omit<CacheStats, 'entries' | 'bytes'>
+  counters: Pick<CacheStats, 'hits' | 'misses' | 'bypasses' | 'stale' | 'revalidated' | 'errors'>
   flights: Map<string, Flight>
   refreshing: Set<string>
   /** Pending Vary-record updates per head key, chained so none overwrites another. */
@@ -149,7 +181,7 @@ interface Instance {
  */
 export function responseCache(options?: CacheOptions): ResponseCache {
   const config = resolveOptions(options)
-  const counters = { hits: 0, misses: 0, bypasses: 0, stale: 0, revalidated: 0, stores: 0, errors: 0 }
+  const counters = { hits: 0, misses: 0, bypasses: 0, stale: 0, revalidated: 0, errors: 0 }
   const instance: Instance = {
     config,
     counters,
@@ -190,7 +222,10 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     return removeKey(instance, key)
   }
   middleware.clear = () => instance.storage.clear()
-  middleware.stats = () => ({ ...counters, ...config.store.stats?.() })
+  middleware.stats = () => {
+    const { landed, failed, refused } = instance.storage.writes
+    return { ...counters, stores: landed, storeFailures: failed, storeRefused: refused, ...config.store.stats?.() }
+  }
   middleware.close = async () => {
     openCaches.delete(middleware)
     await config.store.close?.()
@@ -205,7 +240,11 @@ export function responseCache(options?: CacheOptions): ResponseCache {
 function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next: Next): void {
   const { config } = cache
   const method = req.method
-  if (method !== 'GET' && method !== 'HEAD') return unsafe(cache, req, res, next)
+  if (method !== 'GET' && method !== 'HEAD') {
+    // RFC 9110 §9.2.1: only an unsafe method may change the resource, and so invalidate it.
+    if (method !== undefined && SAFE_METHODS.has(method)) return pass(cache, res, next, `method ${method}`)
+    return unsafe(cache, req, res, next)
+  }
 
   const bypass = requestBypassReason(method, req.headers)
   if (bypass !== undefined) return pass(cache, res, next, bypass)
@@ -251,6 +290,8 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
 interface Found {
   entry: ResponseEntry | undefined
   vary: VaryEntry | undefined
+  /** The key's last response was not storable (hit-for-pass): go to the app at once, without coalescing. */
+  pass?: true
 }
 
 /** Read the head key, and the variant it points to when the response varies. */
@@ -265,6 +306,7 @@ function lookup(cache: Instance, headKey: string, req: IncomingMessage): Maybe<F
 function follow(cache: Instance, headKey: string, req: IncomingMessage, entry: Entry | undefined, budget: number): Maybe<Found> {
   if (entry === undefined) return NOT_FOUND
   if (entry.kind === 'response') return { entry, vary: undefined }
+  if (entry.kind === 'pass') return entry.expires > cache.config.now() ? PASS : NOT_FOUND
   if (budget <= 0) return NOT_FOUND
   const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, varyHeaders(req, entry.vary)), false, budget)
   if (!isPromise(variant)) return { entry: variant?.kind === 'response' ? variant : undefined, vary: entry }
@@ -272,6 +314,7 @@ function follow(cache: Instance, headKey: string, req: IncomingMessage, entry: E
 }
 
 const NOT_FOUND: Found = Object.freeze({ entry: undefined, vary: undefined })
+const PASS: Found = Object.freeze({ entry: undefined, vary: undefined, pass: true })
 
 // -------------------------------------------------------------------------------------------
 // 2. Decide: hit, 304, stale, revalidate or miss.
@@ -412,9 +455,12 @@ function notModified(headers: IncomingHttpHeaders, p: Prepared): boolean {
 
 function miss(ctx: Context): void {
   const { cache, req } = ctx
-  // Only a plain GET leads or joins a flight: a HEAD stores nothing, and an authorised
-  // request may get an answer the others must not see.
-  if (req.method !== 'GET' || req.headers.authorization !== undefined) return runHandler(ctx)
+  // Only a plain GET leads or joins a flight: a HEAD stores nothing, an authorised request may
+  // get an answer the others must not see, a Range request a part of one, and a key whose last
+  // response was not storable would make everyone wait for nothing (hit-for-pass).
+  if (req.method !== 'GET' || req.headers.authorization !== undefined || req.headers.range !== undefined || ctx.pass) {
+    return runHandler(ctx)
+  }
   const flight = cache.flights.get(ctx.headKey)
   if (flight === undefined) return lead(ctx)
 
@@ -597,8 +643,12 @@ function endFlight(ctx: Context, result: FlightResult | undefined, written?: May
 function runHandler(ctx: Context): void {
   const { cache, req } = ctx
   ctx.requestTime = cache.config.now()
-  if (req.method === 'GET') holdConditionals(ctx)
-  ctx.revalidating = ctx.stale !== undefined && req.method === 'GET'
+  ctx.epoch = cache.storage.generation
+  // The app sees the request as the client sent it whenever its answer will not be stored
+  // anyway: a Range request (its If-Range too, RFC 9110 §13.1.5) and a hit-for-pass key.
+  const asSent = req.method !== 'GET' || req.headers.range !== undefined || ctx.pass
+  if (!asSent) holdConditionals(ctx)
+  ctx.revalidating = ctx.stale !== undefined && !asSent
   if (ctx.revalidating) {
     const p = prepare(ctx.stale!)
     if (p.etag !== undefined) req.headers['if-none-match'] = p.etag
@@ -702,10 +752,16 @@ function watch(ctx: Context): void {
       if (!decision.store) {
         debug('not stored: %s (%s)', decision.reason, ctx.headKey)
         endFlight(ctx, undefined)
+        rememberPass(ctx, decision.reason, now)
         const label = decision.bypass ? 'BYPASS' : 'MISS'
         if (label === 'BYPASS') cache.counters.bypasses++
         else cache.counters.misses++
         if (statusHeader !== false) res.setHeader(statusHeader, label)
+        // The client's own validators were held aside: answer them as the app would have.
+        if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
+          toNotModifiedAsApp(res)
+          return { action: 'replace', capture: false, body: undefined }
+        }
         return { action: 'pass', capture: false }
       }
       cache.counters.misses++
@@ -718,7 +774,7 @@ function watch(ctx: Context): void {
       ctx.pending = { decision, status, headers: rawHeaders(res) }
       // The client's own conditional request, answered against the response just produced.
       if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
-        toNotModified(res)
+        toNotModified(res, statusHeader)
         return { action: 'replace', capture: true, body: undefined }
       }
       return { action: 'pass', capture: true }
@@ -733,6 +789,13 @@ function watch(ctx: Context): void {
       const pending = ctx.pending
       ctx.pending = undefined
       if (pending === undefined || body === undefined || ctx.replaying) return endFlight(ctx, undefined)
+      // RFC 9111 §3.3–3.4: a body that is not the length its head declared is incomplete (or
+      // has more than the message): it went to the client as the app wrote it, and is not stored.
+      const declared = headerOf(pending.headers, 'content-length')
+      if (declared !== undefined && Number(declared) !== body.byteLength) {
+        debug('not stored: body of %d bytes, Content-Length %s (%s)', body.byteLength, declared, ctx.headKey)
+        return endFlight(ctx, undefined)
+      }
       const { decision } = pending
       const entry = buildEntry({
         status: pending.status,
@@ -805,6 +868,9 @@ function replaceWith(
 function freshen(ctx: Context, res: ServerResponse, now: number, surrogate: SurrogateControl | undefined): ResponseEntry | undefined {
   const stale = ctx.stale!
   const update = rawHeaders(res)
+  // RFC 9110 §6.6.1, RFC 9111 §4.3.4: a 304 without Date is dated when it was received (Node
+  // adds one only on the wire, after this), or the entry would keep its old Date and age on.
+  if (headerOf(update, 'date') === undefined) update.push('Date', new Date(now).toUTCString())
   const headers = freshenHeaders(stale.headers, update)
   const asObject: OutgoingHttpHeaders = {}
   for (let i = 0; i < headers.length; i += 2) asObject[headers[i].toLowerCase()] = headers[i + 1]
@@ -854,7 +920,12 @@ function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   const { cache } = ctx
   const ttl = retention(entry)
   if (ttl <= 0) return endFlight(ctx, undefined)
-  cache.counters.stores++
+  // An invalidation that began while this response was computed may be about the data it was
+  // made from: storing it now would bring back what the invalidation removed.
+  if (cache.storage.invalidatedSince(ctx.headKey, ctx.epoch)) {
+    debug('not stored: invalidated while it was computed (%s)', ctx.headKey)
+    return endFlight(ctx, undefined)
+  }
   const result: FlightResult = { entry, vary, variant: variantPart(vary, varyHeaders(ctx.req, vary)) }
   if (vary.length === 0) return endFlight(ctx, result, cache.storage.write(ctx.headKey, entry, ttl))
   // A varying response: the head key holds the list of variants, each variant its own key.
@@ -935,10 +1006,17 @@ function startRefresh(cache: Instance, req: IncomingMessage, url: string, headKe
   fake.httpVersionMajor = 1
   fake.httpVersionMinor = 1
   fake.httpVersion = '1.1'
+  // The same header fields as the request it refreshes for: the response is stored under the
+  // variant those fields select (Vary), so a refresh for one user stays that user's.
   fake.headers = { ...req.headers }
   delete fake.headers['if-none-match']
   delete fake.headers['if-modified-since']
+  delete fake.headers.range
+  delete fake.headers['if-range']
   fake.rawHeaders = []
+  for (const [name, value] of Object.entries(fake.headers)) {
+    for (const line of Array.isArray(value) ? value : [value ?? '']) fake.rawHeaders.push(name, line)
+  }
   fake.complete = true
   fake.push(null)
   ;(fake as { app?: unknown }).app = (req as { app?: unknown }).app
@@ -1036,9 +1114,9 @@ function invalidateTargets(cache: Instance, req: IncomingMessage, res: ServerRes
 
 /**
  * Remove everything under a primary-key pattern: the keys themselves carry `#secondary` parts.
- * A pattern the store cannot honour rejects (a usage error must not pass silently); a store
- * that fails or stalls is reported to onError and counts as 0 removed, so one broken cache
- * never turns the app's write into a 500. The wait is bounded by lockTimeout.
+ * Resolves how many entries were removed once no reader can find them; rejects when it could
+ * not be done — a pattern the store cannot honour, a store that failed, or one that did not
+ * answer — so the caller can retry or alert instead of reading "nothing matched".
  */
 export async function invalidatePattern(cache: Instance, pattern: string): Promise<number> {
   assertPattern(pattern)
@@ -1050,26 +1128,31 @@ async function removeKey(cache: Instance, key: string): Promise<number> {
   return guarded(cache, cache.storage.removeMatching(`${key}#*`))
 }
 
+/**
+ * Settle an invalidation within bounds. A deletion over many keys may rightly take a while, so
+ * the whole is bounded by lockTimeout; a store that does not answer at all is found out sooner
+ * by one round trip bounded by storeTimeout, made alongside it.
+ */
 function guarded(cache: Instance, work: Promise<number>): Promise<number> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      cache.report(new StoreTimeoutError('invalidate', cache.config.lockTimeout))
-      resolve(0)
-    }, cache.config.lockTimeout)
+    let settled = false
+    const fail = (error: unknown) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      const err = asError(error)
+      if (!(err instanceof TypeError) && err.name !== 'UnsupportedPatternError') cache.report(err)
+      reject(err)
+    }
+    const timer = setTimeout(() => fail(new StoreTimeoutError('invalidate', cache.config.lockTimeout)), cache.config.lockTimeout)
     timer.unref?.()
-    work.then(
-      (n) => {
-        clearTimeout(timer)
-        resolve(n)
-      },
-      (error) => {
-        clearTimeout(timer)
-        const err = asError(error)
-        if (err instanceof TypeError || err.name === 'UnsupportedPatternError') return reject(err)
-        cache.report(err)
-        resolve(0)
-      },
-    )
+    cache.storage.ping().catch(fail)
+    work.then((n) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      resolve(n)
+    }, fail)
   })
 }
 
@@ -1098,6 +1181,7 @@ function contextFor(
   }
   if (arrived !== undefined) ctx.arrived = arrived
   ctx.varyRecord = found.vary
+  ctx.pass = found.pass === true
   return ctx
 }
 
@@ -1130,6 +1214,8 @@ function newContext(
     replaying: false,
     revalidating: false,
     requestTime: 0,
+    pass: false,
+    epoch: cache.storage.generation,
     pending: undefined,
   }
 }
@@ -1183,19 +1269,27 @@ function requestHost(req: IncomingMessage): string {
   return hostPart(h.host, [forwardedHost, forwardedProto, forwarded].map((v) => (v === undefined ? '!' : '=' + escapePart(String(v)))).join('|'))
 }
 
+/** Conditional request fields the cache holds aside while the handler runs (see holdConditionals). */
+const HELD_CONDITIONALS = ['if-none-match', 'if-modified-since'] as const
+
 /**
- * The request's values of the headers a response varies on, read from the raw header lines:
- * Node folds some names into `req.headers` oddly (a header named `constructor` is dropped
- * there), and conditional headers may be held aside. Lines of one name join with `, `.
+ * The request's values of the headers a response varies on: exactly what the handler reads in
+ * `req.headers`, where Node has already kept the first line of single-value fields (User-Agent,
+ * Authorization, …) and joined the lines of list fields with `, `. Keyed by anything else (the
+ * raw lines, say), a client that splits a header into two lines would reach, or plant, the
+ * variant of a client who sends the joined value. Conditional fields held aside are read from
+ * where they are held.
  */
 function varyHeaders(req: IncomingMessage, names: readonly string[]): Record<string, string> {
   const out: Record<string, string> = Object.create(null)
   if (names.length === 0) return out
-  const raw = req.rawHeaders
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i].toLowerCase()
-    if (!names.includes(name)) continue
-    out[name] = out[name] === undefined ? raw[i + 1] : out[name] + ', ' + raw[i + 1]
+  const held = contexts.get(req)?.conditionals
+  const headers = req.headers
+  for (const name of names) {
+    const value = held !== undefined && (HELD_CONDITIONALS as readonly string[]).includes(name)
+      ? held[name as (typeof HELD_CONDITIONALS)[number]]
+      : Object.prototype.hasOwnProperty.call(headers, name) ? headers[name] : undefined
+    if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value
   }
   return out
 }
@@ -1207,7 +1301,6 @@ function holdConditionals(ctx: Context): void {
   if (h['if-modified-since'] !== undefined) ctx.conditionals['if-modified-since'] = h['if-modified-since']
   delete h['if-none-match']
   delete h['if-modified-since']
-  delete h['if-range']
 }
 
 /** Put the client's validators back, removing any the cache sent for revalidation. */
@@ -1234,11 +1327,53 @@ function clientNotModified(conditionals: NonNullable<Context['conditionals']>, r
   })
 }
 
-/** Turn the response being produced into a 304 (RFC 9110 §15.4.5): validators and caching fields only. */
-function toNotModified(res: ServerResponse): void {
-  const keep = new Set(['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'x-cache'])
-  for (const name of res.getHeaderNames()) if (!keep.has(name)) res.removeHeader(name)
+/**
+ * Turn the response being produced into the 304 a cache sends (RFC 9110 §15.4.5): the fields a
+ * stored 304 carries (the same list as a hit's, see entry.ts) and the cache's status header.
+ */
+function toNotModified(res: ServerResponse, statusHeader: string | false): void {
+  const own = statusHeader === false ? undefined : statusHeader.toLowerCase()
+  for (const name of res.getHeaderNames()) if (!NOT_MODIFIED_FIELDS.has(name) && name !== own) res.removeHeader(name)
   res.statusCode = 304
+}
+
+/**
+ * Turn a response that is not stored into the 304 the app itself would have sent had it seen
+ * the client's validators (Express `res.send`): every field kept but those of the body.
+ */
+function toNotModifiedAsApp(res: ServerResponse): void {
+  for (const name of ['content-type', 'content-length', 'transfer-encoding']) res.removeHeader(name)
+  res.statusCode = 304
+}
+
+/** How long a key whose response was not storable skips coalescing (Varnish's hit-for-miss uses 120 s). */
+const PASS_TTL = 120_000
+
+/**
+ * Remember that this key's response was not storable, in the store so every process knows: the
+ * next requests for it go to the app at once instead of queueing behind one another for a
+ * response none of them can share. Only when the reason is the response's (not this request's
+ * own Cache-Control, Authorization or Cookie) and nothing else stands at the key.
+ */
+function rememberPass(ctx: Context, reason: string, now: number): void {
+  if (ctx.pass || ctx.req.method !== 'GET' || ctx.stale !== undefined || ctx.varyRecord !== undefined) return
+  if (reason.startsWith('request') || ctx.req.headers.authorization !== undefined) return
+  const marker: PassEntry = { kind: 'pass', expires: now + PASS_TTL }
+  ctx.pass = true
+  ctx.cache.storage.write(ctx.headKey, marker, PASS_TTL)
+}
+
+/**
+ * cacheRoute(false) reached: nothing will be stored, so the requests waiting for this one go
+ * now, and the app sees the request as the client sent it (its own validators, no revalidation).
+ */
+export function leaveUncached(ctx: Context): void {
+  endFlight(ctx, undefined)
+  restoreConditionals(ctx)
+  ctx.conditionals = undefined
+  ctx.revalidating = false
+  ctx.staleOnError = false
+  ctx.stale = undefined
 }
 
 /** The response's headers as a flat list, names in the letter case the app used. */
@@ -1254,15 +1389,9 @@ function rawHeaders(res: ServerResponse): string[] {
   return out
 }
 
-function setHeaderList(res: ServerResponse, headers: readonly string[]): void {
-  const grouped = new Map<string, { name: string; values: string[] }>()
-  for (let i = 0; i < headers.length; i += 2) {
-    const lower = headers[i].toLowerCase()
-    const group = grouped.get(lower)
-    if (group === undefined) grouped.set(lower, { name: headers[i], values: [headers[i + 1]] })
-    else group.values.push(headers[i + 1])
-  }
-  for (const { name, values } of grouped.values()) res.setHeader(name, values.length === 1 ? values[0] : values)
+/** Set a replay head on a response being produced: each field once, repeated lines as an array. */
+function setHeaderList(res: ServerResponse, headers: ReplayHead): void {
+  for (let i = 0; i < headers.length; i += 2) res.setHeader(headers[i] as string, headers[i + 1])
 }
 
 function headerOf(headers: readonly string[], lowerName: string): string | undefined {

@@ -1,7 +1,7 @@
 /** cacheRoute() marks one route's ttl and options; invalidate() drops entries in every open cache. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { storageKey } from './key.js'
-import { contexts, openCaches, restartUnderKey } from './middleware.js'
+import { contexts, leaveUncached, openCaches, restartUnderKey } from './middleware.js'
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
 
@@ -32,6 +32,7 @@ export function cacheRoute(ttl: Duration | false, options?: RouteOptions) {
       return next()
     }
     ctx.route = route
+    if (route.ttl === 0) leaveUncached(ctx)
     if (route.key !== undefined && route.ttl !== 0) {
       let primary: string
       try {

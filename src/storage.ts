@@ -76,6 +76,17 @@ export class Storage {
   private failures = 0
   private openUntil = 0
   private lastFailure = 0
+  /** What happened to the responses given to `write()`: landed, failed (or skipped), refused by the store. */
+  readonly writes = { landed: 0, failed: 0, refused: 0 }
+  /**
+   * Invalidations (pattern deletions, `clear()`) in the order they began, numbered by `epoch`. A
+   * computation that began before one of them must not store what it computed afterwards: it may
+   * have read the data the invalidation was about (see `invalidatedSince`). The log keeps the
+   * last MAX_INVALIDATIONS; a computation older than everything it holds is treated as raced.
+   */
+  private epoch = 0
+  private readonly invalidations: { epoch: number; matches: (key: string) => boolean }[] = []
+  private forgotten = 0
   /**
    * Entries whose write has not landed yet. Reads see them, so a request right after a miss
    * is a hit in this process even on a store with slow writes; an invalidation that runs
@@ -119,6 +130,45 @@ export class Storage {
   /** True when a store call failed within the last `ms` milliseconds. */
   failedWithin(ms: number): boolean {
     return this.lastFailure !== 0 && this.now() - this.lastFailure < ms
+  }
+
+  /** The invalidation epoch now: record it when a computation starts, pass it to `invalidatedSince`. */
+  get generation(): number {
+    return this.epoch
+  }
+
+  /** True when an invalidation that began after epoch `since` matched `key` (or may have: see the log). */
+  invalidatedSince(key: string, since: number): boolean {
+    if (since >= this.epoch) return false
+    if (since < this.forgotten) return true
+    for (let i = this.invalidations.length - 1; i >= 0; i--) {
+      const invalidation = this.invalidations[i]
+      if (invalidation.epoch <= since) break
+      if (invalidation.matches(key)) return true
+    }
+    return false
+  }
+
+  private recordInvalidation(matches: (key: string) => boolean): void {
+    this.invalidations.push({ epoch: ++this.epoch, matches })
+    if (this.invalidations.length > MAX_INVALIDATIONS) this.forgotten = this.invalidations.shift()!.epoch
+  }
+
+  /**
+   * One round trip to the store within the timeout; rejects when the store does not answer in
+   * time, fails, or is being skipped (circuit open). Object stores answer at once.
+   */
+  async ping(): Promise<void> {
+    if (this.entries !== undefined) return
+    if (this.isOpen()) throw new StoreUnavailableError()
+    try {
+      const answer = this.store.get(PING_KEY)
+      if (isPromise(answer)) await this.bounded(answer, 'get')
+      this.succeeded()
+    } catch (error) {
+      this.failed(error)
+      throw asError(error)
+    }
   }
 
   /**
@@ -166,19 +216,33 @@ export class Storage {
     if (this.entries === undefined) this.inFlight.set(key, { entry, invalidated: false, settled: undefined })
   }
 
-  /** Store an entry; failures are reported, never thrown. */
+  /**
+   * Store an entry; failures are reported, never thrown. Responses are counted in `writes` once
+   * the store has answered: landed, failed (or skipped while the circuit is open), or refused
+   * (a store's `set` resolving `false`, e.g. memcached's item-size limit).
+   */
   write(key: string, entry: Entry, ttlMs: number): Maybe<void> {
-    if (this.entries !== undefined) return this.entries.setEntry(key, entry, ttlMs)
-    if (this.isOpen()) return
+    const counted = entry.kind === 'response'
+    if (this.entries !== undefined) {
+      this.entries.setEntry(key, entry, ttlMs)
+      if (counted) this.writes.landed++
+      return
+    }
+    if (this.isOpen()) {
+      if (counted) this.writes.failed++
+      return
+    }
     let bytes: Uint8Array
     try {
       bytes = this.coder.encode(entry)
     } catch (error) {
+      if (counted) this.writes.failed++
       this.report(asError(error))
       return
     }
     const slot: InFlight = { entry, invalidated: false, settled: undefined }
-    const set = () => this.call('set', () => this.store.set(key, bytes, ttlMs))
+    const tally = counted ? this.writes : undefined
+    const set = () => this.call('set', () => this.store.set(key, bytes, ttlMs), tally)
     const sweeps = this.sweepsOf(key)
     const written = sweeps === undefined ? set() : settledWithin(Promise.all(sweeps), this.sweepWait).then(() => (slot.invalidated ? undefined : set()))
     if (!isPromise(written)) return
@@ -204,6 +268,7 @@ export class Storage {
 
   /** Empty the store; writes on their way must not bring their entries back afterwards. */
   async clear(): Promise<void> {
+    this.recordInvalidation(() => true)
     // An object store deletes at once and never has writes on their way.
     if (this.entries !== undefined) return void (await this.store.clear?.())
     const landing = this.invalidateInFlight(() => true)
@@ -219,10 +284,11 @@ export class Storage {
    */
   async removeMatching(pattern: string): Promise<number> {
     let removed: unknown
+    const matches = compilePattern(pattern)
+    this.recordInvalidation(matches)
     if (this.entries !== undefined) {
       removed = await this.store.deleteMatching(pattern)
     } else {
-      const matches = compilePattern(pattern)
       const landing = this.invalidateInFlight(matches)
       removed = await this.sweep(matches, () => this.store.deleteMatching(pattern))
       await landing
@@ -277,22 +343,27 @@ export class Storage {
     }
   }
 
-  private call(operation: string, run: () => unknown): Maybe<void> {
+  private call(operation: string, run: () => unknown, tally?: Storage['writes']): Maybe<void> {
     let result: unknown
     try {
       result = run()
     } catch (error) {
+      if (tally !== undefined) tally.failed++
       this.failed(error)
       return
     }
-    if (!isPromise(result)) {
+    const answered = (value: unknown) => {
+      if (tally !== undefined) {
+        if (value === false) tally.refused++
+        else tally.landed++
+      }
       this.succeeded()
-      return
     }
-    return this.bounded(result, operation).then(
-      () => this.succeeded(),
-      (error) => this.failed(error),
-    )
+    if (!isPromise(result)) return answered(result)
+    return this.bounded(result, operation).then(answered, (error) => {
+      if (tally !== undefined) tally.failed++
+      this.failed(error)
+    })
   }
 
   /**
@@ -343,6 +414,12 @@ export class Storage {
     }
   }
 }
+
+/** Invalidations remembered for `invalidatedSince`; a computation older than all of them does not store. */
+const MAX_INVALIDATIONS = 1024
+
+/** The key `ping()` reads; nothing writes it, and reading it changes nothing. */
+const PING_KEY = 'cachet-ping'
 
 /** A write on its way (or an entry staged ahead of one). */
 interface InFlight {

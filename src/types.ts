@@ -94,4 +94,14 @@ export interface VaryEntry {
   expires: number
 }
 
-export type Entry = ResponseEntry | VaryEntry
+/**
+ * Stands at a key whose last response was not storable (Varnish's hit-for-pass): requests for it
+ * go to the app at once instead of waiting for each other, until `expires` (epoch ms) or until a
+ * storable response replaces it.
+ */
+export interface PassEntry {
+  kind: 'pass'
+  expires: number
+}
+
+export type Entry = ResponseEntry | VaryEntry | PassEntry

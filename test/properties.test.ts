@@ -18,7 +18,7 @@ import { connectionTokens, deltaSeconds, parseCacheControl, parseHttpDate, parse
 import { jsonCoder } from '../src/coders/json.js'
 import { msgpackCoder } from '../src/coders/msgpack.js'
 import { CorruptEntryError } from '../src/entry.js'
-import { responseCache } from '../src/middleware.js'
+import { responseCache, type ResponseCache } from '../src/middleware.js'
 import { FORMAT_VERSION, type Coder, type Entry, type ResponseEntry, type Store, type VaryEntry } from '../src/types.js'
 import { openStore, type ReliabilityStore } from './reliability/stores.js'
 import { getRedis } from './support/servers.js'
@@ -349,27 +349,26 @@ describe('properties of parseDuration() (src/options.ts)', () => {
 
 // -------------------------------------------------------------------------------------------
 
-/**
- * Time of one call of `fn`, in ms: repeated until a batch lasts at least 10 ms (so the timer's
- * resolution does not decide), best of three batches (so one GC pause does not either).
- */
+/** Time of one call of `fn` in ms, after one warm-up call: the best of three. */
 function timeOf(fn: () => unknown): number {
   fn()
-  let reps = 1
-  for (;;) {
-    const t0 = performance.now()
-    for (let i = 0; i < reps; i++) fn()
-    if (performance.now() - t0 >= 10 || reps >= 4096) break
-    reps *= 2
-  }
   let best = Infinity
-  for (let round = 0; round < 7; round++) {
+  for (let round = 0; round < 3; round++) {
     const t0 = performance.now()
-    for (let i = 0; i < reps; i++) fn()
+    fn()
     best = Math.min(best, performance.now() - t0)
   }
-  return best / reps
+  return best
 }
+
+/**
+ * Linear time, shown without a noisy ratio: on 128 KiB of adversarial input the slowest linear
+ * parser here takes about 100 ms on a loaded 2-core machine, a quadratic one tens of seconds
+ * (1.7 × 10^10 steps). The bound sits between the two, twenty times above the linear figure and
+ * far below the quadratic one, so neither a busy machine nor a GC pause can decide the result.
+ */
+const LINEAR_INPUT = 128 * 1024
+const LINEAR_BOUND_MS = 2000
 
 /** Inputs that make backtracking or quadratic parsers slow, built to any length. */
 const ADVERSARIAL: Record<string, (n: number) => string> = {
@@ -413,23 +412,16 @@ describe('properties of the header parsers (src/policy.ts)', () => {
         )
       })
 
-      it('should run in linear time on 64 KB headers (16 KB → 64 KB costs well under 16×)', function () {
-        this.timeout(30_000)
-        const worst: string[] = []
+      it('should run in linear time: 128 KiB of adversarial input in far less than a quadratic parser needs', function () {
+        this.timeout(60_000)
+        const seen: string[] = []
         for (const [shape, build] of Object.entries(ADVERSARIAL)) {
-          const small = build(16 * 1024)
-          const large = build(64 * 1024)
+          const large = build(LINEAR_INPUT)
           expect(() => parse(large)).to.not.throw()
-          const tSmall = timeOf(() => parse(small))
-          const tLarge = timeOf(() => parse(large))
-          // Linear is ×4, quadratic ×16. Under 0.5 ms a call is too short for the ratio to mean
-          // much (V8's string representation changes with size); a quadratic parser would take
-          // seconds on 64 KB, which the absolute bound below catches.
-          if (tLarge > 0.5) expect(tLarge / tSmall, `${shape}: ${tSmall.toFixed(3)} ms → ${tLarge.toFixed(3)} ms`).to.be.below(10)
-          expect(tLarge, `${shape} on 64 KB`).to.be.below(250)
-          worst.push(`${shape} ${tLarge.toFixed(2)} ms`)
+          expect(timeOf(() => parse(large)), `${shape} on 128 KiB`).to.be.below(LINEAR_BOUND_MS)
+          seen.push(shape)
         }
-        expect(worst).to.have.length(Object.keys(ADVERSARIAL).length)
+        expect(seen).to.have.length(Object.keys(ADVERSARIAL).length)
       })
     })
   }
@@ -444,8 +436,10 @@ const time = fc.nat({ max: 2 ** 47 })
 
 const responseEntry: fc.Arbitrary<ResponseEntry> = fc.record({
   kind: fc.constant('response' as const),
-  status: fc.integer({ min: 200, max: 599 }),
-  headers: fc.array(fc.tuple(fc.oneof(fieldName, fc.constantFrom('__proto__', 'constructor', 'Set-Cookie', 'ETag')), fieldValue), { maxLength: 12 }).map((pairs) => pairs.flat()),
+  // What the cache writes: never a 206 or 304, never Set-Cookie or a hop-by-hop field (entry.ts
+  // rejects those when they are read back).
+  status: fc.integer({ min: 200, max: 599 }).filter((status) => status !== 206 && status !== 304),
+  headers: fc.array(fc.tuple(fc.oneof(fieldName, fc.constantFrom('__proto__', 'constructor', 'Link', 'ETag')), fieldValue), { maxLength: 12 }).map((pairs) => pairs.flat()),
   body: fc.uint8Array({ maxLength: 2048 }),
   responseTime: time,
   initialAge: time,
@@ -568,6 +562,15 @@ const NAMED_TAMPERING: Tampered[] = [
   { what: 'empty bytes', bytes: () => new Uint8Array(0) },
 ]
 
+/** The bytes are the hit-for-pass marker the cache writes for a key whose response was not storable. */
+function isPassMarker(coder: Coder, bytes: Uint8Array): boolean {
+  try {
+    return coder.decode(bytes).kind === 'pass'
+  } catch {
+    return false
+  }
+}
+
 describe('entries fuzzed straight into the stores', function () {
   this.timeout(120_000)
 
@@ -582,13 +585,14 @@ describe('entries fuzzed straight into the stores', function () {
         const rejections: unknown[] = []
         const onRejection = (reason: unknown) => rejections.push(reason)
         let store: Store
+        let cache: ResponseCache
 
         before(async function () {
           this.timeout(30_000)
           opened = await openStore(storeName)
           store = opened.store
           process.on('unhandledRejection', onRejection)
-          const cache = responseCache({ store, coder, onError: (error) => errors.push(error) })
+          cache = responseCache({ store, coder, onError: (error) => errors.push(error) })
           const app = express()
           app.use(cache)
           // Not storable: after the request, the only thing left at the key would be the tampered entry.
@@ -606,6 +610,7 @@ describe('entries fuzzed straight into the stores', function () {
           process.off('unhandledRejection', onRejection)
           server.closeAllConnections()
           await new Promise<void>((resolve) => server.close(() => resolve()))
+          await cache.close()
           await opened.dispose()
         })
 
@@ -623,13 +628,15 @@ describe('entries fuzzed straight into the stores', function () {
           expect(res.cache).to.equal('MISS')
           expect(calls).to.equal(before + 1)
           expect(errors.some((e) => e.name === 'CorruptEntryError'), `onError got ${errors.map((e) => e.message).join('; ') || 'nothing'}`).to.equal(true)
-          // The bad entry is deleted (in the background: poll briefly).
-          let left: unknown = await store.get(key)
-          for (let i = 0; i < 20 && left !== null && left !== undefined; i++) {
+          // The bad entry is deleted (in the background: poll briefly). The key may then hold the
+          // marker that remembers the response was not storable (hit-for-pass), and nothing else.
+          const bad = (bytes: Uint8Array | null | undefined) => bytes !== null && bytes !== undefined && !isPassMarker(coder, bytes)
+          let left = await store.get(key)
+          for (let i = 0; i < 20 && bad(left); i++) {
             await new Promise((resolve) => setTimeout(resolve, 25))
             left = await store.get(key)
           }
-          expect(left ?? null, 'the bad entry is deleted').to.equal(null)
+          expect(bad(left), 'the bad entry is deleted').to.equal(false)
           expect(rejections, 'unhandled rejections').to.deep.equal([])
         }
 

@@ -56,9 +56,11 @@ for (const storeName of STORE_NAMES) {
     this.timeout(20_000)
     let opened: ReliabilityStore
     const open: Site[] = []
+    const made: Site[] = []
     const make: typeof site = async (...args) => {
       const s = await site(...args)
       open.push(s)
+      made.push(s)
       return s
     }
 
@@ -70,6 +72,9 @@ for (const storeName of STORE_NAMES) {
       await Promise.all(open.splice(0).map((s) => s.close()))
     })
     after(async () => {
+      // The sites share one store: their caches close (leaving the process's open caches) only
+      // once no test uses the store any more.
+      await Promise.all(made.splice(0).map((s) => s.cache.close().catch(() => undefined)))
       await opened.dispose()
     })
 

@@ -259,6 +259,7 @@ function groupOf(key: string): string {
 
 function sizeOf(value: Value): number {
   if (value instanceof Uint8Array) return value.byteLength
+  if (value.kind === 'pass') return 0
   if (value.kind === 'vary') {
     let size = 0
     for (const name of value.vary) size += name.length * 2

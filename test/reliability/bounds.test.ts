@@ -271,6 +271,7 @@ describe('bounds', function () {
             server.closeAllConnections()
             server.close()
             await Promise.resolve(cache.clear()).catch(() => undefined)
+            await cache.close()
             redis?.disconnect()
           }
         })
@@ -357,6 +358,7 @@ describe('bounds', function () {
           server.closeAllConnections()
           server.close()
           await Promise.resolve(cache.clear()).catch(() => undefined)
+          await cache.close()
           redis?.disconnect()
         }
       })

@@ -436,3 +436,12 @@ export async function storeHolds(h: Harness, key: string, present: boolean, time
     await sleep(10)
   }
 }
+
+/** Resolves once `check()` holds (polling every 10 ms); rejects naming `what` after `timeoutMs`. */
+export async function eventually(check: () => boolean | Promise<boolean>, what = 'the condition', timeoutMs = 3000): Promise<void> {
+  const until = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await sleep(10)
+  }
+}
