@@ -184,6 +184,16 @@ export function hasExplicitFreshness(cc: Directives, expires: string | undefined
 /** Statuses never stored as such whatever their headers: partial content and Not Modified (RFC 9111 §3, §3.3, §4.3.4). */
 const NEVER_STORED = new Set([206, 304])
 
+/**
+ * Final statuses whose semantics this cache implements (RFC 9110 §15): with `must-understand`
+ * (RFC 9111 §5.2.2.3) a response with any other status is not stored.
+ */
+const UNDERSTOOD_STATUSES = new Set([
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 305, 307, 308,
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
+  500, 501, 502, 503, 504, 505,
+])
+
 /** Statuses heuristically cacheable (RFC 9110 §15.1), less 206 which is never stored here. */
 const HEURISTIC_STATUSES = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501])
 
@@ -371,7 +381,9 @@ export type StorageDecision =
  * Statuses: 1xx, 206 and 304 never; a status in `statusCodes` with any source of freshness;
  * any other final status only with explicit freshness (`s-maxage`, `max-age`, `Expires`, or the
  * targeted / Surrogate-Control `max-age` that stands for Cache-Control), RFC 9111 §3 — the ttl
- * fallbacks, the route override and the heuristic stay limited to `statusCodes`.
+ * fallbacks, the route override and the heuristic stay limited to `statusCodes`. With
+ * `must-understand` (RFC 9111 §5.2.2.3) only statuses defined in RFC 9110 §15 are stored
+ * (`no-store` is still obeyed alongside it).
  */
 export function storageDecision(input: StorageInput): StorageDecision {
   const { status, headers, requestHeaders } = input
@@ -394,6 +406,9 @@ export function storageDecision(input: StorageInput): StorageDecision {
     return { store: false, reason: `status ${status} is not in statusCodes and the response has no explicit freshness`, bypass: false }
   }
   if (cc['no-store'] !== undefined) return { store: false, reason: `response ${rulesName}: no-store`, bypass: false }
+  if (cc['must-understand'] !== undefined && !UNDERSTOOD_STATUSES.has(status)) {
+    return { store: false, reason: `response ${rulesName}: must-understand and status ${status} is not one this cache implements`, bypass: false }
+  }
   // RFC 9111 §5.2.2.7: a shared cache never stores `private`, qualified or not.
   if (responseCC.private !== undefined) return { store: false, reason: 'response Cache-Control: private', bypass: false }
   if (cc.private !== undefined) return { store: false, reason: `response ${rulesName}: private`, bypass: false }

@@ -192,6 +192,16 @@ describe('storageDecision()', () => {
     ])
   })
 
+  describe('when the response says must-understand (RFC 9111 §5.2.2.3)', () => {
+    check([
+      { name: 'a 599 with max-age=3600, must-understand', status: 599, headers: { 'cache-control': 'max-age=3600, must-understand' }, store: false, reason: /must-understand/ },
+      { name: 'a 299 with targeted max-age=60, must-understand', status: 299, targeted: { 'max-age': '60', 'must-understand': true }, store: false, reason: /must-understand/ },
+      { name: 'a 503 with max-age=5, must-understand', status: 503, headers: { 'cache-control': 'max-age=5, must-understand' }, store: true, lifetime: 5000 },
+      { name: 'a 200 with max-age=5, must-understand', headers: { 'cache-control': 'max-age=5, must-understand' }, store: true, lifetime: 5000 },
+      { name: 'a 599 with max-age=3600 alone', status: 599, headers: { 'cache-control': 'max-age=3600' }, store: true, lifetime: 3_600_000 },
+    ])
+  })
+
   describe('when the status is never stored as such', () => {
     check([
       { name: 'a 206 with max-age=60', status: 206, headers: { 'cache-control': 'max-age=60' }, store: false, reason: /206/ },
