@@ -375,7 +375,7 @@ export type StorageDecision =
     }
 
 /**
- * May this response be stored (RFC 9111 §3, README "What is never stored")? Checked in order
+ * May this response be stored (RFC 9111 §3, README "What is not cached, and why")? Checked in order
  * of how surely a rule forbids it, so the reason reported is the most telling one.
  *
  * Statuses: 1xx, 206 and 304 never; a status in `statusCodes` with any source of freshness;
