@@ -74,6 +74,14 @@ export interface RouteOptions {
    * stored only when the response's own headers allow it). @default false
    */
   allowCookies?: boolean
+  /**
+   * The route ttl takes precedence over the response's own freshness (`max-age=0` from
+   * `express.static`, `Expires`, `s-maxage`) for what this cache stores; never over
+   * `no-store`, `private`, `Set-Cookie`, `Vary: *` or the Authorization rule. Clients still
+   * receive the app's headers unchanged. `no-cache` and `must-revalidate` make the entry
+   * revalidate once the route ttl ends instead of serving it stale. @default false
+   */
+  override?: boolean
 }
 
 /** The resolved, frozen configuration the middleware runs on. Durations in ms. */
@@ -104,6 +112,8 @@ export interface RouteConfig {
   key: KeyFunction | undefined
   statusHeader: string | false | undefined
   allowCookies: boolean
+  /** The route ttl wins over the response's freshness fields (RouteOptions.override). */
+  override: boolean
 }
 
 export const DEFAULT_STATUS_CODES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]
@@ -173,7 +183,7 @@ export function resolveRoute(ttl: unknown, options: RouteOptions = {}): RouteCon
     throw new TypeError(`cacheRoute options must be an object, got ${describe(options)}`)
   }
   for (const name of Object.keys(options)) {
-    if (name !== 'key' && name !== 'statusHeader' && name !== 'allowCookies') {
+    if (name !== 'key' && name !== 'statusHeader' && name !== 'allowCookies' && name !== 'override') {
       throw new TypeError(`cacheRoute: unknown option "${name}"`)
     }
   }
@@ -182,6 +192,7 @@ export function resolveRoute(ttl: unknown, options: RouteOptions = {}): RouteCon
     key: optionalFunction('key', options.key, 'cacheRoute option') as KeyFunction | undefined,
     statusHeader: options.statusHeader === undefined ? undefined : headerName('statusHeader', options.statusHeader, 'X-Cache', 'cacheRoute option'),
     allowCookies: boolean('allowCookies', options.allowCookies, false, 'cacheRoute option'),
+    override: boolean('override', options.override, false, 'cacheRoute option'),
   })
 }
 

@@ -173,13 +173,45 @@ export function firstValue(value: string | string[] | number | undefined): strin
   return String(value)
 }
 
+/**
+ * Does the response carry explicit freshness (RFC 9111 §4.2.1): `s-maxage`, `max-age` or
+ * `Expires`? Then any final status may be stored (RFC 9111 §3), not only `statusCodes`.
+ */
+export function hasExplicitFreshness(cc: Directives, expires: string | undefined): boolean {
+  return cc['s-maxage'] !== undefined || cc['max-age'] !== undefined || expires !== undefined
+}
+
+/** Statuses never stored as such whatever their headers: partial content and Not Modified (RFC 9111 §3, §3.3, §4.3.4). */
+const NEVER_STORED = new Set([206, 304])
+
+/**
+ * Final statuses whose semantics this cache implements (RFC 9110 §15): with `must-understand`
+ * (RFC 9111 §5.2.2.3) a response with any other status is not stored.
+ */
+const UNDERSTOOD_STATUSES = new Set([
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 305, 307, 308,
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
+  500, 501, 502, 503, 504, 505,
+])
+
 /** Statuses heuristically cacheable (RFC 9110 §15.1), less 206 which is never stored here. */
 const HEURISTIC_STATUSES = new Set([200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501])
 
-/** What decides freshness when the response's own headers are silent. */
+/** What decides freshness when the response's own headers are silent (or, with `routeOverride`, always). */
 export interface FreshnessConfig {
   /** Route ttl from cacheRoute(), ms. */
   routeTtl?: number
+  /**
+   * The route ttl takes precedence over the response's own freshness fields (`s-maxage`,
+   * `max-age`, `Expires`, targeted or Surrogate-Control `max-age`) for this cache's storage:
+   * `cacheRoute(ttl, { override: true })`. It never lifts `no-store`, `private`, `Set-Cookie`,
+   * `Vary: *` or the Authorization rule, and applies only to statuses in `statusCodes`.
+   * `no-cache` then no longer means "validate before every reuse": the entry is fresh for the
+   * route ttl and, like `must-revalidate`, is revalidated (never served stale) once that ends.
+   * Only the stored lifetime changes: clients receive the app's headers as sent.
+   * Flow: `routeOverride: ctx.route?.override ?? false`. @default false
+   */
+  routeOverride?: boolean
   /** Global `ttl` option, ms. */
   defaultTtl?: number
   heuristicFraction: number
@@ -197,6 +229,7 @@ export interface Freshness {
  * Freshness lifetime (RFC 9111 §4.2.1): `s-maxage` > `max-age` > `Expires − Date` > the
  * configured ttl (route, then global) > heuristic (§4.2.2). An invalid max-age or Expires
  * means "already expired". `dateValue` is the response's Date, or the time it was received.
+ * With `config.routeOverride` and a route ttl, the route ttl comes first of all.
  */
 export function freshnessLifetime(
   status: number,
@@ -206,6 +239,7 @@ export function freshnessLifetime(
   lastModified: string | undefined,
   config: FreshnessConfig,
 ): Freshness {
+  if (config.routeOverride === true && config.routeTtl !== undefined) return { lifetime: config.routeTtl, source: 'route' }
   if (cc['s-maxage'] !== undefined) return { lifetime: deltaSeconds(cc['s-maxage'], 0) * 1000, source: 's-maxage' }
   if (cc['max-age'] !== undefined) return { lifetime: deltaSeconds(cc['max-age'], 0) * 1000, source: 'max-age' }
   if (expires !== undefined) {
@@ -315,6 +349,18 @@ export interface StorageInput {
   now: number
   /** Surrogate-Control for this cache, when it acts as a surrogate (see parseSurrogateControl). */
   surrogate?: SurrogateControl
+  /**
+   * Directives of the targeted field that speaks for this cache (RFC 9213 §2.2), as
+   * `targetedDirectives()` in src/targeted.ts returns them. When present they replace
+   * Cache-Control (and Surrogate-Control) for this cache's storage and freshness decision,
+   * `no-store` and `no-cache` included: precedence is targeted field, then Surrogate-Control
+   * (when it has `max-age` or `no-store`), then Cache-Control. `private` in the plain
+   * Cache-Control still keeps the response out, as does `private` in the targeted field, and
+   * the Authorization rule (RFC 9111 §3.5) reads only the plain Cache-Control.
+   * Flow: `targeted: targetedDirectives((name) => res.getHeader(name), targets)?.directives`.
+   * @default undefined (Cache-Control rules)
+   */
+  targeted?: Directives
 }
 
 export type StorageDecision =
@@ -329,24 +375,43 @@ export type StorageDecision =
     }
 
 /**
- * May this response be stored (RFC 9111 §3, DESIGN.md §3)? Checked in order of how surely
- * a rule forbids it, so the reason reported is the most telling one.
+ * May this response be stored (RFC 9111 §3, README "What is not cached, and why")? Checked in order
+ * of how surely a rule forbids it, so the reason reported is the most telling one.
+ *
+ * Statuses: 1xx, 206 and 304 never; a status in `statusCodes` with any source of freshness;
+ * any other final status only with explicit freshness (`s-maxage`, `max-age`, `Expires`, or the
+ * targeted / Surrogate-Control `max-age` that stands for Cache-Control), RFC 9111 §3 — the ttl
+ * fallbacks, the route override and the heuristic stay limited to `statusCodes`. With
+ * `must-understand` (RFC 9111 §5.2.2.3) only statuses defined in RFC 9110 §15 are stored
+ * (`no-store` is still obeyed alongside it).
  */
 export function storageDecision(input: StorageInput): StorageDecision {
   const { status, headers, requestHeaders } = input
-  if (!input.statusCodes.has(status)) return { store: false, reason: `status ${status} is not in statusCodes`, bypass: false }
+  if (status < 200 || status > 599 || NEVER_STORED.has(status)) {
+    return { store: false, reason: `status ${status} is never stored`, bypass: false }
+  }
   if (input.requestCC['no-store'] !== undefined) return { store: false, reason: 'request Cache-Control: no-store', bypass: false }
   const responseCC = parseCacheControl(headers['cache-control'] as string | string[] | undefined)
-  // Surrogate-Control with max-age or no-store speaks for this cache instead of Cache-Control
-  // (which then speaks to the caches after it); `private` below still holds either way.
+  // A targeted field (RFC 9213 §2.2), else Surrogate-Control with max-age or no-store, speaks
+  // for this cache instead of Cache-Control (which then speaks to the caches after it);
+  // `private` below still holds either way.
+  const targeted = input.targeted
   const sc = input.surrogate?.directives
-  const surrogateRules = sc !== undefined && (sc['max-age'] !== undefined || sc['no-store'] !== undefined)
-  const cc = surrogateRules ? sc : responseCC
-  if (cc['no-store'] !== undefined) {
-    return { store: false, reason: `response ${surrogateRules ? 'Surrogate' : 'Cache'}-Control: no-store`, bypass: false }
+  const surrogateRules = targeted === undefined && sc !== undefined && (sc['max-age'] !== undefined || sc['no-store'] !== undefined)
+  const cc = targeted ?? (surrogateRules ? sc! : responseCC)
+  const rulesName = targeted !== undefined ? 'targeted cache-control field' : surrogateRules ? 'Surrogate-Control' : 'Cache-Control'
+  const expires = firstValue(headers.expires)
+  const listed = input.statusCodes.has(status)
+  if (!listed && !hasExplicitFreshness(cc, expires)) {
+    return { store: false, reason: `status ${status} is not in statusCodes and the response has no explicit freshness`, bypass: false }
+  }
+  if (cc['no-store'] !== undefined) return { store: false, reason: `response ${rulesName}: no-store`, bypass: false }
+  if (cc['must-understand'] !== undefined && !UNDERSTOOD_STATUSES.has(status)) {
+    return { store: false, reason: `response ${rulesName}: must-understand and status ${status} is not one this cache implements`, bypass: false }
   }
   // RFC 9111 §5.2.2.7: a shared cache never stores `private`, qualified or not.
   if (responseCC.private !== undefined) return { store: false, reason: 'response Cache-Control: private', bypass: false }
+  if (cc.private !== undefined) return { store: false, reason: `response ${rulesName}: private`, bypass: false }
   if ((headers['set-cookie'] !== undefined || headers['set-cookie2'] !== undefined) && !input.storeSetCookie) {
     return { store: false, reason: 'response has Set-Cookie', bypass: false }
   }
@@ -362,24 +427,30 @@ export function storageDecision(input: StorageInput): StorageDecision {
   const vary = parseVary(headers.vary)
   if (vary[0] === '*') return { store: false, reason: 'response has Vary: *', bypass: false }
   const dateValue = parseHttpDate(firstValue(headers.date))
+  // Outside statusCodes only the response's own freshness counts (the check above saw it).
+  const config = listed ? input.freshness : { ...input.freshness, routeOverride: false }
   const { lifetime, source } = freshnessLifetime(
     status,
     cc,
-    firstValue(headers.expires),
+    expires,
     Number.isNaN(dateValue) ? input.now : dateValue,
     firstValue(headers['last-modified']),
-    input.freshness,
+    config,
   )
   if (lifetime === undefined) return { store: false, reason: 'response has no freshness information', bypass: false }
   // The cache itself, not the response, decided this is shareable: a request carrying a
   // cookie may have produced a personal answer, so keep out of it unless the route opted in.
-  if ((source === 'ttl' || source === 'route') && requestHeaders.cookie !== undefined && !input.allowCookies) {
+  // A route override of a response that declared its own freshness is not such a case.
+  const fallback = (source === 'ttl' || source === 'route') && !(config.routeOverride === true && hasExplicitFreshness(cc, expires))
+  if (fallback && requestHeaders.cookie !== undefined && !input.allowCookies) {
     return { store: false, reason: 'request has Cookie and only the ttl fallback allows storing', bypass: false }
   }
   const stale = staleRules(cc)
   const hasValidator = headers.etag !== undefined || headers['last-modified'] !== undefined
-  // RFC 9111 §5.2.2.4: `no-cache` may be stored but must be validated before every reuse.
-  const effective = cc['no-cache'] !== undefined ? 0 : lifetime
+  // RFC 9111 §5.2.2.4: `no-cache` may be stored but must be validated before every reuse;
+  // under a route override it is fresh for the route ttl, then revalidated (staleRules).
+  const overridden = config.routeOverride === true && source === 'route'
+  const effective = cc['no-cache'] !== undefined && !overridden ? 0 : lifetime
   if (effective === 0 && !hasValidator && stale.swr === 0 && stale.sie === 0) {
     return { store: false, reason: 'response is already stale and has no validator', bypass: false }
   }
