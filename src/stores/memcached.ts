@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import createDebug from 'debug'
 // Types only: erased at build time, so cachet loads without memjs installed (it is an optional peer).
 import type { Client, ClientOptions, ServerOptions } from 'memjs'
-import { assertPattern, describe, describeObject } from '../pattern.js'
+import { assertKnownOptions, assertPattern, describe, describeObject } from '../pattern.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:memcached')
@@ -98,6 +98,9 @@ export class UnsupportedPatternError extends Error {
   }
 }
 
+/** The options memcachedStore() takes, in either argument. */
+const MEMCACHED_OPTIONS = ['prefix', 'maxItemSize', 'generationCacheMs', 'clientOptions', 'now'] as const
+
 /** memcached's longest key, in bytes. */
 const MAX_KEY = 250
 /** memcached reads an expiry above 30 days as an absolute unix time, not a duration. */
@@ -159,6 +162,8 @@ export function memcachedStore(
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`memcachedStore options must be an object, got ${describe(options)}`)
   }
+  assertKnownOptions('memcachedStore', connection, ['client', 'servers', ...MEMCACHED_OPTIONS])
+  assertKnownOptions('memcachedStore', options, MEMCACHED_OPTIONS)
   // Options may come in the first argument too: memcachedStore({ servers, prefix: 'app:' }).
   const merged: MemcachedStoreOptions = { ...pickOptions(connection), ...options }
   const { client: given, servers } = connection

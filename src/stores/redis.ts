@@ -7,7 +7,7 @@ import createDebug from 'debug'
 // Types only: erased at build time, so cachet loads without ioredis installed (it is an optional peer).
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { LRUCache } from 'lru-cache'
-import { assertPattern, compilePattern, describe, describeObject, isLiteral, toRedisGlob } from '../pattern.js'
+import { assertKnownOptions, assertPattern, compilePattern, describe, describeObject, isLiteral, toRedisGlob } from '../pattern.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:redis')
@@ -92,6 +92,9 @@ export interface RedisStore extends Store {
   getClient(): Promise<RedisClient>
 }
 
+/** The options redisStore() takes, in either argument. */
+const REDIS_OPTIONS = ['prefix', 'lockPrefix', 'scanCount', 'clientOptions', 'hotBytes'] as const
+
 /** Default `hotBytes`: room for ~160 entries with 100 KB bodies, or ~8,000 with 1 KB bodies. */
 const HOT_BYTES_DEFAULT = 16 * 1024 * 1024
 
@@ -168,6 +171,8 @@ export function redisStore(
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`redisStore options must be an object, got ${describe(options)}`)
   }
+  assertKnownOptions('redisStore', connection, ['client', 'url', ...REDIS_OPTIONS])
+  assertKnownOptions('redisStore', options, REDIS_OPTIONS)
   // Options may come in the first argument too: redisStore({ client, prefix: 'app:' }).
   const merged: RedisStoreOptions = { ...pickOptions(connection), ...options }
   const { client: given, url } = connection
