@@ -3,23 +3,62 @@
  * invalidation, optional locks, and in-process hot copies validated by a write stamp on every get.
  */
 import { createHash, randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
 import createDebug from 'debug'
-// Types only: erased at build time, so cachet loads without ioredis installed (it is an optional peer).
-import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import { assertKnownOptions, assertPattern, compilePattern, describe, describeObject, isLiteral, toRedisGlob } from '../pattern.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:redis')
 
-/** An ioredis client: a single-node `Redis` or a `Cluster`. */
-export type RedisClient = Redis | Cluster
+/**
+ * A Redis client as the store uses it: exactly the methods it calls, so that cachet's types need
+ * no ioredis installed. An ioredis `Redis` or `Cluster` satisfies it.
+ */
+export interface RedisClient {
+  /** True for a Cluster client, whose `nodes('master')` the store scans one by one. */
+  readonly isCluster: boolean
+  /** The connection status; `'end'` once closed, `'ready'` once usable. */
+  readonly status: string
+  getBuffer(key: string): Promise<Buffer | null>
+  set(key: string, value: Buffer, millisecondsToken: 'PX', milliseconds: number): Promise<unknown>
+  unlink(...keys: (string | Buffer)[]): Promise<number>
+  scanBuffer(
+    cursor: string,
+    patternToken: 'MATCH',
+    pattern: string,
+    countToken: 'COUNT',
+    count: number,
+  ): Promise<[cursor: Buffer, elements: Buffer[]]>
+  pipeline(commands: unknown[][]): { exec(): Promise<[error: Error | null, result: unknown][] | null> }
+  eval(script: string, numkeys: number, ...args: (string | number)[]): Promise<unknown>
+  callBuffer(command: string, args: (string | Buffer | number)[]): Promise<unknown>
+  quit(): Promise<unknown>
+  disconnect(): void
+  on(event: 'error', listener: (error: Error) => void): unknown
+  once(event: 'end' | 'ready', listener: () => void): unknown
+  off(event: 'ready', listener: () => void): unknown
+  /** Listeners of an event (a client the store opens always has one for `'error'`). */
+  listenerCount(event: 'error'): number
+}
+
+/** A Redis Cluster client as the store uses it; an ioredis `Cluster` satisfies it. */
+export interface RedisClusterClient extends RedisClient {
+  /** The master nodes' own clients. */
+  nodes(role: 'master'): RedisClient[]
+}
+
+/**
+ * ioredis options for a client the store creates from `url` (an ioredis `RedisOptions` object:
+ * typed loosely so that cachet's types need no ioredis installed).
+ */
+export type RedisClientOptions = object
 
 /** Where the store's data lives: a client you own, or a URL the store connects to itself. */
-export type RedisStoreConnection =
+export type RedisStoreConnection<C extends RedisClient = RedisClient> =
   | {
       /** An ioredis `Redis` or `Cluster` you created. The store never closes it. */
-      client: RedisClient
+      client: C
       url?: undefined
     }
   | {
@@ -56,7 +95,7 @@ export interface RedisStoreOptions {
    * commands sent while the first connection is being made wait for it.
    * @default {}
    */
-  clientOptions?: RedisOptions
+  clientOptions?: RedisClientOptions
   /**
    * Bytes of recently read values this process keeps (least recently used dropped first; 0 keeps
    * none). A get of a value held here asks Redis only whether the key still carries the same
@@ -69,7 +108,7 @@ export interface RedisStoreOptions {
 }
 
 /** A Redis-backed store; `lock`/`unlock` support request coalescing across processes. */
-export interface RedisStore extends Store {
+export interface RedisStore<C extends RedisClient = RedisClient> extends Store {
   readonly name: 'redis'
   /** The prefix in use (`cachet:` unless configured). */
   readonly prefix: string
@@ -89,7 +128,7 @@ export interface RedisStore extends Store {
   /** Release a lock only if `token` still holds it (compare-and-delete). Resolves whether it did. */
   unlock(key: string, token: string): Promise<boolean>
   /** The ioredis client in use (created on first use when the store was given a `url`). */
-  getClient(): Promise<RedisClient>
+  getClient(): Promise<C>
 }
 
 /** The options redisStore() takes, in either argument. */
@@ -127,7 +166,7 @@ const VALIDATE_SHA = createHash('sha1').update(VALIDATE_SCRIPT).digest('hex')
 const UNLINK_BATCH = 500
 
 /** Defaults for a client the store creates: fail a command after one retry rather than hang. */
-const CLIENT_DEFAULTS: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: 2000 }
+const CLIENT_DEFAULTS = { maxRetriesPerRequest: 1, connectTimeout: 2000 }
 
 /** How long deleteMatching waits for a Cluster to learn its masters before giving up. */
 const CLUSTER_READY_TIMEOUT_MS = 10_000
@@ -161,6 +200,10 @@ return 1`
  * characters other than `*` escaped) and removes with batched `UNLINK`; it never sends `KEYS`,
  * `FLUSHDB` or `FLUSHALL`.
  */
+export function redisStore<C extends RedisClient = RedisClient>(
+  connection: RedisStoreConnection<C> & RedisStoreOptions,
+  options?: RedisStoreOptions,
+): RedisStore<C>
 export function redisStore(
   connection: RedisStoreConnection & RedisStoreOptions,
   options: RedisStoreOptions = {},
@@ -216,6 +259,10 @@ export function redisStore(
       `redisStore option "hotBytes" must be a non-negative integer (0 keeps no hot copies), got ${describe(hotBytes)}`,
     )
   }
+
+  // The store opens its own client: find ioredis now, so that a missing package fails here, once,
+  // not on every request.
+  if (url !== undefined) assertInstalled('ioredis', MISSING_IOREDIS)
 
   // Every character of the prefix is literal in SCAN MATCH, `*` included.
   const matchPrefix = prefix.replace(/[*?[\]\\]/g, '\\$&')
@@ -281,7 +328,7 @@ export function redisStore(
     for (const key of [...hot.keys()]) if (matches(key)) hot.delete(key)
   }
 
-  async function unlinkBatch(node: Redis, keys: Buffer[], cluster: RedisClient): Promise<number> {
+  async function unlinkBatch(node: RedisClient, keys: Buffer[], cluster: RedisClient): Promise<number> {
     if (!cluster.isCluster) return node.unlink(...keys)
     // In a Cluster a multi-key UNLINK must stay within one slot (CROSSSLOT otherwise), so send
     // single-key UNLINKs, pipelined to the node that owns them: still one round trip per batch.
@@ -291,7 +338,7 @@ export function redisStore(
       const [error, count] = results[i]
       if (error) {
         // The slot moved during a resharding: let the Cluster client route it.
-        removed += await (cluster as Cluster).unlink(keys[i])
+        removed += await cluster.unlink(keys[i])
       } else {
         removed += Number(count)
       }
@@ -299,7 +346,7 @@ export function redisStore(
     return removed
   }
 
-  async function scanAndUnlink(node: Redis, match: string, owner: RedisClient): Promise<number> {
+  async function scanAndUnlink(node: RedisClient, match: string, owner: RedisClient): Promise<number> {
     let removed = 0
     let cursor = '0'
     do {
@@ -320,8 +367,8 @@ export function redisStore(
     // A literal pattern names one key: no need to walk the keyspace.
     if (isLiteral(pattern)) return c.unlink(prefix + pattern)
     const match = matchPrefix + toRedisGlob(pattern)
-    if (!c.isCluster) return scanAndUnlink(c as Redis, match, c)
-    const cluster = c as Cluster
+    if (!c.isCluster) return scanAndUnlink(c, match, c)
+    const cluster = c as RedisClusterClient
     await clusterReady(cluster)
     // SCAN only sees the keys of the node it runs on: walk every master.
     const counts = await Promise.all(cluster.nodes('master').map((node) => scanAndUnlink(node, match, cluster)))
@@ -426,12 +473,17 @@ async function validate(client: RedisClient, name: string, held: Buffer): Promis
   }
 }
 
-async function loadIoredis(): Promise<typeof Redis> {
+/** ioredis's `Redis` constructor, as the store calls it. */
+type RedisConstructor = new (url: string, options: object) => RedisClient
+
+async function loadIoredis(): Promise<RedisConstructor> {
   try {
-    const mod = await import('ioredis')
-    return (mod.Redis ?? mod.default) as typeof Redis
+    const mod = (await import('ioredis')) as unknown as { Redis?: RedisConstructor; default?: RedisConstructor }
+    const found = mod.Redis ?? mod.default
+    if (!found) throw new Error('ioredis has no Redis export')
+    return found
   } catch (error) {
-    throw new Error('redisStore({ url }) needs the "ioredis" package: npm install ioredis', { cause: error })
+    throw new Error(MISSING_IOREDIS, { cause: error })
   }
 }
 
@@ -452,7 +504,7 @@ async function quit(client: RedisClient): Promise<void> {
   await ended
 }
 
-function clusterReady(cluster: Cluster): Promise<void> {
+function clusterReady(cluster: RedisClusterClient): Promise<void> {
   if (cluster.status === 'ready') return Promise.resolve()
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -476,7 +528,7 @@ function toBuffer(value: Uint8Array): Buffer {
 }
 
 function isRedisClient(value: unknown): value is RedisClient {
-  const candidate = value as Partial<Redis> | null
+  const candidate = value as Partial<RedisClient> | null
   return (
     candidate !== null &&
     typeof candidate === 'object' &&
@@ -494,4 +546,15 @@ function pickOptions(source: RedisStoreOptions): RedisStoreOptions {
   if (source.clientOptions !== undefined) picked.clientOptions = source.clientOptions
   if (source.hotBytes !== undefined) picked.hotBytes = source.hotBytes
   return picked
+}
+
+const MISSING_IOREDIS = 'redisStore({ url }) needs the "ioredis" package: npm install ioredis'
+
+/** Throw `message` when `name` cannot be resolved from cachet's own location (nothing is loaded). */
+function assertInstalled(name: string, message: string): void {
+  try {
+    createRequire(import.meta.url).resolve(name)
+  } catch (error) {
+    throw new Error(message, { cause: error })
+  }
 }
