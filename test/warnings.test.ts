@@ -1,6 +1,10 @@
-/** A cache that is not caching says so once: a process warning when the store starts failing, one when it recovers. */
+/**
+ * What cachet says without onError: one process warning when the store starts failing and one when
+ * it recovers, and under DEBUG=cachet every reason the stores give, each naming its key.
+ */
 import { expect } from 'chai'
-import { responseCache, type ResponseCache } from '../src/index.js'
+import createDebug from 'debug'
+import { memcachedStore, redisStore, responseCache, type ResponseCache } from '../src/index.js'
 import type { Store } from '../src/types.js'
 import { fakeClock, serve, type Served } from './support/app.js'
 
@@ -123,6 +127,51 @@ describe('store warnings', () => {
       }
       await warnings.settle(0)
       expect(warnings.seen).to.deep.equal([])
+    })
+  })
+})
+
+describe('DEBUG=cachet', () => {
+  let lines: string[]
+  let previous: string
+  const log = createDebug.log
+
+  beforeEach(() => {
+    lines = []
+    previous = createDebug.disable()
+    createDebug.enable('cachet')
+    createDebug.log = (...args: unknown[]) => void lines.push(args.map(String).join(' '))
+  })
+  afterEach(() => {
+    createDebug.log = log
+    createDebug.enable(previous)
+  })
+
+  describe('when memcachedStore skips a value over maxItemSize', () => {
+    it('should log the reason with the key', async () => {
+      const store = memcachedStore({ servers: '127.0.0.1:1', maxItemSize: 10 })
+      try {
+        expect(await store.set('posts:42:GET#h', Buffer.alloc(100), 1000)).to.equal(false)
+      } finally {
+        await store.close()
+      }
+      expect(lines.filter((line) => /not stored/.test(line))).to.have.length(1)
+      expect(lines.find((line) => /not stored/.test(line))).to.include('posts:42:GET#h').and.include('memcached')
+    })
+  })
+
+  describe('when redisStore cannot reach its server', () => {
+    it('should log the connection error with the server it tried', async () => {
+      const store = redisStore({ url: 'redis://127.0.0.1:1', clientOptions: { retryStrategy: () => null } })
+      try {
+        await store.get('posts:GET').catch(() => undefined)
+        for (let i = 0; i < 200 && !lines.some((line) => /connection error/.test(line)); i++) await new Promise((r) => setTimeout(r, 10))
+      } finally {
+        await store.close()
+      }
+      const line = lines.find((l) => /connection error/.test(l))
+      expect(line).to.be.a('string')
+      expect(line).to.include('redis').and.include('127.0.0.1:1')
     })
   })
 })

@@ -5,7 +5,17 @@ import createDebug from 'debug'
 import { assertKnownOptions, assertPattern, describe, describeObject } from '../pattern.js'
 import type { Store } from '../types.js'
 
-const debug = createDebug('cachet:memcached')
+const debugStore = createDebug('cachet:memcached')
+const debugAll = createDebug('cachet')
+
+/**
+ * Debug output: under `DEBUG=cachet` with every other reason cachet gives (prefixed `memcached:`),
+ * or on its own under `DEBUG=cachet:memcached`.
+ */
+function debug(format: string, ...args: unknown[]): void {
+  if (debugStore.enabled) debugStore(format, ...args)
+  else if (debugAll.enabled) debugAll(`memcached: ${format}`, ...args)
+}
 
 /**
  * A Memcached client as the store uses it: exactly the methods it calls, so that cachet's types
@@ -249,7 +259,10 @@ export function memcachedStore(
       // memjs reports failures through callbacks, but its Server objects are EventEmitters: make
       // sure a stray 'error' can never become an unhandled one.
       for (const server of created.servers) {
-        ;(server as unknown as NodeJS.EventEmitter).on?.('error', (error: Error) => debug('server error: %s', error?.message))
+        const { host, port } = server as { host?: string; port?: string | number }
+        ;(server as unknown as NodeJS.EventEmitter).on?.('error', (error: Error) =>
+          debug('server error: %s (%s:%s)', error?.message, host, port),
+        )
       }
       client = created
       return created

@@ -9,7 +9,17 @@ import { LRUCache } from 'lru-cache'
 import { assertKnownOptions, assertPattern, compilePattern, describe, describeObject, isLiteral, toRedisGlob } from '../pattern.js'
 import type { Store } from '../types.js'
 
-const debug = createDebug('cachet:redis')
+const debugStore = createDebug('cachet:redis')
+const debugAll = createDebug('cachet')
+
+/**
+ * Debug output: under `DEBUG=cachet` with every other reason cachet gives (prefixed `redis:`),
+ * or on its own under `DEBUG=cachet:redis`.
+ */
+function debug(format: string, ...args: unknown[]): void {
+  if (debugStore.enabled) debugStore(format, ...args)
+  else if (debugAll.enabled) debugAll(`redis: ${format}`, ...args)
+}
 
 /**
  * A Redis client as the store uses it: exactly the methods it calls, so that cachet's types need
@@ -278,7 +288,7 @@ export function redisStore(
       const created = new Redis(url!, { ...CLIENT_DEFAULTS, ...clientOptions })
       // Without a listener ioredis reports every connection error as an unhandled 'error' event;
       // the middleware sees failures through the rejected commands instead.
-      created.on('error', (error: Error) => debug('connection error: %s', error.message))
+      created.on('error', (error: Error) => debug('connection error: %s (%s)', error.message, serverOf(url!)))
       client = created
       return created
     })()
@@ -556,5 +566,14 @@ function assertInstalled(name: string, message: string): void {
     createRequire(import.meta.url).resolve(name)
   } catch (error) {
     throw new Error(message, { cause: error })
+  }
+}
+
+/** `host:port` of a redis:// URL, for logs (never its password). */
+function serverOf(url: string): string {
+  try {
+    return new URL(url).host || url
+  } catch {
+    return 'an unparsable URL'
   }
 }
