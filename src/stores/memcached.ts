@@ -79,7 +79,7 @@ export interface MemcachedStoreOptions {
   /**
    * memjs options for the client the store creates from `servers` (ignored with `client`).
    * Merged over the store's defaults, which fail fast: `{ retries: 1, timeout: 0.5,
-   * conntimeout: 1, keepAlive: true }` and a logger that goes to `DEBUG=cachet:memcached`
+   * conntimeout: 1, keepAlive: true }` and a logger that goes to `DEBUG=cachet` (or `DEBUG=cachet:memcached`)
    * instead of the console.
    * @default {}
    */
@@ -150,6 +150,9 @@ const CLIENT_DEFAULTS = {
   keepAlive: true,
 }
 
+/** Longest ttl sent, in seconds (about 10 years): the absolute time it becomes stays below 2^32. */
+const MAX_RELATIVE_TTL_S = 10 * 365 * 86_400
+
 /**
  * A store on Memcached via memjs, on one or several servers.
  *
@@ -178,9 +181,6 @@ const CLIENT_DEFAULTS = {
  * generations are absent stops after the first step. `set` costs the same two steps (plus one
  * `ADD` per namespace never seen before); a wildcard `deleteMatching`/`clear` is one `SET`.
  */
-/** Longest ttl sent, in seconds (about 10 years): the absolute time it becomes stays below 2^32. */
-const MAX_RELATIVE_TTL_S = 10 * 365 * 86_400
-
 export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
   connection: MemcachedStoreConnection<C> & MemcachedStoreOptions,
   options?: MemcachedStoreOptions,
