@@ -368,8 +368,8 @@ export class Storage {
       this.warnedFailing = true
       process.emitWarning(
         `cachet: the store ${storeName(this.store)} is failing (${this.recentFailures} errors, the last: ${err.message}); ` +
-          'requests are served uncached until it works again. Pass onError to responseCache() to see every error, ' +
-          'or run with DEBUG=cachet.',
+          'requests are served uncached until it works again. Every error goes to the onError option of ' +
+          'responseCache(), and to the log under DEBUG=cachet.',
         { type: 'CachetWarning', code: 'CACHET_STORE_FAILING' },
       )
     }
