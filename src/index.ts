@@ -4,8 +4,18 @@ export type { ResponseCache, CacheStats, CacheStatus } from './middleware.js'
 export { cacheRoute, invalidate } from './route.js'
 export { memoryStore } from './stores/memory.js'
 export type { MemoryStoreOptions } from './stores/memory.js'
+export type { MemoryStore } from './stores/memory.js'
 export { redisStore } from './stores/redis.js'
+export type { RedisStore, RedisStoreOptions, RedisStoreConnection, RedisClient, RedisClusterClient, RedisClientOptions } from './stores/redis.js'
 export { memcachedStore } from './stores/memcached.js'
+export { UnsupportedPatternError } from './stores/memcached.js'
+export type {
+  MemcachedStore,
+  MemcachedStoreOptions,
+  MemcachedStoreConnection,
+  MemcachedClient,
+  MemcachedClientOptions,
+} from './stores/memcached.js'
 export { jsonCoder } from './coders/json.js'
 export { msgpackCoder } from './coders/msgpack.js'
 export { CorruptEntryError } from './entry.js'

@@ -196,19 +196,20 @@ export function resolveRoute(ttl: unknown, options: RouteOptions = {}): RouteCon
   })
 }
 
+/** The methods every store must have (README "Writing a store"). */
+const REQUIRED_STORE_METHODS = ['get', 'set', 'delete', 'deleteMatching'] as const
+
 function checkStore(store: unknown): Store {
-  const s = store as Store
-  if (
-    s === null ||
-    typeof s !== 'object' ||
-    typeof s.get !== 'function' ||
-    typeof s.set !== 'function' ||
-    typeof s.delete !== 'function' ||
-    typeof s.deleteMatching !== 'function'
-  ) {
+  if (store === null || typeof store !== 'object') {
     throw new TypeError(`option "store" must implement get, set, delete and deleteMatching, got ${describe(store)}`)
   }
-  return s
+  const missing = REQUIRED_STORE_METHODS.filter((method) => typeof (store as Record<string, unknown>)[method] !== 'function')
+  if (missing.length > 0) {
+    throw new TypeError(
+      `option "store" must implement get, set, delete and deleteMatching; it is missing ${missing.join(', ')}`,
+    )
+  }
+  return store as Store
 }
 
 function checkCoder(coder: unknown): Coder {

@@ -399,8 +399,31 @@ export class Storage {
     return false
   }
 
+  /**
+   * Failures since the store was last quiet for `coolDown` (successes in between do not reset
+   * it: a store that answers reads but refuses every write is failing too). Reaching
+   * `failureThreshold` emits the CACHET_STORE_FAILING warning, once per failure period.
+   */
+  private recentFailures = 0
+  /** A CACHET_STORE_FAILING warning went out and no CACHET_STORE_RECOVERED since. */
+  private warnedFailing = false
+
   private succeeded(): void {
     this.failures = 0
+    // Hot path: one comparison while the store is healthy.
+    if (this.recentFailures !== 0 && this.now() - this.lastFailure >= this.coolDown) this.recovered()
+  }
+
+  /** The store has worked for `coolDown` since its last failure: the failure period is over. */
+  private recovered(): void {
+    this.recentFailures = 0
+    if (!this.warnedFailing) return
+    this.warnedFailing = false
+    debug('store %s recovered: caching again', storeName(this.store))
+    process.emitWarning(`cachet: the store ${storeName(this.store)} works again; responses are cached again.`, {
+      type: 'CachetWarning',
+      code: 'CACHET_STORE_RECOVERED',
+    })
   }
 
   private failed(error: unknown): void {
@@ -411,6 +434,15 @@ export class Storage {
       this.openUntil = this.now() + this.coolDown
       debug('store failed %d times in a row: skipping it for %d ms', this.failures, this.coolDown)
       this.report(new StoreUnavailableError())
+    }
+    if (++this.recentFailures >= this.failureThreshold && !this.warnedFailing) {
+      this.warnedFailing = true
+      process.emitWarning(
+        `cachet: the store ${storeName(this.store)} is failing (${this.recentFailures} errors, the last: ${err.message}); ` +
+          'requests are served uncached until it works again. Every error goes to the onError option of ' +
+          'responseCache(), and to the log under DEBUG=cachet.',
+        { type: 'CachetWarning', code: 'CACHET_STORE_FAILING' },
+      )
     }
   }
 }
@@ -427,6 +459,11 @@ interface InFlight {
   invalidated: boolean
   /** The write and, once invalidated, the deletion after it; never rejects. Unset when staged. */
   settled: Promise<void> | undefined
+}
+
+/** A store as warnings name it: its `name` in quotes, or "(unnamed)". */
+function storeName(store: Store): string {
+  return typeof store.name === 'string' && store.name !== '' ? JSON.stringify(store.name) : '(unnamed)'
 }
 
 export function asError(error: unknown): Error {

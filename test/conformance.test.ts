@@ -1,4 +1,4 @@
-// Conformance gate (HTTP-CACHING.md §4): http-cache-tests in-process against cachet in spec mode, per store, judged by the suite's own verdicts.
+// Conformance gate (README "Conformance"): http-cache-tests in-process against cachet in spec mode, per store, judged by the suite's own verdicts.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
 import { runConformance } from './conformance/run.js'

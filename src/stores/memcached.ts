@@ -1,18 +1,47 @@
 /** memcachedStore(): a Store on memjs, with namespace generations because memcached cannot list keys. */
 import { createHash, randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
 import createDebug from 'debug'
-// Types only: erased at build time, so cachet loads without memjs installed (it is an optional peer).
-import type { Client, ClientOptions, ServerOptions } from 'memjs'
-import { assertPattern, describe, describeObject } from '../pattern.js'
+import { assertKnownOptions, assertPattern, describe, describeObject } from '../pattern.js'
 import type { Store } from '../types.js'
 
-const debug = createDebug('cachet:memcached')
+const debugStore = createDebug('cachet:memcached')
+const debugAll = createDebug('cachet')
+
+/**
+ * Debug output: under `DEBUG=cachet` with every other reason cachet gives (prefixed `memcached:`),
+ * or on its own under `DEBUG=cachet:memcached`.
+ */
+function debug(format: string, ...args: unknown[]): void {
+  if (debugStore.enabled) debugStore(format, ...args)
+  else if (debugAll.enabled) debugAll(`memcached: ${format}`, ...args)
+}
+
+/**
+ * A Memcached client as the store uses it: exactly the methods it calls, so that cachet's types
+ * need no memjs installed. A memjs `Client` satisfies it.
+ */
+export interface MemcachedClient {
+  /** One entry per server (memjs `Server`s; the store listens for their `'error'` events). */
+  readonly servers: readonly object[]
+  get(key: string): Promise<{ value: Buffer | null }>
+  set(key: string, value: string | Buffer, options: { expires?: number }): Promise<boolean>
+  add(key: string, value: string | Buffer, options: { expires?: number }): Promise<boolean>
+  delete(key: string): Promise<boolean>
+  close(): void
+}
+
+/**
+ * memjs client and server options for a client the store creates from `servers` (memjs's
+ * `ClientOptions & ServerOptions`: typed loosely so that cachet's types need no memjs installed).
+ */
+export type MemcachedClientOptions = object
 
 /** Where the store's data lives: a memjs client you own, or servers the store connects to itself. */
-export type MemcachedStoreConnection =
+export type MemcachedStoreConnection<C extends MemcachedClient = MemcachedClient> =
   | {
       /** A memjs `Client` you created. The store never closes it. */
-      client: Client
+      client: C
       servers?: undefined
     }
   | {
@@ -50,11 +79,11 @@ export interface MemcachedStoreOptions {
   /**
    * memjs options for the client the store creates from `servers` (ignored with `client`).
    * Merged over the store's defaults, which fail fast: `{ retries: 1, timeout: 0.5,
-   * conntimeout: 1, keepAlive: true }` and a logger that goes to `DEBUG=cachet:memcached`
+   * conntimeout: 1, keepAlive: true }` and a logger that goes to `DEBUG=cachet` (or `DEBUG=cachet:memcached`)
    * instead of the console.
    * @default {}
    */
-  clientOptions?: ClientOptions & ServerOptions
+  clientOptions?: MemcachedClientOptions
   /**
    * Clock in epoch milliseconds, used for ttls over 30 days (sent as absolute unix times).
    * @default Date.now
@@ -63,7 +92,7 @@ export interface MemcachedStoreOptions {
 }
 
 /** A Memcached-backed store. `deleteMatching` accepts only the patterns listed in its error. */
-export interface MemcachedStore extends Store {
+export interface MemcachedStore<C extends MemcachedClient = MemcachedClient> extends Store {
   readonly name: 'memcached'
   /** The prefix in use (`cachet:` unless configured). */
   readonly prefix: string
@@ -82,7 +111,7 @@ export interface MemcachedStore extends Store {
   /** `tooLarge`: values skipped or refused for their size since the store was created. */
   stats(): { entries?: number; bytes?: number; tooLarge: number }
   /** The memjs client in use (created on first use when the store was given `servers`). */
-  getClient(): Promise<Client>
+  getClient(): Promise<C>
 }
 
 /** Raised by `deleteMatching()` for a pattern memcached cannot honour. */
@@ -98,6 +127,9 @@ export class UnsupportedPatternError extends Error {
   }
 }
 
+/** The options memcachedStore() takes, in either argument. */
+const MEMCACHED_OPTIONS = ['prefix', 'maxItemSize', 'generationCacheMs', 'clientOptions', 'now'] as const
+
 /** memcached's longest key, in bytes. */
 const MAX_KEY = 250
 /** memcached reads an expiry above 30 days as an absolute unix time, not a duration. */
@@ -110,13 +142,16 @@ const DIGEST_LENGTH = 43 // sha256 in base64url
 /** Generation-cache entries kept before the map is emptied (a bound, not an LRU: cheap and rare). */
 const GENERATION_CACHE_MAX = 10_000
 
-const CLIENT_DEFAULTS: ClientOptions & ServerOptions = {
+const CLIENT_DEFAULTS = {
   // One attempt: the middleware has its own timeout and fails open; retrying only adds latency.
   retries: 1,
   timeout: 0.5,
   conntimeout: 1,
   keepAlive: true,
 }
+
+/** Longest ttl sent, in seconds (about 10 years): the absolute time it becomes stays below 2^32. */
+const MAX_RELATIVE_TTL_S = 10 * 365 * 86_400
 
 /**
  * A store on Memcached via memjs, on one or several servers.
@@ -146,9 +181,10 @@ const CLIENT_DEFAULTS: ClientOptions & ServerOptions = {
  * generations are absent stops after the first step. `set` costs the same two steps (plus one
  * `ADD` per namespace never seen before); a wildcard `deleteMatching`/`clear` is one `SET`.
  */
-/** Longest ttl sent, in seconds (about 10 years): the absolute time it becomes stays below 2^32. */
-const MAX_RELATIVE_TTL_S = 10 * 365 * 86_400
-
+export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
+  connection: MemcachedStoreConnection<C> & MemcachedStoreOptions,
+  options?: MemcachedStoreOptions,
+): MemcachedStore<C>
 export function memcachedStore(
   connection: MemcachedStoreConnection & MemcachedStoreOptions,
   options: MemcachedStoreOptions = {},
@@ -159,6 +195,8 @@ export function memcachedStore(
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`memcachedStore options must be an object, got ${describe(options)}`)
   }
+  assertKnownOptions('memcachedStore', connection, ['client', 'servers', ...MEMCACHED_OPTIONS])
+  assertKnownOptions('memcachedStore', options, MEMCACHED_OPTIONS)
   // Options may come in the first argument too: memcachedStore({ servers, prefix: 'app:' }).
   const merged: MemcachedStoreOptions = { ...pickOptions(connection), ...options }
   const { client: given, servers } = connection
@@ -198,13 +236,17 @@ export function memcachedStore(
     throw new TypeError(`memcachedStore option "now" must be a function, got ${describe(now)}`)
   }
 
-  let client: Client | undefined = given
-  let opening: Promise<Client> | undefined
+  // The store opens its own client: find memjs now, so that a missing package fails here, once,
+  // not on every request.
+  if (serverList !== undefined) assertInstalled('memjs', MISSING_MEMJS)
+
+  let client: MemcachedClient | undefined = given
+  let opening: Promise<MemcachedClient> | undefined
   let closed = false
   let tooLarge = 0
   const generationCache = new Map<string, { token: string; until: number }>()
 
-  async function open(): Promise<Client> {
+  async function open(): Promise<MemcachedClient> {
     if (closed) throw new Error('memcachedStore is closed')
     opening ??= (async () => {
       const Memjs = await loadMemjs()
@@ -217,7 +259,10 @@ export function memcachedStore(
       // memjs reports failures through callbacks, but its Server objects are EventEmitters: make
       // sure a stray 'error' can never become an unhandled one.
       for (const server of created.servers) {
-        ;(server as unknown as NodeJS.EventEmitter).on?.('error', (error: Error) => debug('server error: %s', error?.message))
+        const { host, port } = server as { host?: string; port?: string | number }
+        ;(server as unknown as NodeJS.EventEmitter).on?.('error', (error: Error) =>
+          debug('server error: %s (%s:%s)', error?.message, host, port),
+        )
       }
       client = created
       return created
@@ -225,7 +270,7 @@ export function memcachedStore(
     return opening
   }
 
-  const use = (): Client | Promise<Client> => client ?? open()
+  const use = (): MemcachedClient | Promise<MemcachedClient> => client ?? open()
 
   /** The memcached key for `body` under one of the store's key spaces (`tag`). */
   function physical(tag: 'e' | 'g', body: string): string {
@@ -240,7 +285,7 @@ export function memcachedStore(
     return `${prefix}${tag.toUpperCase()}:${head}~${digest}`
   }
 
-  async function readGenerations(c: Client, names: string[]): Promise<(string | undefined)[]> {
+  async function readGenerations(c: MemcachedClient, names: string[]): Promise<(string | undefined)[]> {
     const at = generationCacheMs > 0 ? now() : 0
     return Promise.all(
       names.map(async (name) => {
@@ -265,7 +310,7 @@ export function memcachedStore(
   }
 
   /** Like readGenerations, but creates the namespaces that do not exist yet (for writes). */
-  async function ensureGenerations(c: Client, names: string[]): Promise<string[]> {
+  async function ensureGenerations(c: MemcachedClient, names: string[]): Promise<string[]> {
     const tokens = await readGenerations(c, names)
     return Promise.all(
       tokens.map(async (token, i) => {
@@ -439,14 +484,19 @@ function newToken(): string {
   return randomBytes(9).toString('base64url')
 }
 
-async function loadMemjs(): Promise<typeof Client> {
+/** memjs's `Client` class, as the store calls it. */
+interface MemjsClientClass {
+  create(servers: string, options: object): MemcachedClient
+}
+
+async function loadMemjs(): Promise<MemjsClientClass> {
   try {
-    const mod = (await import('memjs')) as unknown as { Client?: typeof Client; default?: { Client: typeof Client } }
+    const mod = (await import('memjs')) as unknown as { Client?: MemjsClientClass; default?: { Client: MemjsClientClass } }
     const found = mod.Client ?? mod.default?.Client
     if (!found) throw new Error('memjs has no Client export')
     return found
   } catch (error) {
-    throw new Error('memcachedStore({ servers }) needs the "memjs" package: npm install memjs', { cause: error })
+    throw new Error(MISSING_MEMJS, { cause: error })
   }
 }
 
@@ -464,8 +514,8 @@ function parseServers(servers: unknown): string[] {
   return list as string[]
 }
 
-function isMemjsClient(value: unknown): value is Client {
-  const candidate = value as Partial<Client> | null
+function isMemjsClient(value: unknown): value is MemcachedClient {
+  const candidate = value as Partial<MemcachedClient> | null
   return (
     candidate !== null &&
     typeof candidate === 'object' &&
@@ -482,4 +532,15 @@ function pickOptions(source: MemcachedStoreOptions): MemcachedStoreOptions {
     if (source[name] !== undefined) (picked as Record<string, unknown>)[name] = source[name]
   }
   return picked
+}
+
+const MISSING_MEMJS = 'memcachedStore({ servers }) needs the "memjs" package: npm install memjs'
+
+/** Throw `message` when `name` cannot be resolved from cachet's own location (nothing is loaded). */
+function assertInstalled(name: string, message: string): void {
+  try {
+    createRequire(import.meta.url).resolve(name)
+  } catch (error) {
+    throw new Error(message, { cause: error })
+  }
 }

@@ -1,7 +1,7 @@
 /** memoryStore(): an in-process store on lru-cache, bounded by bytes and by entries. */
 import { LRUCache } from 'lru-cache'
 import { flat } from '../entry.js'
-import { compilePattern, assertPattern, describe, isLiteral } from '../pattern.js'
+import { assertKnownOptions, assertPattern, compilePattern, describe, isLiteral } from '../pattern.js'
 import type { Entry, Store } from '../types.js'
 
 export interface MemoryStoreOptions {
@@ -22,6 +22,9 @@ export interface MemoryStoreOptions {
    */
   now?: () => number
 }
+
+/** The options memoryStore() takes; anything else is a TypeError (a misspelt cap would be ignored). */
+const MEMORY_OPTIONS = ['maxBytes', 'maxEntries', 'now'] as const
 
 /** Bytes charged per entry on top of its own size: the LRU's slots, the Map entry, the object. */
 export const ENTRY_OVERHEAD = 160
@@ -65,6 +68,7 @@ export function memoryStore(options: MemoryStoreOptions = {}): MemoryStore {
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`memoryStore options must be an object, got ${describe(options)}`)
   }
+  assertKnownOptions('memoryStore', options, MEMORY_OPTIONS)
   const maxBytes = positiveInteger('maxBytes', options.maxBytes, 64 * 1024 * 1024)
   const maxEntries = positiveInteger('maxEntries', options.maxEntries, 100_000)
   if (options.now !== undefined && typeof options.now !== 'function') {

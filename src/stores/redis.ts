@@ -3,23 +3,72 @@
  * invalidation, optional locks, and in-process hot copies validated by a write stamp on every get.
  */
 import { createHash, randomBytes } from 'node:crypto'
+import { createRequire } from 'node:module'
 import createDebug from 'debug'
-// Types only: erased at build time, so cachet loads without ioredis installed (it is an optional peer).
-import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { LRUCache } from 'lru-cache'
-import { assertPattern, compilePattern, describe, describeObject, isLiteral, toRedisGlob } from '../pattern.js'
+import { assertKnownOptions, assertPattern, compilePattern, describe, describeObject, isLiteral, toRedisGlob } from '../pattern.js'
 import type { Store } from '../types.js'
 
-const debug = createDebug('cachet:redis')
+const debugStore = createDebug('cachet:redis')
+const debugAll = createDebug('cachet')
 
-/** An ioredis client: a single-node `Redis` or a `Cluster`. */
-export type RedisClient = Redis | Cluster
+/**
+ * Debug output: under `DEBUG=cachet` with every other reason cachet gives (prefixed `redis:`),
+ * or on its own under `DEBUG=cachet:redis`.
+ */
+function debug(format: string, ...args: unknown[]): void {
+  if (debugStore.enabled) debugStore(format, ...args)
+  else if (debugAll.enabled) debugAll(`redis: ${format}`, ...args)
+}
+
+/**
+ * A Redis client as the store uses it: exactly the methods it calls, so that cachet's types need
+ * no ioredis installed. An ioredis `Redis` or `Cluster` satisfies it.
+ */
+export interface RedisClient {
+  /** True for a Cluster client, whose `nodes('master')` the store scans one by one. */
+  readonly isCluster: boolean
+  /** The connection status; `'end'` once closed, `'ready'` once usable. */
+  readonly status: string
+  getBuffer(key: string): Promise<Buffer | null>
+  set(key: string, value: Buffer, millisecondsToken: 'PX', milliseconds: number): Promise<unknown>
+  unlink(...keys: (string | Buffer)[]): Promise<number>
+  scanBuffer(
+    cursor: string,
+    patternToken: 'MATCH',
+    pattern: string,
+    countToken: 'COUNT',
+    count: number,
+  ): Promise<[cursor: Buffer, elements: Buffer[]]>
+  pipeline(commands: unknown[][]): { exec(): Promise<[error: Error | null, result: unknown][] | null> }
+  eval(script: string, numkeys: number, ...args: (string | number)[]): Promise<unknown>
+  callBuffer(command: string, args: (string | Buffer | number)[]): Promise<unknown>
+  quit(): Promise<unknown>
+  disconnect(): void
+  on(event: 'error', listener: (error: Error) => void): unknown
+  once(event: 'end' | 'ready', listener: () => void): unknown
+  off(event: 'ready', listener: () => void): unknown
+  /** Listeners of an event (a client the store opens always has one for `'error'`). */
+  listenerCount(event: 'error'): number
+}
+
+/** A Redis Cluster client as the store uses it; an ioredis `Cluster` satisfies it. */
+export interface RedisClusterClient extends RedisClient {
+  /** The master nodes' own clients. */
+  nodes(role: 'master'): RedisClient[]
+}
+
+/**
+ * ioredis options for a client the store creates from `url` (an ioredis `RedisOptions` object:
+ * typed loosely so that cachet's types need no ioredis installed).
+ */
+export type RedisClientOptions = object
 
 /** Where the store's data lives: a client you own, or a URL the store connects to itself. */
-export type RedisStoreConnection =
+export type RedisStoreConnection<C extends RedisClient = RedisClient> =
   | {
       /** An ioredis `Redis` or `Cluster` you created. The store never closes it. */
-      client: RedisClient
+      client: C
       url?: undefined
     }
   | {
@@ -56,7 +105,7 @@ export interface RedisStoreOptions {
    * commands sent while the first connection is being made wait for it.
    * @default {}
    */
-  clientOptions?: RedisOptions
+  clientOptions?: RedisClientOptions
   /**
    * Bytes of recently read values this process keeps (least recently used dropped first; 0 keeps
    * none). A get of a value held here asks Redis only whether the key still carries the same
@@ -69,7 +118,7 @@ export interface RedisStoreOptions {
 }
 
 /** A Redis-backed store; `lock`/`unlock` support request coalescing across processes. */
-export interface RedisStore extends Store {
+export interface RedisStore<C extends RedisClient = RedisClient> extends Store {
   readonly name: 'redis'
   /** The prefix in use (`cachet:` unless configured). */
   readonly prefix: string
@@ -89,8 +138,11 @@ export interface RedisStore extends Store {
   /** Release a lock only if `token` still holds it (compare-and-delete). Resolves whether it did. */
   unlock(key: string, token: string): Promise<boolean>
   /** The ioredis client in use (created on first use when the store was given a `url`). */
-  getClient(): Promise<RedisClient>
+  getClient(): Promise<C>
 }
+
+/** The options redisStore() takes, in either argument. */
+const REDIS_OPTIONS = ['prefix', 'lockPrefix', 'scanCount', 'clientOptions', 'hotBytes'] as const
 
 /** Default `hotBytes`: room for ~160 entries with 100 KB bodies, or ~8,000 with 1 KB bodies. */
 const HOT_BYTES_DEFAULT = 16 * 1024 * 1024
@@ -124,7 +176,7 @@ const VALIDATE_SHA = createHash('sha1').update(VALIDATE_SCRIPT).digest('hex')
 const UNLINK_BATCH = 500
 
 /** Defaults for a client the store creates: fail a command after one retry rather than hang. */
-const CLIENT_DEFAULTS: RedisOptions = { maxRetriesPerRequest: 1, connectTimeout: 2000 }
+const CLIENT_DEFAULTS = { maxRetriesPerRequest: 1, connectTimeout: 2000 }
 
 /** How long deleteMatching waits for a Cluster to learn its masters before giving up. */
 const CLUSTER_READY_TIMEOUT_MS = 10_000
@@ -158,6 +210,10 @@ return 1`
  * characters other than `*` escaped) and removes with batched `UNLINK`; it never sends `KEYS`,
  * `FLUSHDB` or `FLUSHALL`.
  */
+export function redisStore<C extends RedisClient = RedisClient>(
+  connection: RedisStoreConnection<C> & RedisStoreOptions,
+  options?: RedisStoreOptions,
+): RedisStore<C>
 export function redisStore(
   connection: RedisStoreConnection & RedisStoreOptions,
   options: RedisStoreOptions = {},
@@ -168,6 +224,8 @@ export function redisStore(
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`redisStore options must be an object, got ${describe(options)}`)
   }
+  assertKnownOptions('redisStore', connection, ['client', 'url', ...REDIS_OPTIONS])
+  assertKnownOptions('redisStore', options, REDIS_OPTIONS)
   // Options may come in the first argument too: redisStore({ client, prefix: 'app:' }).
   const merged: RedisStoreOptions = { ...pickOptions(connection), ...options }
   const { client: given, url } = connection
@@ -212,6 +270,10 @@ export function redisStore(
     )
   }
 
+  // The store opens its own client: find ioredis now, so that a missing package fails here, once,
+  // not on every request.
+  if (url !== undefined) assertInstalled('ioredis', MISSING_IOREDIS)
+
   // Every character of the prefix is literal in SCAN MATCH, `*` included.
   const matchPrefix = prefix.replace(/[*?[\]\\]/g, '\\$&')
 
@@ -226,7 +288,7 @@ export function redisStore(
       const created = new Redis(url!, { ...CLIENT_DEFAULTS, ...clientOptions })
       // Without a listener ioredis reports every connection error as an unhandled 'error' event;
       // the middleware sees failures through the rejected commands instead.
-      created.on('error', (error: Error) => debug('connection error: %s', error.message))
+      created.on('error', (error: Error) => debug('connection error: %s (%s)', error.message, serverOf(url!)))
       client = created
       return created
     })()
@@ -276,7 +338,7 @@ export function redisStore(
     for (const key of [...hot.keys()]) if (matches(key)) hot.delete(key)
   }
 
-  async function unlinkBatch(node: Redis, keys: Buffer[], cluster: RedisClient): Promise<number> {
+  async function unlinkBatch(node: RedisClient, keys: Buffer[], cluster: RedisClient): Promise<number> {
     if (!cluster.isCluster) return node.unlink(...keys)
     // In a Cluster a multi-key UNLINK must stay within one slot (CROSSSLOT otherwise), so send
     // single-key UNLINKs, pipelined to the node that owns them: still one round trip per batch.
@@ -286,7 +348,7 @@ export function redisStore(
       const [error, count] = results[i]
       if (error) {
         // The slot moved during a resharding: let the Cluster client route it.
-        removed += await (cluster as Cluster).unlink(keys[i])
+        removed += await cluster.unlink(keys[i])
       } else {
         removed += Number(count)
       }
@@ -294,7 +356,7 @@ export function redisStore(
     return removed
   }
 
-  async function scanAndUnlink(node: Redis, match: string, owner: RedisClient): Promise<number> {
+  async function scanAndUnlink(node: RedisClient, match: string, owner: RedisClient): Promise<number> {
     let removed = 0
     let cursor = '0'
     do {
@@ -315,8 +377,8 @@ export function redisStore(
     // A literal pattern names one key: no need to walk the keyspace.
     if (isLiteral(pattern)) return c.unlink(prefix + pattern)
     const match = matchPrefix + toRedisGlob(pattern)
-    if (!c.isCluster) return scanAndUnlink(c as Redis, match, c)
-    const cluster = c as Cluster
+    if (!c.isCluster) return scanAndUnlink(c, match, c)
+    const cluster = c as RedisClusterClient
     await clusterReady(cluster)
     // SCAN only sees the keys of the node it runs on: walk every master.
     const counts = await Promise.all(cluster.nodes('master').map((node) => scanAndUnlink(node, match, cluster)))
@@ -421,12 +483,17 @@ async function validate(client: RedisClient, name: string, held: Buffer): Promis
   }
 }
 
-async function loadIoredis(): Promise<typeof Redis> {
+/** ioredis's `Redis` constructor, as the store calls it. */
+type RedisConstructor = new (url: string, options: object) => RedisClient
+
+async function loadIoredis(): Promise<RedisConstructor> {
   try {
-    const mod = await import('ioredis')
-    return (mod.Redis ?? mod.default) as typeof Redis
+    const mod = (await import('ioredis')) as unknown as { Redis?: RedisConstructor; default?: RedisConstructor }
+    const found = mod.Redis ?? mod.default
+    if (!found) throw new Error('ioredis has no Redis export')
+    return found
   } catch (error) {
-    throw new Error('redisStore({ url }) needs the "ioredis" package: npm install ioredis', { cause: error })
+    throw new Error(MISSING_IOREDIS, { cause: error })
   }
 }
 
@@ -447,7 +514,7 @@ async function quit(client: RedisClient): Promise<void> {
   await ended
 }
 
-function clusterReady(cluster: Cluster): Promise<void> {
+function clusterReady(cluster: RedisClusterClient): Promise<void> {
   if (cluster.status === 'ready') return Promise.resolve()
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
@@ -471,7 +538,7 @@ function toBuffer(value: Uint8Array): Buffer {
 }
 
 function isRedisClient(value: unknown): value is RedisClient {
-  const candidate = value as Partial<Redis> | null
+  const candidate = value as Partial<RedisClient> | null
   return (
     candidate !== null &&
     typeof candidate === 'object' &&
@@ -489,4 +556,24 @@ function pickOptions(source: RedisStoreOptions): RedisStoreOptions {
   if (source.clientOptions !== undefined) picked.clientOptions = source.clientOptions
   if (source.hotBytes !== undefined) picked.hotBytes = source.hotBytes
   return picked
+}
+
+const MISSING_IOREDIS = 'redisStore({ url }) needs the "ioredis" package: npm install ioredis'
+
+/** Throw `message` when `name` cannot be resolved from cachet's own location (nothing is loaded). */
+function assertInstalled(name: string, message: string): void {
+  try {
+    createRequire(import.meta.url).resolve(name)
+  } catch (error) {
+    throw new Error(message, { cause: error })
+  }
+}
+
+/** `host:port` of a redis:// URL, for logs (never its password). */
+function serverOf(url: string): string {
+  try {
+    return new URL(url).host || url
+  } catch {
+    return 'an unparsable URL'
+  }
 }

@@ -1,4 +1,4 @@
-/** HTTP-CACHING.md §3 A (items 1–9): keying and basics, on every store. */
+/** test/CHECKLIST.md A (items 1–9): keying and basics, on every store. */
 import { expect } from 'chai'
 import { closeAll, setup, storeFactories } from '../support/app.js'
 

@@ -1,4 +1,4 @@
-/** HTTP-CACHING.md §3 B (items 10–28): storage eligibility, on every store. */
+/** test/CHECKLIST.md B (items 10–28): storage eligibility, on every store. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { expect } from 'chai'
 import { cacheRoute } from '../../src/route.js'

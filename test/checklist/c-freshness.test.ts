@@ -1,4 +1,4 @@
-/** HTTP-CACHING.md §3 C (items 29–36): freshness, Age, Date, request directives, on every store. */
+/** test/CHECKLIST.md C (items 29–36): freshness, Age, Date, request directives, on every store. */
 import { expect } from 'chai'
 import { closeAll, httpDate, intHeader, isMemory, rawRequest, rawValues, setup, sleep, storeFactories } from '../support/app.js'
 

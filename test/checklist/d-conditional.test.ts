@@ -1,4 +1,4 @@
-/** HTTP-CACHING.md §3 D (items 37–45): conditional requests and ETag, on every store. */
+/** test/CHECKLIST.md D (items 37–45): conditional requests and ETag, on every store. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type express from 'express'
 import { expect } from 'chai'

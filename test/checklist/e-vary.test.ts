@@ -1,4 +1,4 @@
-/** HTTP-CACHING.md §3 E (items 46–49): Vary, on every store. */
+/** test/CHECKLIST.md E (items 46–49): Vary, on every store. */
 import { expect } from 'chai'
 import { closeAll, setup, sleep, slowWrites, storeFactories } from '../support/app.js'
 

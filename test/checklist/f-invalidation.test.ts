@@ -1,4 +1,4 @@
-/** HTTP-CACHING.md §3 F (items 50–53): invalidation by unsafe methods and by pattern, on every store. */
+/** test/CHECKLIST.md F (items 50–53): invalidation by unsafe methods and by pattern, on every store. */
 import { expect } from 'chai'
 import { Cluster, Redis } from 'ioredis'
 import { hostPart, storageKey } from '../../src/key.js'

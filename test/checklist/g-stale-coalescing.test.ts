@@ -1,4 +1,4 @@
-/** HTTP-CACHING.md §3 G (items 54–56): stale-while-revalidate, stale-if-error, request coalescing, on every store. */
+/** test/CHECKLIST.md G (items 54–56): stale-while-revalidate, stale-if-error, request coalescing, on every store. */
 import { expect } from 'chai'
 import { mapStore } from '../../examples/custom-store/store.js'
 import { closeAll, intHeader, setup, sleep, storeFactories, type Harness } from '../support/app.js'

@@ -1,4 +1,4 @@
-/** HTTP-CACHING.md §3 H (items 57–58): poisoning, limits, store failures and tampering, on every store. */
+/** test/CHECKLIST.md H (items 57–58): poisoning, limits, store failures and tampering, on every store. */
 import { createHash } from 'node:crypto'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import v8 from 'node:v8'

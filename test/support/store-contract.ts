@@ -1,4 +1,4 @@
-/** runStoreContract(): the one mocha suite every Store runs (DESIGN.md §4, HTTP-CACHING.md item 53). */
+/** runStoreContract(): the one mocha suite every Store runs (README "Writing a store"; test/CHECKLIST.md item 53). */
 import { randomBytes } from 'node:crypto'
 // node:assert rather than chai: chai 5 ships no types and @types/chai is not installed.
 import assert from 'node:assert/strict'

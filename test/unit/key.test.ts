@@ -1,4 +1,4 @@
-/** The default key of DESIGN.md §1: format, escaping, query sorting, and injectivity. */
+/** The default key (README "Keys and invalidation"): format, escaping, query sorting, and injectivity. */
 import { expect } from 'chai'
 import fc from 'fast-check'
 import { primaryKey, sortQuery, variantPart, storageKey, hostPart } from '../../src/key.js'

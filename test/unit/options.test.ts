@@ -1,6 +1,6 @@
 /** Options are checked once, at construction: a TypeError names the option and shows the value. */
 import { expect } from 'chai'
-import { responseCache, cacheRoute, memoryStore } from '../../src/index.js'
+import { responseCache, cacheRoute, invalidate, memoryStore, memcachedStore, redisStore } from '../../src/index.js'
 import { parseDuration } from '../../src/options.js'
 
 describe('responseCache(options)', () => {
@@ -101,5 +101,88 @@ describe('parseDuration()', () => {
     for (const v of ['30', '', 'ms', '-1s', '1w', '1e3s', null, {}, [], Infinity, -0.1]) {
       expect(() => parseDuration(v, 'option "ttl"'), String(v)).to.throw(TypeError, /option "ttl"/)
     }
+  })
+})
+
+/** The error a call throws or rejects with. */
+async function errorOf(run: () => unknown): Promise<Error> {
+  try {
+    await run()
+  } catch (error) {
+    return error as Error
+  }
+  throw new Error('expected an error, got none')
+}
+
+describe('store factories(options)', () => {
+  describe('when an option is unknown or misspelt', () => {
+    it('should throw a TypeError from memoryStore() naming it and the close name', () => {
+      expect(() => memoryStore({ maxByte: 1 } as never)).to.throw(TypeError, /memoryStore: unknown option "maxByte" \(did you mean "maxBytes"\?\)/)
+      expect(() => memoryStore({ colour: 1 } as never)).to.throw(TypeError, /memoryStore: unknown option "colour"$/)
+    })
+    it('should throw a TypeError from redisStore() naming it, in either argument', () => {
+      expect(() => redisStore({ url: 'redis://127.0.0.1:1', prefx: 'a:' } as never)).to.throw(
+        TypeError,
+        /redisStore: unknown option "prefx" \(did you mean "prefix"\?\)/,
+      )
+      expect(() => redisStore({ url: 'redis://127.0.0.1:1' }, { hotbytes: 0 } as never)).to.throw(
+        TypeError,
+        /redisStore: unknown option "hotbytes" \(did you mean "hotBytes"\?\)/,
+      )
+      expect(() => redisStore({ url: 'redis://127.0.0.1:1' }, { servers: 'x' } as never)).to.throw(TypeError, /redisStore: unknown option "servers"/)
+    })
+    it('should throw a TypeError from memcachedStore() naming it, in either argument', () => {
+      expect(() => memcachedStore({ servers: '127.0.0.1:1', maxItemSzie: 1 } as never)).to.throw(
+        TypeError,
+        /memcachedStore: unknown option "maxItemSzie" \(did you mean "maxItemSize"\?\)/,
+      )
+      expect(() => memcachedStore({ servers: '127.0.0.1:1' }, { url: 'memcached://x' } as never)).to.throw(
+        TypeError,
+        /memcachedStore: unknown option "url"/,
+      )
+    })
+  })
+
+  describe('when a custom store lacks a required method', () => {
+    it('should name the missing methods', () => {
+      const store = { get() {}, set() {}, delete() {} }
+      expect(() => responseCache({ store } as never)).to.throw(TypeError, /option "store" .*missing deleteMatching\b/)
+      expect(() => responseCache({ store: { get() {} } } as never)).to.throw(TypeError, /option "store" .*missing set, delete, deleteMatching\b/)
+      expect(() => responseCache({ store: { get: 1, set() {}, delete() {}, deleteMatching() {} } } as never)).to.throw(
+        TypeError,
+        /option "store" .*missing get\b/,
+      )
+    })
+  })
+})
+
+describe('invalidate(pattern)', () => {
+  describe('when the pattern is written as a path', () => {
+    it('should reject with a TypeError that shows the key form', async () => {
+      const error = await errorOf(() => invalidate('/posts/*'))
+      expect(error).to.be.instanceOf(TypeError)
+      expect(error.message).to.match(/"\/posts\/\*" is a path, not a cache key.*did you mean "posts:\*"\?/)
+    })
+    it('should suggest the key form of a path without a wildcard, and of the root', async () => {
+      expect((await errorOf(() => invalidate('/posts/42'))).message).to.include('did you mean "posts:42:*"?')
+      expect((await errorOf(() => invalidate('/'))).message).to.include('did you mean "*"?')
+      expect((await errorOf(() => invalidate('/posts/42/'))).message).to.include('did you mean "posts:42:*"?')
+    })
+    it('should be rejected by cache.invalidate(), cache.delete() and a store\'s deleteMatching() too', async () => {
+      const cache = responseCache()
+      try {
+        expect(await errorOf(() => cache.invalidate('/posts/*'))).to.be.instanceOf(TypeError)
+        expect((await errorOf(() => cache.delete('/posts/42'))).message).to.include('did you mean "posts:42:GET"?')
+        expect(await errorOf(() => memoryStore().deleteMatching('/posts/*'))).to.be.instanceOf(TypeError)
+      } finally {
+        await cache.close()
+      }
+    })
+  })
+  describe('when the pattern is a key', () => {
+    it('should resolve', async () => {
+      expect(await invalidate('posts:*')).to.equal(0)
+      expect(await invalidate('posts:42:GET')).to.equal(0)
+    })
   })
 })
