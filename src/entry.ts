@@ -111,6 +111,13 @@ export function flat(value: string): string {
   return copy === value ? copy : value
 }
 
+/** The header list without the fields named `lowerName`. */
+function without(headers: readonly string[], lowerName: string): string[] {
+  const out: string[] = []
+  for (let i = 0; i < headers.length; i += 2) if (headers[i].toLowerCase() !== lowerName) out.push(headers[i], headers[i + 1])
+  return out
+}
+
 function valuesOf(lowerHeaders: string[], name: string): string[] {
   const out: string[] = []
   for (let i = 0; i < lowerHeaders.length; i += 2) if (lowerHeaders[i] === name) out.push(lowerHeaders[i + 1])
@@ -151,15 +158,20 @@ export function freshenHeaders(stored: readonly string[], update: readonly strin
 export interface Prepared {
   /**
    * Headers for a full replay: the stored ones, `Content-Length` (the body's, except for 204 and
-   * 304), then four slots the hit fills in place: `Age`, its value, the status header's name and
-   * its value. Filled and written synchronously, so sharing is safe.
+   * 304), then the SLOTS the hit fills in place: `Age` and its value, the status header's name
+   * and value, `Cache-Status` and its value. Filled and written synchronously, so sharing is safe.
    */
   readonly head: ReplayHead
-  /** Headers for a 304 (RFC 9110 §15.4.5), ending in the same four slots; built on first use. */
+  /** Headers for a 304 (RFC 9110 §15.4.5), ending in the same slots; built on first use. */
   notModified: ReplayHead | undefined
   readonly etag: string | undefined
   /** Last-Modified, or Date when there is none: what If-Modified-Since is compared with. */
   readonly lastModified: string | undefined
+  /**
+   * The stored `Cache-Status` (the app's or an upstream cache's members), kept out of the head:
+   * the hit's own member is appended to it in the last slot (RFC 9211 §2).
+   */
+  readonly upstreamStatus: string | undefined
 }
 
 /**
@@ -204,8 +216,11 @@ export function replayFields(headers: readonly string[]): ReplayHead {
   return out
 }
 
-/** The four slots a hit fills: `Age`, its value, the status header and its value. */
-const HIT_SLOTS = ['Age', '0', 'X-Cache', 'HIT']
+/** The slots a hit fills: `Age`, the status header and `Cache-Status`, each name then value. */
+const HIT_SLOTS = ['Age', '0', 'X-Cache', 'HIT', 'Cache-Status', 'cachet; hit']
+
+/** How many slots (names and values) end every replay head: `Age`, the status header, `Cache-Status`. */
+export const SLOTS = HIT_SLOTS.length
 
 /**
  * Validators at once; the replay head only when a hit first asks for it. An entry is kept only
@@ -219,6 +234,7 @@ class PreparedEntry implements Prepared {
     private readonly entry: ResponseEntry,
     readonly etag: string | undefined,
     readonly lastModified: string | undefined,
+    readonly upstreamStatus: string | undefined,
   ) {}
 
   get head(): ReplayHead {
@@ -228,7 +244,7 @@ class PreparedEntry implements Prepared {
   private buildHead(): ReplayHead {
     const { status, body, headers } = this.entry
     // concat() allocates exactly the length needed; push() would leave spare capacity.
-    const fields = replayFields(headers)
+    const fields = replayFields(this.upstreamStatus === undefined ? headers : without(headers, 'cache-status'))
     this.replay =
       status === 204 || status === 304
         ? fields.concat(HIT_SLOTS)
@@ -250,13 +266,15 @@ export function prepare(entry: ResponseEntry): Prepared {
   let tag: string | undefined
   let lastModified: string | undefined
   let date: string | undefined
+  let upstream: string | undefined
   for (let i = 0; i < h.length; i += 2) {
     const name = h[i].toLowerCase()
     if (name === 'etag') tag ??= h[i + 1]
     else if (name === 'last-modified') lastModified ??= h[i + 1]
     else if (name === 'date') date ??= h[i + 1]
+    else if (name === 'cache-status') upstream = upstream === undefined ? h[i + 1] : `${upstream}, ${h[i + 1]}`
   }
-  return new PreparedEntry(entry, tag, lastModified ?? date)
+  return new PreparedEntry(entry, tag, lastModified ?? date, upstream)
 }
 
 /** The 304 headers of an entry (RFC 9110 §15.4.5), built once, when a 304 is first sent. */

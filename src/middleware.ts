@@ -14,19 +14,25 @@ import {
   freshenHeaders,
   notModifiedHeaders,
   prepare,
+  SLOTS,
   type Prepared,
   type ReplayHead,
 } from './entry.js'
+import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type ForwardReason } from './cache-status.js'
+import { rangeResponse, type RangeAnswer } from './range.js'
+import { targetedDirectives } from './targeted.js'
 import { escapePart, hostPart, primaryKey, storageKey, variantPart } from './key.js'
 import { resolveOptions, type CacheOptions, type Config, type RouteConfig } from './options.js'
 import { assertPattern, isLiteral } from './pattern.js'
 import {
   NO_REQUEST_RULES,
+  firstValue,
   parseCacheControl,
   parseSurrogateControl,
   requestBypassReason,
   requestRules,
   storageDecision,
+  type Directives,
   type RequestRules,
   type SurrogateControl,
 } from './policy.js'
@@ -397,7 +403,7 @@ function replay(
   label: 'HIT' | 'STALE',
 ): boolean {
   try {
-    writeEntry(req, res, entry, age, label, statusHeaderFor(cache.config, undefined))
+    writeEntry(cache, req, res, entry, { ageMs: age, label, route: undefined })
   } catch (error) {
     if (res.headersSent) throw error
     cache.report(new CorruptEntryError(`cannot be replayed (${asError(error).message})`), req)
@@ -409,15 +415,22 @@ function replay(
   return true
 }
 
-/** Replay a stored response, or a 304 when the request's validators match it. */
-function writeEntry(
-  req: IncomingMessage,
-  res: ServerResponse,
-  entry: ResponseEntry,
-  ageMs: number,
-  label: CacheStatus,
-  statusHeader: string | false,
-): void {
+/** How a stored response is replayed: its age, the outcome it reports, and for which route. */
+interface Replay {
+  ageMs: number
+  label: 'HIT' | 'STALE'
+  route: RouteConfig | undefined
+  /** Answered with the response another request for the key just produced. */
+  collapsed?: boolean
+}
+
+/**
+ * Replay a stored response: a 304 when the request's validators match it, a 206 or 416 for a
+ * Range request (RFC 9110 §14, from a stored 200), else the whole response. The prepared head's
+ * slots take `Age`, the status header and `Cache-Status` (RFC 9211: the stored members, then ours).
+ */
+function writeEntry(cache: Instance, req: IncomingMessage, res: ServerResponse, entry: ResponseEntry, how: Replay): void {
+  const { config } = cache
   const p = prepare(entry)
   let status = entry.status
   let headers = p.head
@@ -426,19 +439,47 @@ function writeEntry(
     status = 304
     headers = notModifiedHeaders(entry, p)
     body = undefined
+  } else if (req.headers.range !== undefined && req.method === 'GET') {
+    const answer = rangeResponse(entry, { range: req.headers.range, ifRange: firstValue(req.headers['if-range']) })
+    if (answer !== undefined) {
+      status = answer.status
+      headers = rangeHead(headers, answer)
+      body = answer.body
+    }
   }
-  if (entry.statusHeader !== undefined) statusHeader = entry.statusHeader
+  const statusHeader = entry.statusHeader !== undefined ? entry.statusHeader : statusHeaderFor(config, how.route)
+  const member = config.cacheStatus === false ? undefined : hitStatus(config.cacheStatus, p, entry, how)
   const n = headers.length
-  headers[n - 3] = String(Math.min(Math.floor(ageMs / 1000), 2 ** 31))
-  if (statusHeader === false) {
-    headers = headers.slice(0, n - 2)
+  headers[n - 5] = String(Math.min(Math.floor(how.ageMs / 1000), 2 ** 31))
+  if (statusHeader !== false && member !== undefined) {
+    headers[n - 4] = statusHeader
+    headers[n - 3] = how.label
+    headers[n - 1] = member
   } else {
-    headers[n - 2] = statusHeader
-    headers[n - 1] = label
+    headers = headers.slice(0, n - 4)
+    if (statusHeader !== false) headers.push(statusHeader, how.label)
+    if (member !== undefined) headers.push('Cache-Status', member)
   }
   res.writeHead(status, headers)
   if (body === undefined || body.byteLength === 0 || req.method === 'HEAD') res.end()
   else res.end(body)
+}
+
+/** The `Cache-Status` of a replay: the stored members, then `<name>; hit; ttl=<fresh seconds left>`. */
+function hitStatus(name: string, p: Prepared, entry: ResponseEntry, how: Replay): string {
+  const member = cacheStatusMember(name, { hit: true, ttl: Math.floor((entry.lifetime - how.ageMs) / 1000), collapsed: how.collapsed })
+  return p.upstreamStatus === undefined ? member : `${p.upstreamStatus}, ${member}`
+}
+
+/** A replay head for a range answer: the stored fields, those the answer sets replaced, then the slots. */
+function rangeHead(head: ReplayHead, answer: RangeAnswer): ReplayHead {
+  const replaced = new Set<string>()
+  for (let i = 0; i < answer.headers.length; i += 2) replaced.add(answer.headers[i].toLowerCase())
+  const out: ReplayHead = []
+  for (let i = 0; i < head.length - SLOTS; i += 2) {
+    if (!replaced.has((head[i] as string).toLowerCase())) out.push(head[i], head[i + 1])
+  }
+  return out.concat(answer.headers, head.slice(head.length - SLOTS))
 }
 
 /** RFC 9110 §13.1.1–2: If-None-Match (weak comparison, lists, `*`), else If-Modified-Since. */
@@ -477,7 +518,7 @@ function miss(ctx: Context): void {
     clearTimeout(timer)
     if (result !== undefined && variantPart(result.vary, varyHeaders(req, result.vary)) === result.variant && !ctx.rules.noCache) {
       cache.counters.hits++
-      return writeEntry(req, ctx.res, result.entry, currentAge(result.entry, cache.config.now()), 'HIT', statusHeaderFor(cache.config, ctx.route))
+      return writeEntry(cache, req, ctx.res, result.entry, { ageMs: currentAge(result.entry, cache.config.now()), label: 'HIT', route: ctx.route, collapsed: true })
     }
     // The leader's response is not shareable (or not for this variant): go to the origin now.
     runHandler(ctx)
@@ -684,7 +725,7 @@ function staleOnTimeout(ctx: Context): void {
     restoreConditionals(ctx)
     ctx.replaying = true
     ctx.pending = undefined
-    writeEntry(req, res, ctx.stale, currentAge(ctx.stale, cache.config.now()), 'STALE', statusHeaderFor(cache.config, ctx.route))
+    writeEntry(cache, req, res, ctx.stale, { ageMs: currentAge(ctx.stale, cache.config.now()), label: 'STALE', route: ctx.route })
     detach(res)
   }, cache.config.lockTimeout)
   timer.unref?.()
@@ -715,20 +756,21 @@ function watch(ctx: Context): void {
       const statusHeader = statusHeaderFor(config, ctx.route)
       const status = res.statusCode
       const surrogate = config.surrogate === undefined ? undefined : takeSurrogateControl(res, config.surrogate)
+      const targeted = config.targets.length === 0 ? undefined : takeTargeted(res, config)
 
       // Revalidation answered 304: freshen the stored entry and send it (RFC 9111 §4.3.4).
       if (ctx.revalidating && status === 304) {
-        const updated = freshen(ctx, res, now, surrogate)
+        const updated = freshen(ctx, res, now, { surrogate, targeted })
         cache.counters.revalidated++
         endFlight(ctx, updated && { entry: updated, vary: ctx.varyRecord?.vary ?? [], variant: variantOf(ctx) })
-        return replaceWith(ctx, res, updated ?? ctx.stale!, 'REVALIDATED', statusHeader, now)
+        return replaceWith(ctx, res, updated ?? ctx.stale!, 'REVALIDATED', status)
       }
       // stale-if-error (RFC 5861 §4): a server error is answered with the stale entry.
       if (ctx.staleOnError && status >= 500 && ctx.stale !== undefined) {
         cache.counters.stale++
         endFlight(ctx, undefined)
         debug('stale-if-error: origin answered %d for %s', status, ctx.headKey)
-        return replaceWith(ctx, res, ctx.stale, 'STALE', statusHeader, now)
+        return replaceWith(ctx, res, ctx.stale, 'STALE', status)
       }
 
       const decision = req.method !== 'GET'
@@ -748,6 +790,7 @@ function watch(ctx: Context): void {
               freshness: freshnessConfig(ctx),
               now,
               surrogate,
+              targeted,
             })
       if (!decision.store) {
         debug('not stored: %s (%s)', decision.reason, ctx.headKey)
@@ -756,7 +799,7 @@ function watch(ctx: Context): void {
         const label = decision.bypass ? 'BYPASS' : 'MISS'
         if (label === 'BYPASS') cache.counters.bypasses++
         else cache.counters.misses++
-        if (statusHeader !== false) res.setHeader(statusHeader, label)
+        mark(cache, res, ctx.route, label, { fwd: decision.bypass ? 'bypass' : forwardReason(ctx), detail: decision.reason })
         // The client's own validators were held aside: answer them as the app would have.
         if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
           toNotModifiedAsApp(res)
@@ -770,7 +813,7 @@ function watch(ctx: Context): void {
         // stored entry will carry, so the client can revalidate it against any later hit.
         res.setHeader('ETag', etag(Buffer.from(completeBody.buffer, completeBody.byteOffset, completeBody.byteLength), { weak: true }))
       }
-      if (statusHeader !== false) res.setHeader(statusHeader, 'MISS')
+      mark(cache, res, ctx.route, 'MISS', { fwd: forwardReason(ctx), stored: true, ttl: Math.floor(decision.lifetime / 1000) })
       ctx.pending = { decision, status, headers: rawHeaders(res) }
       // The client's own conditional request, answered against the response just produced.
       if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
@@ -819,6 +862,22 @@ function watch(ctx: Context): void {
   })
 }
 
+/** The directives meant for this cache alone, taken off the response before Cache-Control is read. */
+interface CacheControlFor {
+  surrogate: SurrogateControl | undefined
+  targeted: Directives | undefined
+}
+
+/**
+ * RFC 9213: the first of the configured targeted fields present and valid speaks for this cache
+ * instead of Cache-Control. Fields meant for cachet alone (`removeTargets`) leave the response.
+ */
+function takeTargeted(res: ServerResponse, config: Config): Directives | undefined {
+  const found = targetedDirectives((name) => res.getHeader(name), config.targets)
+  for (const name of config.removeTargets) res.removeHeader(name)
+  return found?.directives
+}
+
 /**
  * Acting as a surrogate: take the Surrogate-Control members meant for this cache off the
  * response (the client and the stored entry never see them) and return them.
@@ -837,41 +896,43 @@ function freshnessConfig(ctx: Context) {
   const { config } = ctx.cache
   return {
     routeTtl: ctx.route?.ttl || undefined,
+    routeOverride: ctx.route?.override ?? false,
     defaultTtl: config.ttl,
     heuristicFraction: config.heuristicFraction,
     maxHeuristicTtl: config.maxHeuristicTtl,
   }
 }
 
-/** Write a stored response instead of the handler's: status and headers replaced in place. */
-function replaceWith(
-  ctx: Context,
-  res: ServerResponse,
-  entry: ResponseEntry,
-  label: CacheStatus,
-  statusHeader: string | false,
-  now: number,
-): HeadDecision {
+/**
+ * Write a stored response instead of the handler's 304 (REVALIDATED) or 5xx (STALE, under
+ * stale-if-error): status and headers replaced in place; `forwarded` is the status the app sent.
+ */
+function replaceWith(ctx: Context, res: ServerResponse, entry: ResponseEntry, label: 'REVALIDATED' | 'STALE', forwarded: number): HeadDecision {
   for (const name of res.getHeaderNames()) res.removeHeader(name)
+  const { config } = ctx.cache
+  const now = config.now()
   const p = prepare(entry)
   const useNotModified = entry.status >= 200 && entry.status < 300 && hasConditionals(ctx.conditionals) &&
     notModified(ctx.conditionals as IncomingHttpHeaders, p)
   const headers = useNotModified ? notModifiedHeaders(entry, p) : p.head
-  setHeaderList(res, headers.slice(0, -4))
-  res.setHeader('Age', String(Math.floor(currentAge(entry, now) / 1000)))
-  if (statusHeader !== false) res.setHeader(statusHeader, label)
+  setHeaderList(res, headers.slice(0, -SLOTS))
+  const age = currentAge(entry, now)
+  res.setHeader('Age', String(Math.floor(age / 1000)))
+  if (p.upstreamStatus !== undefined) res.setHeader('Cache-Status', p.upstreamStatus)
+  mark(ctx.cache, res, ctx.route, label, { fwd: 'stale', fwdStatus: forwarded, ttl: Math.floor((entry.lifetime - age) / 1000) })
   res.statusCode = useNotModified ? 304 : entry.status
   return { action: 'replace', capture: false, body: useNotModified || ctx.req.method === 'HEAD' ? undefined : entry.body }
 }
 
 /** Apply a 304's headers to the stored entry and store the result (RFC 9111 §4.3.4). */
-function freshen(ctx: Context, res: ServerResponse, now: number, surrogate: SurrogateControl | undefined): ResponseEntry | undefined {
+function freshen(ctx: Context, res: ServerResponse, now: number, control: CacheControlFor): ResponseEntry | undefined {
   const stale = ctx.stale!
   const update = rawHeaders(res)
   // RFC 9110 §6.6.1, RFC 9111 §4.3.4: a 304 without Date is dated when it was received (Node
   // adds one only on the wire, after this), or the entry would keep its old Date and age on.
   if (headerOf(update, 'date') === undefined) update.push('Date', new Date(now).toUTCString())
   const headers = freshenHeaders(stale.headers, update)
+  const targets = ctx.cache.config.targets
   const asObject: OutgoingHttpHeaders = {}
   for (let i = 0; i < headers.length; i += 2) asObject[headers[i].toLowerCase()] = headers[i + 1]
   const decision = storageDecision({
@@ -884,7 +945,9 @@ function freshen(ctx: Context, res: ServerResponse, now: number, surrogate: Surr
     allowCookies: ctx.route?.allowCookies ?? false,
     freshness: freshnessConfig(ctx),
     now,
-    surrogate,
+    surrogate: control.surrogate,
+    // The 304's targeted field, else the one stored with the response (when it is forwarded).
+    targeted: control.targeted ?? (targets.length === 0 ? undefined : targetedDirectives((name) => asObject[name], targets)?.directives),
   })
   if (!decision.store) return undefined
   const entry = buildEntry({
@@ -1063,11 +1126,10 @@ function appOf(req: IncomingMessage): App | undefined {
  * and then asks again never sees the old entry.
  */
 function unsafe(cache: Instance, req: IncomingMessage, res: ServerResponse, next: Next): void {
-  const statusHeader = statusHeaderFor(cache.config, undefined)
   cache.counters.bypasses++
   let invalidation: Promise<unknown> | undefined
   onHeaders(res, function onUnsafeHead(this: ServerResponse) {
-    if (statusHeader !== false) this.setHeader(statusHeader, 'BYPASS')
+    mark(cache, this, undefined, 'BYPASS', { fwd: 'method' })
     if (this.statusCode >= 200 && this.statusCode < 400 && cache.config.key === undefined) {
       // Waited for, but no longer than storeTimeout: a stalled store never holds a response.
       invalidation = settledWithin(invalidateTargets(cache, req, this), cache.config.storeTimeout)
@@ -1223,17 +1285,15 @@ function newContext(
 function pass(cache: Instance, res: ServerResponse, next: Next, reason: string): void {
   debug('bypass: %s', reason)
   cache.counters.bypasses++
-  const header = statusHeaderFor(cache.config, undefined)
-  if (header !== false) res.setHeader(header, 'BYPASS')
+  mark(cache, res, undefined, 'BYPASS', { fwd: 'bypass', detail: reason })
   next()
 }
 
 function gatewayTimeout(cache: Instance, res: ServerResponse): void {
   // RFC 9111 §5.2.1.7: only-if-cached with nothing usable stored → 504.
   cache.counters.misses++
-  const header = statusHeaderFor(cache.config, undefined)
   res.statusCode = 504
-  if (header !== false) res.setHeader(header, 'MISS')
+  mark(cache, res, undefined, 'MISS', { detail: 'only-if-cached' })
   res.setHeader('Content-Length', '0')
   res.end()
 }
@@ -1244,6 +1304,24 @@ function gatewayTimeout(cache: Instance, res: ServerResponse): void {
  */
 function isErrorPage(res: ServerResponse): boolean {
   return res.getHeader('content-security-policy') === "default-src 'none'" && res.getHeader('x-content-type-options') === 'nosniff'
+}
+
+/**
+ * Say what the cache did with a response being produced: the status header (`X-Cache`) and our
+ * member of `Cache-Status` (RFC 9211), appended to what the app or an upstream cache set.
+ */
+function mark(cache: Instance, res: ServerResponse, route: RouteConfig | undefined, label: CacheStatus, status: CacheStatusParams): void {
+  const header = statusHeaderFor(cache.config, route)
+  if (header !== false) res.setHeader(header, label)
+  const name = cache.config.cacheStatus
+  if (name !== false) res.setHeader('Cache-Status', appendCacheStatus(res.getHeader('cache-status'), cacheStatusMember(name, status)))
+}
+
+/** RFC 9211 §2.2: why a request went to the app. */
+function forwardReason(ctx: Context): ForwardReason {
+  if (ctx.stale !== undefined) return 'stale'
+  if (ctx.rules.noCache) return 'request'
+  return ctx.varyRecord === undefined ? 'uri-miss' : 'vary-miss'
 }
 
 function statusHeaderFor(config: Config, route: RouteConfig | undefined): string | false {

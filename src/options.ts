@@ -1,5 +1,6 @@
 /** Options of responseCache() and cacheRoute(), validated and resolved once, at construction. */
 import type { IncomingMessage } from 'node:http'
+import { checkCacheStatusName } from './cache-status.js'
 import { describe } from './pattern.js'
 import { memoryStore } from './stores/memory.js'
 import { jsonCoder } from './coders/json.js'
@@ -58,6 +59,26 @@ export interface CacheOptions {
    * another. Off by default, so a CDN in front still sees the app's `Surrogate-Control`. @default false
    */
   surrogate?: boolean | string
+  /**
+   * The member name cachet adds to `Cache-Status` (RFC 9211) on every response that passed
+   * through it, appended to any `Cache-Status` the app or an upstream cache set
+   * (`cachet; hit; ttl=25`, `cachet; fwd=uri-miss; stored; ttl=30`); `false` adds none.
+   * @default 'cachet'
+   */
+  cacheStatus?: string | false
+  /**
+   * Targeted cache-control fields (RFC 9213) cachet obeys, in precedence order, e.g.
+   * `['cachet-cache-control', 'cdn-cache-control']`: the first one present and valid (a
+   * Structured Field dictionary) replaces `Cache-Control` for cachet's own storage and freshness
+   * decisions; clients still receive `Cache-Control` as the app sent it. @default []
+   */
+  targets?: string[]
+  /**
+   * Which targeted fields are removed from what clients receive (and from the stored response):
+   * `true` all of `targets`, `false` none, or a list of names. A field meant for caches after
+   * cachet (`CDN-Cache-Control`) is usually forwarded. @default ['cachet-cache-control']
+   */
+  removeTargets?: boolean | string[]
   /** Called with each store, coder or entry failure. @default debug output only */
   onError?: ErrorHandler
   /** Clock in epoch ms (tests move it instead of sleeping). @default Date.now */
@@ -102,6 +123,12 @@ export interface Config {
   storeSetCookie: boolean
   /** Surrogate device token, when the cache acts as a surrogate. */
   surrogate: string | undefined
+  /** Cache-Status member name, or false for none. */
+  cacheStatus: string | false
+  /** Targeted field names (lower case), in precedence order. */
+  targets: readonly string[]
+  /** Targeted field names (lower case) removed from the response. */
+  removeTargets: ReadonlySet<string>
   onError: ErrorHandler | undefined
   now: () => number
 }
@@ -144,6 +171,7 @@ export function parseDuration(value: unknown, what: string): number {
 const KNOWN_OPTIONS = new Set([
   'store', 'coder', 'ttl', 'key', 'maxBodySize', 'maxKeyLength', 'statusCodes', 'statusHeader', 'storeTimeout',
   'lockTimeout', 'maxVariants', 'heuristicFraction', 'maxHeuristicTtl', 'storeSetCookie', 'surrogate', 'onError', 'now',
+  'cacheStatus', 'targets', 'removeTargets',
 ])
 
 /** Validate `options` and resolve every default; throws a TypeError naming the bad option. */
@@ -171,6 +199,8 @@ export function resolveOptions(options: CacheOptions = {}): Config {
     maxHeuristicTtl: o.maxHeuristicTtl === undefined ? 3_600_000 : parseDuration(o.maxHeuristicTtl, 'option "maxHeuristicTtl"'),
     storeSetCookie: boolean('storeSetCookie', o.storeSetCookie, false),
     surrogate: surrogateToken(o.surrogate),
+    cacheStatus: o.cacheStatus === undefined || o.cacheStatus === false ? (o.cacheStatus ?? 'cachet') : checkCacheStatusName(o.cacheStatus, 'option "cacheStatus"'),
+    ...targetOptions(o.targets, o.removeTargets),
     onError: optionalFunction('onError', o.onError) as ErrorHandler | undefined,
     now: (optionalFunction('now', o.now) as (() => number) | undefined) ?? Date.now,
   })
@@ -263,6 +293,23 @@ function headerName(name: string, value: unknown, fallback: string, what = 'opti
     throw new TypeError(`${what} "${name}" must be a header name or false, got ${describe(value)}`)
   }
   return value
+}
+
+function fieldNames(name: string, value: unknown): string[] {
+  if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && FIELD_NAME.test(v))) {
+    throw new TypeError(`option "${name}" must be an array of header names, got ${describe(value)}`)
+  }
+  return value.map((v: string) => v.toLowerCase())
+}
+
+function targetOptions(targets: unknown, remove: unknown): { targets: readonly string[]; removeTargets: ReadonlySet<string> } {
+  const names = targets === undefined ? [] : fieldNames('targets', targets)
+  let removed: string[]
+  if (remove === undefined) removed = ['cachet-cache-control']
+  else if (remove === true) removed = names
+  else if (remove === false) removed = []
+  else removed = fieldNames('removeTargets', remove)
+  return { targets: Object.freeze(names), removeTargets: new Set(removed.filter((n) => names.includes(n))) }
 }
 
 function surrogateToken(value: unknown): string | undefined {

@@ -8,7 +8,7 @@ const CC60 = { 'Cache-Control': 'max-age=60' }
  * Response headers that legitimately differ between a MISS and its HIT: Age/X-Cache, per-connection
  * fields, and message framing (the MISS may stream chunked while the HIT knows its length).
  */
-const PER_RESPONSE = new Set(['age', 'x-cache', 'connection', 'keep-alive', 'transfer-encoding', 'content-length'])
+const PER_RESPONSE = new Set(['age', 'x-cache', 'cache-status', 'connection', 'keep-alive', 'transfer-encoding', 'content-length'])
 
 for (const s of storeFactories) {
   describe(`checklist A — keying and basics (on ${s.name})`, function () {

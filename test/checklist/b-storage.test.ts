@@ -162,15 +162,26 @@ for (const s of storeFactories) {
       }
     })
 
-    it('19b: status allow-list — 201 202 302 307 400 401 403 500 502 503 504 with max-age=60 are not stored', async () => {
-      const h = await setup(s)
-      h.O.headers = CC60
+    it('19b: status allow-list — 201 202 302 307 400 401 403 500 502 503 504 are not stored by the ttl fallback', async () => {
+      const h = await setup(s, { options: { ttl: '1m' } })
       for (const status of [201, 202, 302, 307, 400, 401, 403, 500, 502, 503, 504]) {
         h.O.status = status
         const calls = h.O.calls
         await h.get(`/s${status}`).expect(status).expect('X-Cache', 'MISS')
         await h.get(`/s${status}`).expect(status).expect('X-Cache', 'MISS')
         expect(h.O.calls, String(status)).to.equal(calls + 2)
+      }
+    })
+
+    it('19b: any final status with explicit freshness is stored (RFC 9111 §3) — 302 and 503 with max-age=60', async () => {
+      const h = await setup(s)
+      h.O.headers = CC60
+      for (const status of [302, 503]) {
+        h.O.status = status
+        const calls = h.O.calls
+        await h.get(`/e${status}`).expect(status).expect('X-Cache', 'MISS')
+        await h.get(`/e${status}`).expect(status).expect('X-Cache', 'HIT')
+        expect(h.O.calls, String(status)).to.equal(calls + 1)
       }
     })
 

@@ -58,9 +58,9 @@ describe('prepare()', () => {
     expect(q.lastModified).to.equal('Mon, 13 Nov 2023 00:00:00 GMT')
   })
 
-  it('should build the replay head as the headers, the body\'s Content-Length and four slots for Age and the status header', () => {
+  it('should build the replay head as the headers, the body\'s Content-Length and slots for Age, the status header and Cache-Status', () => {
     const e = entry(headers)
-    expect(prepare(e).head).to.deep.equal([...e.headers, 'Content-Length', '5', 'Age', '0', 'X-Cache', 'HIT'])
+    expect(prepare(e).head).to.deep.equal([...e.headers, 'Content-Length', '5', 'Age', '0', 'X-Cache', 'HIT', 'Cache-Status', 'cachet; hit'])
     expect(e.headers).to.have.length(6) // the entry's own list is not extended
   })
 
@@ -69,7 +69,7 @@ describe('prepare()', () => {
       status: 204, headers: ['X-A', '1'], body: new Uint8Array(0), requestTime: T, responseTime: T,
       lifetime: 60_000, staleWhileRevalidate: 0, staleIfError: 0, mustRevalidate: false, statusHeader: 'X-Cache',
     })
-    expect(prepare(e).head).to.deep.equal(['X-A', '1', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT', 'Age', '0', 'X-Cache', 'HIT'])
+    expect(prepare(e).head).to.deep.equal(['X-A', '1', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT', 'Age', '0', 'X-Cache', 'HIT', 'Cache-Status', 'cachet; hit'])
   })
 
   it('should keep nothing for an entry until a hit asks for its head, then reuse it', () => {
@@ -85,7 +85,7 @@ describe('prepare()', () => {
     const e = entry([...headers, 'Cache-Control', 'max-age=60'])
     const p = prepare(e)
     const first = notModifiedHeaders(e, p)
-    expect(first).to.deep.equal(['ETag', '"v1"', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT', 'Cache-Control', 'max-age=60', 'Age', '0', 'X-Cache', 'HIT'])
+    expect(first).to.deep.equal(['ETag', '"v1"', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT', 'Cache-Control', 'max-age=60', 'Age', '0', 'X-Cache', 'HIT', 'Cache-Status', 'cachet; hit'])
     expect(prepare(e)).to.equal(p)
     expect(notModifiedHeaders(e, prepare(e))).to.equal(first)
   })
