@@ -18,6 +18,7 @@ function percent(char: string): string {
   return code < 16 ? `%0${code.toString(16).toUpperCase()}` : `%${code.toString(16).toUpperCase()}`
 }
 
+/** Percent-escape the characters that would be ambiguous inside one key segment. */
 export function escapeSegment(segment: string): string {
   return segment.replace(SEGMENT_UNSAFE, percent)
 }
@@ -26,6 +27,7 @@ function escapeQuery(query: string): string {
   return query.replace(QUERY_UNSAFE, percent)
 }
 
+/** Percent-escape the characters that would be ambiguous inside a secondary part (host, spelling, Vary values). */
 export function escapePart(part: string): string {
   return part.replace(PART_UNSAFE, percent)
 }
@@ -260,7 +262,15 @@ function safeDecode(name: string): string {
 export function checkKey(value: unknown, what: string): string | Error {
   if (typeof value === 'string' && value.length > 0) return value
   const thenable = value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as { then?: unknown }).then === 'function'
-  if (thenable) return new Error(`${what} returned a Promise; key functions must return a string synchronously (async key functions are not supported)`)
+  if (thenable) {
+    // Never awaited: a rejection of it must not end the process as an unhandled rejection.
+    try {
+      ;(value as PromiseLike<unknown>).then(undefined, function ignoreRejection() {})
+    } catch {
+      // a thenable whose then() throws: nothing was started
+    }
+    return new Error(`${what} returned a Promise; key functions must return a string synchronously (async key functions are not supported)`)
+  }
   return new Error(`${what} must return a non-empty string, returned ${describe(value)}`)
 }
 

@@ -141,6 +141,26 @@ describe('responseCache({ key }) and cacheRoute(ttl, { key })', () => {
     })
   }
 
+  describe('when the key function returns a rejected Promise', () => {
+    it('should bypass the cache without an unhandled rejection', async () => {
+      const errors: Error[] = []
+      const unhandled: unknown[] = []
+      const onUnhandled = (reason: unknown) => unhandled.push(reason)
+      process.on('unhandledRejection', onUnhandled)
+      try {
+        const h = await setup(memory, { options: { ttl: '1m', key: (() => Promise.reject(new Error('later'))) as never, onError: (e) => errors.push(e) } })
+        await h.get('/a').expect(200, 'v1').expect('X-Cache', 'BYPASS')
+        // Node reports an unhandled rejection once the microtask queue drains: a few turns later.
+        for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+      } finally {
+        process.off('unhandledRejection', onUnhandled)
+      }
+      expect(unhandled).to.deep.equal([])
+      expect(errors).to.have.length(1)
+      expect(errors[0].message).to.match(/returned a Promise/)
+    })
+  })
+
   describe('when a cacheRoute() key function throws', () => {
     it('should bypass the cache for that request and report the error', async () => {
       const errors: Error[] = []
