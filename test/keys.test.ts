@@ -53,6 +53,13 @@ describe('the default key (README "Keys and invalidation")', () => {
       for (const p of SPELLINGS) expect((await raw(h, p)).cache, p).to.equal('MISS')
     })
 
+    it("should let cache.delete('posts:42:GET') remove every spelling", async () => {
+      const h = await setup(memory, { options: { ttl: '1m' }, routes })
+      await stored(h, SPELLINGS)
+      expect(await h.cache.delete('posts:42:GET')).to.equal(SPELLINGS.length)
+      for (const p of SPELLINGS) expect((await raw(h, p)).cache, p).to.equal('MISS')
+    })
+
     it('should keep spellings whose handlers answer differently apart (req.params, literal routes)', async () => {
       const h = await setup(memory, {
         options: { ttl: '1m' },
