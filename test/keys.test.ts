@@ -3,7 +3,7 @@ import { expect } from 'chai'
 import express from 'express'
 import request from 'supertest'
 import { cacheRoute, invalidate, responseCache } from '../src/index.js'
-import { closeAll, rawRequest, serve, setup, storeFactories, type Harness } from './support/app.js'
+import { closeAll, express4App, rawRequest, serve, setup, storeFactories, type Harness } from './support/app.js'
 
 const memory = storeFactories[0]
 
@@ -96,6 +96,27 @@ describe('the default key (README "Keys and invalidation")', () => {
       expect((await raw(h, '/posts/42')).cache).to.equal('MISS')
       expect((await raw(h, '/posts/42/')).cache).to.equal('HIT')
       expect((await raw(h, '/Posts/42')).cache).to.equal('HIT')
+    })
+  })
+
+  describe('when the app is Express 4', () => {
+    it('should read the same routing settings and invalidate every spelling', async () => {
+      let calls = 0
+      const app = express4App()
+      const cache = responseCache({ ttl: '1m' })
+      app.use(cache)
+      app.get('/posts/:id', (_req, res) => void res.send(`v${++calls}`))
+      app.put('/posts/:id', (_req, res) => void res.status(204).end())
+      const served = await serve(app)
+      const h = { port: served.port } as Harness
+      try {
+        await stored(h, SPELLINGS)
+        await raw(h, '/posts/42', {}, 'PUT')
+        for (const p of SPELLINGS) expect((await raw(h, p)).cache, p).to.equal('MISS')
+      } finally {
+        await served.close()
+        await cache.close()
+      }
     })
   })
 
