@@ -21,7 +21,7 @@ import {
 import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type ForwardReason } from './cache-status.js'
 import { rangeResponse, type RangeAnswer } from './range.js'
 import { targetedDirectives } from './targeted.js'
-import { escapePart, hostPart, primaryKey, storageKey, variantPart } from './key.js'
+import { checkKey, escapePart, hostPart, primaryKey, routingOf, storageKey, targetKey, variantPart } from './key.js'
 import { resolveOptions, type CacheOptions, type Config, type RouteConfig } from './options.js'
 import { assertPattern, isLiteral } from './pattern.js'
 import {
@@ -257,17 +257,31 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
 
   const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/'
   let primary: string | undefined
-  try {
-    primary = config.key === undefined ? primaryKey('GET', url) : config.key(req)
-  } catch (error) {
-    cache.report(asError(error), req)
-    return pass(cache, res, next, 'key function threw')
+  let spelling: string | undefined
+  if (config.key === undefined) {
+    const target = targetKey('GET', url, routingOf(req), config.keepParam)
+    primary = target?.primary
+    spelling = target?.spelling
+  } else {
+    let returned: unknown
+    try {
+      returned = config.key(req)
+    } catch (error) {
+      cache.report(asError(error), req)
+      return pass(cache, res, next, 'key function threw')
+    }
+    const checked = checkKey(returned, 'option "key"')
+    if (typeof checked !== 'string') {
+      cache.report(checked, req)
+      return pass(cache, res, next, checked.message)
+    }
+    primary = checked
   }
   if (primary === undefined) return pass(cache, res, next, 'request target is not a path')
   if (url.length > config.maxKeyLength || (config.key !== undefined && primary.length > config.maxKeyLength)) {
     return pass(cache, res, next, 'URL longer than maxKeyLength')
   }
-  const headKey = storageKey(primary, requestHost(req))
+  const headKey = storageKey(primary, requestHost(req, config.host), spelling)
 
   const rules = hasRequestDirectives(req.headers)
     ? requestRules(parseCacheControl(req.headers['cache-control']), req.headers.pragma, req.headers['cache-control'] !== undefined)
@@ -1160,9 +1174,12 @@ function invalidateTargets(cache: Instance, req: IncomingMessage, res: ServerRes
     }
   }
   const patterns = new Set<string>()
+  // The family of each target, normalised and folded as the app routes it: every spelling's
+  // entries (`posts:42:GET#host&/Posts/42/`) lie below it.
+  const routing = routingOf(req)
   for (const target of targets) {
     const q = target.indexOf('?')
-    const primary = primaryKey('GET', q === -1 ? target : target.slice(0, q))
+    const primary = primaryKey('GET', q === -1 ? target : target.slice(0, q), routing)
     if (primary === undefined) continue
     patterns.add(`${primary}#*`)
     patterns.add(`${primary}?*`)
@@ -1336,15 +1353,18 @@ function hasRequestDirectives(headers: IncomingHttpHeaders): boolean {
  * The authority a response was made for: Host, plus X-Forwarded-Host / -Proto and Forwarded
  * whenever a request carries them. Apps (and Express under `trust proxy`) build URLs from them;
  * unkeyed, one request could poison the entry everyone gets. A proxy that always sends them
- * keeps its hit rate; an attacker who adds them only reaches a key nobody else uses.
+ * keeps its hit rate; an attacker who adds them only reaches a key nobody else uses. The `host`
+ * option pins or drops the Host itself.
  */
-function requestHost(req: IncomingMessage): string {
+function requestHost(req: IncomingMessage, pinned: string | false | undefined): string {
   const h = req.headers
+  // The `host` option: a pinned name, or none at all (`false`); the forwarding headers stay keyed.
+  const host = pinned === undefined ? h.host : pinned === false ? undefined : pinned
   const forwardedHost = h['x-forwarded-host']
   const forwardedProto = h['x-forwarded-proto']
   const forwarded = h.forwarded
-  if (forwardedHost === undefined && forwardedProto === undefined && forwarded === undefined) return hostPart(h.host)
-  return hostPart(h.host, [forwardedHost, forwardedProto, forwarded].map((v) => (v === undefined ? '!' : '=' + escapePart(String(v)))).join('|'))
+  if (forwardedHost === undefined && forwardedProto === undefined && forwarded === undefined) return hostPart(host)
+  return hostPart(host, [forwardedHost, forwardedProto, forwarded].map((v) => (v === undefined ? '!' : '=' + escapePart(String(v)))).join('|'))
 }
 
 /** Conditional request fields the cache holds aside while the handler runs (see holdConditionals). */

@@ -1,6 +1,7 @@
 /** Options of responseCache() and cacheRoute(), validated and resolved once, at construction. */
 import type { IncomingMessage } from 'node:http'
 import { checkCacheStatusName } from './cache-status.js'
+import { paramFilter, type ParamFilter } from './key.js'
 import { describe } from './pattern.js'
 import { memoryStore } from './stores/memory.js'
 import { jsonCoder } from './coders/json.js'
@@ -9,7 +10,13 @@ import type { Coder, Store } from './types.js'
 /** A duration: a number of seconds, or a string with a unit: `'500ms'`, `'30s'`, `'5m'`, `'1h'`, `'1d'`. */
 export type Duration = number | string
 
-/** Computes the primary cache key of a request (replaces the default `posts:42:GET?a=1`). */
+/**
+ * Computes the primary cache key of a request (replaces the default `posts:42:GET?a=1`). It must
+ * return a non-empty string synchronously: async key functions are not supported. Anything else
+ * (a Promise, `undefined`, a number…) serves that request uncached (`X-Cache: BYPASS`) and goes
+ * to `onError`; a throw does the same. The key is used as returned: no normalisation, and
+ * `ignoreParams` / `onlyParams` do not apply.
+ */
 export type KeyFunction = (req: IncomingMessage) => string
 
 /** Receives every store, coder and entry failure; the request itself is served uncached. */
@@ -26,8 +33,27 @@ export interface CacheOptions {
    * ttl, make a response storable. @default undefined
    */
   ttl?: Duration
-  /** Custom primary key. @default the path-segment key of DESIGN.md §1 */
+  /** Custom primary key (see {@link KeyFunction}). @default the path-segment key of README "Keys and invalidation" */
   key?: KeyFunction
+  /**
+   * The host part of every key. By default the request's Host (with its port), so one client
+   * cannot poison another host's entries. A string pins it to that name (a single-site app, or
+   * tests that connect on a new port each time); `false` leaves it out. X-Forwarded-Host,
+   * X-Forwarded-Proto and Forwarded stay keyed whatever this says. @default the request's Host
+   */
+  host?: string | false
+  /**
+   * Query parameters left out of the default key, by decoded name; `*` is the only wildcard:
+   * `['utm_*', 'gclid', 'fbclid']`. The app still sees them. Not with `onlyParams`, and not
+   * applied to a custom `key`. @default [] (every parameter is keyed)
+   */
+  ignoreParams?: string[]
+  /**
+   * Key on these query parameters only (decoded names, `*` wildcard); every other parameter is
+   * left out of the default key. Not with `ignoreParams`, and not applied to a custom `key`.
+   * @default undefined (every parameter is keyed)
+   */
+  onlyParams?: string[]
   /** Largest body stored, in bytes; larger responses stream through uncached. @default 1_048_576 */
   maxBodySize?: number
   /** Longest request URL (and custom key) looked up; longer requests bypass. @default 4096 */
@@ -86,7 +112,7 @@ export interface CacheOptions {
 }
 
 export interface RouteOptions {
-  /** Primary key for this route. */
+  /** Primary key for this route (see {@link KeyFunction}: synchronous, a non-empty string). */
   key?: KeyFunction
   /** Header name override for this route. */
   statusHeader?: string | false
@@ -111,6 +137,10 @@ export interface Config {
   coder: Coder
   ttl: number | undefined
   key: KeyFunction | undefined
+  /** Pinned host part, `false` for none, undefined for the request's Host. */
+  host: string | false | undefined
+  /** Which query parameters the default key keeps; undefined keeps all. */
+  keepParam: ParamFilter | undefined
   maxBodySize: number
   maxKeyLength: number
   statusCodes: ReadonlySet<number>
@@ -169,7 +199,7 @@ export function parseDuration(value: unknown, what: string): number {
 }
 
 const KNOWN_OPTIONS = new Set([
-  'store', 'coder', 'ttl', 'key', 'maxBodySize', 'maxKeyLength', 'statusCodes', 'statusHeader', 'storeTimeout',
+  'store', 'coder', 'ttl', 'key', 'host', 'ignoreParams', 'onlyParams', 'maxBodySize', 'maxKeyLength', 'statusCodes', 'statusHeader', 'storeTimeout',
   'lockTimeout', 'maxVariants', 'heuristicFraction', 'maxHeuristicTtl', 'storeSetCookie', 'surrogate', 'onError', 'now',
   'cacheStatus', 'targets', 'removeTargets',
 ])
@@ -188,6 +218,8 @@ export function resolveOptions(options: CacheOptions = {}): Config {
     coder: o.coder === undefined ? jsonCoder() : checkCoder(o.coder),
     ttl: o.ttl === undefined ? undefined : parseDuration(o.ttl, 'option "ttl"'),
     key: optionalFunction('key', o.key) as KeyFunction | undefined,
+    host: hostOption(o.host),
+    keepParam: keepParam(o.ignoreParams, o.onlyParams),
     maxBodySize: integer('maxBodySize', o.maxBodySize, 1_048_576, 0),
     maxKeyLength: integer('maxKeyLength', o.maxKeyLength, 4096, 1),
     statusCodes: new Set(statusCodes(o.statusCodes)),
@@ -330,4 +362,29 @@ function statusCodes(value: unknown): number[] {
     if (s === 206 || s === 304) throw new TypeError(`option "statusCodes" cannot include ${s}: partial and 304 responses are never stored`)
   }
   return value
+}
+
+function hostOption(value: unknown): string | false | undefined {
+  if (value === undefined || value === false) return value
+  if (typeof value !== 'string' || value.length === 0 || /[\x00-\x20\x7f]/.test(value)) {
+    throw new TypeError(`option "host" must be false or a host name (a non-empty string without spaces), got ${describe(value)}`)
+  }
+  return value
+}
+
+function paramNames(name: string, value: unknown): string[] {
+  if (!Array.isArray(value) || !value.every((n) => typeof n === 'string' && n.length > 0)) {
+    throw new TypeError(`option "${name}" must be an array of non-empty parameter names (\`*\` is a wildcard), got ${describe(value)}`)
+  }
+  return value
+}
+
+function keepParam(ignore: unknown, only: unknown): ParamFilter | undefined {
+  if (ignore !== undefined && only !== undefined) {
+    throw new TypeError(`options "ignoreParams" and "onlyParams" cannot be used together, got ${describe(ignore)} and ${describe(only)}`)
+  }
+  if (only !== undefined) return paramFilter(paramNames('onlyParams', only), true)
+  if (ignore === undefined) return undefined
+  const names = paramNames('ignoreParams', ignore)
+  return names.length === 0 ? undefined : paramFilter(names, false)
 }

@@ -1,6 +1,6 @@
 /** cacheRoute() marks one route's ttl and options; invalidate() drops entries in every open cache. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { storageKey } from './key.js'
+import { checkKey, hostOf, storageKey } from './key.js'
 import { contexts, leaveUncached, openCaches, restartUnderKey } from './middleware.js'
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
@@ -34,15 +34,20 @@ export function cacheRoute(ttl: Duration | false, options?: RouteOptions) {
     ctx.route = route
     if (route.ttl === 0) leaveUncached(ctx)
     if (route.key !== undefined && route.ttl !== 0) {
-      let primary: string
+      let primary: string | Error
       try {
-        primary = route.key(req)
+        primary = checkKey(route.key(req), 'cacheRoute option "key"')
       } catch (error) {
-        ctx.cache.report(error instanceof Error ? error : new Error(String(error)), req)
+        primary = error instanceof Error ? error : new Error(String(error))
+      }
+      if (typeof primary !== 'string') {
+        // No key, no entry: this request goes to the handler and is not stored (X-Cache: BYPASS).
+        ctx.cache.report(primary, req)
+        ctx.route = { ...route, ttl: 0 }
         return next()
       }
-      const headKey = storageKey(primary, ctx.headKey.slice(ctx.headKey.indexOf('#') + 1))
-      if (headKey !== ctx.headKey && typeof primary === 'string' && primary.length <= ctx.cache.config.maxKeyLength) {
+      const headKey = storageKey(primary, hostOf(ctx.headKey))
+      if (headKey !== ctx.headKey && primary.length <= ctx.cache.config.maxKeyLength) {
         return restartUnderKey(ctx, headKey, next)
       }
     }
