@@ -165,7 +165,7 @@ describe('properties of the default key (src/key.ts)', () => {
 
 // -------------------------------------------------------------------------------------------
 
-/** The glob semantics of DESIGN.md: `*` matches any run of characters, everything else is literal. */
+/** The glob semantics of src/pattern.ts: `*` matches any run of characters, everything else is literal. */
 function globReference(pattern: string, key: string): boolean {
   // Dynamic programming over (pattern position, key position): no RegExp involved.
   let row = new Array<boolean>(key.length + 1).fill(false)

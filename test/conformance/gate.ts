@@ -50,7 +50,7 @@ function gating (outcome: TestOutcome): boolean {
 }
 
 /**
- * The gate (HTTP-CACHING.md "Conformance gate"):
+ * The gate (README "Conformance"):
  * - `freshness-none` is `yes` (nothing stored without freshness information);
  * - every required test passes, except those in the allowlist (for the verdict listed there);
  * - no harness errors.
