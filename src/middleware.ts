@@ -1,4 +1,4 @@
-/** responseCache(): the request flow of DESIGN.md §2, top to bottom. */
+/** responseCache(): the request flow (README "How it works"), top to bottom. */
 import { IncomingMessage, ServerResponse, type IncomingHttpHeaders, type OutgoingHttpHeaders } from 'node:http'
 import { Writable } from 'node:stream'
 import createDebug from 'debug'
