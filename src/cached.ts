@@ -1,0 +1,176 @@
+/** cached(): wrap an async function so its results live in a value cache, keyed by its arguments. */
+import { createHash } from 'node:crypto'
+import { describe } from './pattern.js'
+import { createCache, getOrSet, instanceOf, resolveTimes, type ValueCache } from './value-cache.js'
+import type { Duration } from './options.js'
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type AnyFunction = (...args: any[]) => any
+
+/**
+ * The wrapped function: `F` itself when it returns a promise; a function returning a promise of
+ * the same value otherwise (a store answers asynchronously).
+ */
+export type Cached<F extends AnyFunction> = ReturnType<F> extends Promise<unknown> ? F : (...args: Parameters<F>) => Promise<Awaited<ReturnType<F>>>
+
+export interface CachedOptions<F extends AnyFunction = AnyFunction> {
+  /** The value cache (and so the store) results live in. @default a createCache() of its own, on a memory store */
+  cache?: ValueCache
+  /**
+   * The whole storage key of a call. Replaces the default key (namespace and canonical
+   * arguments); cannot be combined with `namespace`. @default undefined
+   */
+  key?: (...args: Parameters<F>) => string
+  /**
+   * First part of the default key: `<namespace>:<arguments>`; invalidate a function's results
+   * with `invalidate('<namespace>:*')`. @default the function's name (an anonymous function needs `namespace` or `key`)
+   */
+  namespace?: string
+  /** @default the cache's `ttl` */
+  ttl?: Duration
+  /** @default the cache's `staleWhileRevalidate` */
+  staleWhileRevalidate?: Duration
+  /**
+   * Store a rejection for this long (negative caching): calls within it reject with an Error of
+   * the same name and message without calling the function. @default false (a rejection is never stored)
+   */
+  cacheRejections?: Duration | false
+}
+
+/** An argument the default key cannot encode (a function, a symbol, a cycle, a class instance). */
+export class UnkeyableArgumentError extends TypeError {
+  constructor(namespace: string, path: string, what: string) {
+    super(`cached ${namespace}: argument ${path} is ${what}, which has no stable key; pass the "key" option to key such calls`)
+    this.name = 'UnkeyableArgumentError'
+  }
+}
+
+const KNOWN_OPTIONS = new Set(['cache', 'key', 'namespace', 'ttl', 'staleWhileRevalidate', 'cacheRejections'])
+/** Longest argument part kept as text; a longer one becomes `~` and its SHA-256 (base64url). */
+const MAX_ARGS_LENGTH = 200
+
+/**
+ * Wrap `fn` so that calls with equal arguments share one result from the cache.
+ *
+ * ```ts
+ * const listPosts = cached(async (page: number) => db.posts.list(page), { cache, namespace: 'posts:list', ttl: '30s' })
+ * await listPosts(1) // key 'posts:list:1'
+ * ```
+ *
+ * Concurrent misses of one key call `fn` once (in the process, and across processes on a store
+ * with `lock`). A rejection is passed on and never stored unless `cacheRejections` is set. A
+ * failing store never fails a call: `fn` is called and the error goes to the cache's `onError`.
+ * A call whose arguments have no stable key rejects with `UnkeyableArgumentError` (fn is not
+ * called); see the README section "Caching function results".
+ */
+export function cached<F extends AnyFunction>(fn: F, options: CachedOptions<F> = {}): Cached<F> {
+  if (typeof fn !== 'function') throw new TypeError(`cached(fn): fn must be a function, got ${describe(fn)}`)
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`cached options must be an object, got ${describe(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`cached: unknown option "${name}"`)
+  }
+  const cache = options.cache ?? createCache()
+  const instance = instanceOf(cache, 'cached option "cache"')
+  const times = resolveTimes(instance.defaults, {
+    ttl: options.ttl,
+    staleWhileRevalidate: options.staleWhileRevalidate,
+    cacheRejections: options.cacheRejections,
+  }, 'cached')
+  const custom = options.key
+  if (custom !== undefined && typeof custom !== 'function') throw new TypeError(`cached option "key" must be a function, got ${describe(custom)}`)
+  if (custom !== undefined && options.namespace !== undefined) {
+    throw new TypeError('cached: give "key" or "namespace", not both ("key" returns the whole storage key)')
+  }
+  const namespace = options.namespace ?? fn.name
+  if (typeof namespace !== 'string' || (custom === undefined && (namespace.length === 0 || namespace.includes('*')))) {
+    throw new TypeError(
+      options.namespace === undefined
+        ? 'cached(fn): an anonymous function needs the "namespace" or "key" option'
+        : `cached option "namespace" must be a non-empty string without "*", got ${describe(options.namespace)}`,
+    )
+  }
+
+  const keyOf = custom !== undefined
+    ? function customKey(args: Parameters<F>): string {
+      const key = custom(...args)
+      if (typeof key !== 'string' || key.length === 0) throw new TypeError(`cached ${namespace || fn.name}: key() must return a non-empty string, got ${describe(key)}`)
+      return key
+    }
+    : function defaultKey(args: Parameters<F>): string {
+      return cacheKey(namespace, args)
+    }
+
+  const wrapped = function cachedCall(this: unknown, ...args: Parameters<F>): Promise<unknown> {
+    let key: string
+    try {
+      key = keyOf(args)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return getOrSet(instance, key, () => fn.apply(this, args), times)
+  }
+  Object.defineProperty(wrapped, 'name', { value: fn.name })
+  return wrapped as unknown as Cached<F>
+}
+
+/**
+ * The default key of a call: `<namespace>:<arg>,<arg>,…`, each argument in canonical form
+ * (`keyPart()`), with `%`, `*`, `?` and `#` percent-encoded so the part can never act as a
+ * wildcard or a response key's separator. Longer than 200 characters: `<namespace>:~<sha256>`.
+ */
+export function cacheKey(namespace: string, args: readonly unknown[]): string {
+  let part = ''
+  for (let i = 0; i < args.length; i++) part += (i === 0 ? '' : ',') + keyPart(args[i], namespace, `#${i + 1}`, [])
+  if (/[%*?#]/.test(part)) part = part.replace(/[%*?#]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())
+  if (part.length > MAX_ARGS_LENGTH) part = '~' + createHash('sha256').update(part).digest('base64url')
+  return `${namespace}:${part}`
+}
+
+/**
+ * One argument in canonical form: strings, finite numbers, booleans and null as JSON; `undefined`,
+ * `NaN`, `Infinity`, `-Infinity`, `<n>n` for a bigint, `Date(<ISO>)`, `Bytes(<base64>)` for a
+ * Uint8Array or Buffer, arrays in order, plain objects `{…}` with their keys sorted, `Map{k:v,…}`
+ * sorted by key, `Set[…]` sorted. `{a, b}` and `{b, a}` give one key.
+ */
+function keyPart(value: unknown, namespace: string, path: string, seen: object[]): string {
+  switch (typeof value) {
+    case 'string':
+      return JSON.stringify(value)
+    case 'number':
+      return Number.isFinite(value) ? (Object.is(value, -0) ? '0' : String(value)) : String(value)
+    case 'boolean':
+      return value ? 'true' : 'false'
+    case 'undefined':
+      return 'undefined'
+    case 'bigint':
+      return `${value}n`
+    case 'function':
+      throw new UnkeyableArgumentError(namespace, path, 'a function')
+    case 'symbol':
+      throw new UnkeyableArgumentError(namespace, path, 'a symbol')
+  }
+  if (value === null) return 'null'
+  const object = value as object
+  if (seen.includes(object)) throw new UnkeyableArgumentError(namespace, path, 'a cycle')
+  seen.push(object)
+  try {
+    if (Array.isArray(object)) return '[' + object.map((item, i) => keyPart(item, namespace, `${path}[${i}]`, seen)).join(',') + ']'
+    if (object instanceof Date) return `Date(${Number.isNaN(object.getTime()) ? 'NaN' : object.toISOString()})`
+    if (object instanceof Uint8Array) return `Bytes(${Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64')})`
+    if (object instanceof Map) {
+      const pairs = [...object].map(([k, v]) => keyPart(k, namespace, `${path} (a Map key)`, seen) + ':' + keyPart(v, namespace, `${path} (a Map value)`, seen))
+      return 'Map{' + pairs.sort().join(',') + '}'
+    }
+    if (object instanceof Set) return 'Set[' + [...object].map((item) => keyPart(item, namespace, `${path} (a Set member)`, seen)).sort().join(',') + ']'
+    const proto = Object.getPrototypeOf(object)
+    if (proto !== Object.prototype && proto !== null) {
+      throw new UnkeyableArgumentError(namespace, path, `an instance of ${proto?.constructor?.name ?? 'a class'}`)
+    }
+    const names = Object.keys(object).sort()
+    return '{' + names.map((name) => JSON.stringify(name) + ':' + keyPart((object as Record<string, unknown>)[name], namespace, `${path}.${name}`, seen)).join(',') + '}'
+  } finally {
+    seen.pop()
+  }
+}
