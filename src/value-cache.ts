@@ -143,8 +143,8 @@ interface Config {
 /** A computation running in this process for one key. */
 interface Flight {
   promise: Promise<Outcome>
-  /** An invalidation matched the key meanwhile: the result is returned but not stored. */
-  invalidated: boolean
+  /** `instance.epoch` when the lookup that started it began. */
+  since: number
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown }
@@ -155,6 +155,11 @@ export interface Instance {
   storage: Storage
   counters: Omit<ValueCacheStats, 'entries' | 'bytes'>
   flights: Map<string, Flight>
+  /** Invalidations so far; each one's pattern is kept in `recent` while computations may predate it. */
+  epoch: number
+  recent: { epoch: number; pattern: string }[]
+  /** Invalidations before this epoch were forgotten: a computation older than it is not stored. */
+  forgotten: number
   lockFailedAt: number
   defaults: Times
   report(error: Error): void
@@ -170,6 +175,8 @@ const KNOWN_OPTIONS = new Set(['store', 'coder', 'ttl', 'staleWhileRevalidate', 
 const POLL_FIRST = 10
 const POLL_MAX = 200
 const HEALTH_KEY = 'cachet:health'
+/** Invalidations remembered for computations still running; beyond it the oldest half is forgotten. */
+const MAX_RECENT = 1024
 /** Errors reported while a warm() write runs, so the write can tell whether it landed. */
 const writeErrors = new AsyncLocalStorage<Error[]>()
 
@@ -190,6 +197,9 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
     config,
     counters,
     flights: new Map(),
+    epoch: 0,
+    recent: [],
+    forgotten: 0,
     lockFailedAt: 0,
     defaults: { ttl: config.ttl, staleWhileRevalidate: config.staleWhileRevalidate, rejections: 0 },
     storage: undefined as unknown as Storage,
@@ -272,12 +282,13 @@ export function instanceOf(cache: unknown, what: string): Instance {
 
 /** Fresh hit, stale hit (plus one background recompute), or a miss that leads or joins a flight. */
 export function getOrSet<T>(instance: Instance, key: string, compute: () => T | Promise<T>, times: Times): Promise<T> {
+  const since = instance.epoch
   const found = instance.storage.read(key)
-  if (!isPromise(found)) return decide(instance, key, found, compute, times)
-  return found.then((entry) => decide(instance, key, entry, compute, times))
+  if (!isPromise(found)) return decide(instance, key, found, compute, times, since)
+  return found.then((entry) => decide(instance, key, entry, compute, times, since))
 }
 
-function decide<T>(instance: Instance, key: string, entry: Entry | undefined, compute: () => T | Promise<T>, times: Times): Promise<T> {
+function decide<T>(instance: Instance, key: string, entry: Entry | undefined, compute: () => T | Promise<T>, times: Times, since: number): Promise<T> {
   if (entry !== undefined && entry.kind === 'value') {
     const now = instance.config.now()
     if (now < entry.expires) {
@@ -287,7 +298,7 @@ function decide<T>(instance: Instance, key: string, entry: Entry | undefined, co
     if (now < entry.staleUntil) {
       instance.counters.stale++
       if (!instance.flights.has(key)) {
-        flight(instance, key, compute, times).then(function refreshed(outcome) {
+        flight(instance, key, compute, times, since).then(function refreshed(outcome) {
           if (!outcome.ok) instance.report(asError(outcome.error))
         })
       }
@@ -300,7 +311,7 @@ function decide<T>(instance: Instance, key: string, entry: Entry | undefined, co
     instance.counters.coalesced++
     return running.promise.then(deliver<T>)
   }
-  return flight(instance, key, compute, times).then(deliver<T>)
+  return flight(instance, key, compute, times, since).then(deliver<T>)
 }
 
 function deliver<T>(outcome: Outcome): Promise<T> {
@@ -315,14 +326,25 @@ function outcomeOf(entry: ValueEntry): Outcome {
 }
 
 /** Start the one computation of `key` in this process. */
-function flight(instance: Instance, key: string, compute: () => unknown, times: Times): Promise<Outcome> {
-  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, invalidated: false }
+function flight(instance: Instance, key: string, compute: () => unknown, times: Times, since: number): Promise<Outcome> {
+  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, since }
   f.promise = lead(instance, key, compute, times, f)
   instance.flights.set(key, f)
   f.promise.then(function landed() {
     if (instance.flights.get(key) === f) instance.flights.delete(key)
   })
   return f.promise
+}
+
+/**
+ * Whether an invalidation matching `key` began after the lookup that started `f`: its result may
+ * come from what was invalidated, so it is returned to its callers but not stored.
+ */
+function invalidatedSince(instance: Instance, key: string, f: Flight): boolean {
+  if (f.since < instance.forgotten) return true
+  const { recent } = instance
+  for (let i = recent.length - 1; i >= 0 && recent[i].epoch > f.since; i--) if (matchesPattern(recent[i].pattern, key)) return true
+  return false
 }
 
 /**
@@ -361,7 +383,7 @@ async function lead(instance: Instance, key: string, compute: () => unknown, tim
   } catch (error) {
     outcome = { ok: false, error }
   }
-  const written = f.invalidated ? undefined : write(instance, key, outcome, times)
+  const written = invalidatedSince(instance, key, f) ? undefined : write(instance, key, outcome, times)
   if (token !== undefined) {
     const release = () => Promise.resolve(config.store.unlock!(key, token!)).catch((error) => instance.report(asError(error)))
     if (isPromise(written)) void written.then(release)
@@ -437,7 +459,8 @@ function pause(ms: number): Promise<void> {
  * as 0 removed, with the wait bounded by `lockTimeout`.
  */
 export function invalidate(instance: Instance, pattern: string): Promise<number> {
-  for (const [key, f] of instance.flights) if (matchesPattern(pattern, key)) f.invalidated = true
+  instance.recent.push({ epoch: ++instance.epoch, pattern })
+  if (instance.recent.length > MAX_RECENT) instance.forgotten = instance.recent.splice(0, MAX_RECENT / 2).pop()!.epoch + 1
   const work = instance.storage.removeMatching(pattern)
   return new Promise((resolve, reject) => {
     const timer = setTimeout(function invalidateTimedOut() {
