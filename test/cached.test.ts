@@ -3,6 +3,8 @@ import { expect } from 'chai'
 import { cached, createCache, invalidate, StoreTimeoutError, UnkeyableArgumentError, type Store, type ValueCache } from '../src/index.js'
 import { cacheKey } from '../src/cached.js'
 import { storeFactories, type CreatedStore } from './support/stores.js'
+import { serve } from './support/app.js'
+import { createApp as postsAndQueries } from '../examples/posts-and-queries/app.js'
 
 const factories = storeFactories.filter((f) => f.name === 'memory' || f.name === 'redis' || f.name === 'memcached')
 
@@ -250,4 +252,35 @@ describe('cached()', () => {
       expect(errors.map((e) => e.message)).to.include('connection refused')
     })
   })
+})
+
+describe('examples/posts-and-queries', () => {
+  for (const factory of factories) {
+    describe(`when both caches share the ${factory.name} store`, () => {
+      it('should drop the cached GET /posts and the cached listPosts() with one invalidate()', async () => {
+        const created = await factory.create()
+        const { app, stats, close } = postsAndQueries(created.store)
+        const served = await serve(app)
+        try {
+          await served.agent.get('/posts').expect(200).expect('X-Cache', 'MISS')
+          await served.agent.get('/posts').expect(200).expect('X-Cache', 'HIT')
+          expect((await served.agent.get('/summary').expect(200)).body).to.deep.equal({ firstPage: 1 })
+          expect(stats).to.deep.equal({ queries: 1, renders: 1 })
+
+          await served.agent.post('/posts').send({ title: 'Two' }).expect(201)
+          // The query result is gone: /summary (no response caching) runs the query again.
+          expect((await served.agent.get('/summary').expect(200)).body).to.deep.equal({ firstPage: 2 })
+          expect(stats.queries).to.equal(2)
+          // The response is gone too: rendered again, from the query result /summary just stored.
+          const after = await served.agent.get('/posts').expect(200).expect('X-Cache', 'MISS')
+          expect(after.body.map((p: { title: string }) => p.title)).to.deep.equal(['Hello', 'Two'])
+          expect(stats).to.deep.equal({ queries: 2, renders: 2 })
+        } finally {
+          await served.close()
+          await close()
+          await created.cleanup()
+        }
+      })
+    })
+  }
 })
