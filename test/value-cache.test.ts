@@ -1,5 +1,6 @@
 /** createCache(): values on the response cache's stores, fail-open, coalesced, invalidated with responses. */
 import { expect } from 'chai'
+import { createHash } from 'node:crypto'
 import express from 'express'
 import {
   createCache,
@@ -409,6 +410,21 @@ describe('value entries in the coders', () => {
       expect(coder.decode(coder.encode(top))).to.deep.equal(top)
     })
   }
+  it('should encode responses and vary records byte for byte as before values existed', () => {
+    const response = {
+      kind: 'response' as const, status: 200, headers: ['Content-Type', 'text/plain', 'ETag', 'W/"x"'], body: Buffer.from('hello'),
+      responseTime: 1_700_000_000_000, initialAge: 0, lifetime: 60_000, staleWhileRevalidate: 5, staleIfError: 0, mustRevalidate: false, statusHeader: false as const,
+    }
+    const vary = { kind: 'vary' as const, vary: ['accept'], variants: ['a#b'], expires: 7 }
+    // Digests of the bytes the coders wrote for these two entries before value entries were added.
+    const before: Record<string, string> = {
+      json: 'e4c2caf8d5574b1f69448a669666f08622f55986a7456aea96bf1958568cb098',
+      msgpack: 'be740ae7fbd632b15889199cf9af70213299fb2bf42a5c964d8183b61b8aa5e6',
+    }
+    for (const coder of [jsonCoder(), msgpackCoder()]) {
+      expect(createHash('sha256').update(coder.encode(response)).update(coder.encode(vary)).digest('hex'), coder.name).to.equal(before[coder.name])
+    }
+  })
   it('should keep a __proto__ key of a JSON value an own property', () => {
     const coder = jsonCoder()
     const value = JSON.parse('{"__proto__":{"polluted":true}}')
