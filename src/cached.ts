@@ -122,11 +122,22 @@ export function cached<F extends AnyFunction>(fn: F, options: CachedOptions<F> =
  */
 export function cacheKey(namespace: string, args: readonly unknown[]): string {
   let part = ''
-  for (let i = 0; i < args.length; i++) part += (i === 0 ? '' : ',') + keyPart(args[i], namespace, `#${i + 1}`, [])
-  if (/[%*?#]/.test(part)) part = part.replace(/[%*?#]/g, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())
+  try {
+    for (let i = 0; i < args.length; i++) part += (i === 0 ? '' : ',') + keyPart(args[i], [])
+  } catch (error) {
+    if (error !== UNKEYABLE) throw error
+    const [path, what] = locate(args)
+    throw new UnkeyableArgumentError(namespace, path, what)
+  }
+  if (SPECIAL.test(part)) part = part.replace(SPECIALS, (c) => '%' + c.charCodeAt(0).toString(16).toUpperCase())
   if (part.length > MAX_ARGS_LENGTH) part = '~' + createHash('sha256').update(part).digest('base64url')
   return `${namespace}:${part}`
 }
+
+const SPECIAL = /[%*?#]/
+const SPECIALS = /[%*?#]/g
+/** Thrown by keyPart() for a value without a stable key; locate() then finds it for the message. */
+const UNKEYABLE = Symbol('unkeyable')
 
 /**
  * One argument in canonical form: strings, finite numbers, booleans and null as JSON; `undefined`,
@@ -134,12 +145,12 @@ export function cacheKey(namespace: string, args: readonly unknown[]): string {
  * Uint8Array or Buffer, arrays in order, plain objects `{…}` with their keys sorted, `Map{k:v,…}`
  * sorted by key, `Set[…]` sorted. `{a, b}` and `{b, a}` give one key.
  */
-function keyPart(value: unknown, namespace: string, path: string, seen: object[]): string {
+function keyPart(value: unknown, seen: object[]): string {
   switch (typeof value) {
     case 'string':
       return JSON.stringify(value)
     case 'number':
-      return Number.isFinite(value) ? (Object.is(value, -0) ? '0' : String(value)) : String(value)
+      return Object.is(value, -0) ? '0' : String(value)
     case 'boolean':
       return value ? 'true' : 'false'
     case 'undefined':
@@ -147,30 +158,69 @@ function keyPart(value: unknown, namespace: string, path: string, seen: object[]
     case 'bigint':
       return `${value}n`
     case 'function':
-      throw new UnkeyableArgumentError(namespace, path, 'a function')
     case 'symbol':
-      throw new UnkeyableArgumentError(namespace, path, 'a symbol')
+      throw UNKEYABLE
   }
   if (value === null) return 'null'
   const object = value as object
-  if (seen.includes(object)) throw new UnkeyableArgumentError(namespace, path, 'a cycle')
+  if (seen.includes(object)) throw UNKEYABLE
   seen.push(object)
-  try {
-    if (Array.isArray(object)) return '[' + object.map((item, i) => keyPart(item, namespace, `${path}[${i}]`, seen)).join(',') + ']'
-    if (object instanceof Date) return `Date(${Number.isNaN(object.getTime()) ? 'NaN' : object.toISOString()})`
-    if (object instanceof Uint8Array) return `Bytes(${Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64')})`
-    if (object instanceof Map) {
-      const pairs = [...object].map(([k, v]) => keyPart(k, namespace, `${path} (a Map key)`, seen) + ':' + keyPart(v, namespace, `${path} (a Map value)`, seen))
-      return 'Map{' + pairs.sort().join(',') + '}'
-    }
-    if (object instanceof Set) return 'Set[' + [...object].map((item) => keyPart(item, namespace, `${path} (a Set member)`, seen)).sort().join(',') + ']'
-    const proto = Object.getPrototypeOf(object)
-    if (proto !== Object.prototype && proto !== null) {
-      throw new UnkeyableArgumentError(namespace, path, `an instance of ${proto?.constructor?.name ?? 'a class'}`)
-    }
+  let out: string
+  const proto = Object.getPrototypeOf(object)
+  if (proto === Object.prototype || proto === null) {
     const names = Object.keys(object).sort()
-    return '{' + names.map((name) => JSON.stringify(name) + ':' + keyPart((object as Record<string, unknown>)[name], namespace, `${path}.${name}`, seen)).join(',') + '}'
-  } finally {
-    seen.pop()
+    out = '{'
+    for (let i = 0; i < names.length; i++) {
+      out += (i === 0 ? '' : ',') + JSON.stringify(names[i]) + ':' + keyPart((object as Record<string, unknown>)[names[i]], seen)
+    }
+    out += '}'
+  } else if (Array.isArray(object)) {
+    out = '['
+    for (let i = 0; i < object.length; i++) out += (i === 0 ? '' : ',') + keyPart(object[i], seen)
+    out += ']'
+  } else if (object instanceof Date) {
+    out = `Date(${Number.isNaN(object.getTime()) ? 'NaN' : object.toISOString()})`
+  } else if (object instanceof Uint8Array) {
+    out = `Bytes(${Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64')})`
+  } else if (object instanceof Map) {
+    out = 'Map{' + [...object].map(([k, v]) => keyPart(k, seen) + ':' + keyPart(v, seen)).sort().join(',') + '}'
+  } else if (object instanceof Set) {
+    out = 'Set[' + [...object].map((item) => keyPart(item, seen)).sort().join(',') + ']'
+  } else {
+    throw UNKEYABLE
   }
+  seen.pop()
+  return out
+}
+
+/** Where the first value without a stable key is, and what it is (slow path, for the error only). */
+function locate(args: readonly unknown[]): [path: string, what: string] {
+  const seen: object[] = []
+  const walk = (value: unknown, path: string): [string, string] | undefined => {
+    if (typeof value === 'function') return [path, 'a function']
+    if (typeof value === 'symbol') return [path, 'a symbol']
+    if (value === null || typeof value !== 'object') return undefined
+    if (seen.includes(value)) return [path, 'a cycle']
+    seen.push(value)
+    let found: [string, string] | undefined
+    const proto = Object.getPrototypeOf(value)
+    if (proto === Object.prototype || proto === null) {
+      for (const name of Object.keys(value).sort()) if ((found = walk((value as Record<string, unknown>)[name], `${path}.${name}`))) break
+    } else if (Array.isArray(value)) {
+      for (let i = 0; i < value.length && !found; i++) found = walk(value[i], `${path}[${i}]`)
+    } else if (value instanceof Map) {
+      for (const [k, v] of value) if ((found = walk(k, `${path} (a Map key)`) ?? walk(v, `${path} (a Map value)`))) break
+    } else if (value instanceof Set) {
+      for (const item of value) if ((found = walk(item, `${path} (a Set member)`))) break
+    } else if (!(value instanceof Date) && !(value instanceof Uint8Array)) {
+      found = [path, `an instance of ${proto?.constructor?.name ?? 'a class'}`]
+    }
+    seen.pop()
+    return found
+  }
+  for (let i = 0; i < args.length; i++) {
+    const found = walk(args[i], `#${i + 1}`)
+    if (found !== undefined) return found
+  }
+  return ['', 'unkeyable']
 }
