@@ -13,6 +13,7 @@ type AnyFunction = (...args: any[]) => any
  */
 export type Cached<F extends AnyFunction> = ReturnType<F> extends Promise<unknown> ? F : (...args: Parameters<F>) => Promise<Awaited<ReturnType<F>>>
 
+/** Options of cached(), validated once, when the function is wrapped. */
 export interface CachedOptions<F extends AnyFunction = AnyFunction> {
   /** The value cache (and so the store) results live in. @default a createCache() of its own, on a memory store */
   cache?: ValueCache

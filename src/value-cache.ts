@@ -11,6 +11,7 @@ import type { Coder, Entry, Store, ValueEntry } from './types.js'
 
 const debug = createDebug('cachet')
 
+/** Options of createCache(): the vocabulary of responseCache() where they overlap. */
 export interface ValueCacheOptions {
   /** Where values live; the same store may serve a `responseCache()` too. @default memoryStore() */
   store?: Store
@@ -44,6 +45,7 @@ export interface SetOptions {
   staleWhileRevalidate?: Duration
 }
 
+/** Options of one getOrSet() call. */
 export interface GetOrSetOptions extends SetOptions {
   /**
    * Store a rejection of `compute` for this long, so callers get the same error back without
@@ -62,6 +64,7 @@ export interface WarmEntry {
   ttl?: Duration
 }
 
+/** What warm() did with one entry. */
 export interface WarmResult {
   key: string
   /** The value was computed and the store took the write. */
@@ -69,6 +72,7 @@ export interface WarmResult {
   error?: Error
 }
 
+/** What health() found. */
 export interface HealthReport {
   /** The store answered one read within `storeTimeout`. */
   ok: boolean
@@ -78,6 +82,7 @@ export interface HealthReport {
   error?: Error
 }
 
+/** Counters of one value cache since it was created. */
 export interface ValueCacheStats {
   /** Fresh values returned. */
   hits: number
