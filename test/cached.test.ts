@@ -199,6 +199,29 @@ describe('cached()', () => {
         })
       })
 
+      if (factory.name !== 'memory') {
+        describe('when the store server stops answering', () => {
+          it('should call fn after storeTimeout and report the timeout', async () => {
+            const errors: Error[] = []
+            const cache = cacheFor({ store: created.store, storeTimeout: '50ms', lockTimeout: '1h', onError: (e) => errors.push(e) })
+            let calls = 0
+            const load = cached(async function load(id: number) {
+              calls++
+              return `row ${id}`
+            }, { cache })
+            expect(await load(1)).to.equal('row 1')
+            await created.server!.pause()
+            try {
+              expect(await load(2)).to.equal('row 2')
+              expect(calls).to.equal(2)
+              expect(errors.some((e) => e instanceof StoreTimeoutError)).to.equal(true)
+            } finally {
+              created.server!.resume()
+            }
+          })
+        })
+      }
+
       describe('when staleWhileRevalidate is set', () => {
         it('should answer with the stale result while fn runs once in the background', async () => {
           let now = 1_700_000_000_000
