@@ -381,6 +381,53 @@ describe('createCache()', () => {
     })
   })
 
+  describe('when a value cannot be encoded', () => {
+    it('should return it uncached and send the coder error to onError', async () => {
+      for (const coder of [jsonCoder(), msgpackCoder()]) {
+        const errors: Error[] = []
+        const cache = createCache({ coder, onError: (e) => errors.push(e) })
+        try {
+          const cyclic: Record<string, unknown> = { n: 1 }
+          cyclic.self = cyclic
+          let calls = 0
+          const compute = () => {
+            calls++
+            return cyclic
+          }
+          expect(await cache.getOrSet('c', compute)).to.equal(cyclic)
+          expect(await cache.getOrSet('c', compute)).to.equal(cyclic)
+          expect(calls, coder.name).to.equal(2)
+          expect(errors, coder.name).to.have.length(2)
+        } finally {
+          await cache.close()
+        }
+      }
+    })
+  })
+
+  describe('when jsonCoder() meets a class instance', () => {
+    it('should store its toJSON() or its own enumerable properties, as a plain object', async () => {
+      class Money {
+        constructor(readonly cents: number) {}
+        toJSON() {
+          return `${this.cents / 100} EUR`
+        }
+      }
+      class Point {
+        constructor(readonly x: number, readonly y: number) {}
+      }
+      const cache = createCache({ coder: jsonCoder() })
+      try {
+        await cache.set('k', { price: new Money(250), at: new Point(1, 2) })
+        const back = (await cache.get<{ price: unknown; at: unknown }>('k'))!
+        expect(back).to.deep.equal({ price: '2.5 EUR', at: { x: 1, y: 2 } })
+        expect(Object.getPrototypeOf(back.at)).to.equal(Object.prototype)
+      } finally {
+        await cache.close()
+      }
+    })
+  })
+
   describe('when the module-level invalidate() runs', () => {
     it('should reach value caches on other stores too', async () => {
       const one = createCache({ store: memoryStore() })
