@@ -243,14 +243,15 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
         return undefined
       })
     },
-    async set(key, value, options) {
+    set(key, value, options) {
       assertKey(key)
       const times = resolveTimes(instance.defaults, options, 'set')
-      await write(instance, key, { ok: true, value }, times)
+      return Promise.resolve(write(instance, key, { ok: true, value }, times))
     },
-    async delete(key) {
+    delete(key) {
       assertKey(key)
-      await instance.storage.remove(key)
+      noteInvalidation(instance, key)
+      return Promise.resolve(instance.storage.remove(key))
     },
     getOrSet(key, compute, options) {
       assertKey(key)
@@ -293,9 +294,16 @@ export function getOrSet<T>(instance: Instance, key: string, compute: () => T | 
   return found.then((entry) => decide(instance, key, entry, compute, times, since))
 }
 
-function decide<T>(instance: Instance, key: string, entry: Entry | undefined, compute: () => T | Promise<T>, times: Times, since: number): Promise<T> {
+function decide<T>(instance: Instance, key: string, found: Entry | undefined, compute: () => T | Promise<T>, times: Times, since: number): Promise<T> {
+  let entry = found
+  const now = instance.config.now()
+  if (entry === undefined || entry.kind !== 'value' || now >= entry.expires) {
+    // A read sent before a computation here finished answers what the store held then; the
+    // write of that computation, still on its way, is newer: use it rather than compute again.
+    const pending = instance.storage.peek(key)
+    if (pending !== undefined) entry = pending
+  }
   if (entry !== undefined && entry.kind === 'value') {
-    const now = instance.config.now()
     if (now < entry.expires) {
       instance.counters.hits++
       return deliver(outcomeOf(entry))
@@ -464,8 +472,7 @@ function pause(ms: number): Promise<void> {
  * as 0 removed, with the wait bounded by `lockTimeout`.
  */
 export function invalidate(instance: Instance, pattern: string): Promise<number> {
-  instance.recent.push({ epoch: ++instance.epoch, pattern })
-  if (instance.recent.length > MAX_RECENT) instance.forgotten = instance.recent.splice(0, MAX_RECENT / 2).pop()!.epoch + 1
+  noteInvalidation(instance, pattern)
   const work = instance.storage.removeMatching(pattern)
   return new Promise((resolve, reject) => {
     const timer = setTimeout(function invalidateTimedOut() {
@@ -487,6 +494,12 @@ export function invalidate(instance: Instance, pattern: string): Promise<number>
       },
     )
   })
+}
+
+/** Remember an invalidation (or a delete) for the computations running meanwhile (see invalidatedSince()). */
+function noteInvalidation(instance: Instance, pattern: string): void {
+  instance.recent.push({ epoch: ++instance.epoch, pattern })
+  if (instance.recent.length > MAX_RECENT) instance.forgotten = instance.recent.splice(0, MAX_RECENT / 2).pop()!.epoch
 }
 
 function matchesPattern(pattern: string, key: string): boolean {

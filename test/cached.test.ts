@@ -6,6 +6,8 @@ import { storeFactories, type CreatedStore } from './support/stores.js'
 import { serve } from './support/app.js'
 import { createApp as postsAndQueries } from '../examples/posts-and-queries/app.js'
 
+/** A store timeout no loaded test machine reaches, where a test is not about timeouts. */
+const SLOW_MACHINE = '2s'
 const factories = storeFactories.filter((f) => f.name === 'memory' || f.name === 'redis' || f.name === 'memcached')
 
 async function waitFor(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
@@ -128,7 +130,7 @@ describe('cached()', () => {
 
       describe('when it is called again with equal arguments', () => {
         it('should call fn once, whatever the order of object keys', async () => {
-          const cache = cacheFor({ store: created.store })
+          const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           let calls = 0
           const search = cached(async function search(page: number, filter: { a?: number; b?: number }) {
             calls++
@@ -142,7 +144,7 @@ describe('cached()', () => {
           expect(calls).to.equal(2)
         })
         it('should store under `<namespace>:<args>` so invalidate(`<namespace>:*`) drops the results', async () => {
-          const cache = cacheFor({ store: created.store })
+          const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           let version = 0
           const listPosts = cached(async (page: number) => [`v${++version}`, page], { cache, namespace: 'posts:list' })
           expect(await listPosts(1)).to.deep.equal(['v1', 1])
@@ -155,7 +157,7 @@ describe('cached()', () => {
 
       describe('when many callers miss at once', () => {
         it('should call fn once and give every caller its result', async () => {
-          const cache = cacheFor({ store: created.store })
+          const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           const held = gate()
           let calls = 0
           const load = cached(async function load(id: number) {
@@ -174,7 +176,7 @@ describe('cached()', () => {
 
       describe('when fn rejects', () => {
         it('should pass the rejection on and call fn again next time', async () => {
-          const cache = cacheFor({ store: created.store })
+          const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           let calls = 0
           const flaky = cached(async function flaky() {
             if (++calls === 1) throw new Error('first call fails')
@@ -185,7 +187,7 @@ describe('cached()', () => {
           expect(calls).to.equal(2)
         })
         it('should store the rejection when cacheRejections is set', async () => {
-          const cache = cacheFor({ store: created.store })
+          const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           let calls = 0
           const missing = cached(async function missing(id: number): Promise<string> {
             calls++
@@ -225,7 +227,7 @@ describe('cached()', () => {
       describe('when staleWhileRevalidate is set', () => {
         it('should answer with the stale result while fn runs once in the background', async () => {
           let now = 1_700_000_000_000
-          const cache = cacheFor({ store: created.store, now: () => now })
+          const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE, now: () => now })
           let calls = 0
           const held = gate()
           const stats = cached(async function stats() {
