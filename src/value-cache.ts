@@ -150,6 +150,8 @@ interface Flight {
   promise: Promise<Outcome>
   /** `instance.epoch` when the lookup that started it began. */
   since: number
+  /** What it stored, once it has. */
+  entry: ValueEntry | undefined
 }
 
 type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown }
@@ -160,8 +162,16 @@ export interface Instance {
   storage: Storage
   counters: Omit<ValueCacheStats, 'entries' | 'bytes'>
   flights: Map<string, Flight>
-  /** Invalidations so far; each one's pattern is kept in `recent` while computations may predate it. */
+  /**
+   * Counts invalidations and finished computations; each invalidation's pattern is kept in
+   * `recent` while computations may predate it.
+   */
   epoch: number
+  /**
+   * What finished computations stored, by key, for `storeTimeout` after they finished: a lookup
+   * that began before one finished may read the store's older answer (its read was sent first).
+   */
+  finished: Map<string, { epoch: number; entry: ValueEntry }>
   recent: { epoch: number; pattern: string }[]
   /** Invalidations before this epoch were forgotten: a computation older than it is not stored. */
   forgotten: number
@@ -203,6 +213,7 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
     counters,
     flights: new Map(),
     epoch: 0,
+    finished: new Map(),
     recent: [],
     forgotten: 0,
     lockFailedAt: 0,
@@ -246,7 +257,7 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
     set(key, value, options) {
       assertKey(key)
       const times = resolveTimes(instance.defaults, options, 'set')
-      return Promise.resolve(write(instance, key, { ok: true, value }, times))
+      return Promise.resolve(write(instance, key, { ok: true, value }, times).written)
     },
     delete(key) {
       assertKey(key)
@@ -298,10 +309,10 @@ function decide<T>(instance: Instance, key: string, found: Entry | undefined, co
   let entry = found
   const now = instance.config.now()
   if (entry === undefined || entry.kind !== 'value' || now >= entry.expires) {
-    // A read sent before a computation here finished answers what the store held then; the
-    // write of that computation, still on its way, is newer: use it rather than compute again.
-    const pending = instance.storage.peek(key)
-    if (pending !== undefined) entry = pending
+    // A read sent before a computation here finished answers what the store held then; what
+    // that computation stored is newer: use it rather than compute again.
+    const done = instance.finished.get(key)
+    if (done !== undefined && done.epoch > since) entry = done.entry
   }
   if (entry !== undefined && entry.kind === 'value') {
     if (now < entry.expires) {
@@ -340,11 +351,18 @@ function outcomeOf(entry: ValueEntry): Outcome {
 
 /** Start the one computation of `key` in this process. */
 function flight(instance: Instance, key: string, compute: () => unknown, times: Times, since: number): Promise<Outcome> {
-  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, since }
+  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, since, entry: undefined }
   f.promise = lead(instance, key, compute, times, f)
   instance.flights.set(key, f)
   f.promise.then(function landed() {
     if (instance.flights.get(key) === f) instance.flights.delete(key)
+    if (f.entry === undefined) return
+    const done = { epoch: ++instance.epoch, entry: f.entry }
+    instance.finished.set(key, done)
+    // Every read sent before now has answered (or timed out) within storeTimeout.
+    setTimeout(function forget() {
+      if (instance.finished.get(key) === done) instance.finished.delete(key)
+    }, instance.config.storeTimeout + 1).unref?.()
   })
   return f.promise
 }
@@ -396,7 +414,8 @@ async function lead(instance: Instance, key: string, compute: () => unknown, tim
   } catch (error) {
     outcome = { ok: false, error }
   }
-  const written = invalidatedSince(instance, key, f) ? undefined : write(instance, key, outcome, times)
+  let written: Maybe<void> | undefined = undefined
+  if (!invalidatedSince(instance, key, f)) ({ entry: f.entry, written } = write(instance, key, outcome, times))
   if (token !== undefined) {
     const release = () => Promise.resolve(config.store.unlock!(key, token!)).catch((error) => instance.report(asError(error)))
     if (isPromise(written)) void written.then(release)
@@ -406,7 +425,7 @@ async function lead(instance: Instance, key: string, compute: () => unknown, tim
 }
 
 /** Store an outcome: a value, or a rejection when `times.rejections` asks for it. */
-function write(instance: Instance, key: string, outcome: Outcome, times: Times): Maybe<void> {
+function write(instance: Instance, key: string, outcome: Outcome, times: Times): { entry?: ValueEntry; written?: Maybe<void> } {
   const now = instance.config.now()
   let entry: ValueEntry
   let ttl: number
@@ -414,13 +433,13 @@ function write(instance: Instance, key: string, outcome: Outcome, times: Times):
     ttl = times.ttl + times.staleWhileRevalidate
     entry = { kind: 'value', value: outcome.value, storedAt: now, expires: now + times.ttl, staleUntil: now + ttl }
   } else {
-    if (times.rejections === 0) return
+    if (times.rejections === 0) return {}
     ttl = times.rejections
     const error = asError(outcome.error)
     entry = { kind: 'value', value: undefined, storedAt: now, expires: now + ttl, staleUntil: now + ttl, rejection: { name: error.name, message: error.message } }
   }
   instance.counters.sets++
-  return instance.storage.write(key, entry, ttl)
+  return { entry, written: instance.storage.write(key, entry, ttl) }
 }
 
 function canLock(instance: Instance): boolean {
@@ -498,6 +517,7 @@ export function invalidate(instance: Instance, pattern: string): Promise<number>
 
 /** Remember an invalidation (or a delete) for the computations running meanwhile (see invalidatedSince()). */
 function noteInvalidation(instance: Instance, pattern: string): void {
+  for (const key of instance.finished.keys()) if (matchesPattern(pattern, key)) instance.finished.delete(key)
   instance.recent.push({ epoch: ++instance.epoch, pattern })
   if (instance.recent.length > MAX_RECENT) instance.forgotten = instance.recent.splice(0, MAX_RECENT / 2).pop()!.epoch
 }
@@ -596,7 +616,7 @@ async function warm(instance: Instance, entries: CheckedWarmEntry[], concurrency
 async function checkedWrite(instance: Instance, key: string, value: unknown, times: Times): Promise<void> {
   if (!instance.storage.available) throw new StoreUnavailableError()
   const errors: Error[] = []
-  await writeErrors.run(errors, () => write(instance, key, { ok: true, value }, times))
+  await writeErrors.run(errors, () => write(instance, key, { ok: true, value }, times).written)
   if (errors.length > 0) throw errors[0]
 }
 
