@@ -149,7 +149,7 @@ const UNKEYABLE = Symbol('unkeyable')
 function keyPart(value: unknown, seen: object[]): string {
   switch (typeof value) {
     case 'string':
-      return JSON.stringify(value)
+      return quote(value)
     case 'number':
       return Object.is(value, -0) ? '0' : String(value)
     case 'boolean':
@@ -169,10 +169,10 @@ function keyPart(value: unknown, seen: object[]): string {
   let out: string
   const proto = Object.getPrototypeOf(object)
   if (proto === Object.prototype || proto === null) {
-    const names = Object.keys(object).sort()
+    const names = sorted(Object.keys(object))
     out = '{'
     for (let i = 0; i < names.length; i++) {
-      out += (i === 0 ? '' : ',') + JSON.stringify(names[i]) + ':' + keyPart((object as Record<string, unknown>)[names[i]], seen)
+      out += (i === 0 ? '' : ',') + quote(names[i]) + ':' + keyPart((object as Record<string, unknown>)[names[i]], seen)
     }
     out += '}'
   } else if (Array.isArray(object)) {
@@ -192,6 +192,24 @@ function keyPart(value: unknown, seen: object[]): string {
   }
   seen.pop()
   return out
+}
+
+/**
+ * `JSON.stringify(text)`, with the common case (nothing JSON escapes: no `"`, `\`, control
+ * character or lone surrogate) done without it: the same text, several times faster.
+ */
+function quote(text: string): string {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return JSON.stringify(text)
+  }
+  return '"' + text + '"'
+}
+
+/** The names in `Array#sort()` order (UTF-16 code units), sorting only when they are not already. */
+function sorted(names: string[]): string[] {
+  for (let i = 1; i < names.length; i++) if (names[i - 1] > names[i]) return names.sort()
+  return names
 }
 
 /** Where the first value without a stable key is, and what it is (slow path, for the error only). */

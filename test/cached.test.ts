@@ -79,6 +79,10 @@ describe('cached()', () => {
       expect(cacheKey('q', [new Set([2, 1])])).to.equal('q:Set[1,2]')
       expect(cacheKey('q', ['1'])).not.to.equal(cacheKey('q', [1]))
       expect(cacheKey('q', ['a', 'b'])).not.to.equal(cacheKey('q', ['a,"b']))
+      for (const text of ['plain', 'a"b', 'a\\b', 'line\nbreak', '\u0001', '\ud800 lone', 'pair 😀', 'é']) {
+        expect(cacheKey('q', [text]), text).to.equal('q:' + JSON.stringify(text))
+        expect(cacheKey('q', [{ [text]: 1, a: 2 }]), text).to.equal('q:{' + [[JSON.stringify('a'), '2'], [JSON.stringify(text), '1']].sort((x, y) => (JSON.parse(x[0]) < JSON.parse(y[0]) ? -1 : 1)).map((p) => p.join(':')).join(',') + '}')
+      }
     })
     it('should escape wildcard and separator characters and hash a long argument part', () => {
       expect(cacheKey('q', ['a*b?c#d%'])).to.equal('q:"a%2Ab%3Fc%23d%25"')
@@ -240,7 +244,8 @@ describe('cached()', () => {
           expect(await Promise.all([stats(), stats()])).to.deep.equal([1, 1])
           await waitFor(() => calls === 2)
           held.open()
-          await waitFor(async () => (await stats()) === 2)
+          const seen: unknown[] = []
+          await waitFor(async () => { const v = await stats(); seen.push(v); return v === 2 }).catch(async (e) => { console.log('DEBUG calls', calls, seen.slice(0, 5), seen.length, cache.stats()); throw e })
           expect(calls).to.equal(2)
         })
       })
