@@ -1,4 +1,5 @@
 /** cached() hit overhead per call on the memory store, against a plain Map-backed memoiser in the same run: `node --import tsx test/bench/cached.ts [--calls n] [--rounds n]`. */
+import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
@@ -44,16 +45,22 @@ const subjects: Record<string, (page: number, filter: { author?: string; tag?: s
   'Map memoiser (JSON.stringify key)': mapMemo(listPosts),
 }
 
-/** ns per awaited call, `calls` sequential hits of one key. */
-async function measure(call: (page: number, filter: { author?: string; tag?: string }) => Promise<Post[]>): Promise<number> {
+/**
+ * ns per awaited call over `calls` sequential hits of one key: wall time, and the process's CPU
+ * time (user + system), which other load on the machine disturbs less.
+ */
+async function measure(call: (page: number, filter: { author?: string; tag?: string }) => Promise<Post[]>): Promise<{ wall: number; cpu: number }> {
   const filter = { tag: 'news', author: 'post' }
   await call(1, filter)
+  const cpu0 = process.cpuUsage()
   const started = process.hrtime.bigint()
   for (let i = 0; i < calls; i++) await call(1, filter)
-  return Number(process.hrtime.bigint() - started) / calls
+  const wall = Number(process.hrtime.bigint() - started) / calls
+  const cpu = process.cpuUsage(cpu0)
+  return { wall, cpu: ((cpu.user + cpu.system) * 1000) / calls }
 }
 
-const results = new Map<string, number[]>(Object.keys(subjects).map((name) => [name, []]))
+const results = new Map<string, { wall: number; cpu: number }[]>(Object.keys(subjects).map((name) => [name, []]))
 for (const [name, call] of Object.entries(subjects)) await measure(call) // warm-up (JIT)
 for (let r = 0; r < rounds; r++) {
   // Interleaved: round r of every subject before round r + 1 of any.
@@ -61,12 +68,14 @@ for (let r = 0; r < rounds; r++) {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
-const baseline = median(results.get('Map memoiser (JSON.stringify key)')!)
-console.log(`${calls} sequential hits × ${rounds} interleaved rounds, node ${process.version}, two arguments (a number and a 2-key object)\n`)
-console.log('| subject | ns/op (median) | min–max | overhead vs Map |')
-console.log('| --- | ---: | ---: | ---: |')
-for (const [name, xs] of results) {
-  const m = median(xs)
-  console.log(`| ${name} | ${m.toFixed(0)} | ${Math.min(...xs).toFixed(0)}–${Math.max(...xs).toFixed(0)} | ${(m - baseline).toFixed(0)} ns |`)
+const base = results.get('Map memoiser (JSON.stringify key)')!
+const baseCpu = median(base.map((r) => r.cpu))
+console.log(`${calls} sequential hits × ${rounds} interleaved rounds, node ${process.version}, two arguments (a number and a 2-key object), load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} CPUs\n`)
+console.log('| subject | wall ns/op (median) | min–max | CPU ns/op (median) | overhead vs Map (CPU) |')
+console.log('| --- | ---: | ---: | ---: | ---: |')
+for (const [name, rs] of results) {
+  const walls = rs.map((r) => r.wall)
+  const cpu = median(rs.map((r) => r.cpu))
+  console.log(`| ${name} | ${median(walls).toFixed(0)} | ${Math.min(...walls).toFixed(0)}–${Math.max(...walls).toFixed(0)} | ${cpu.toFixed(0)} | ${(cpu - baseCpu).toFixed(0)} ns |`)
 }
 await cache.close()
