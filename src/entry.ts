@@ -1,7 +1,7 @@
 /** The stored response: build it from a captured response, check it after decoding, prepare its replay. */
 import etag from 'etag'
 import { UNSTORED_HEADERS, connectionTokens, deltaSeconds, parseHttpDate } from './policy.js'
-import { FORMAT_VERSION, type Entry, type PassEntry, type ResponseEntry, type VaryEntry } from './types.js'
+import { FORMAT_VERSION, type Entry, type PassEntry, type ResponseEntry, type ValueEntry, type VaryEntry } from './types.js'
 
 /** An entry that cannot be used: undecodable, truncated, from another version, or unsafe to replay. */
 export class CorruptEntryError extends Error {
@@ -316,13 +316,29 @@ export interface WireVary {
   x: number
 }
 
+/**
+ * A stored value (`k: 'd'`). `d` is the value as the coder writes it (msgpackCoder: a nested
+ * MessagePack blob; jsonCoder: a tagged JSON tree, see src/coders/json.ts); absent for a cached
+ * rejection, which carries `r: [name, message]` instead.
+ */
+export interface WireValue {
+  v: number
+  k: 'd'
+  d?: unknown
+  t: number
+  x: number
+  w: number
+  r?: [string, string]
+}
+
 export interface WirePass {
   v: number
   k: 'p'
   x: number
 }
 
-export function toWire(entry: Entry): WireResponse | WireVary | WirePass {
+export function toWire(entry: Entry): WireResponse | WireVary | WireValue | WirePass {
+  if (entry.kind === 'value') return valueToWire(entry)
   if (entry.kind === 'vary') return { v: FORMAT_VERSION, k: 'v', y: entry.vary, n: entry.variants, x: entry.expires }
   if (entry.kind === 'pass') return { v: FORMAT_VERSION, k: 'p', x: entry.expires }
   return {
@@ -347,10 +363,11 @@ const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/
 const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 
 /** Check a decoded object field by field; anything off throws CorruptEntryError. */
-export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array): Entry {
+export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array, data: (raw: unknown) => unknown = identity): Entry {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new CorruptEntryError('not an object')
   const w = value as Record<string, unknown>
   if (w.v !== FORMAT_VERSION) throw new CorruptEntryError(`format version ${String(w.v)}, expected ${FORMAT_VERSION}`)
+  if (w.k === 'd') return valueFromWire(w, data)
   if (w.k === 'v') {
     const vary = stringArray(w.y, 'vary')
     const variants = stringArray(w.n, 'variants')
@@ -409,4 +426,31 @@ function stringArray(value: unknown, what: string): string[] {
 function finite(value: unknown, what: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new CorruptEntryError(`${what} ${String(value)}`)
   return value
+}
+
+function identity(raw: unknown): unknown {
+  return raw
+}
+
+/** The wire form of a stored value; `d` is left for the coder to encode. */
+function valueToWire(entry: ValueEntry): WireValue {
+  const wire: WireValue = { v: FORMAT_VERSION, k: 'd', t: entry.storedAt, x: entry.expires, w: entry.staleUntil }
+  if (entry.rejection !== undefined) wire.r = [entry.rejection.name, entry.rejection.message]
+  else wire.d = entry.value
+  return wire
+}
+
+/** Check a stored value's fields; `data` decodes `d` as its coder wrote it. */
+function valueFromWire(w: Record<string, unknown>, data: (raw: unknown) => unknown): ValueEntry {
+  const storedAt = finite(w.t, 'storedAt')
+  const expires = finite(w.x, 'expires')
+  const staleUntil = finite(w.w, 'staleUntil')
+  if (staleUntil < expires) throw new CorruptEntryError('stale window ends before freshness')
+  if (w.r !== undefined) {
+    const r = stringArray(w.r, 'rejection')
+    if (r.length !== 2 || w.d !== undefined) throw new CorruptEntryError('rejection')
+    return { kind: 'value', value: undefined, storedAt, expires, staleUntil, rejection: { name: r[0], message: r[1] } }
+  }
+  if (!('d' in w)) throw new CorruptEntryError('value missing')
+  return { kind: 'value', value: data(w.d), storedAt, expires, staleUntil }
 }

@@ -327,6 +327,7 @@ function follow(cache: Instance, headKey: string, req: IncomingMessage, entry: E
   if (entry === undefined) return NOT_FOUND
   if (entry.kind === 'response') return { entry, vary: undefined }
   if (entry.kind === 'pass') return entry.expires > cache.config.now() ? PASS : NOT_FOUND
+  if (entry.kind !== 'vary') return NOT_FOUND // a value (createCache) stored under a response key
   if (budget <= 0) return NOT_FOUND
   const variant = cache.storage.read(headKey + '#' + variantPart(entry.vary, varyHeaders(req, entry.vary)), false, budget)
   if (!isPromise(variant)) return { entry: variant?.kind === 'response' ? variant : undefined, vary: entry }

@@ -4,6 +4,7 @@ import { checkKey, hostOf, storageKey } from './key.js'
 import { contexts, leaveUncached, openCaches, restartUnderKey } from './middleware.js'
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
+import { openValueCaches } from './value-cache.js'
 
 type Next = (error?: unknown) => void
 
@@ -56,12 +57,14 @@ export function cacheRoute(ttl: Duration | false, options?: RouteOptions) {
 }
 
 /**
- * Remove every entry whose key matches `pattern` in every open `responseCache` of the
- * process, all variants included; resolves how many store entries were removed. `*` is the
- * only wildcard: `invalidate('posts:*')` drops `/posts`, `/posts?page=2`, `/posts/42/comments`.
+ * Remove every entry whose key matches `pattern` in every open `responseCache` and every open
+ * value cache (`createCache()`, `cached()`) of the process, all variants included; resolves how
+ * many store entries were removed. `*` is the only wildcard: `invalidate('posts:*')` drops
+ * `/posts`, `/posts?page=2`, `/posts/42/comments` and values stored under `posts:list:1`.
  */
 export async function invalidate(pattern: string): Promise<number> {
   assertPattern(pattern)
-  const counts = await Promise.all([...openCaches].map((cache) => cache.invalidate(pattern)))
+  const caches: { invalidate(pattern: string): Promise<number> }[] = [...openCaches, ...openValueCaches]
+  const counts = await Promise.all(caches.map((cache) => cache.invalidate(pattern)))
   return counts.reduce((sum, n) => sum + n, 0)
 }

@@ -104,4 +104,23 @@ export interface PassEntry {
   expires: number
 }
 
-export type Entry = ResponseEntry | VaryEntry | PassEntry
+/**
+ * A value stored by `createCache()` / `cached()` under a key as given (no `#` parts). Times are
+ * epoch milliseconds. Fresh until `expires`; from then until `staleUntil` it may be served while
+ * one recompute runs (stale-while-revalidate); the store drops it at `staleUntil`.
+ */
+export interface ValueEntry {
+  kind: 'value'
+  /** The value itself (absent when `rejection` is set). */
+  value: unknown
+  /** When it was stored. */
+  storedAt: number
+  /** End of freshness. */
+  expires: number
+  /** End of the stale-while-revalidate window (`expires` when there is none). */
+  staleUntil: number
+  /** A cached rejection (negative caching, only when asked for): the error's name and message. */
+  rejection?: { name: string; message: string }
+}
+
+export type Entry = ResponseEntry | VaryEntry | ValueEntry | PassEntry

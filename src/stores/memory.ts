@@ -270,6 +270,7 @@ function sizeOf(value: Value): number {
     for (const key of value.variants) size += key.length * 2 + 16
     return size
   }
+  if (value.kind === 'value') throw new TypeError('memoryStore holds values as bytes (see src/value-cache.ts), not as objects')
   let size = value.body.byteLength
   for (const part of value.headers) size += part.length * 2 + 16
   return size

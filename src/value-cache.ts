@@ -1,0 +1,705 @@
+/** createCache(): a cache of values on the same stores, coders, timeouts and invalidation as responseCache(). */
+import { AsyncLocalStorage } from 'node:async_hooks'
+import { performance } from 'node:perf_hooks'
+import createDebug from 'debug'
+import { jsonCoder } from './coders/json.js'
+import { parseDuration, type Duration } from './options.js'
+import { assertPattern, describe } from './pattern.js'
+import { Storage, StoreTimeoutError, StoreUnavailableError, asError, isPromise, type Maybe } from './storage.js'
+import { kEntryStore, memoryStore } from './stores/memory.js'
+import type { Coder, Entry, Store, ValueEntry } from './types.js'
+
+const debug = createDebug('cachet')
+
+/** Options of createCache(): the vocabulary of responseCache() where they overlap. */
+export interface ValueCacheOptions {
+  /** Where values live; the same store may serve a `responseCache()` too. @default memoryStore() */
+  store?: Store
+  /** How values become bytes (see jsonCoder() and msgpackCoder() for the types each keeps). @default jsonCoder() */
+  coder?: Coder
+  /** How long a value stays fresh, when a call names no ttl of its own. @default '5m' */
+  ttl?: Duration
+  /**
+   * After `ttl`, how long `getOrSet()` / `cached()` still answer with the stale value while one
+   * recompute runs in the background. 0: none. @default 0
+   */
+  staleWhileRevalidate?: Duration
+  /** Longest a store call may take before the call goes on without the store. @default '200ms' */
+  storeTimeout?: Duration
+  /**
+   * Longest a miss waits for another caller (in this process or, on a store with `lock`, in
+   * another one) computing the same key; also the bound on `invalidate()`. @default '5s'
+   */
+  lockTimeout?: Duration
+  /** Called with each store, coder and entry failure (and each failed background recompute). @default debug output only */
+  onError?: (error: Error) => void
+  /** Clock in epoch ms (tests move it instead of sleeping). @default Date.now */
+  now?: () => number
+}
+
+/** Per-call freshness. */
+export interface SetOptions {
+  /** @default the cache's `ttl` */
+  ttl?: Duration
+  /** @default the cache's `staleWhileRevalidate` */
+  staleWhileRevalidate?: Duration
+}
+
+/** Options of one getOrSet() call. */
+export interface GetOrSetOptions extends SetOptions {
+  /**
+   * Store a rejection of `compute` for this long, so callers get the same error back without
+   * calling it again (only the error's name and message are kept). `false`: a rejection is
+   * never stored. @default false
+   */
+  cacheRejections?: Duration | false
+}
+
+/** One value for `warm()`: `value` as it is, or the result of `compute()`. */
+export interface WarmEntry {
+  key: string
+  value?: unknown
+  compute?: () => unknown
+  /** @default the cache's `ttl` */
+  ttl?: Duration
+}
+
+/** What warm() did with one entry. */
+export interface WarmResult {
+  key: string
+  /** The value was computed and the store took the write. */
+  ok: boolean
+  error?: Error
+}
+
+/** What health() found. */
+export interface HealthReport {
+  /** The store answered one read within `storeTimeout`. */
+  ok: boolean
+  /** How long that read took (or until it was given up), in milliseconds. */
+  latencyMs: number
+  /** Why it failed: the store's error or a StoreTimeoutError. */
+  error?: Error
+}
+
+/** Counters of one value cache since it was created. */
+export interface ValueCacheStats {
+  /** Fresh values returned. */
+  hits: number
+  /** Lookups that found nothing usable (each led or joined a computation in `getOrSet()`). */
+  misses: number
+  /** Stale values returned while a recompute ran. */
+  stale: number
+  /** Misses that joined a computation already running in this process. */
+  coalesced: number
+  /** Values (and cached rejections) written. */
+  sets: number
+  /** Store, coder and entry failures (each also went to `onError`). */
+  errors: number
+  /** Entries held by the store, when it can tell (the memory store can); responses included on a shared store. */
+  entries?: number
+  bytes?: number
+}
+
+/** A cache of values; keys are stored exactly as given. */
+export interface ValueCache {
+  /** The fresh value under `key`, or `undefined` (missing, stale, expired, or the store failed). */
+  get<T = unknown>(key: string): Promise<T | undefined>
+  /** Store `value` under `key`; resolves once the store took it (or failed, which goes to `onError`). */
+  set(key: string, value: unknown, options?: SetOptions): Promise<void>
+  /** Remove one key. */
+  delete(key: string): Promise<void>
+  /**
+   * The value under `key`, or the result of `compute()`, stored. Concurrent misses for a key call
+   * `compute` once in this process, and once across processes on a store with `lock`.
+   */
+  getOrSet<T>(key: string, compute: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T>
+  /** Remove every key matching `pattern` (`*` is the only wildcard); resolves how many were removed. */
+  invalidate(pattern: string): Promise<number>
+  /** One read of the store, timed. Never rejects. */
+  health(): Promise<HealthReport>
+  /** Store many values, `concurrency` at a time; one result per entry, in order. Never rejects once the input is valid. */
+  warm(entries: Iterable<WarmEntry>, options?: { /** @default 8 */ concurrency?: number }): Promise<WarmResult[]>
+  stats(): ValueCacheStats
+  /** Stop using the store; closes it only when the cache created it (no `store` option). */
+  close(): Promise<void>
+}
+
+/** Resolved freshness of one call, in ms. */
+export interface Times {
+  ttl: number
+  staleWhileRevalidate: number
+  /** 0: rejections are not stored. */
+  rejections: number
+}
+
+interface Config {
+  store: Store
+  ownStore: boolean
+  coder: Coder
+  ttl: number
+  staleWhileRevalidate: number
+  storeTimeout: number
+  lockTimeout: number
+  onError: ((error: Error) => void) | undefined
+  now: () => number
+}
+
+/** A computation running in this process for one key. */
+interface Flight {
+  promise: Promise<Outcome>
+  /** `instance.epoch` when the lookup that started it began. */
+  since: number
+  /** What it stored, once it has. */
+  entry: ValueEntry | undefined
+}
+
+type Outcome = { ok: true; value: unknown } | { ok: false; error: unknown }
+
+/** The instance behind a ValueCache handle, for cached(). */
+export interface Instance {
+  config: Config
+  storage: Storage
+  counters: Omit<ValueCacheStats, 'entries' | 'bytes'>
+  flights: Map<string, Flight>
+  /**
+   * Counts invalidations and finished computations; each invalidation's pattern is kept in
+   * `recent` while computations may predate it.
+   */
+  epoch: number
+  /**
+   * What finished computations stored, by key, for `storeTimeout` after they finished: a lookup
+   * that began before one finished may read the store's older answer (its read was sent first).
+   */
+  finished: Map<string, { epoch: number; entry: ValueEntry }>
+  recent: { epoch: number; pattern: string }[]
+  /** Invalidations before this epoch were forgotten: a computation older than it is not stored. */
+  forgotten: number
+  lockFailedAt: number
+  defaults: Times
+  report(error: Error): void
+}
+
+/** Internal: the instance behind a handle. */
+export const kInstance = Symbol('cachet.valueCache')
+
+/** Every value cache not closed yet: the module-level `invalidate()` reaches them all. */
+export const openValueCaches = new Set<ValueCache>()
+
+const KNOWN_OPTIONS = new Set(['store', 'coder', 'ttl', 'staleWhileRevalidate', 'storeTimeout', 'lockTimeout', 'onError', 'now'])
+const POLL_FIRST = 10
+const POLL_MAX = 200
+const HEALTH_KEY = 'cachet:health'
+/** Invalidations remembered for computations still running; beyond it the oldest half is forgotten. */
+const MAX_RECENT = 1024
+/** Errors reported while a warm() write runs, so the write can tell whether it landed. */
+const writeErrors = new AsyncLocalStorage<Error[]>()
+
+/**
+ * Create a value cache.
+ *
+ * ```ts
+ * const store = redisStore({ client })
+ * app.use(responseCache({ store }))
+ * const cache = createCache({ store, ttl: '1m' })
+ * const posts = await cache.getOrSet('posts:list:1', () => db.posts.list(1))
+ * ```
+ */
+export function createCache(options: ValueCacheOptions = {}): ValueCache {
+  const config = resolveValueOptions(options)
+  const counters = { hits: 0, misses: 0, stale: 0, coalesced: 0, sets: 0, errors: 0 }
+  const instance: Instance = {
+    config,
+    counters,
+    flights: new Map(),
+    epoch: 0,
+    finished: new Map(),
+    recent: [],
+    forgotten: 0,
+    lockFailedAt: 0,
+    defaults: { ttl: config.ttl, staleWhileRevalidate: config.staleWhileRevalidate, rejections: 0 },
+    storage: undefined as unknown as Storage,
+    report(error) {
+      counters.errors++
+      writeErrors.getStore()?.push(error)
+      debug('value cache error: %s', error.message)
+      if (config.onError === undefined) return
+      try {
+        config.onError(error)
+      } catch (hookError) {
+        debug('onError threw: %s', asError(hookError).message)
+      }
+    },
+  }
+  instance.storage = new Storage({
+    store: bytesOnly(config.store),
+    coder: config.coder,
+    timeout: config.storeTimeout,
+    sweepWait: config.lockTimeout,
+    now: config.now,
+    report: (error) => instance.report(error),
+  })
+
+  const cache: ValueCache & { [kInstance]: Instance } = {
+    [kInstance]: instance,
+    get(key) {
+      assertKey(key)
+      return Promise.resolve(instance.storage.read(key)).then(function freshValue(entry) {
+        const now = config.now()
+        if (entry?.kind === 'value' && entry.rejection === undefined && now < entry.expires) {
+          counters.hits++
+          return entry.value as never
+        }
+        counters.misses++
+        return undefined
+      })
+    },
+    set(key, value, options) {
+      assertKey(key)
+      const times = resolveTimes(instance.defaults, options, 'set')
+      return Promise.resolve(write(instance, key, { ok: true, value }, times).written)
+    },
+    delete(key) {
+      assertKey(key)
+      noteInvalidation(instance, key)
+      return Promise.resolve(instance.storage.remove(key))
+    },
+    getOrSet(key, compute, options) {
+      assertKey(key)
+      if (typeof compute !== 'function') throw new TypeError(`getOrSet: compute must be a function, got ${describe(compute)}`)
+      return getOrSet(instance, key, compute, resolveTimes(instance.defaults, options, 'getOrSet'))
+    },
+    invalidate(pattern) {
+      assertPattern(pattern)
+      return invalidate(instance, pattern)
+    },
+    health: () => health(instance),
+    warm(entries, options) {
+      return warm(instance, checkWarm(entries, instance.defaults), concurrencyOf(options))
+    },
+    stats: () => ({ ...counters, ...config.store.stats?.() }),
+    async close() {
+      openValueCaches.delete(cache)
+      if (config.ownStore) await config.store.close?.()
+    },
+  }
+  openValueCaches.add(cache)
+  return cache
+}
+
+/** The instance behind a handle made by createCache(); a TypeError for anything else. */
+export function instanceOf(cache: unknown, what: string): Instance {
+  const instance = (cache as { [kInstance]?: Instance } | null | undefined)?.[kInstance]
+  if (instance === undefined) throw new TypeError(`${what} must be a cache made by createCache(), got ${describe(cache)}`)
+  return instance
+}
+
+// -------------------------------------------------------------------------------------------
+// Lookup, coalescing, stale-while-revalidate.
+
+/** Fresh hit, stale hit (plus one background recompute), or a miss that leads or joins a flight. */
+export function getOrSet<T>(instance: Instance, key: string, compute: () => T | Promise<T>, times: Times): Promise<T> {
+  const since = instance.epoch
+  const found = instance.storage.read(key)
+  if (!isPromise(found)) return decide(instance, key, found, compute, times, since)
+  return found.then((entry) => decide(instance, key, entry, compute, times, since))
+}
+
+function decide<T>(instance: Instance, key: string, found: Entry | undefined, compute: () => T | Promise<T>, times: Times, since: number): Promise<T> {
+  let entry = found
+  const now = instance.config.now()
+  if (entry === undefined || entry.kind !== 'value' || now >= entry.expires) {
+    // A read sent before a computation here finished answers what the store held then; what
+    // that computation stored is newer: use it rather than compute again.
+    const done = instance.finished.get(key)
+    if (done !== undefined && done.epoch > since) entry = done.entry
+  }
+  if (entry !== undefined && entry.kind === 'value') {
+    if (now < entry.expires) {
+      instance.counters.hits++
+      return deliver(outcomeOf(entry))
+    }
+    if (now < entry.staleUntil) {
+      instance.counters.stale++
+      if (!instance.flights.has(key)) {
+        flight(instance, key, compute, times, since).then(function refreshed(outcome) {
+          if (!outcome.ok) instance.report(asError(outcome.error))
+        })
+      }
+      return deliver(outcomeOf(entry))
+    }
+  }
+  instance.counters.misses++
+  const running = instance.flights.get(key)
+  if (running !== undefined) {
+    instance.counters.coalesced++
+    return running.promise.then(deliver<T>)
+  }
+  return flight(instance, key, compute, times, since).then(deliver<T>)
+}
+
+function deliver<T>(outcome: Outcome): Promise<T> {
+  return outcome.ok ? Promise.resolve(outcome.value as T) : Promise.reject(outcome.error)
+}
+
+function outcomeOf(entry: ValueEntry): Outcome {
+  if (entry.rejection === undefined) return { ok: true, value: entry.value }
+  const error = new Error(entry.rejection.message)
+  error.name = entry.rejection.name
+  return { ok: false, error }
+}
+
+/** Start the one computation of `key` in this process. */
+function flight(instance: Instance, key: string, compute: () => unknown, times: Times, since: number): Promise<Outcome> {
+  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, since, entry: undefined }
+  f.promise = lead(instance, key, compute, times, f)
+  instance.flights.set(key, f)
+  f.promise.then(function landed() {
+    if (instance.flights.get(key) === f) instance.flights.delete(key)
+    if (f.entry === undefined) return
+    const done = { epoch: ++instance.epoch, entry: f.entry }
+    instance.finished.set(key, done)
+    // Every read sent before now has answered (or timed out) within storeTimeout.
+    setTimeout(function forget() {
+      if (instance.finished.get(key) === done) instance.finished.delete(key)
+    }, instance.config.storeTimeout + 1).unref?.()
+  })
+  return f.promise
+}
+
+/**
+ * Whether an invalidation matching `key` began after the lookup that started `f`: its result may
+ * come from what was invalidated, so it is returned to its callers but not stored.
+ */
+function invalidatedSince(instance: Instance, key: string, f: Flight): boolean {
+  if (f.since < instance.forgotten) return true
+  const { recent } = instance
+  for (let i = recent.length - 1; i >= 0 && recent[i].epoch > f.since; i--) if (matchesPattern(recent[i].pattern, key)) return true
+  return false
+}
+
+/**
+ * Compute `key` for this process. On a store with `lock` (Redis), take the shared lock first:
+ * while another process holds it, read the store (backing off from 10 to 200 ms) until its value
+ * lands, the lock frees, or `lockTimeout` passes, as the middleware does for responses.
+ */
+async function lead(instance: Instance, key: string, compute: () => unknown, times: Times, f: Flight): Promise<Outcome> {
+  const { config } = instance
+  let token: string | undefined
+  if (canLock(instance)) {
+    const deadline = config.now() + config.lockTimeout
+    const first = await tryLock(instance, key)
+    if (typeof first === 'string') token = first
+    let waiting = first === null
+    let delay = POLL_FIRST
+    while (waiting) {
+      await pause(delay)
+      delay = Math.min(delay * 2, POLL_MAX)
+      const entry = await instance.storage.read(key, true)
+      if (entry?.kind === 'value' && config.now() < entry.expires) return outcomeOf(entry)
+      if (config.now() >= deadline || !canLock(instance)) {
+        debug('value cache: lock for %s still held after lockTimeout (or the store is failing), computing', key)
+        break
+      }
+      const next = await tryLock(instance, key)
+      if (next === null) continue
+      // The holder finished without storing (its computation failed): every waiter computes now.
+      if (typeof next === 'string') void Promise.resolve(config.store.unlock!(key, next)).catch(() => undefined)
+      waiting = false
+    }
+  }
+  let outcome: Outcome
+  try {
+    outcome = { ok: true, value: await compute() }
+  } catch (error) {
+    outcome = { ok: false, error }
+  }
+  let written: Maybe<void> | undefined = undefined
+  if (!invalidatedSince(instance, key, f)) ({ entry: f.entry, written } = write(instance, key, outcome, times))
+  if (token !== undefined) {
+    const release = () => Promise.resolve(config.store.unlock!(key, token!)).catch((error) => instance.report(asError(error)))
+    if (isPromise(written)) void written.then(release)
+    else void release()
+  }
+  return outcome
+}
+
+/** Store an outcome: a value, or a rejection when `times.rejections` asks for it. */
+function write(instance: Instance, key: string, outcome: Outcome, times: Times): { entry?: ValueEntry; written?: Maybe<void> } {
+  const now = instance.config.now()
+  let entry: ValueEntry
+  let ttl: number
+  if (outcome.ok) {
+    ttl = times.ttl + times.staleWhileRevalidate
+    entry = { kind: 'value', value: outcome.value, storedAt: now, expires: now + times.ttl, staleUntil: now + ttl }
+  } else {
+    if (times.rejections === 0) return {}
+    ttl = times.rejections
+    const error = asError(outcome.error)
+    entry = { kind: 'value', value: undefined, storedAt: now, expires: now + ttl, staleUntil: now + ttl, rejection: { name: error.name, message: error.message } }
+  }
+  instance.counters.sets++
+  return { entry, written: instance.storage.write(key, entry, ttl) }
+}
+
+function canLock(instance: Instance): boolean {
+  const { store, lockTimeout, now } = instance.config
+  if (typeof store.lock !== 'function' || typeof store.unlock !== 'function') return false
+  return instance.storage.available && !instance.storage.failedWithin(lockTimeout) &&
+    !(instance.lockFailedAt !== 0 && now() - instance.lockFailedAt < lockTimeout)
+}
+
+/** The lock's token, `null` when another holder has it, undefined when the store failed or was late. */
+function tryLock(instance: Instance, key: string): Promise<string | null | undefined> {
+  const { config } = instance
+  return new Promise((resolve) => {
+    let late = false
+    const timer = setTimeout(function lockTimedOut() {
+      late = true
+      instance.lockFailedAt = config.now()
+      resolve(undefined)
+    }, config.storeTimeout)
+    timer.unref?.()
+    Promise.resolve(config.store.lock!(key, config.lockTimeout)).then(
+      function locked(token) {
+        clearTimeout(timer)
+        // Granted after we stopped waiting: give it back, or every process waits until it expires.
+        if (late && typeof token === 'string') void Promise.resolve(config.store.unlock!(key, token)).catch(() => undefined)
+        resolve(token)
+      },
+      function lockFailed(error) {
+        clearTimeout(timer)
+        instance.lockFailedAt = config.now()
+        instance.report(asError(error))
+        resolve(undefined)
+      },
+    )
+  })
+}
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref?.())
+}
+
+// -------------------------------------------------------------------------------------------
+// Invalidation, health, warming.
+
+/**
+ * Remove every matching key. Flights of matching keys still running return their result to
+ * their callers but do not store it (it may have been computed from what was just invalidated).
+ * A pattern the store cannot honour rejects; a failing or stalled store is reported and counts
+ * as 0 removed, with the wait bounded by `lockTimeout`.
+ */
+export function invalidate(instance: Instance, pattern: string): Promise<number> {
+  noteInvalidation(instance, pattern)
+  const work = instance.storage.removeMatching(pattern)
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(function invalidateTimedOut() {
+      instance.report(new StoreTimeoutError('invalidate', instance.config.lockTimeout))
+      resolve(0)
+    }, instance.config.lockTimeout)
+    timer.unref?.()
+    work.then(
+      function removed(n) {
+        clearTimeout(timer)
+        resolve(n)
+      },
+      function failed(error) {
+        clearTimeout(timer)
+        const err = asError(error)
+        if (err instanceof TypeError || err.name === 'UnsupportedPatternError') return reject(err)
+        instance.report(err)
+        resolve(0)
+      },
+    )
+  })
+}
+
+/** Remember an invalidation (or a delete) for the computations running meanwhile (see invalidatedSince()). */
+function noteInvalidation(instance: Instance, pattern: string): void {
+  for (const key of instance.finished.keys()) if (matchesPattern(pattern, key)) instance.finished.delete(key)
+  instance.recent.push({ epoch: ++instance.epoch, pattern })
+  if (instance.recent.length > MAX_RECENT) instance.forgotten = instance.recent.splice(0, MAX_RECENT / 2).pop()!.epoch
+}
+
+function matchesPattern(pattern: string, key: string): boolean {
+  const parts = pattern.split('*')
+  if (parts.length === 1) return key === pattern
+  if (!key.startsWith(parts[0])) return false
+  let at = parts[0].length
+  for (let i = 1; i < parts.length - 1; i++) {
+    const found = key.indexOf(parts[i], at)
+    if (found === -1) return false
+    at = found + parts[i].length
+  }
+  const last = parts[parts.length - 1]
+  return key.length - last.length >= at && key.endsWith(last)
+}
+
+/** One read of the store, straight through (no circuit breaker), bounded by storeTimeout. */
+async function health(instance: Instance): Promise<HealthReport> {
+  const { store, storeTimeout } = instance.config
+  const started = performance.now()
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([
+      Promise.resolve().then(() => store.get(HEALTH_KEY)),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new StoreTimeoutError('get', storeTimeout)), storeTimeout)
+        timer.unref?.()
+      }),
+    ])
+    return { ok: true, latencyMs: performance.now() - started }
+  } catch (error) {
+    return { ok: false, latencyMs: performance.now() - started, error: asError(error) }
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+interface CheckedWarmEntry {
+  key: string
+  entry: WarmEntry
+  times: Times
+}
+
+function checkWarm(entries: unknown, defaults: Times): CheckedWarmEntry[] {
+  if (entries === null || typeof entries !== 'object' || typeof (entries as Iterable<unknown>)[Symbol.iterator] !== 'function') {
+    throw new TypeError(`warm(entries) must be an iterable of { key, value } or { key, compute }, got ${describe(entries)}`)
+  }
+  const out: CheckedWarmEntry[] = []
+  for (const entry of entries as Iterable<WarmEntry>) {
+    if (entry === null || typeof entry !== 'object') throw new TypeError(`warm(entries): each entry must be an object, got ${describe(entry)}`)
+    assertKey(entry.key, 'warm(entries): key')
+    if (entry.compute !== undefined && typeof entry.compute !== 'function') {
+      throw new TypeError(`warm(entries): compute of ${JSON.stringify(entry.key)} must be a function, got ${describe(entry.compute)}`)
+    }
+    const ttl = entry.ttl === undefined ? defaults.ttl : positive(entry.ttl, `warm(entries): ttl of ${JSON.stringify(entry.key)}`)
+    out.push({ key: entry.key, entry, times: { ...defaults, ttl } })
+  }
+  return out
+}
+
+function concurrencyOf(options: unknown): number {
+  if (options === undefined) return 8
+  if (options === null || typeof options !== 'object') throw new TypeError(`warm options must be an object, got ${describe(options)}`)
+  const value = (options as { concurrency?: unknown }).concurrency
+  if (value === undefined) return 8
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new TypeError(`warm option "concurrency" must be an integer ≥ 1, got ${describe(value)}`)
+  }
+  return value
+}
+
+/** Compute and write each entry, at most `concurrency` at a time. */
+async function warm(instance: Instance, entries: CheckedWarmEntry[], concurrency: number): Promise<WarmResult[]> {
+  const results: WarmResult[] = new Array(entries.length)
+  let next = 0
+  const worker = async () => {
+    while (next < entries.length) {
+      const i = next++
+      const { key, entry, times } = entries[i]
+      try {
+        const value = entry.compute === undefined ? entry.value : await entry.compute()
+        await checkedWrite(instance, key, value, times)
+        results[i] = { key, ok: true }
+      } catch (error) {
+        results[i] = { key, ok: false, error: asError(error) }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, entries.length) }, worker))
+  return results
+}
+
+/** A write that rejects with what went wrong (the error also went to onError). */
+async function checkedWrite(instance: Instance, key: string, value: unknown, times: Times): Promise<void> {
+  if (!instance.storage.available) throw new StoreUnavailableError()
+  const errors: Error[] = []
+  await writeErrors.run(errors, () => write(instance, key, { ok: true, value }, times).written)
+  if (errors.length > 0) throw errors[0]
+}
+
+// -------------------------------------------------------------------------------------------
+// Options.
+
+function resolveValueOptions(options: ValueCacheOptions): Config {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw new TypeError(`createCache options must be an object, got ${describe(options)}`)
+  }
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`createCache: unknown option "${name}"`)
+  }
+  const o = options
+  if (o.onError !== undefined && typeof o.onError !== 'function') throw new TypeError(`option "onError" must be a function, got ${describe(o.onError)}`)
+  if (o.now !== undefined && typeof o.now !== 'function') throw new TypeError(`option "now" must be a function, got ${describe(o.now)}`)
+  return Object.freeze({
+    store: o.store === undefined ? memoryStore() : checkStore(o.store),
+    ownStore: o.store === undefined,
+    coder: o.coder === undefined ? jsonCoder() : checkCoder(o.coder),
+    ttl: o.ttl === undefined ? 300_000 : positive(o.ttl, 'option "ttl"'),
+    staleWhileRevalidate: o.staleWhileRevalidate === undefined ? 0 : parseDuration(o.staleWhileRevalidate, 'option "staleWhileRevalidate"'),
+    storeTimeout: o.storeTimeout === undefined ? 200 : positive(o.storeTimeout, 'option "storeTimeout"'),
+    lockTimeout: o.lockTimeout === undefined ? 5000 : positive(o.lockTimeout, 'option "lockTimeout"'),
+    onError: o.onError,
+    now: o.now ?? Date.now,
+  })
+}
+
+/** Resolve one call's freshness options against the defaults (cached() does this once, at construction). */
+export function resolveTimes(defaults: Times, options: GetOrSetOptions | undefined, what: string): Times {
+  if (options === undefined) return defaults
+  if (options === null || typeof options !== 'object') throw new TypeError(`${what} options must be an object, got ${describe(options)}`)
+  for (const name of Object.keys(options)) {
+    if (name !== 'ttl' && name !== 'staleWhileRevalidate' && name !== 'cacheRejections') throw new TypeError(`${what}: unknown option "${name}"`)
+  }
+  const { ttl, staleWhileRevalidate, cacheRejections } = options
+  return {
+    ttl: ttl === undefined ? defaults.ttl : positive(ttl, `${what} option "ttl"`),
+    staleWhileRevalidate: staleWhileRevalidate === undefined ? defaults.staleWhileRevalidate : parseDuration(staleWhileRevalidate, `${what} option "staleWhileRevalidate"`),
+    rejections: cacheRejections === undefined || cacheRejections === false ? defaults.rejections : positive(cacheRejections, `${what} option "cacheRejections"`),
+  }
+}
+
+function positive(value: unknown, what: string): number {
+  const ms = parseDuration(value, what)
+  if (ms <= 0) throw new TypeError(`${what} must be longer than 0, got ${describe(value)}`)
+  return ms
+}
+
+function assertKey(key: unknown, what = 'key'): asserts key is string {
+  if (typeof key !== 'string' || key.length === 0) throw new TypeError(`${what} must be a non-empty string, got ${describe(key)}`)
+}
+
+function checkStore(store: unknown): Store {
+  const s = store as Store
+  if (s === null || typeof s !== 'object' || typeof s.get !== 'function' || typeof s.set !== 'function' ||
+    typeof s.delete !== 'function' || typeof s.deleteMatching !== 'function') {
+    throw new TypeError(`option "store" must implement get, set, delete and deleteMatching, got ${describe(store)}`)
+  }
+  return s
+}
+
+function checkCoder(coder: unknown): Coder {
+  const c = coder as Coder
+  if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
+    throw new TypeError(`option "coder" must implement encode and decode, got ${describe(coder)}`)
+  }
+  return c
+}
+
+/**
+ * The memory store keeps the middleware's entries as objects; values go in as bytes (through
+ * the coder), so the store's byte bound counts them. Other stores hold bytes anyway.
+ */
+function bytesOnly(store: Store): Store {
+  if ((store as { [kEntryStore]?: unknown })[kEntryStore] === undefined) return store
+  return {
+    name: store.name,
+    get: (key) => store.get(key),
+    set: (key, value, ttlMs) => store.set(key, value, ttlMs),
+    delete: (key) => store.delete(key),
+    deleteMatching: (pattern) => store.deleteMatching(pattern),
+    clear: () => store.clear?.(),
+  }
+}

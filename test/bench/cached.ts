@@ -1,0 +1,81 @@
+/** cached() hit overhead per call on the memory store, against a plain Map-backed memoiser in the same run: `node --import tsx test/bench/cached.ts [--calls n] [--rounds n]`. */
+import os from 'node:os'
+import path from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import { parseArgs } from 'node:util'
+import { build } from 'tsup'
+
+const { values: args } = parseArgs({ options: { calls: { type: 'string' }, rounds: { type: 'string' } } })
+const calls = Number(args.calls ?? 200_000)
+const rounds = Number(args.rounds ?? 7)
+
+// cachet as it is published (see README.md here): src/ built by tsup, not run through tsx.
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
+const outDir = path.join(repoRoot, '.tmp/bench/cached')
+await build({ entry: { index: path.join(repoRoot, 'src/index.ts') }, format: ['esm'], target: 'node18', outDir, dts: false, clean: true, silent: true, config: false })
+const cachet = (await import(pathToFileURL(path.join(outDir, 'index.js')).href)) as typeof import('../../src/index.js')
+
+interface Post {
+  id: number
+  title: string
+}
+const rows: Post[] = Array.from({ length: 10 }, (_, i) => ({ id: i, title: `post ${i}` }))
+
+/** The baseline: an async memoiser on a Map, keyed by JSON of the arguments (no ttl, no store). */
+function mapMemo<A extends unknown[], R>(fn: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  const memo = new Map<string, R>()
+  return async function memoised(...args: A): Promise<R> {
+    const key = JSON.stringify(args)
+    const known = memo.get(key)
+    if (known !== undefined) return known
+    const value = await fn(...args)
+    memo.set(key, value)
+    return value
+  }
+}
+
+async function listPosts(page: number, filter: { author?: string; tag?: string }): Promise<Post[]> {
+  return rows.slice(page - 1, page + 9).filter((p) => filter.author === undefined || p.title.includes(filter.author))
+}
+
+const cache = cachet.createCache({ ttl: '1h' })
+const subjects: Record<string, (page: number, filter: { author?: string; tag?: string }) => Promise<Post[]>> = {
+  'cached() · memory store · jsonCoder': cachet.cached(listPosts, { cache }),
+  'cached() · memory store · msgpackCoder': cachet.cached(listPosts, { cache: cachet.createCache({ ttl: '1h', coder: cachet.msgpackCoder() }) }),
+  'Map memoiser (JSON.stringify key)': mapMemo(listPosts),
+}
+
+/**
+ * ns per awaited call over `calls` sequential hits of one key: wall time, and the process's CPU
+ * time (user + system), which other load on the machine disturbs less.
+ */
+async function measure(call: (page: number, filter: { author?: string; tag?: string }) => Promise<Post[]>): Promise<{ wall: number; cpu: number }> {
+  const filter = { tag: 'news', author: 'post' }
+  await call(1, filter)
+  const cpu0 = process.cpuUsage()
+  const started = process.hrtime.bigint()
+  for (let i = 0; i < calls; i++) await call(1, filter)
+  const wall = Number(process.hrtime.bigint() - started) / calls
+  const cpu = process.cpuUsage(cpu0)
+  return { wall, cpu: ((cpu.user + cpu.system) * 1000) / calls }
+}
+
+const results = new Map<string, { wall: number; cpu: number }[]>(Object.keys(subjects).map((name) => [name, []]))
+for (const [name, call] of Object.entries(subjects)) await measure(call) // warm-up (JIT)
+for (let r = 0; r < rounds; r++) {
+  // Interleaved: round r of every subject before round r + 1 of any.
+  for (const [name, call] of Object.entries(subjects)) results.get(name)!.push(await measure(call))
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
+const base = results.get('Map memoiser (JSON.stringify key)')!
+const baseCpu = median(base.map((r) => r.cpu))
+console.log(`${calls} sequential hits × ${rounds} interleaved rounds, node ${process.version}, two arguments (a number and a 2-key object), load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} CPUs\n`)
+console.log('| subject | wall ns/op (median) | min–max | CPU ns/op (median) | overhead vs Map (CPU) |')
+console.log('| --- | ---: | ---: | ---: | ---: |')
+for (const [name, rs] of results) {
+  const walls = rs.map((r) => r.wall)
+  const cpu = median(rs.map((r) => r.cpu))
+  console.log(`| ${name} | ${median(walls).toFixed(0)} | ${Math.min(...walls).toFixed(0)}–${Math.max(...walls).toFixed(0)} | ${cpu.toFixed(0)} | ${(cpu - baseCpu).toFixed(0)} ns |`)
+}
+await cache.close()
