@@ -828,8 +828,10 @@ function watch(ctx: Context): void {
         // stored entry will carry, so the client can revalidate it against any later hit.
         res.setHeader('ETag', etag(Buffer.from(completeBody.buffer, completeBody.byteOffset, completeBody.byteLength), { weak: true }))
       }
-      mark(cache, res, ctx.route, 'MISS', { fwd: forwardReason(ctx), stored: true, ttl: Math.floor(decision.lifetime / 1000) })
+      // The head is kept before the cache marks it: its own status header and Cache-Status member
+      // describe this response, not the stored one.
       ctx.pending = { decision, status, headers: rawHeaders(res) }
+      mark(cache, res, ctx.route, 'MISS', { fwd: forwardReason(ctx), stored: true, ttl: Math.floor(decision.lifetime / 1000) })
       // The client's own conditional request, answered against the response just produced.
       if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
         toNotModified(res, statusHeader)

@@ -163,8 +163,13 @@ for (const s of STORES) {
         await h.get('/static').expect(200, 'v1')
         const hit = await h.get('/static').expect(200, 'v1').expect('X-Cache', 'HIT')
         expect(hit.headers['cache-control']).to.equal('public, max-age=0')
+        expect(n).to.equal(1)
+        // Without override, max-age=0 means "revalidate every time": the handler runs again.
         await h.get('/plain').expect(200, 'p2')
-        await h.get('/plain').expect(200, 'p3')
+        h.clock.advance(1000)
+        const again = await h.get('/plain').expect(200, 'p3')
+        expect(again.headers['x-cache']).to.not.equal('HIT')
+        expect(n).to.equal(3)
       })
 
       it('should never override no-store', async () => {
