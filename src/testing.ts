@@ -29,14 +29,16 @@ export interface ContractSubject {
   /**
    * Move the store's clock forward (a memory store built with an injected `now`). Without it the
    * ttl test waits in real time.
+   * @default undefined (the ttl test waits `capabilities.ttl.waitMs` in real time)
    */
   advance?(ms: number): unknown
   /**
    * Write a key outside this store's prefix straight into the backend, and tell whether it is
    * still there; used to prove `clear()` only removes the store's own keys.
+   * @default undefined (only a sibling store from the factory is checked)
    */
   foreign?: { put(): Promise<void>; exists(): Promise<boolean> }
-  /** Release the store (and whatever the factory opened for it). */
+  /** Release the store (and whatever the factory opened for it). @default undefined (nothing to release) */
   cleanup?(): unknown
 }
 
