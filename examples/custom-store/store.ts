@@ -1,10 +1,25 @@
-/** Writing a store: mapStore(), a complete cachet Store on a plain Map, in about forty lines. */
-import { assertPattern, compilePattern } from '../../src/pattern.js'
-import type { Store } from '../../src/types.js'
+/** Writing a store: mapStore(), a complete cachet Store on a plain Map, in about fifty lines. */
+import type { Store } from '../../src/index.js'
+
+/**
+ * Compile an invalidation pattern: `*` matches any run of characters (across `:` too), every
+ * other character is literal, as the README's "Writing a store" section asks of every store.
+ */
+function compile(pattern: string): (key: string) => boolean {
+  if (!pattern.includes('*')) return function literal(key) {
+    return key === pattern
+  }
+  const escaped = pattern.split(/\*+/).map((part) => part.replace(/[\\^$.|?+()[\]{}]/g, '\\$&'))
+  const re = new RegExp(`^${escaped.join('[\\s\\S]*')}$`)
+  return function glob(key) {
+    return re.test(key)
+  }
+}
 
 /**
  * A minimal in-process store, as a template for your own backend. It passes the same contract
- * suite as the built-in stores (test/stores/custom-store.test.ts).
+ * suite as the built-in stores (`runStoreContract` from `cachet/testing`, see
+ * test/stores/custom-store.test.ts).
  *
  * Not for production: unlike `memoryStore()` it has no size bound.
  */
@@ -33,10 +48,12 @@ export function mapStore(options: { now?: () => number } = {}): Store {
     delete(key) {
       return entries.delete(key)
     },
-    // Required. Use the shared glob syntax (`*` is the only wildcard) and return the count.
+    // Required. `*` is the only wildcard; an empty pattern is a TypeError; resolve the count.
     deleteMatching(pattern) {
-      assertPattern(pattern)
-      const matches = compilePattern(pattern)
+      if (typeof pattern !== 'string' || pattern === '') {
+        throw new TypeError(`pattern must be a non-empty string, got ${JSON.stringify(pattern)}`)
+      }
+      const matches = compile(pattern)
       let removed = 0
       for (const key of [...entries.keys()]) if (matches(key) && entries.delete(key)) removed++
       return removed

@@ -1,5 +1,6 @@
 /** A small blog API: reads are cached, writes invalidate what they change. */
 import express from 'express'
+import type { AddressInfo } from 'node:net'
 import { cacheRoute, invalidate, responseCache, type ResponseCache } from '../../src/index.js'
 
 export interface Post {
@@ -35,4 +36,15 @@ export function createApp(cache: ResponseCache = responseCache(), posts: Post[] 
     res.status(201).json(post)
   })
   return { app, cache, stats }
+}
+
+// `tsx examples/invalidate/app.ts` serves it on PORT (default 3000), loopback only. Then
+// `curl -X POST -H 'Content-Type: application/json' -d '{"title":"Two"}' http://127.0.0.1:3000/posts`
+// and GET /posts again: MISS, with the new post.
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { app } = createApp()
+  const server = app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
+    const { port } = server.address() as AddressInfo
+    console.log(`http://127.0.0.1:${port}/posts (X-Cache shows MISS, then HIT)`)
+  })
 }
