@@ -1,7 +1,9 @@
 /** cacheRoute() marks one route's ttl and options; invalidate() drops entries in every open cache. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { checkKey, hostOf, storageKey } from './key.js'
-import { contexts, leaveUncached, openCaches, restartUnderKey } from './middleware.js'
+import { leaveUncached } from './flow/compute.js'
+import { contexts } from './flow/state.js'
+import { openCaches, restartUnderKey } from './middleware.js'
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
 import { openValueCaches } from './value-cache.js'

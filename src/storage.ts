@@ -43,20 +43,42 @@ export function isPromise<T>(value: Maybe<T>): value is Promise<T> {
   return value !== null && typeof value === 'object' && typeof (value as Promise<T>).then === 'function'
 }
 
+/** What `race()` resolves when the time ran out first. */
+export const TIMED_OUT: unique symbol = Symbol('cachet.timedOut')
+
 /**
- * Resolves once `work` has settled, or after `ms`, whichever comes first; never rejects, and the
- * timer never keeps the process alive. For waits that must not hold anything up for long.
+ * The one bounded wait of the cache: resolves what `work` resolves, or TIMED_OUT after `ms`,
+ * whichever comes first; rejects only when `work` rejects first. The timer never keeps the
+ * process alive. With `ioFirst`, one round of I/O still runs when the timer fires: after the
+ * event loop was busy for longer than `ms`, timers run before sockets are read, and an answer
+ * that arrived in time would otherwise be called late.
+ */
+export function race<T>(work: Promise<T>, ms: number, ioFirst = false): Promise<T | typeof TIMED_OUT> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => (ioFirst ? setImmediate(() => resolve(TIMED_OUT)) : resolve(TIMED_OUT)), ms)
+    timer.unref?.()
+    work.then(
+      (value) => {
+        clearTimeout(timer)
+        resolve(value)
+      },
+      (error) => {
+        clearTimeout(timer)
+        reject(error)
+      },
+    )
+  })
+}
+
+/**
+ * Resolves once `work` has settled, or after `ms`, whichever comes first; never rejects. For
+ * waits that must not hold anything up for long.
  */
 export function settledWithin(work: Promise<unknown>, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(resolve, ms)
-    timer.unref?.()
-    const done = () => {
-      clearTimeout(timer)
-      resolve()
-    }
-    work.then(done, done)
-  })
+  return race(work, ms).then(
+    () => undefined,
+    () => undefined,
+  )
 }
 
 /**
@@ -85,6 +107,10 @@ export class Storage {
    * last MAX_INVALIDATIONS; a computation older than everything it holds is treated as raced.
    */
   private epoch = 0
+  /** Shared locks this process holds but failed to release, by name. */
+  private readonly orphanLocks = new Map<string, string>()
+  /** When a lock call last failed or answered too late (0: never). */
+  private lockFailedAt = 0
   private readonly invalidations: { epoch: number; matches: (key: string) => boolean }[] = []
   private forgotten = 0
   /**
@@ -130,6 +156,68 @@ export class Storage {
   /** True when a store call failed within the last `ms` milliseconds. */
   failedWithin(ms: number): boolean {
     return this.lastFailure !== 0 && this.now() - this.lastFailure < ms
+  }
+
+  /** The store offers a lock shared by every process (`lock` and `unlock`). */
+  get sharesLocks(): boolean {
+    return typeof this.store.lock === 'function' && typeof this.store.unlock === 'function'
+  }
+
+  /**
+   * True while shared locks should not be used: the store is being skipped, failed within
+   * `window` ms, or a lock call did (a lock whose reply or unlock was lost stays held until it
+   * expires, and every process would poll it).
+   */
+  locksUnsettled(window: number): boolean {
+    return !this.available || this.failedWithin(window) || (this.lockFailedAt !== 0 && this.now() - this.lockFailedAt < window)
+  }
+
+  /**
+   * Take the shared lock `name` for `ttlMs`: its token, `null` when another holder has it,
+   * undefined when the store failed or did not answer within `budget`. A lock this process took
+   * and could not release is handed back at once; one granted after the wait ended is released.
+   */
+  lock(name: string, ttlMs: number, budget = this.timeout): Promise<string | null | undefined> {
+    const orphan = this.orphanLocks.get(name)
+    if (orphan !== undefined) {
+      this.orphanLocks.delete(name)
+      return Promise.resolve(orphan)
+    }
+    let taking: Promise<string | null>
+    try {
+      taking = Promise.resolve(this.store.lock!(name, ttlMs))
+    } catch (error) {
+      taking = Promise.reject(error)
+    }
+    return race(taking, budget).then(
+      (token) => {
+        if (token !== TIMED_OUT) return token
+        this.lockFailedAt = this.now()
+        // Granted after we stopped waiting: give it back, or every process polls until it expires.
+        void taking.then((late) => (typeof late === 'string' ? this.unlock(name, late) : undefined), () => undefined)
+        return undefined
+      },
+      (error) => {
+        this.lockFailedAt = this.now()
+        this.report(asError(error))
+        return undefined
+      },
+    )
+  }
+
+  /** Release a shared lock; one the store failed to release is kept, so the next miss here reuses it. */
+  unlock(name: string, token: string): void {
+    let releasing: Promise<unknown>
+    try {
+      releasing = Promise.resolve(this.store.unlock!(name, token))
+    } catch (error) {
+      releasing = Promise.reject(error)
+    }
+    releasing.catch((error) => {
+      this.report(asError(error))
+      if (this.orphanLocks.size >= MAX_ORPHAN_LOCKS) this.orphanLocks.clear()
+      this.orphanLocks.set(name, token)
+    })
   }
 
   /** The invalidation epoch now: record it when a computation starts, pass it to `invalidatedSince`. */
@@ -374,19 +462,9 @@ export class Storage {
    * the breaker).
    */
   private bounded<T>(promise: Promise<T>, operation: string, ms = this.timeout): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => setImmediate(() => reject(new StoreTimeoutError(operation, ms))), ms)
-      timer.unref?.()
-      promise.then(
-        (value) => {
-          clearTimeout(timer)
-          resolve(value)
-        },
-        (error) => {
-          clearTimeout(timer)
-          reject(error)
-        },
-      )
+    return race(promise, ms, true).then((value) => {
+      if (value === TIMED_OUT) throw new StoreTimeoutError(operation, ms)
+      return value
     })
   }
 
@@ -446,6 +524,9 @@ export class Storage {
     }
   }
 }
+
+/** Orphaned locks remembered at most; beyond that they are forgotten (each expires on its own). */
+const MAX_ORPHAN_LOCKS = 1000
 
 /** Invalidations remembered for `invalidatedSince`; a computation older than all of them does not store. */
 const MAX_INVALIDATIONS = 1024
