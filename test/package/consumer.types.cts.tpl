@@ -1,4 +1,4 @@
-// Copied as consumer.types.cts into a consumer project by test/package.test.ts: the same names
+// Copied as consumer.types.cts into a consumer project by test/package/package.test.ts: the same names
 // type-check from a CommonJS module (resolved through the "require" condition, index.d.cts).
 import express from 'express'
 import {

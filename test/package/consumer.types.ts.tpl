@@ -1,4 +1,4 @@
-// Copied as consumer.types.ts into a consumer project by test/package.test.ts (the .tpl suffix
+// Copied as consumer.types.ts into a consumer project by test/package/package.test.ts (the .tpl suffix
 // keeps the repository's own tsc away from it): every public name type-checks from an ES module.
 import express from 'express'
 import {

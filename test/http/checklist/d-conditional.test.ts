@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type express from 'express'
 import { expect } from 'chai'
-import { closeAll, httpDate, setup, storeFactories, type Harness, type Reply } from '../support/app.js'
+import { closeAll, httpDate, setup, storeFactories, type Harness, type Reply } from '../../support/app.js'
 
 const HOUR = 3_600_000
 

@@ -1,6 +1,6 @@
 /** test/CHECKLIST.md A (items 1–9): keying and basics, on every store. */
 import { expect } from 'chai'
-import { closeAll, setup, storeFactories } from '../support/app.js'
+import { closeAll, setup, storeFactories } from '../../support/app.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
 

@@ -1,15 +1,15 @@
 /** test/CHECKLIST.md F (items 50–53): invalidation by unsafe methods and by pattern, on every store. */
 import { expect } from 'chai'
 import { Cluster, Redis } from 'ioredis'
-import { hostPart, storageKey } from '../../src/key.js'
-import { invalidate } from '../../src/route.js'
-import { memcachedStore } from '../../src/stores/memcached.js'
-import { redisStore } from '../../src/stores/redis.js'
-import type { Store } from '../../src/types.js'
-import { mapStore } from '../../examples/custom-store/store.js'
-import { closeAll, landed, rawRequest, setup, sleep, slowWrites, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
-import { monitorRedis } from '../support/monitor.js'
-import { getMemcached, getMemcached2, type RedisCluster, type RedisServer } from '../support/servers.js'
+import { hostPart, storageKey } from '../../../src/key.js'
+import { invalidate } from '../../../src/route.js'
+import { memcachedStore } from '../../../src/stores/memcached.js'
+import { redisStore } from '../../../src/stores/redis.js'
+import type { Store } from '../../../src/types.js'
+import { mapStore } from '../../../examples/custom-store/store.js'
+import { closeAll, landed, rawRequest, setup, sleep, slowWrites, storeFactories, type Harness, type StoreFactory } from '../../support/app.js'
+import { monitorRedis } from '../../support/monitor.js'
+import { getMemcached, getMemcached2, type RedisCluster, type RedisServer } from '../../support/servers.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
 

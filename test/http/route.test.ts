@@ -3,7 +3,7 @@ import { expect } from 'chai'
 import express from 'express'
 import http from 'node:http'
 import request from 'supertest'
-import { cacheRoute, invalidate, memoryStore, responseCache, type ResponseCache } from '../src/index.js'
+import { cacheRoute, invalidate, memoryStore, responseCache, type ResponseCache } from '../../src/index.js'
 
 function serve(configure: (app: express.Express) => void, cache: ResponseCache) {
   const app = express()

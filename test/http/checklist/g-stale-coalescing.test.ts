@@ -1,7 +1,7 @@
 /** test/CHECKLIST.md G (items 54–56): stale-while-revalidate, stale-if-error, request coalescing, on every store. */
 import { expect } from 'chai'
-import { mapStore } from '../../examples/custom-store/store.js'
-import { closeAll, intHeader, setup, sleep, storeFactories, type Harness } from '../support/app.js'
+import { mapStore } from '../../../examples/custom-store/store.js'
+import { closeAll, intHeader, setup, sleep, storeFactories, type Harness } from '../../support/app.js'
 
 /** Wait until the origin has been called `n` times (background work), or fail after `ms`. */
 async function untilCalls(h: Harness, n: number, ms = 3000): Promise<void> {

@@ -7,9 +7,9 @@ import { gunzipSync } from 'node:zlib'
 import { expect } from 'chai'
 import compression from 'compression'
 import type express from 'express'
-import { responseCache, type ResponseCache } from '../src/middleware.js'
-import type { CacheOptions } from '../src/options.js'
-import { memoryStore } from '../src/stores/memory.js'
+import { responseCache, type ResponseCache } from '../../src/middleware.js'
+import type { CacheOptions } from '../../src/options.js'
+import { memoryStore } from '../../src/stores/memory.js'
 import {
   binary,
   connectApp,
@@ -23,7 +23,7 @@ import {
   type Clock,
   type Handler,
   type Served,
-} from './support/app.js'
+} from '../support/app.js'
 
 type Next = (error?: unknown) => void
 

@@ -1,6 +1,6 @@
 /** test/CHECKLIST.md C (items 29–36): freshness, Age, Date, request directives, on every store. */
 import { expect } from 'chai'
-import { closeAll, httpDate, intHeader, isMemory, rawRequest, rawValues, setup, sleep, storeFactories } from '../support/app.js'
+import { closeAll, httpDate, intHeader, isMemory, rawRequest, rawValues, setup, sleep, storeFactories } from '../../support/app.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
 const DAY = 86_400_000

@@ -10,9 +10,9 @@ import type { AddressInfo } from 'node:net'
 import { expect } from 'chai'
 import express from 'express'
 import request from 'supertest'
-import { responseCache, type ResponseCache } from '../src/middleware.js'
-import type { CacheOptions } from '../src/options.js'
-import { STORE_NAMES, openStore, type ReliabilityStore } from './reliability/stores.js'
+import { responseCache, type ResponseCache } from '../../src/middleware.js'
+import type { CacheOptions } from '../../src/options.js'
+import { STORE_NAMES, openStore, type ReliabilityStore } from '../reliability/stores.js'
 
 interface Site {
   agent: ReturnType<typeof request>

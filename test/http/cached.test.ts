@@ -1,10 +1,10 @@
 /** cached(): the wrapped function's signature, its keys, coalescing, rejections and a failing store. */
 import { expect } from 'chai'
-import { cached, createCache, invalidate, StoreTimeoutError, UnkeyableArgumentError, type Store, type ValueCache } from '../src/index.js'
-import { cacheKey } from '../src/cached.js'
-import { storeFactories, type CreatedStore } from './support/stores.js'
-import { serve } from './support/app.js'
-import { createApp as postsAndQueries } from '../examples/posts-and-queries/app.js'
+import { cached, createCache, invalidate, StoreTimeoutError, UnkeyableArgumentError, type Store, type ValueCache } from '../../src/index.js'
+import { cacheKey } from '../../src/cached.js'
+import { storeFactories, type CreatedStore } from '../support/stores.js'
+import { serve } from '../support/app.js'
+import { createApp as postsAndQueries } from '../../examples/posts-and-queries/app.js'
 
 /** A store timeout no loaded test machine reaches, where a test is not about timeouts. */
 const SLOW_MACHINE = '2s'

@@ -4,9 +4,9 @@
  */
 import { expect } from 'chai'
 import createDebug from 'debug'
-import { memcachedStore, redisStore, responseCache, type ResponseCache } from '../src/index.js'
-import type { Store } from '../src/types.js'
-import { fakeClock, serve, type Served } from './support/app.js'
+import { memcachedStore, redisStore, responseCache, type ResponseCache } from '../../src/index.js'
+import type { Store } from '../../src/types.js'
+import { fakeClock, serve, type Served } from '../support/app.js'
 
 /** A store that fails what `mode` says, or nothing. */
 function brokenStore() {

@@ -1,15 +1,15 @@
 // Conformance gate (README "Conformance"): http-cache-tests in-process against cachet in spec mode, per store, judged by the suite's own verdicts.
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { runConformance } from './conformance/run.js'
-import type { Summary } from './conformance/run.js'
-import { evaluateGate, loadAllowlist } from './conformance/gate.js'
-import type { GateResult } from './conformance/gate.js'
-import { errorLines, makeTarget, unavailable } from './conformance/targets.js'
-import type { StoreName } from './conformance/targets.js'
+import { runConformance } from './run.js'
+import type { Summary } from './run.js'
+import { evaluateGate, loadAllowlist } from './gate.js'
+import type { GateResult } from './gate.js'
+import { errorLines, makeTarget, unavailable } from './targets.js'
+import type { StoreName } from './targets.js'
 
 // Loaded while mocha loads spec files, so its root `after` hook (stop the servers) is registered in time.
-if (existsSync(new URL('./support/servers.ts', import.meta.url))) await import('./support/servers.js')
+if (existsSync(new URL('../support/servers.ts', import.meta.url))) await import('../support/servers.js')
 
 function line (s: Summary): string {
   return `${s.label}: ${s.pass} pass, ${s.requiredFailures.length} required failures, ${s.optionalFailures.length} optional failures, ` +

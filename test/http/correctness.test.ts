@@ -5,15 +5,15 @@ import path from 'node:path'
 import { expect } from 'chai'
 import express from 'express'
 import { Redis } from 'ioredis'
-import { cacheRoute, invalidate } from '../src/route.js'
-import { responseCache } from '../src/middleware.js'
-import { redisStore } from '../src/stores/redis.js'
-import { jsonCoder } from '../src/coders/json.js'
-import { CorruptEntryError } from '../src/entry.js'
-import { hostPart, storageKey } from '../src/key.js'
-import type { Store } from '../src/types.js'
-import { responseEntry } from './support/entries.js'
-import type { RedisServer } from './support/servers.js'
+import { cacheRoute, invalidate } from '../../src/route.js'
+import { responseCache } from '../../src/middleware.js'
+import { redisStore } from '../../src/stores/redis.js'
+import { jsonCoder } from '../../src/coders/json.js'
+import { CorruptEntryError } from '../../src/entry.js'
+import { hostPart, storageKey } from '../../src/key.js'
+import type { Store } from '../../src/types.js'
+import { responseEntry } from '../support/entries.js'
+import type { RedisServer } from '../support/servers.js'
 import {
   closeAll,
   eventually,
@@ -26,7 +26,7 @@ import {
   storeFactories,
   type Harness,
   type StoreFactory,
-} from './support/app.js'
+} from '../support/app.js'
 
 const STORES = storeFactories.filter((s) => s.name === 'memory' || s.name === 'redis' || s.name === 'memcached')
 

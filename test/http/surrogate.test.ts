@@ -3,7 +3,7 @@ import { expect } from 'chai'
 import express from 'express'
 import http from 'node:http'
 import request from 'supertest'
-import { memoryStore, responseCache, type CacheOptions } from '../src/index.js'
+import { memoryStore, responseCache, type CacheOptions } from '../../src/index.js'
 
 interface Reply {
   cc?: string

@@ -1,8 +1,8 @@
 /** test/CHECKLIST.md B (items 10–28): storage eligibility, on every store. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { expect } from 'chai'
-import { cacheRoute } from '../../src/route.js'
-import { binary, closeAll, httpDate, setup, storeFactories, type Harness } from '../support/app.js'
+import { cacheRoute } from '../../../src/route.js'
+import { binary, closeAll, httpDate, setup, storeFactories, type Harness } from '../../support/app.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
 

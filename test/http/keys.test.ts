@@ -2,8 +2,8 @@
 import { expect } from 'chai'
 import express from 'express'
 import request from 'supertest'
-import { cacheRoute, invalidate, responseCache } from '../src/index.js'
-import { closeAll, express4App, rawRequest, serve, setup, storeFactories, type Harness } from './support/app.js'
+import { cacheRoute, invalidate, responseCache } from '../../src/index.js'
+import { closeAll, express4App, rawRequest, serve, setup, storeFactories, type Harness } from '../support/app.js'
 
 const memory = storeFactories[0]
 

@@ -14,10 +14,10 @@ import {
   type Store,
   type ValueCache,
   type ValueEntry,
-} from '../src/index.js'
-import { primaryKey, storageKey } from '../src/key.js'
-import { serve } from './support/app.js'
-import { storeFactories, type CreatedStore } from './support/stores.js'
+} from '../../src/index.js'
+import { primaryKey, storageKey } from '../../src/key.js'
+import { serve } from '../support/app.js'
+import { storeFactories, type CreatedStore } from '../support/stores.js'
 
 /** A store timeout no loaded test machine reaches, where a test is not about timeouts. */
 const SLOW_MACHINE = '2s'

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { expect } from 'chai'
 import express from 'express'
-import { cacheRoute } from '../src/route.js'
-import { closeAll, rawRequest, rawValues, setup, storeFactories, binary } from './support/app.js'
+import { cacheRoute } from '../../src/route.js'
+import { closeAll, rawRequest, rawValues, setup, storeFactories, binary } from '../support/app.js'
 
 const STORES = storeFactories.filter((s) => s.name === 'memory' || s.name === 'redis' || s.name === 'memcached')
 const TEN = 'abcdefghij'

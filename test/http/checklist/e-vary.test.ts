@@ -1,6 +1,6 @@
 /** test/CHECKLIST.md E (items 46–49): Vary, on every store. */
 import { expect } from 'chai'
-import { closeAll, setup, sleep, slowWrites, storeFactories } from '../support/app.js'
+import { closeAll, setup, sleep, slowWrites, storeFactories } from '../../support/app.js'
 
 for (const s of storeFactories) {
   describe(`checklist E — Vary (on ${s.name})`, function () {

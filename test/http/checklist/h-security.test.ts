@@ -5,11 +5,11 @@ import v8 from 'node:v8'
 import vm from 'node:vm'
 import { expect } from 'chai'
 import express from 'express'
-import { jsonCoder } from '../../src/coders/json.js'
-import { CorruptEntryError } from '../../src/entry.js'
-import type { ResponseEntry } from '../../src/types.js'
-import { responseEntry } from '../support/entries.js'
-import { closeAll, eventually, isMemory, landed, rawRequest, storeHolds, rawValues, setup, sleep, storeFactories, wireRequest, type Harness } from '../support/app.js'
+import { jsonCoder } from '../../../src/coders/json.js'
+import { CorruptEntryError } from '../../../src/entry.js'
+import type { ResponseEntry } from '../../../src/types.js'
+import { responseEntry } from '../../support/entries.js'
+import { closeAll, eventually, isMemory, landed, rawRequest, storeHolds, rawValues, setup, sleep, storeFactories, wireRequest, type Harness } from '../../support/app.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
 const MiB = 1024 * 1024
