@@ -540,9 +540,12 @@ async function asPostgresUser(): Promise<{ prefix: string[]; uid?: number; gid?:
   }
 }
 
-/** Pids of every process in process group `pgid` (from /proc). */
-function groupMembers(pgid: number): number[] {
-  const pids: number[] = []
+/**
+ * The postmaster and its children (backends, background workers), from /proc. Each child calls
+ * setsid(), so a process group does not reach them: they are found by parent pid.
+ */
+function postgresFamily(postmaster: number): number[] {
+  const pids = [postmaster]
   let entries: string[]
   try {
     entries = readdirSync('/proc')
@@ -553,9 +556,9 @@ function groupMembers(pgid: number): number[] {
     if (!/^\d+$/.test(entry)) continue
     try {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      // Fields after the parenthesised name: state ppid pgrp …
+      // Fields after the parenthesised name: state ppid …
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-      if (Number(fields[2]) === pgid) pids.push(Number(entry))
+      if (Number(fields[1]) === postmaster) pids.push(Number(entry))
     } catch {
       // gone meanwhile
     }
@@ -563,15 +566,20 @@ function groupMembers(pgid: number): number[] {
   return pids
 }
 
-const groups = new Set<number>()
-process.once('exit', () => {
-  for (const pgid of groups) {
+/** Send `signal` to the postmaster and each of its children; quiet about the ones already gone. */
+function signalFamily(postmaster: number, signal: NodeJS.Signals): void {
+  for (const pid of postgresFamily(postmaster)) {
     try {
-      process.kill(-pgid, 'SIGKILL')
+      process.kill(pid, signal)
     } catch {
-      // already gone
+      // gone
     }
   }
+}
+
+const postmasters = new Set<number>()
+process.once('exit', () => {
+  for (const pid of postmasters) signalFamily(pid, 'SIGKILL')
 })
 
 class PostgresProc implements PostgresServer {
@@ -617,12 +625,11 @@ class PostgresProc implements PostgresServer {
       '-c', 'full_page_writes=off',
       '-c', 'max_connections=200',
     ]
-    // Its own process group, so that pause() and kill() reach the backends too.
-    const child = spawn(command, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    const child = spawn(command, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     this.output = ''
     live.add(child)
-    if (child.pid !== undefined) groups.add(child.pid)
+    if (child.pid !== undefined) postmasters.add(child.pid)
     const keep = (chunk: Buffer) => {
       this.output = (this.output + chunk.toString()).slice(-4000)
     }
@@ -652,18 +659,20 @@ class PostgresProc implements PostgresServer {
 
   async pause(): Promise<void> {
     if (!this.running || this.isPaused) return
-    process.kill(-this.pid, 'SIGSTOP')
+    // The postmaster first: stopped, it forks no new backend meanwhile.
+    process.kill(this.pid, 'SIGSTOP')
+    signalFamily(this.pid, 'SIGSTOP')
     this.isPaused = true
     const deadline = Date.now() + START_TIMEOUT_MS
-    while (!groupMembers(this.pid).every((pid) => allThreadsStopped(pid))) {
-      if (Date.now() > deadline) throw new Error(`postgres (group ${this.pid}) did not stop within ${START_TIMEOUT_MS} ms of SIGSTOP`)
+    while (!postgresFamily(this.pid).every((pid) => allThreadsStopped(pid))) {
+      if (Date.now() > deadline) throw new Error(`postgres (pid ${this.pid}) and its backends did not stop within ${START_TIMEOUT_MS} ms of SIGSTOP`)
       await sleep(1)
     }
   }
 
   resume(): void {
     if (!this.running || !this.isPaused) return
-    process.kill(-this.pid, 'SIGCONT')
+    signalFamily(this.pid, 'SIGCONT')
     this.isPaused = false
   }
 
@@ -685,35 +694,25 @@ class PostgresProc implements PostgresServer {
   private async end(signal: NodeJS.Signals): Promise<void> {
     const child = this.child
     if (!child) return
-    const pgid = child.pid!
+    const postmaster = child.pid!
     if (this.running) {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
-      const signalGroup = (sig: NodeJS.Signals) => {
-        try {
-          process.kill(-pgid, sig)
-        } catch {
-          // gone
-        }
-      }
-      if (this.isPaused) signalGroup('SIGCONT')
+      if (this.isPaused) signalFamily(postmaster, 'SIGCONT')
       this.isPaused = false
-      if (signal === 'SIGKILL') signalGroup('SIGKILL')
+      // SIGKILL reaches the backends too (a crash); the other signals are the postmaster's to pass on.
+      if (signal === 'SIGKILL') signalFamily(postmaster, 'SIGKILL')
       else child.kill(signal)
-      const timer = setTimeout(() => signalGroup('SIGKILL'), 3000)
+      const timer = setTimeout(() => signalFamily(postmaster, 'SIGKILL'), 3000)
       await exited
       clearTimeout(timer)
     }
     // Backends left behind by a killed postmaster go too.
     const deadline = Date.now() + 3000
-    while (groupMembers(pgid).length > 0 && Date.now() < deadline) {
-      try {
-        process.kill(-pgid, 'SIGKILL')
-      } catch {
-        break
-      }
+    for (let left = postgresFamily(postmaster).slice(1); left.length > 0 && Date.now() < deadline; left = postgresFamily(postmaster).slice(1)) {
+      signalFamily(postmaster, 'SIGKILL')
       await sleep(10)
     }
-    groups.delete(pgid)
+    postmasters.delete(postmaster)
     live.delete(child)
   }
 }
