@@ -156,9 +156,11 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
     try {
       return (await client.send(command)) as T
     } catch (error) {
-      // The table was deleted (or the emulator restarted): create it again on the next call.
-      if (createTable && (error as Error).name === 'ResourceNotFoundException') ready = undefined
-      throw error
+      if (!createTable || (error as Error).name !== 'ResourceNotFoundException') throw error
+      // The table was deleted (or the emulator restarted): create it again, and try once more.
+      ready = undefined
+      await prepared()
+      return (await client.send(command)) as T
     }
   }
 
