@@ -16,6 +16,7 @@ export interface DynamoClient {
   send(command: object): Promise<unknown>
 }
 
+/** Where the store's data lives: a client you own and the table to use. */
 export interface DynamodbStoreConnection {
   /** A `DynamoDBClient` you created. The store never destroys it. */
   client: DynamoClient
@@ -23,6 +24,7 @@ export interface DynamodbStoreConnection {
   table: string
 }
 
+/** Options of `dynamodbStore()`; each may also be given in its first argument. */
 export interface DynamodbStoreOptions {
   /**
    * Prepended to every partition; `clear()` and `deleteMatching()` never touch items outside it.

@@ -43,6 +43,7 @@ export type PostgresStoreConnection =
       pool?: undefined
     }
 
+/** Options of `postgresStore()`; each may also be given in its first argument. */
 export interface PostgresStoreOptions {
   /**
    * Prepended to every key in the table; `clear()` and `deleteMatching()` never touch rows outside it.

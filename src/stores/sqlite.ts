@@ -50,6 +50,7 @@ export type SqliteStoreConnection =
       path?: undefined
     }
 
+/** Options of `sqliteStore()`; each may also be given in its first argument. */
 export interface SqliteStoreOptions {
   /**
    * Prepended to every key in the table; `clear()` and `deleteMatching()` never touch rows outside it.
