@@ -20,6 +20,12 @@ export type {
   MemcachedClient,
   MemcachedClientOptions,
 } from './stores/memcached.js'
+export { sqliteStore } from './stores/sqlite.js'
+export type { SqliteStore, SqliteStoreOptions, SqliteStoreConnection, SqliteDatabase, SqliteStatement, SqliteTransaction } from './stores/sqlite.js'
+export { postgresStore } from './stores/postgres.js'
+export type { PostgresStore, PostgresStoreOptions, PostgresStoreConnection, PostgresPool, PostgresPoolClient, PostgresResult } from './stores/postgres.js'
+export { dynamodbStore } from './stores/dynamodb.js'
+export type { DynamodbStore, DynamodbStoreOptions, DynamodbStoreConnection, DynamoClient } from './stores/dynamodb.js'
 export { jsonCoder } from './coders/json.js'
 export { msgpackCoder } from './coders/msgpack.js'
 export { CorruptEntryError } from './entry.js'

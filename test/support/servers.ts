@@ -1,6 +1,7 @@
-/** Real redis-server / memcached / Redis Cluster processes on free loopback ports, shared by every suite of a run. */
+/** Real redis-server / memcached / Redis Cluster / PostgreSQL / dynalite processes on free loopback ports, shared by every suite of a run. */
 import { spawn, execFile, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { createServer, connect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -170,6 +171,8 @@ interface ProcessSpec {
   args: (port: number, dir: string) => string[]
   ready: (port: number) => Promise<boolean>
   install: string
+  /** Environment of the process (default: this process's). */
+  env?: NodeJS.ProcessEnv
 }
 
 class Proc implements ServerHandle {
@@ -202,7 +205,7 @@ class Proc implements ServerHandle {
 
   async start(): Promise<void> {
     const args = this.spec.args(this.port, this.dir)
-    const child = spawn(this.spec.command, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(this.spec.command, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'], env: this.spec.env })
     this.child = child
     this.output = ''
     live.add(child)
@@ -497,4 +500,279 @@ function allThreadsStopped(pid: number): boolean {
       return true // the thread has exited
     }
   })
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: a postmaster and its backends, one process group
+
+/** A PostgreSQL cluster (trust auth, user and database `postgres`, fsync off, loopback only). */
+export interface PostgresServer extends ServerHandle {
+  /** `postgres://postgres@127.0.0.1:<port>/postgres` */
+  readonly connectionString: string
+}
+
+const POSTGRES_INSTALL =
+  'PostgreSQL must be installed (Debian/Ubuntu: apt-get install postgresql; its binaries live in /usr/lib/postgresql/<version>/bin).'
+
+/** The newest /usr/lib/postgresql/<version>/bin, or the directory of `initdb` on PATH. */
+function postgresBin(): string {
+  const root = '/usr/lib/postgresql'
+  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'postgres'))) : []
+  versions.sort((a, b) => Number(b) - Number(a))
+  if (versions.length > 0) return join(root, versions[0], 'bin')
+  for (const dir of (process.env.PATH ?? '').split(':')) if (dir && existsSync(join(dir, 'postgres'))) return dir
+  throw new Error(`could not find the postgres binaries. ${POSTGRES_INSTALL}`)
+}
+
+/**
+ * initdb, pg_ctl and postgres refuse to run as root: as root, run them as the `postgres` user
+ * (setpriv execs, so the process we spawn is the postmaster itself).
+ */
+async function asPostgresUser(): Promise<{ prefix: string[]; uid?: number; gid?: number }> {
+  if (process.getuid?.() !== 0) return { prefix: [] }
+  const [uid, gid] = await Promise.all([run('id', ['-u', 'postgres']), run('id', ['-g', 'postgres'])]).catch(() => {
+    throw new Error(`running as root, and there is no "postgres" user to run PostgreSQL as. ${POSTGRES_INSTALL}`)
+  })
+  return {
+    prefix: ['setpriv', '--reuid=postgres', '--regid=postgres', '--init-groups', '--'],
+    uid: Number(uid.stdout.trim()),
+    gid: Number(gid.stdout.trim()),
+  }
+}
+
+/**
+ * The postmaster and its children (backends, background workers), from /proc. Each child calls
+ * setsid(), so a process group does not reach them: they are found by parent pid.
+ */
+function postgresFamily(postmaster: number): number[] {
+  const pids = [postmaster]
+  let entries: string[]
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return pids
+  }
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      // Fields after the parenthesised name: state ppid …
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      if (Number(fields[1]) === postmaster) pids.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids
+}
+
+/** Send `signal` to the postmaster and each of its children; quiet about the ones already gone. */
+function signalFamily(postmaster: number, signal: NodeJS.Signals): void {
+  for (const pid of postgresFamily(postmaster)) {
+    try {
+      process.kill(pid, signal)
+    } catch {
+      // gone
+    }
+  }
+}
+
+const postmasters = new Set<number>()
+process.once('exit', () => {
+  for (const pid of postmasters) signalFamily(pid, 'SIGKILL')
+})
+
+class PostgresProc implements PostgresServer {
+  readonly name = 'postgres'
+  readonly host = HOST
+  private child: ChildProcess | undefined
+  private output = ''
+  private isPaused = false
+
+  constructor(
+    readonly port: number,
+    private readonly dir: string,
+    private readonly bin: string,
+    private readonly user: { prefix: string[] },
+  ) {}
+
+  get address() {
+    return `${HOST}:${this.port}`
+  }
+  get connectionString() {
+    return `postgres://postgres@${HOST}:${this.port}/postgres`
+  }
+  get pid() {
+    return this.child?.pid ?? -1
+  }
+  get paused() {
+    return this.isPaused
+  }
+  get running() {
+    return this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  async start(): Promise<void> {
+    const [command, ...args] = [
+      ...this.user.prefix,
+      join(this.bin, 'postgres'),
+      '-D', join(this.dir, 'data'),
+      '-k', this.dir,
+      '-h', HOST,
+      '-p', String(this.port),
+      '-c', 'fsync=off',
+      '-c', 'synchronous_commit=off',
+      '-c', 'full_page_writes=off',
+      '-c', 'max_connections=200',
+    ]
+    const child = spawn(command, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] })
+    this.child = child
+    this.output = ''
+    live.add(child)
+    if (child.pid !== undefined) postmasters.add(child.pid)
+    const keep = (chunk: Buffer) => {
+      this.output = (this.output + chunk.toString()).slice(-4000)
+    }
+    child.stdout?.on('data', keep)
+    child.stderr?.on('data', keep)
+    let spawnError: Error | undefined
+    child.once('error', (error) => {
+      spawnError = error
+    })
+    child.once('exit', () => live.delete(child))
+    const deadline = Date.now() + START_TIMEOUT_MS
+    while (Date.now() < deadline) {
+      if (spawnError || !this.running) break
+      const ready = await run(join(this.bin, 'pg_isready'), ['-h', HOST, '-p', String(this.port), '-t', '1']).then(
+        () => true,
+        () => false,
+      )
+      if (ready) return
+      await sleep(100)
+    }
+    await this.end('SIGKILL')
+    const reason = spawnError ? spawnError.message : this.running ? `not ready after ${START_TIMEOUT_MS} ms` : `exited with ${child.exitCode ?? child.signalCode}`
+    throw new Error(
+      `could not start postgres (${command} ${args.join(' ')}): ${reason}.${this.output ? `\nits output:\n${this.output}` : ''}\n${POSTGRES_INSTALL}`,
+    )
+  }
+
+  async pause(): Promise<void> {
+    if (!this.running || this.isPaused) return
+    // The postmaster first: stopped, it forks no new backend meanwhile.
+    process.kill(this.pid, 'SIGSTOP')
+    signalFamily(this.pid, 'SIGSTOP')
+    this.isPaused = true
+    const deadline = Date.now() + START_TIMEOUT_MS
+    while (!postgresFamily(this.pid).every((pid) => allThreadsStopped(pid))) {
+      if (Date.now() > deadline) throw new Error(`postgres (pid ${this.pid}) and its backends did not stop within ${START_TIMEOUT_MS} ms of SIGSTOP`)
+      await sleep(1)
+    }
+  }
+
+  resume(): void {
+    if (!this.running || !this.isPaused) return
+    signalFamily(this.pid, 'SIGCONT')
+    this.isPaused = false
+  }
+
+  async kill(): Promise<void> {
+    await this.end('SIGKILL')
+  }
+
+  /** Fast shutdown (SIGINT: SIGTERM would wait for every client to disconnect). */
+  async stop(): Promise<void> {
+    await this.end('SIGINT')
+  }
+
+  /** The same data directory comes back; UNLOGGED tables are empty after a kill (crash recovery). */
+  async restart(): Promise<void> {
+    await this.end('SIGINT')
+    await this.start()
+  }
+
+  private async end(signal: NodeJS.Signals): Promise<void> {
+    const child = this.child
+    if (!child) return
+    const postmaster = child.pid!
+    if (this.running) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+      if (this.isPaused) signalFamily(postmaster, 'SIGCONT')
+      this.isPaused = false
+      // SIGKILL reaches the backends too (a crash); the other signals are the postmaster's to pass on.
+      if (signal === 'SIGKILL') signalFamily(postmaster, 'SIGKILL')
+      else child.kill(signal)
+      const timer = setTimeout(() => signalFamily(postmaster, 'SIGKILL'), 3000)
+      await exited
+      clearTimeout(timer)
+    }
+    // Backends left behind by a killed postmaster go too.
+    const deadline = Date.now() + 3000
+    for (let left = postgresFamily(postmaster).slice(1); left.length > 0 && Date.now() < deadline; left = postgresFamily(postmaster).slice(1)) {
+      signalFamily(postmaster, 'SIGKILL')
+      await sleep(10)
+    }
+    postmasters.delete(postmaster)
+    live.delete(child)
+  }
+}
+
+/** Start a fresh PostgreSQL (initdb in a temp dir owned by the user it runs as; not shared). */
+export async function startPostgres(): Promise<PostgresServer> {
+  const bin = postgresBin()
+  const user = await asPostgresUser()
+  const dir = tempDir('postgres')
+  if (user.uid !== undefined) chownSync(dir, user.uid, user.gid!)
+  const data = join(dir, 'data')
+  const [command, ...args] = [...user.prefix, join(bin, 'initdb'), '-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C', '--no-sync']
+  try {
+    await run(command, args, { cwd: dir, timeout: 60_000 })
+  } catch (error) {
+    throw new Error(`could not initdb (${command} ${args.join(' ')}): ${(error as Error).message}\n${POSTGRES_INSTALL}`)
+  }
+  const proc = new PostgresProc(await freePort(), dir, bin, user)
+  await proc.start()
+  return proc
+}
+
+/** The shared PostgreSQL of this test run. */
+export function getPostgres(): Promise<PostgresServer> {
+  return shared('postgres', startPostgres)
+}
+
+// ---------------------------------------------------------------------------------------------
+// dynalite: DynamoDB's API in a node process
+
+/** A dynalite process (in-memory tables, gone on restart). */
+export interface DynamoServer extends ServerHandle {
+  /** `http://127.0.0.1:<port>`, the `endpoint` of a DynamoDBClient. */
+  readonly endpoint: string
+}
+
+/** Start a fresh dynalite (not shared): `node …/dynalite/cli.js` on a free loopback port. */
+export async function startDynalite(): Promise<DynamoServer> {
+  let cli: string
+  try {
+    cli = createRequire(import.meta.url).resolve('dynalite/cli.js')
+  } catch {
+    throw new Error('could not find dynalite: it is a dev dependency (npm install)')
+  }
+  const spec: ProcessSpec = {
+    name: 'dynalite',
+    command: process.execPath,
+    // Tables become ACTIVE at once.
+    args: (port) => [cli, '--host', HOST, '--port', String(port), '--createTableMs', '0', '--deleteTableMs', '0', '--updateTableMs', '0'],
+    ready: (port) => probe(port, 'GET / HTTP/1.0\r\n\r\n', 'HTTP/1.'),
+    install: 'dynalite is a dev dependency: npm install',
+    // Plain node: the test run's NODE_OPTIONS (--import tsx) would not resolve from the temp dir.
+    env: { ...process.env, NODE_OPTIONS: '' },
+  }
+  const proc = new Proc(spec, await freePort(), tempDir('dynalite'))
+  await proc.start()
+  return Object.assign(proc, { endpoint: `http://${HOST}:${proc.port}` }) as Proc & DynamoServer
+}
+
+/** The shared dynalite of this test run. */
+export function getDynalite(): Promise<DynamoServer> {
+  return shared('dynalite', startDynalite)
 }

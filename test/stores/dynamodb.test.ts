@@ -1,0 +1,288 @@
+/** dynamodbStore() on dynalite: the Store contract, the key design (Query, never Scan), locks, HTTP, and a paused, killed or slow server. */
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { DeleteTableCommand, DescribeTableCommand, DynamoDBClient, QueryCommand, ScanCommand } from '@aws-sdk/client-dynamodb'
+import { dynamodbStore, namespaceOf } from '../../src/stores/dynamodb.js'
+import { createApp, type Post } from '../../examples/dynamodb/app.js'
+import { runStoreContract } from '../support/store-contract.js'
+import { closeAll, landed, serve, setup, storeFactories, type Harness } from '../support/app.js'
+import { startProxy, type FaultProxy } from '../support/proxy.js'
+import { getDynalite, startDynalite, type DynamoServer } from '../support/servers.js'
+
+const CC60 = { 'Cache-Control': 'max-age=60' }
+const memory = storeFactories.find((factory) => factory.name === 'memory')!
+const unique = () => `t${randomUUID().slice(0, 8)}:`
+const bytes = (text: string) => Buffer.from(text)
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** A client for a local endpoint: fixed region and credentials, one attempt per call. */
+function clientFor(endpoint: string): DynamoDBClient {
+  return new DynamoDBClient({ endpoint, region: 'us-east-1', credentials: { accessKeyId: 'test', secretAccessKey: 'test' }, maxAttempts: 1 })
+}
+
+/** A client whose sent commands are recorded by name. */
+function recording(client: DynamoDBClient) {
+  const sent: string[] = []
+  return {
+    sent,
+    client: {
+      send(command: object) {
+        sent.push(command.constructor.name)
+        return client.send(command as never)
+      },
+    },
+  }
+}
+
+/** Resolves once `cache` has stored `count` responses (the write follows the response). */
+async function stored(cache: { stats(): { stores: number } }, count: number): Promise<void> {
+  const deadline = Date.now() + 3000
+  while (cache.stats().stores < count) {
+    if (Date.now() > deadline) throw new Error('the response was not stored within 3 s')
+    await sleep(5)
+  }
+}
+
+/** GET fresh paths twice until the second answer is a HIT (the circuit breaker cools down first); 30 s at most. */
+async function cachingResumes(h: Harness): Promise<void> {
+  const deadline = Date.now() + 30_000
+  for (let n = 0; Date.now() < deadline; n++) {
+    await h.get(`/resume/${n}`).timeout(5000).expect(200)
+    if ((await h.get(`/resume/${n}`).timeout(5000).expect(200)).headers['x-cache'] === 'HIT') return
+    await sleep(100)
+  }
+  throw new Error('caching did not resume within 30 s')
+}
+
+describe('dynamodbStore()', function () {
+  let server: DynamoServer
+  let client: DynamoDBClient
+
+  /** Resolves once DescribeTable no longer finds `table`. */
+  async function waitForNoTable(table: string): Promise<void> {
+    const deadline = Date.now() + 5000
+    for (;;) {
+      try {
+        await client.send(new DescribeTableCommand({ TableName: table }))
+      } catch (error) {
+        if ((error as Error).name === 'ResourceNotFoundException') return
+        throw error
+      }
+      if (Date.now() > deadline) throw new Error(`${table} still there after 5 s`)
+      await sleep(20)
+    }
+  }
+
+  before(async function () {
+    this.timeout(30_000)
+    server = await getDynalite()
+    client = clientFor(server.endpoint)
+  })
+  after(function () {
+    client?.destroy()
+  })
+  afterEach(closeAll)
+
+  describe('on dynalite', function () {
+    runStoreContract(
+      'dynamodbStore({ client, table })',
+      () => {
+        let t = Date.now()
+        const store = dynamodbStore({ client, table: 'contract' }, { prefix: unique(), now: () => t })
+        return {
+          store,
+          advance: (ms: number) => void (t += ms),
+          async cleanup() {
+            await store.clear()
+          },
+        }
+      },
+      { patterns: 'namespaces' },
+    )
+  })
+
+  describe('key design', function () {
+    it('should put a key in the partition of its first segment', function () {
+      assert.deepEqual(['posts:42:GET?a=1#h', 'posts?x', 'posts#v', 'GET', ':GET'].map(namespaceOf), ['posts', 'posts', 'posts', 'GET', ''])
+    })
+
+    it('should delete posts:* with Query and BatchWriteItem only, never Scan, and leave other partitions', async function () {
+      const prefix = unique()
+      const store = dynamodbStore({ client, table: 'design' }, { prefix })
+      for (let i = 0; i < 30; i++) await store.set(`posts:${i}:GET`, bytes('x'), 60_000)
+      await store.set('users:1:GET', bytes('x'), 60_000)
+      const spy = recording(client)
+      const watched = dynamodbStore({ client: spy.client, table: 'design' }, { prefix })
+      assert.equal(await watched.deleteMatching('posts:*'), 30)
+      assert.deepEqual([...new Set(spy.sent)].sort(), ['BatchWriteItemCommand', 'DescribeTableCommand', 'QueryCommand'])
+      assert.notEqual(await store.get('users:1:GET'), undefined)
+      spy.sent.length = 0
+      assert.equal(await watched.clear(), 1)
+      assert.equal(spy.sent.includes('ScanCommand'), false)
+    })
+
+    it('should split a value over several items and read it back whole, and delete its parts with it', async function () {
+      const store = dynamodbStore({ client, table: 'design' }, { prefix: unique(), chunkSize: 1000 })
+      const value = Buffer.alloc(4500, 7)
+      await store.set('big:GET', value, 60_000)
+      assert.equal(Buffer.from((await store.get('big:GET'))!).equals(value), true)
+      assert.equal(await store.delete('big:GET'), true)
+      const left = await client.send(
+        new QueryCommand({
+          TableName: 'design',
+          KeyConditionExpression: 'pk = :pk',
+          ExpressionAttributeValues: { ':pk': { S: `${store.prefix.length}:${store.prefix}big` } },
+        }),
+      )
+      assert.equal(left.Count, 0)
+    })
+
+    it('should create the table with pk/sk string keys when missing', async function () {
+      const table = `created-${randomUUID().slice(0, 8)}`
+      const store = dynamodbStore({ client, table })
+      await store.set('k', bytes('v'), 60_000)
+      const { Table } = await client.send(new DescribeTableCommand({ TableName: table }))
+      assert.deepEqual(Table?.KeySchema, [
+        { AttributeName: 'pk', KeyType: 'HASH' },
+        { AttributeName: 'sk', KeyType: 'RANGE' },
+      ])
+      // Nothing in the table but the entry and its partition's marker.
+      assert.equal((await client.send(new ScanCommand({ TableName: table }))).Count, 2)
+    })
+
+    it('should create the table again, in the same call, when it has gone (a restarted emulator)', async function () {
+      const table = `gone-${randomUUID().slice(0, 8)}`
+      const store = dynamodbStore({ client, table })
+      await store.set('k', bytes('v'), 60_000)
+      await client.send(new DeleteTableCommand({ TableName: table }))
+      await waitForNoTable(table)
+      assert.equal(await store.get('k'), undefined)
+      await store.set('k', bytes('again'), 60_000)
+      assert.equal(Buffer.from((await store.get('k'))!).toString(), 'again')
+    })
+  })
+
+  describe('expiry and locks', function () {
+    it('should answer a miss for an item past its expiry that DynamoDB has not deleted yet', async function () {
+      let t = Date.now()
+      const store = dynamodbStore({ client, table: 'design' }, { prefix: unique(), now: () => t })
+      await store.set('k:GET', bytes('v'), 1000)
+      t += 1001
+      assert.equal(await store.get('k:GET'), undefined)
+      await store.clear()
+    })
+
+    it('should hand a lock to one holder, release it by token, and take it over once expired', async function () {
+      let t = Date.now()
+      const prefix = unique()
+      const one = dynamodbStore({ client, table: 'design' }, { prefix, now: () => t })
+      const two = dynamodbStore({ client: clientFor(server.endpoint), table: 'design' }, { prefix, now: () => t })
+      const token = await one.lock('posts:GET', 60_000)
+      assert.equal(typeof token, 'string')
+      assert.equal(await two.lock('posts:GET', 60_000), null)
+      assert.equal(await two.unlock('posts:GET', 'other'), false)
+      assert.equal(await one.unlock('posts:GET', token!), true)
+      assert.notEqual(await two.lock('short', 1000), null)
+      assert.equal(await one.lock('short', 1000), null)
+      t += 1001
+      assert.notEqual(await one.lock('short', 1000), null)
+    })
+  })
+
+  describe('options', function () {
+    it('should name the option and show the value of a bad one', function () {
+      assert.throws(() => dynamodbStore({ client: {} as never, table: 'x' }), /option "client" must be a DynamoDBClient, got an object \(Object\)/)
+      assert.throws(() => dynamodbStore({ client, table: 'a b' }), /option "table" must be a DynamoDB table name.*got "a b"/)
+      assert.throws(() => dynamodbStore({ client, table: 'tbl' }, { chunkSize: 500_000 }), /option "chunkSize" must be an integer from 1 to 390000, got 500000/)
+      assert.throws(() => dynamodbStore({ client, table: 'tbl', consistentRead: 1 as never }), /option "consistentRead" must be a boolean, got 1/)
+    })
+  })
+
+  describe('behind responseCache', function () {
+    it('should answer MISS then HIT, and MISS again after invalidate(posts:*)', async function () {
+      const store = dynamodbStore({ client, table: 'http' }, { prefix: unique() })
+      const h = await setup(memory, { store, realTime: true })
+      h.O.headers = CC60
+      await h.get('/posts').expect(200).expect('X-Cache', 'MISS')
+      await landed(h, 'posts:GET')
+      await h.get('/posts').expect(200, 'v1').expect('X-Cache', 'HIT')
+      assert.equal(await h.cache.invalidate('posts:*'), 1)
+      await h.get('/posts').expect(200, 'v2').expect('X-Cache', 'MISS')
+      assert.equal(h.O.calls, 2)
+    })
+  })
+
+  describe('faults (storeTimeout 200 ms)', function () {
+    this.timeout(60_000)
+    let own: DynamoServer
+    let proxy: FaultProxy
+    let viaProxy: DynamoDBClient
+
+    before(async function () {
+      own = await startDynalite()
+      proxy = await startProxy(own.port)
+      viaProxy = clientFor(`http://127.0.0.1:${proxy.port}`)
+    })
+    after(async function () {
+      viaProxy?.destroy()
+      proxy?.latency(0)
+      await proxy?.close()
+      await own?.stop()
+    })
+
+    for (const fault of ['paused (SIGSTOP)', 'killed', 'slow (1 s per packet)'] as const) {
+      it(`should serve requests uncached while the server is ${fault}, then cache again`, async function () {
+        const errors: Error[] = []
+        const store = dynamodbStore({ client: viaProxy, table: 'faults' }, { prefix: unique() })
+        const h = await setup(memory, {
+          store,
+          realTime: true,
+          options: { storeTimeout: '200ms', onError: (error) => void errors.push(error) },
+        })
+        h.O.headers = CC60
+        await h.get('/warm').expect('X-Cache', 'MISS')
+        await landed(h, 'warm:GET')
+        if (fault === 'paused (SIGSTOP)') await own.pause()
+        else if (fault === 'killed') await own.kill()
+        else proxy.latency(1000)
+        try {
+          // Each answered by the origin; a store call that hung would hold the request for good.
+          const before = h.O.calls
+          for (let i = 0; i < 5; i++) await h.get(`/fault/${i}`).timeout(5000).expect(200)
+          assert.equal(h.O.calls, before + 5)
+          assert.ok(errors.length > 0, 'the store errors reach onError')
+        } finally {
+          if (fault === 'paused (SIGSTOP)') own.resume()
+          else if (fault === 'killed') await own.restart() // an empty dynalite: the store creates its table again
+          else proxy.latency(0)
+        }
+        await cachingResumes(h)
+      })
+    }
+  })
+
+  describe('examples/dynamodb', function () {
+    it('should share one table between two processes: a HIT in the other, and a POST invalidating both', async function () {
+      const prefix = unique()
+      const posts: Post[] = [{ id: 1, title: 'Hello' }]
+      const one = createApp(dynamodbStore({ client, table: 'example' }, { prefix }), posts)
+      const two = createApp(dynamodbStore({ client: clientFor(server.endpoint), table: 'example' }, { prefix }), posts)
+      const [a, b] = [await serve(one.app), await serve(two.app)]
+      try {
+        const get = (served: typeof a, url: string) => served.agent.get(url).set('Host', 'blog.example')
+        await get(a, '/posts').expect('X-Cache', 'MISS').expect(200, [{ id: 1, title: 'Hello' }])
+        await stored(one.cache, 1)
+        await get(b, '/posts').expect('X-Cache', 'HIT')
+        await b.agent.post('/posts').set('Host', 'blog.example').send({ title: 'Two' }).expect(201)
+        await get(a, '/posts').expect('X-Cache', 'MISS').expect(200, [{ id: 1, title: 'Hello' }, { id: 2, title: 'Two' }])
+        assert.equal(one.stats.listRenders + two.stats.listRenders, 2)
+      } finally {
+        await a.close()
+        await b.close()
+        await one.cache.clear()
+        await one.cache.close()
+        await two.cache.close()
+      }
+    })
+  })
+})
