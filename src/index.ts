@@ -47,3 +47,5 @@ export type {
   StoreWriteMessage,
   InvalidateMessage,
 } from './diagnostics.js'
+export { prometheusMetrics } from './metrics.js'
+export type { PrometheusMetrics, PrometheusMetricsOptions, MetricsRegistry } from './metrics.js'
