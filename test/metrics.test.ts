@@ -18,6 +18,9 @@ import {
   storeCallStarted,
 } from '../src/diagnostics.js'
 import { loadPromClient, prometheusMetrics, type PrometheusMetrics } from '../src/metrics.js'
+import { createApp as observabilityApp } from '../examples/observability/app.js'
+import { recordSpans, type RecordedSpan } from '../examples/observability/spans.js'
+import { serve } from './support/app.js'
 
 interface Sample {
   name: string
@@ -215,6 +218,65 @@ describe('loadPromClient()', () => {
       }
       walk(new URL('../src', import.meta.url).pathname)
       expect(offenders).to.deep.equal([])
+    })
+  })
+})
+
+describe('examples/observability', () => {
+  describe('when /metrics is scraped', () => {
+    it('should list every metric with its HELP line, and count an event published through the helpers', async () => {
+      const spans: RecordedSpan[] = []
+      const example = observabilityApp({ onSpan: (span) => spans.push(span) })
+      const server = await serve(example.app)
+      try {
+        await server.agent.get('/posts/1').expect(200)
+        await server.agent.get('/posts/1').expect(200)
+        endRequest(startRequest('/posts/7#example.com', 'GET'), 'HIT', { route: '/from-the-test' })
+        const response = await server.agent.get('/metrics').expect(200).expect('Content-Type', /^text\/plain/)
+        const text = response.text
+        for (const name of [
+          'cachet_requests_total',
+          'cachet_request_cache_seconds',
+          'cachet_store_writes_total',
+          'cachet_store_seconds',
+          'cachet_invalidations_total',
+        ]) {
+          expect(text).to.match(new RegExp(`^# HELP ${name} \\S`, 'm'), name)
+          expect(text).to.match(new RegExp(`^# TYPE ${name} (counter|histogram)$`, 'm'), name)
+        }
+        expect(valueOf(text, 'cachet_requests_total', { outcome: 'HIT', route: '/from-the-test' })).to.equal(1)
+        const mine = spans.filter((span) => span.attributes['http.route'] === '/from-the-test')
+        expect(mine.map((span) => span.attributes)).to.deep.equal([
+          { 'http.request.method': 'GET', 'cachet.key': '/posts/7#example.com', 'http.route': '/from-the-test', 'cachet.outcome': 'HIT' },
+        ])
+      } finally {
+        await server.close()
+        await example.close()
+      }
+    })
+  })
+
+  describe('when the span recorder hears an error', () => {
+    it('should end that span with status error and the exception', () => {
+      const spans: RecordedSpan[] = []
+      const stop = recordSpans((span) => spans.push(span))
+      const failure = new Error('store down')
+      try {
+        endRequest(startRequest('/k#h', 'GET', '/k'), 'MISS', { error: failure, stored: false })
+      } finally {
+        stop()
+      }
+      expect(spans).to.have.length(1)
+      expect(spans[0].status).to.equal('error')
+      expect(spans[0].exception).to.equal(failure)
+      expect(spans[0].attributes).to.deep.equal({
+        'http.request.method': 'GET',
+        'http.route': '/k',
+        'cachet.key': '/k#h',
+        'cachet.outcome': 'MISS',
+        'cachet.stored': false,
+      })
+      expect(spans[0].endTime).to.be.at.least(spans[0].startTime)
     })
   })
 })
