@@ -33,3 +33,25 @@ export { StoreTimeoutError, StoreUnavailableError } from './storage.js'
 export type { CacheOptions, RouteOptions, Duration, KeyFunction, ErrorHandler } from './options.js'
 export type { Store, Coder, Entry, ResponseEntry, VaryEntry, MaybePromise } from './types.js'
 export type { ValueEntry } from './types.js'
+export {
+  REQUEST_CHANNEL,
+  STORE_READ_CHANNEL,
+  STORE_WRITE_CHANNEL,
+  INVALIDATE_CHANNEL,
+  startRequest,
+  endRequest,
+  storeCallStarted,
+  publishStoreRead,
+  publishStoreWrite,
+  publishInvalidate,
+} from './diagnostics.js'
+export type {
+  RequestOutcome,
+  RequestMessage,
+  RequestOutcomeDetail,
+  StoreReadMessage,
+  StoreWriteMessage,
+  InvalidateMessage,
+} from './diagnostics.js'
+export { prometheusMetrics } from './metrics.js'
+export type { PrometheusMetrics, PrometheusMetricsOptions, MetricsRegistry } from './metrics.js'
