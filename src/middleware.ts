@@ -14,6 +14,7 @@ import { bypass, gatewayTimeout, serve } from './flow/serve.js'
 import { LOOKUP, debug, newContext, type CacheStats, type Context, type Instance, type Next } from './flow/state.js'
 import { restoreConditionals } from './conditional.js'
 import { invalidatePattern, removeKey, unsafe } from './flow/unsafe.js'
+import { endRequest, startRequest } from './diagnostics.js'
 
 export type { CacheStats, CacheStatus } from './flow/state.js'
 
@@ -107,12 +108,12 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
   const method = req.method
   if (method !== 'GET' && method !== 'HEAD') {
     // RFC 9110 §9.2.1: only an unsafe method may change the resource, and so invalidate it.
-    if (method !== undefined && SAFE_METHODS.has(method)) return bypass(cache, res, next, `method ${method}`)
+    if (method !== undefined && SAFE_METHODS.has(method)) return bypass(cache, req, res, next, `method ${method}`)
     return unsafe(cache, req, res, next)
   }
 
   const excluded = requestBypassReason(method, req.headers)
-  if (excluded !== undefined) return bypass(cache, res, next, excluded)
+  if (excluded !== undefined) return bypass(cache, req, res, next, excluded)
 
   const url = (req as { originalUrl?: string }).originalUrl ?? req.url ?? '/'
   let primary: string | undefined
@@ -127,18 +128,18 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
       returned = config.key(req)
     } catch (error) {
       cache.report(asError(error), req)
-      return bypass(cache, res, next, 'key function threw')
+      return bypass(cache, req, res, next, 'key function threw')
     }
     const checked = checkKey(returned, 'option "key"')
     if (typeof checked !== 'string') {
       cache.report(checked, req)
-      return bypass(cache, res, next, checked.message)
+      return bypass(cache, req, res, next, checked.message)
     }
     primary = checked
   }
-  if (primary === undefined) return bypass(cache, res, next, 'request target is not a path')
+  if (primary === undefined) return bypass(cache, req, res, next, 'request target is not a path')
   if (url.length > config.maxKeyLength || (config.key !== undefined && primary.length > config.maxKeyLength)) {
-    return bypass(cache, res, next, 'URL longer than maxKeyLength')
+    return bypass(cache, req, res, next, 'URL longer than maxKeyLength')
   }
   const headKey = storageKey(primary, requestHost(req, config.host), spelling)
 
@@ -150,6 +151,7 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
   // A background refresh (stale-while-revalidate) asks the app; it never serves from storage.
   const refresh = refreshOf(req)
   if (refresh !== undefined) return compute(ctx, refresh, false)
+  ctx.trace = startRequest(headKey, method)
   start(ctx)
 }
 
@@ -184,6 +186,7 @@ function respond(ctx: Context, found: Found): void {
     case 'miss':
       return miss(ctx)
     case 'unavailable':
+      endRequest(ctx.trace, 'MISS', { reason: 'only-if-cached' })
       return gatewayTimeout(ctx.cache, ctx.res)
   }
 }

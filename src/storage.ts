@@ -1,5 +1,6 @@
 /** Entries in and out of a store: coding, timeouts, a circuit breaker, and failures that never reach the client. */
 import createDebug from 'debug'
+import { publishStoreRead, publishStoreWrite, storeCallStarted } from './diagnostics.js'
 import { CorruptEntryError } from './entry.js'
 import { compilePattern } from './pattern.js'
 import { kEntryStore, type EntryStore } from './stores/memory.js'
@@ -265,7 +266,8 @@ export class Storage {
    * `budget` caps the wait below the store timeout, for a request that already spent part of it.
    */
   read(key: string, fromStore = false, budget = this.timeout): Maybe<Entry | undefined> {
-    if (this.entries !== undefined) return this.entries.getEntry(key)
+    const t = storeCallStarted()
+    if (this.entries !== undefined) return readOutcome(key, this.entries.getEntry(key), t)
     const pending = fromStore ? undefined : this.inFlight.get(key)
     if (pending !== undefined && !pending.invalidated) return pending.entry
     if (this.isOpen()) return undefined
@@ -273,16 +275,18 @@ export class Storage {
     try {
       raw = this.store.get(key)
     } catch (error) {
+      publishStoreRead(key, 'error', t)
       this.failed(error)
       return undefined
     }
-    if (!isPromise(raw)) return this.decode(key, raw)
+    if (!isPromise(raw)) return readOutcome(key, this.decode(key, raw), t)
     return this.bounded(raw, 'get', Math.max(1, Math.min(budget, this.timeout))).then(
       (bytes) => {
         this.succeeded()
-        return this.decode(key, bytes)
+        return readOutcome(key, this.decode(key, bytes), t)
       },
       (error) => {
+        publishStoreRead(key, 'error', t)
         this.failed(error)
         return undefined
       },
@@ -311,25 +315,35 @@ export class Storage {
    */
   write(key: string, entry: Entry, ttlMs: number): Maybe<void> {
     const counted = entry.kind === 'response'
+    const t = counted ? storeCallStarted() : 0
     if (this.entries !== undefined) {
       this.entries.setEntry(key, entry, ttlMs)
-      if (counted) this.writes.landed++
+      if (counted) {
+        this.writes.landed++
+        publishStoreWrite(key, 'landed', t)
+      }
       return
     }
     if (this.isOpen()) {
-      if (counted) this.writes.failed++
+      if (counted) {
+        this.writes.failed++
+        publishStoreWrite(key, 'failed', t)
+      }
       return
     }
     let bytes: Uint8Array
     try {
       bytes = this.coder.encode(entry)
     } catch (error) {
-      if (counted) this.writes.failed++
+      if (counted) {
+        this.writes.failed++
+        publishStoreWrite(key, 'failed', t)
+      }
       this.report(asError(error))
       return
     }
     const slot: InFlight = { entry, invalidated: false, settled: undefined }
-    const tally = counted ? this.writes : undefined
+    const tally = counted ? { key, t, bytes: bytes.byteLength } : undefined
     const set = () => this.call('set', () => this.store.set(key, bytes, ttlMs), tally)
     const sweeps = this.sweepsOf(key)
     const written = sweeps === undefined ? set() : settledWithin(Promise.all(sweeps), this.sweepWait).then(() => (slot.invalidated ? undefined : set()))
@@ -431,27 +445,31 @@ export class Storage {
     }
   }
 
-  private call(operation: string, run: () => unknown, tally?: Storage['writes']): Maybe<void> {
+  /** One store call, bounded; `write`: a response write, counted in `writes` and published. */
+  private call(operation: string, run: () => unknown, write?: { key: string; t: number; bytes: number }): Maybe<void> {
+    const failed = (error: unknown) => {
+      if (write !== undefined) {
+        this.writes.failed++
+        publishStoreWrite(write.key, 'failed', write.t, write.bytes)
+      }
+      this.failed(error)
+    }
     let result: unknown
     try {
       result = run()
     } catch (error) {
-      if (tally !== undefined) tally.failed++
-      this.failed(error)
-      return
+      return failed(error)
     }
     const answered = (value: unknown) => {
-      if (tally !== undefined) {
-        if (value === false) tally.refused++
-        else tally.landed++
+      if (write !== undefined) {
+        const outcome = value === false ? 'refused' : 'landed'
+        this.writes[outcome]++
+        publishStoreWrite(write.key, outcome, write.t, write.bytes)
       }
       this.succeeded()
     }
     if (!isPromise(result)) return answered(result)
-    return this.bounded(result, operation).then(answered, (error) => {
-      if (tally !== undefined) tally.failed++
-      this.failed(error)
-    })
+    return this.bounded(result, operation).then(answered, failed)
   }
 
   /**
@@ -523,6 +541,12 @@ export class Storage {
       )
     }
   }
+}
+
+/** Publish a read's outcome (when anyone listens) and hand the entry on. */
+function readOutcome<T extends Entry | undefined>(key: string, entry: T, t: number): T {
+  publishStoreRead(key, entry === undefined ? 'miss' : 'hit', t)
+  return entry
 }
 
 /** Orphaned locks remembered at most; beyond that they are forgotten (each expires on its own). */

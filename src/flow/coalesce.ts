@@ -5,7 +5,8 @@ import { isPromise, type Maybe } from '../storage.js'
 import { compute } from './compute.js'
 import { lookup, varyHeaders, type Found } from './lookup.js'
 import { serve, writeEntry } from './serve.js'
-import { debug, type Context, type Flight, type FlightResult } from './state.js'
+import { debug, routeOf, type Context, type Flight, type FlightResult } from './state.js'
+import { endRequest } from '../diagnostics.js'
 
 const POLL_FIRST = 10
 const POLL_MAX = 200
@@ -35,6 +36,7 @@ export function miss(ctx: Context): void {
     clearTimeout(timer)
     if (result !== undefined && variantPart(result.vary, varyHeaders(req, result.vary)) === result.variant && !ctx.rules.noCache) {
       cache.counters.hits++
+      endRequest(ctx.trace, 'HIT', { route: routeOf(req) })
       const ageMs = currentAge(result.entry, cache.config.now())
       return writeEntry(cache, req, ctx.res, result.entry, { ageMs, label: 'HIT', route: ctx.route, collapsed: true })
     }

@@ -12,7 +12,8 @@ import { settle } from './coalesce.js'
 import { answerRevalidation } from './revalidate.js'
 import { save } from './save.js'
 import { forwardReason, mark, statusHeaderFor, writeEntry } from './serve.js'
-import { REPLAYING, contexts, debug, headerOf, rawHeaders, staleOf, type Context } from './state.js'
+import { REPLAYING, contexts, debug, headerOf, rawHeaders, routeOf, staleOf, type Context } from './state.js'
+import { endRequest } from '../diagnostics.js'
 
 /** The directives meant for this cache alone, taken off the response before Cache-Control is read. */
 export interface CacheControlFor {
@@ -80,6 +81,7 @@ function staleOnTimeout(ctx: Context): void {
     if (res.headersSent || (phase.name !== 'computing' && phase.name !== 'revalidating') || !phase.fallback || phase.stale === undefined) return
     debug('stale-if-error: origin took longer than %d ms for %s', cache.config.lockTimeout, ctx.headKey)
     cache.counters.stale++
+    endRequest(ctx.trace, 'STALE', { reason: 'stale-if-error: the app took longer than lockTimeout' })
     settle(ctx, undefined)
     restoreConditionals(ctx)
     ctx.phase = REPLAYING
@@ -172,6 +174,7 @@ function decideOnResponse(ctx: Context, completeBody: Uint8Array | undefined, co
     const label = decision.bypass ? 'BYPASS' : 'MISS'
     if (label === 'BYPASS') cache.counters.bypasses++
     else cache.counters.misses++
+    endRequest(ctx.trace, label, { route: routeOf(req), stored: false, reason: decision.reason })
     mark(cache, res, ctx.route, label, { fwd: decision.bypass ? 'bypass' : forwardReason(ctx), detail: decision.reason })
     // The client's own validators were held aside: answer them as the app would have.
     if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
@@ -181,6 +184,7 @@ function decideOnResponse(ctx: Context, completeBody: Uint8Array | undefined, co
     return { action: 'pass', capture: false }
   }
   cache.counters.misses++
+  endRequest(ctx.trace, 'MISS', { route: routeOf(req), stored: true })
   if (completeBody !== undefined && !res.hasHeader('etag') && status >= 200 && status < 300 && completeBody.byteLength > 0) {
     // The whole body is known before the head goes out: give this response the ETag the
     // stored entry will carry, so the client can revalidate it against any later hit.

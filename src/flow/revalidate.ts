@@ -10,7 +10,8 @@ import { freshnessConfig, type CacheControlFor } from './compute.js'
 import { variantOf } from './lookup.js'
 import { save } from './save.js'
 import { replaceWith, statusHeaderFor } from './serve.js'
-import { debug, headerOf, rawHeaders, type Context } from './state.js'
+import { debug, headerOf, rawHeaders, routeOf, type Context } from './state.js'
+import { endRequest } from '../diagnostics.js'
 
 /**
  * Before the app's response is judged as a miss: a revalidation answered 304 sends the freshened
@@ -23,11 +24,13 @@ export function answerRevalidation(ctx: Context, status: number, control: CacheC
   if (phase.name === 'revalidating' && status === 304) {
     const updated = freshen(ctx, phase.stale, control)
     cache.counters.revalidated++
+    endRequest(ctx.trace, 'REVALIDATED', { route: routeOf(ctx.req), stored: updated !== undefined })
     settle(ctx, updated && { entry: updated, vary: ctx.varyRecord?.vary ?? [], variant: variantOf(ctx) })
     return replaceWith(ctx, updated ?? phase.stale, 'REVALIDATED', status)
   }
   if ((phase.name === 'computing' || phase.name === 'revalidating') && phase.fallback && phase.stale !== undefined && status >= 500) {
     cache.counters.stale++
+    endRequest(ctx.trace, 'STALE', { route: routeOf(ctx.req), reason: `stale-if-error: the app answered ${status}` })
     settle(ctx, undefined)
     debug('stale-if-error: origin answered %d for %s', status, ctx.headKey)
     return replaceWith(ctx, phase.stale, 'STALE', status)

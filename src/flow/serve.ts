@@ -9,6 +9,7 @@ import { rangeResponse, type RangeAnswer } from '../range.js'
 import { asError } from '../storage.js'
 import type { ResponseEntry } from '../types.js'
 import type { HeadDecision } from '../capture.js'
+import { endRequest, startRequest } from '../diagnostics.js'
 import { foundKey, type Found } from './lookup.js'
 import { REPLAYING, debug, staleOf, type CacheStatus, type Context, type Instance, type Next } from './state.js'
 
@@ -39,6 +40,7 @@ export function serve(ctx: Context, found: Found, how: Replay): boolean {
   }
   if (how.label === 'HIT') cache.counters.hits++
   else cache.counters.stale++
+  endRequest(ctx.trace, how.label)
   return true
 }
 
@@ -148,9 +150,10 @@ export function statusHeaderFor(config: Config, route: RouteConfig | undefined):
 }
 
 /** Pass a request to the app without the cache (`X-Cache: BYPASS`). */
-export function bypass(cache: Instance, res: ServerResponse, next: Next, reason: string): void {
-  debug('bypass: %s', reason)
+export function bypass(cache: Instance, req: IncomingMessage, res: ServerResponse, next: Next, reason: string): void {
+  debug('bypass: %s (%s %s)', reason, req.method, req.url)
   cache.counters.bypasses++
+  endRequest(startRequest(undefined, req.method ?? ''), 'BYPASS', { reason })
   mark(cache, res, undefined, 'BYPASS', { fwd: 'bypass', detail: reason })
   next()
 }

@@ -1,6 +1,7 @@
 /** What the request flow works on: the cache instance, the per-request object and its phase, and the public result types. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import createDebug from 'debug'
+import type { RequestMessage } from '../diagnostics.js'
 import type { Config, RouteConfig } from '../options.js'
 import type { RequestRules, StorageDecision } from '../policy.js'
 import type { Storage } from '../storage.js'
@@ -136,6 +137,8 @@ export interface Context {
   /** The storage's invalidation epoch when the app was asked (see Storage.invalidatedSince). */
   epoch: number
   pending: Pending | undefined
+  /** The request's diagnostics_channel trace, when anyone listens (src/diagnostics.ts). */
+  trace: RequestMessage | undefined
 }
 
 /**
@@ -167,12 +170,19 @@ export function newContext(cache: Instance, req: IncomingMessage, res: ServerRes
     requestTime: 0,
     epoch: cache.storage.generation,
     pending: undefined,
+    trace: undefined,
   }
 }
 
 /** The stored entry a request found but did not serve, in the phases that have one. */
 export function staleOf(ctx: Context): ResponseEntry | undefined {
   return ctx.phase.name === 'computing' || ctx.phase.name === 'revalidating' ? ctx.phase.stale : undefined
+}
+
+/** The route pattern Express matched (`/posts/:id`), for labels that must stay few: never the URL. */
+export function routeOf(req: IncomingMessage): string | undefined {
+  const path = (req as { route?: { path?: unknown } }).route?.path
+  return typeof path === 'string' ? path : undefined
 }
 
 /** The first value of a field in a flat `[name, value, …]` list. */

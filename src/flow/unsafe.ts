@@ -4,6 +4,7 @@ import onHeaders from 'on-headers'
 import { primaryKey, routingOf } from '../key.js'
 import { assertPattern, isLiteral } from '../pattern.js'
 import { StoreTimeoutError, TIMED_OUT, asError, race, settledWithin } from '../storage.js'
+import { endRequest, publishInvalidate, startRequest } from '../diagnostics.js'
 import { mark } from './serve.js'
 import type { Instance, Next } from './state.js'
 
@@ -15,6 +16,7 @@ import type { Instance, Next } from './state.js'
  */
 export function unsafe(cache: Instance, req: IncomingMessage, res: ServerResponse, next: Next): void {
   cache.counters.bypasses++
+  endRequest(startRequest(undefined, req.method ?? ''), 'BYPASS', { reason: `method ${req.method}` })
   let invalidation: Promise<unknown> | undefined
   onHeaders(res, function onUnsafeHead(this: ServerResponse) {
     mark(cache, this, undefined, 'BYPASS', { fwd: 'method' })
@@ -73,12 +75,26 @@ function invalidateTargets(cache: Instance, req: IncomingMessage, res: ServerRes
  */
 export async function invalidatePattern(cache: Instance, pattern: string): Promise<number> {
   assertPattern(pattern)
-  return guarded(cache, cache.storage.removeMatching(pattern.endsWith('*') ? pattern : `${pattern}#*`))
+  return published(pattern, guarded(cache, cache.storage.removeMatching(pattern.endsWith('*') ? pattern : `${pattern}#*`)))
 }
 
 export async function removeKey(cache: Instance, key: string): Promise<number> {
   if (!isLiteral(key)) throw new TypeError(`key must not contain "*", got ${JSON.stringify(key)}; use invalidate() for patterns`)
-  return guarded(cache, cache.storage.removeMatching(`${key}#*`))
+  return published(key, guarded(cache, cache.storage.removeMatching(`${key}#*`)))
+}
+
+/** Tell diagnostics_channel subscribers how an invalidation settled. */
+function published(pattern: string, work: Promise<number>): Promise<number> {
+  return work.then(
+    (removed) => {
+      publishInvalidate({ pattern, removed })
+      return removed
+    },
+    (error: unknown) => {
+      publishInvalidate({ pattern, error })
+      throw error
+    },
+  )
 }
 
 /**

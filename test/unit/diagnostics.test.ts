@@ -13,7 +13,7 @@ import {
   startRequest,
   storeCallStarted,
   type RequestMessage,
-} from '../src/diagnostics.js'
+} from '../../src/diagnostics.js'
 
 const TRACING_EVENTS = ['start', 'end', 'asyncStart', 'asyncEnd', 'error'] as const
 

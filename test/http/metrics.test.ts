@@ -16,11 +16,11 @@ import {
   publishStoreWrite,
   startRequest,
   storeCallStarted,
-} from '../src/diagnostics.js'
-import { loadPromClient, prometheusMetrics, type PrometheusMetrics } from '../src/metrics.js'
-import { createApp as observabilityApp } from '../examples/observability/app.js'
-import { recordSpans, type RecordedSpan } from '../examples/observability/spans.js'
-import { serve } from './support/app.js'
+} from '../../src/diagnostics.js'
+import { loadPromClient, prometheusMetrics, type PrometheusMetrics } from '../../src/metrics.js'
+import { createApp as observabilityApp } from '../../examples/observability/app.js'
+import { recordSpans, type RecordedSpan } from '../../examples/observability/spans.js'
+import { serve } from '../support/app.js'
 
 interface Sample {
   name: string
@@ -216,7 +216,7 @@ describe('loadPromClient()', () => {
           else if (/from\s+['"]prom-client['"]|import\(\s*['"]prom-client['"]\s*\)/.test(readFileSync(path, 'utf8'))) offenders.push(path)
         }
       }
-      walk(new URL('../src', import.meta.url).pathname)
+      walk(new URL('../../src', import.meta.url).pathname)
       expect(offenders).to.deep.equal([])
     })
   })
