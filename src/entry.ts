@@ -1,7 +1,7 @@
 /** The stored response: build it from a captured response, check it after decoding, prepare its replay. */
 import etag from 'etag'
 import { UNSTORED_HEADERS, connectionTokens, deltaSeconds, parseHttpDate } from './policy.js'
-import { FORMAT_VERSION, type Entry, type PassEntry, type ResponseEntry, type ValueEntry, type VaryEntry } from './types.js'
+import { FORMAT_VERSION, type Entry, type PassEntry, type TagMark, type ResponseEntry, type ValueEntry, type VaryEntry } from './types.js'
 
 /** An entry that cannot be used: undecodable, truncated, from another version, or unsafe to replay. */
 export class CorruptEntryError extends Error {
@@ -26,6 +26,8 @@ export interface Captured {
   statusHeader: string | false
   /** A route's own status header choice, kept with the entry for hits. */
   routeStatusHeader?: string | false
+  /** Cache tags of the response (none: undefined or empty). */
+  tags?: string[]
 }
 
 /**
@@ -77,6 +79,10 @@ export function buildEntry(c: Captured): ResponseEntry {
   }
   // Added only when set: a literal with a conditional spread gets a spare field slot (8 B per entry).
   if (c.routeStatusHeader !== undefined) entry.statusHeader = c.routeStatusHeader
+  if (c.tags !== undefined && c.tags.length > 0) {
+    entry.tags = c.tags
+    entry.since = c.requestTime
+  }
   return entry
 }
 
@@ -306,6 +312,10 @@ export interface WireResponse {
   m: 0 | 1
   /** The route's status header: a name, or 0 for none; absent for the cache's own. */
   c?: string | 0
+  /** Cache tags, when the response has any. */
+  g?: string[]
+  /** When its request reached the app (tagged entries only). */
+  q?: number
 }
 
 export interface WireVary {
@@ -337,7 +347,17 @@ export interface WirePass {
   x: number
 }
 
-export function toWire(entry: Entry): WireResponse | WireVary | WireValue | WirePass {
+export interface WireMark {
+  v: number
+  k: 't'
+  /** Last hard invalidation. */
+  x: number
+  /** Last soft invalidation. */
+  o: number
+}
+
+export function toWire(entry: Entry): WireResponse | WireVary | WireValue | WirePass | WireMark {
+  if (entry.kind === 'mark') return { v: FORMAT_VERSION, k: 't', x: entry.hard, o: entry.soft }
   if (entry.kind === 'value') return valueToWire(entry)
   if (entry.kind === 'vary') return { v: FORMAT_VERSION, k: 'v', y: entry.vary, n: entry.variants, x: entry.expires }
   if (entry.kind === 'pass') return { v: FORMAT_VERSION, k: 'p', x: entry.expires }
@@ -354,6 +374,7 @@ export function toWire(entry: Entry): WireResponse | WireVary | WireValue | Wire
     e: entry.staleIfError,
     m: entry.mustRevalidate ? 1 : 0,
     ...(entry.statusHeader === undefined ? {} : { c: entry.statusHeader === false ? 0 : entry.statusHeader }),
+    ...(entry.tags === undefined ? {} : { g: entry.tags, q: entry.since ?? entry.responseTime }),
   }
 }
 
@@ -374,6 +395,7 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array, dat
     return { kind: 'vary', vary, variants, expires: finite(w.x, 'expires') } satisfies VaryEntry
   }
   if (w.k === 'p') return { kind: 'pass', expires: finite(w.x, 'expires') } satisfies PassEntry
+  if (w.k === 't') return { kind: 'mark', hard: finite(w.x, 'hard'), soft: finite(w.o, 'soft') } satisfies TagMark
   if (w.k !== 'r') throw new CorruptEntryError('unknown entry kind')
   const status = w.s
   // 206 and 304 answer a request of their own (RFC 9111 §3.3–3.4, §4.3.4): never served as such.
@@ -409,6 +431,10 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array, dat
     mustRevalidate: m === 1,
   }
   if (w.c !== undefined) entry.statusHeader = statusHeaderOf(w.c)
+  if (w.g !== undefined) {
+    entry.tags = stringArray(w.g, 'tags')
+    entry.since = finite(w.q, 'since')
+  }
   return entry
 }
 

@@ -1,7 +1,7 @@
 /** cachet: an HTTP response cache for Express and Connect. Public surface only. */
 export { responseCache } from './middleware.js'
-export type { ResponseCache, CacheStats, CacheStatus } from './middleware.js'
-export { cacheRoute, invalidate } from './route.js'
+export type { ResponseCache, CacheStats, CacheStatus, InvalidateOptions } from './middleware.js'
+export { cacheRoute, invalidate, invalidateTags } from './route.js'
 export { createCache } from './value-cache.js'
 export type { ValueCache, ValueCacheOptions, ValueCacheStats, SetOptions, GetOrSetOptions, WarmEntry, WarmResult, HealthReport } from './value-cache.js'
 export { cached, UnkeyableArgumentError } from './cached.js'
@@ -30,7 +30,7 @@ export { jsonCoder } from './coders/json.js'
 export { msgpackCoder } from './coders/msgpack.js'
 export { CorruptEntryError } from './entry.js'
 export { StoreTimeoutError, StoreUnavailableError } from './storage.js'
-export type { CacheOptions, RouteOptions, Duration, KeyFunction, ErrorHandler } from './options.js'
+export type { CacheOptions, RouteOptions, Duration, KeyFunction, ErrorHandler, TagFunction, InvalidationEvent } from './options.js'
 export type { Store, Coder, Entry, ResponseEntry, VaryEntry, MaybePromise } from './types.js'
 export type { ValueEntry } from './types.js'
 export {

@@ -1,8 +1,8 @@
 /** responseCache(): the request flow (README "How it works"): arrive, look up, decide, then serve, compute or revalidate. */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import { checkKey, escapePart, hostPart, routingOf, storageKey, targetKey } from './key.js'
-import { resolveOptions, type CacheOptions } from './options.js'
-import { assertPattern } from './pattern.js'
+import { resolveOptions, type CacheOptions, type InvalidationEvent } from './options.js'
+import { assertPattern, describe } from './pattern.js'
 import { NO_REQUEST_RULES, parseCacheControl, requestBypassReason, requestRules } from './policy.js'
 import { Storage, asError, isPromise } from './storage.js'
 import { miss, settle } from './flow/coalesce.js'
@@ -13,7 +13,7 @@ import { refreshOf, startRefresh } from './flow/refresh.js'
 import { bypass, gatewayTimeout, serve } from './flow/serve.js'
 import { LOOKUP, debug, newContext, type CacheStats, type Context, type Instance, type Next } from './flow/state.js'
 import { restoreConditionals } from './conditional.js'
-import { invalidatePattern, removeKey, unsafe } from './flow/unsafe.js'
+import { invalidatePattern, notify, removeKey, unsafe } from './flow/unsafe.js'
 import { endRequest, startRequest } from './diagnostics.js'
 
 export type { CacheStats, CacheStatus } from './flow/state.js'
@@ -21,8 +21,14 @@ export type { CacheStats, CacheStatus } from './flow/state.js'
 /** The middleware, which is also the handle of its cache. */
 export interface ResponseCache {
   (req: IncomingMessage, res: ServerResponse, next: Next): void
-  /** Remove every entry whose primary key matches `pattern` (`*` is the only wildcard), all variants included. */
-  invalidate(pattern: string): Promise<number>
+  /**
+   * Remove every entry whose primary key matches `pattern` (`*` is the only wildcard), all
+   * variants included; with `{ soft: true }` mark them stale instead (resolves 0: they are
+   * marked when read).
+   */
+  invalidate(pattern: string, options?: InvalidateOptions): Promise<number>
+  /** Invalidate every entry carrying any of `tags` (Surrogate-Key, Cache-Tag, cacheRoute({ tags })), hard or soft. */
+  invalidateTags(tags: readonly string[], options?: InvalidateOptions): Promise<void>
   /** Remove one primary key, all its variants included. */
   delete(key: string): Promise<number>
   /** Remove every entry of this cache's store. */
@@ -30,6 +36,12 @@ export interface ResponseCache {
   stats(): CacheStats
   /** Stop using the store and close what the cache opened. */
   close(): Promise<void>
+}
+
+/** How an invalidation acts: `soft` marks entries stale (revalidated, or served stale where allowed) instead of removing them. */
+export interface InvalidateOptions {
+  /** @default false */
+  soft?: boolean
 }
 
 /** Every open cache of the process, for the module-level invalidate(). */
@@ -84,12 +96,34 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     handle(instance, req, res, next)
   } as ResponseCache
 
-  middleware.invalidate = (pattern) => invalidatePattern(instance, pattern)
+  middleware.invalidate = (pattern, options) => {
+    assertPattern(pattern)
+    const soft = softOption(options)
+    notify(instance, { patterns: [pattern], soft, source: 'invalidate' })
+    if (!soft) return invalidatePattern(instance, pattern)
+    instance.storage.softInvalidate(pattern.endsWith('*') ? pattern : `${pattern}#*`)
+    return Promise.resolve(0)
+  }
+  middleware.invalidateTags = async (tags, options) => {
+    const list = checkTags(tags)
+    const soft = softOption(options)
+    notify(instance, { tags: list, soft, source: 'invalidateTags' })
+    try {
+      await instance.storage.markTags(list, soft)
+    } catch (error) {
+      instance.report(asError(error))
+      throw error
+    }
+  }
   middleware.delete = (key) => {
     assertPattern(key, 'key')
+    notify(instance, { patterns: [`${key}#*`], soft: false, source: 'delete' })
     return removeKey(instance, key)
   }
-  middleware.clear = () => instance.storage.clear()
+  middleware.clear = () => {
+    notify(instance, { patterns: ['*'], soft: false, source: 'clear' })
+    return instance.storage.clear()
+  }
   middleware.stats = () => {
     const { landed, failed, refused } = instance.storage.writes
     return { ...counters, stores: landed, storeFailures: failed, storeRefused: refused, ...config.store.stats?.() }
@@ -100,6 +134,22 @@ export function responseCache(options?: CacheOptions): ResponseCache {
   }
   openCaches.add(middleware)
   return middleware
+}
+
+function softOption(options: InvalidateOptions | undefined): boolean {
+  if (options === undefined) return false
+  if (options === null || typeof options !== 'object' || (options.soft !== undefined && typeof options.soft !== 'boolean')) {
+    throw new TypeError(`invalidate options must be { soft?: boolean }, got ${describe(options)}`)
+  }
+  return options.soft === true
+}
+
+/** Validate a list of cache tags; a TypeError names what is wrong. */
+export function checkTags(tags: unknown): string[] {
+  if (!Array.isArray(tags) || tags.length === 0 || !tags.every((t) => typeof t === 'string' && t.trim() !== '')) {
+    throw new TypeError(`tags must be a non-empty array of non-empty strings, got ${describe(tags)}`)
+  }
+  return [...new Set(tags.map((t: string) => t.trim()))]
 }
 
 /** Arrival: pass what may not be cached, build the key and the request's rules, then look it up. */

@@ -1,5 +1,5 @@
 /** Options of responseCache() and cacheRoute(), validated and resolved once, at construction. */
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import { checkCacheStatusName } from './cache-status.js'
 import { paramFilter, type ParamFilter } from './key.js'
 import { describe } from './pattern.js'
@@ -105,6 +105,18 @@ export interface CacheOptions {
    * cachet (`CDN-Cache-Control`) is usually forwarded. @default ['cachet-cache-control']
    */
   removeTargets?: boolean | string[]
+  /**
+   * Keep the `Surrogate-Key` and `Cache-Tag` response headers on what clients receive (to pass
+   * them on to a CDN in front); by default they are taken off and kept only with the entry.
+   * @default false
+   */
+  forwardTags?: boolean
+  /**
+   * Called with every invalidation this cache runs — patterns, tags, soft or hard, and the ones
+   * unsafe requests cause — so an app can forward it (to a CDN's purge API, say). Errors it
+   * throws go to `onError`. @default undefined
+   */
+  onInvalidate?: (event: InvalidationEvent) => void
   /** Called with each store, coder or entry failure. @default debug output only */
   onError?: ErrorHandler
   /** Clock in epoch ms (tests move it instead of sleeping). @default Date.now */
@@ -129,6 +141,26 @@ export interface RouteOptions {
    * revalidate once the route ttl ends instead of serving it stale. @default false
    */
   override?: boolean
+  /**
+   * Cache tags for this route's responses, next to any `Surrogate-Key` / `Cache-Tag` header the
+   * app sets: `cacheRoute('5m', { tags: (req) => [\`post:${req.params.id}\`] })`. Synchronous.
+   */
+  tags?: TagFunction
+}
+
+/** Computes a response's cache tags from the request and the response being produced. */
+export type TagFunction = (req: IncomingMessage, res: ServerResponse) => readonly string[]
+
+/** What an invalidation reached: passed to the `onInvalidate` option, e.g. to purge a CDN too. */
+export interface InvalidationEvent {
+  /** Key patterns invalidated (`posts:*`), for pattern invalidations and unsafe requests. */
+  patterns?: string[]
+  /** Cache tags invalidated. */
+  tags?: string[]
+  /** Marked stale instead of removed. */
+  soft: boolean
+  /** What asked for it. */
+  source: 'invalidate' | 'invalidateTags' | 'delete' | 'clear' | 'request'
 }
 
 /** The resolved, frozen configuration the middleware runs on. Durations in ms. */
@@ -159,6 +191,8 @@ export interface Config {
   targets: readonly string[]
   /** Targeted field names (lower case) removed from the response. */
   removeTargets: ReadonlySet<string>
+  forwardTags: boolean
+  onInvalidate: ((event: InvalidationEvent) => void) | undefined
   onError: ErrorHandler | undefined
   now: () => number
 }
@@ -171,6 +205,7 @@ export interface RouteConfig {
   allowCookies: boolean
   /** The route ttl wins over the response's freshness fields (RouteOptions.override). */
   override: boolean
+  tags: TagFunction | undefined
 }
 
 export const DEFAULT_STATUS_CODES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]
@@ -201,7 +236,7 @@ export function parseDuration(value: unknown, what: string): number {
 const KNOWN_OPTIONS = new Set([
   'store', 'coder', 'ttl', 'key', 'host', 'ignoreParams', 'onlyParams', 'maxBodySize', 'maxKeyLength', 'statusCodes', 'statusHeader', 'storeTimeout',
   'lockTimeout', 'maxVariants', 'heuristicFraction', 'maxHeuristicTtl', 'storeSetCookie', 'surrogate', 'onError', 'now',
-  'cacheStatus', 'targets', 'removeTargets',
+  'cacheStatus', 'targets', 'removeTargets', 'forwardTags', 'onInvalidate',
 ])
 
 /** Validate `options` and resolve every default; throws a TypeError naming the bad option. */
@@ -233,6 +268,8 @@ export function resolveOptions(options: CacheOptions = {}): Config {
     surrogate: surrogateToken(o.surrogate),
     cacheStatus: o.cacheStatus === undefined || o.cacheStatus === false ? (o.cacheStatus ?? 'cachet') : checkCacheStatusName(o.cacheStatus, 'option "cacheStatus"'),
     ...targetOptions(o.targets, o.removeTargets),
+    forwardTags: boolean('forwardTags', o.forwardTags, false),
+    onInvalidate: optionalFunction('onInvalidate', o.onInvalidate) as Config['onInvalidate'],
     onError: optionalFunction('onError', o.onError) as ErrorHandler | undefined,
     now: (optionalFunction('now', o.now) as (() => number) | undefined) ?? Date.now,
   })
@@ -245,7 +282,7 @@ export function resolveRoute(ttl: unknown, options: RouteOptions = {}): RouteCon
     throw new TypeError(`cacheRoute options must be an object, got ${describe(options)}`)
   }
   for (const name of Object.keys(options)) {
-    if (name !== 'key' && name !== 'statusHeader' && name !== 'allowCookies' && name !== 'override') {
+    if (name !== 'key' && name !== 'statusHeader' && name !== 'allowCookies' && name !== 'override' && name !== 'tags') {
       throw new TypeError(`cacheRoute: unknown option "${name}"`)
     }
   }
@@ -255,6 +292,7 @@ export function resolveRoute(ttl: unknown, options: RouteOptions = {}): RouteCon
     statusHeader: options.statusHeader === undefined ? undefined : headerName('statusHeader', options.statusHeader, 'X-Cache', 'cacheRoute option'),
     allowCookies: boolean('allowCookies', options.allowCookies, false, 'cacheRoute option'),
     override: boolean('override', options.override, false, 'cacheRoute option'),
+    tags: optionalFunction('tags', options.tags, 'cacheRoute option') as TagFunction | undefined,
   })
 }
 

@@ -3,7 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { checkKey, hostOf, storageKey } from './key.js'
 import { leaveUncached } from './flow/compute.js'
 import { contexts } from './flow/state.js'
-import { openCaches, restartUnderKey } from './middleware.js'
+import { checkTags, openCaches, restartUnderKey, type InvalidateOptions } from './middleware.js'
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
 import { openValueCaches } from './value-cache.js'
@@ -64,9 +64,28 @@ export function cacheRoute(ttl: Duration | false, options?: RouteOptions) {
  * many store entries were removed. `*` is the only wildcard: `invalidate('posts:*')` drops
  * `/posts`, `/posts?page=2`, `/posts/42/comments` and values stored under `posts:list:1`.
  */
-export async function invalidate(pattern: string): Promise<number> {
+export async function invalidate(pattern: string, options?: InvalidateOptions): Promise<number> {
   assertPattern(pattern)
-  const caches: { invalidate(pattern: string): Promise<number> }[] = [...openCaches, ...openValueCaches]
-  const counts = await Promise.all(caches.map((cache) => cache.invalidate(pattern)))
+  const counts = await Promise.all([
+    ...[...openCaches].map((cache) => cache.invalidate(pattern, options)),
+    // Value caches have no soft invalidation: a soft purge leaves their values alone.
+    ...(options?.soft === true ? [] : [...openValueCaches].map((cache) => cache.invalidate(pattern))),
+  ])
   return counts.reduce((sum, n) => sum + n, 0)
+}
+
+/**
+ * Invalidate every entry carrying any of `tags` in every open `responseCache` of the process —
+ * every variant, every host; every process too, since the time of the invalidation is recorded
+ * in the store and compared with each entry when it is read. `{ soft: true }` marks the entries
+ * stale instead: they are revalidated, or served stale while one refresh runs where
+ * `stale-while-revalidate` / `stale-if-error` allow. Rejects when a store could not record it.
+ *
+ * ```ts
+ * await invalidateTags(['post:42'])
+ * ```
+ */
+export async function invalidateTags(tags: readonly string[], options?: InvalidateOptions): Promise<void> {
+  const list = checkTags(tags)
+  await Promise.all([...openCaches].map((cache) => cache.invalidateTags(list, options)))
 }

@@ -4,7 +4,7 @@ import { publishStoreRead, publishStoreWrite, storeCallStarted } from './diagnos
 import { CorruptEntryError } from './entry.js'
 import { compilePattern } from './pattern.js'
 import { kEntryStore, type EntryStore } from './stores/memory.js'
-import type { Coder, Entry, Store } from './types.js'
+import type { Coder, Entry, ResponseEntry, Store, TagMark } from './types.js'
 
 const debug = createDebug('cachet')
 
@@ -108,6 +108,16 @@ export class Storage {
    * last MAX_INVALIDATIONS; a computation older than everything it holds is treated as raced.
    */
   private epoch = 0
+  /**
+   * Tag invalidations this process knows of, by tag: all of them for an object store, and for a
+   * byte store its own plus those read from the store. At most MAX_TAG_MARKS; an entry older than
+   * one that was forgotten counts as invalidated (`tagsForgottenBefore`).
+   */
+  private readonly tagMarks = new Map<string, { hard: number; soft: number }>()
+  private tagsForgottenBefore = 0
+  /** Soft pattern invalidations, newest last: a matching entry from before `at` is served as stale. */
+  private readonly softPatterns: { at: number; matches: (key: string) => boolean }[] = []
+  private softForgottenBefore = 0
   /** Shared locks this process holds but failed to release, by name. */
   private readonly orphanLocks = new Map<string, string>()
   /** When a lock call last failed or answered too late (0: never). */
@@ -157,6 +167,110 @@ export class Storage {
   /** True when a store call failed within the last `ms` milliseconds. */
   failedWithin(ms: number): boolean {
     return this.lastFailure !== 0 && this.now() - this.lastFailure < ms
+  }
+
+  /**
+   * Invalidate every entry carrying one of `tags`, in constant time whatever their number: the
+   * time is recorded per tag (Varnish bans, bentocache tags), and entries are compared with it
+   * when read. On a byte store the marks are written to the store for every process (one read
+   * and one write per tag). Rejects when the store could not record them.
+   */
+  async markTags(tags: readonly string[], soft: boolean): Promise<void> {
+    const at = this.now()
+    for (const tag of tags) this.noteMark(tag, soft ? { hard: 0, soft: at } : { hard: at, soft: 0 })
+    if (this.entries !== undefined) return
+    await Promise.all(
+      tags.map(async (tag) => {
+        const key = markKey(tag)
+        const stored = await this.read(key, true)
+        const mark: TagMark = stored?.kind === 'mark' ? { ...stored } : { kind: 'mark', hard: 0, soft: 0 }
+        if (soft) mark.soft = Math.max(mark.soft, at)
+        else mark.hard = Math.max(mark.hard, at)
+        await this.writeOrThrow(key, mark, MARK_TTL)
+      }),
+    )
+  }
+
+  /** Mark every entry matching `pattern` stale, lazily; this process only (see README "Soft purge"). */
+  softInvalidate(pattern: string): void {
+    const matches = compilePattern(pattern)
+    this.recordInvalidation(matches)
+    this.softPatterns.push({ at: this.now(), matches })
+    if (this.softPatterns.length > MAX_INVALIDATIONS) this.softForgottenBefore = this.softPatterns.shift()!.at
+  }
+
+  /**
+   * What the invalidations recorded since `entry` was computed mean for it: `'ok'`, `'stale'`
+   * (a soft one: revalidate, or serve stale where the entry allows) or `'gone'` (a hard one),
+   * with the time from which it counts as stale. A byte store's tag marks are read within `budget`.
+   */
+  invalidationState(key: string, entry: ResponseEntry, budget = this.timeout): Maybe<InvalidationState> {
+    const since = entry.since ?? entry.responseTime
+    let stale = 0
+    if (this.softPatterns.length > 0) {
+      if (since < this.softForgottenBefore) stale = since
+      for (const mark of this.softPatterns) if (mark.at >= since && mark.matches(key)) stale = Math.max(stale, mark.at)
+    }
+    const tags = entry.tags
+    if (tags === undefined) return stale === 0 ? OK : { state: 'stale', at: stale }
+    if (since < this.tagsForgottenBefore) return GONE
+    const judge = (marks: ({ hard: number; soft: number } | undefined)[]): InvalidationState => {
+      for (const mark of marks) {
+        if (mark === undefined) continue
+        if (mark.hard >= since) return GONE
+        if (mark.soft >= since) stale = Math.max(stale, mark.soft)
+      }
+      return stale === 0 ? OK : { state: 'stale', at: stale }
+    }
+    const local = judge(tags.map((tag) => this.tagMarks.get(tag)))
+    if (this.entries !== undefined || local === GONE) return local
+    const reads = tags.map((tag) => this.read(markKey(tag), true, budget))
+    return Promise.all(reads).then((found) => {
+      const marks = found.map((mark, i) => {
+        if (mark?.kind !== 'mark') return undefined
+        this.noteMark(tags[i], mark)
+        return mark
+      })
+      return judge(marks)
+    })
+  }
+
+  /** True when this process knows of an invalidation of one of `tags` (hard or soft) from `since` on. */
+  tagsInvalidatedSince(tags: readonly string[], since: number): boolean {
+    if (since < this.tagsForgottenBefore) return true
+    for (const tag of tags) {
+      const mark = this.tagMarks.get(tag)
+      if (mark !== undefined && (mark.hard >= since || mark.soft >= since)) return true
+    }
+    return false
+  }
+
+  private noteMark(tag: string, mark: { hard: number; soft: number }): void {
+    const known = this.tagMarks.get(tag)
+    const hard = Math.max(known?.hard ?? 0, mark.hard)
+    const soft = Math.max(known?.soft ?? 0, mark.soft)
+    if (known !== undefined && known.hard === hard && known.soft === soft) return
+    this.tagMarks.delete(tag)
+    this.tagMarks.set(tag, { hard, soft })
+    if (this.tagMarks.size > MAX_TAG_MARKS) {
+      const [oldest, times] = this.tagMarks.entries().next().value as [string, { hard: number; soft: number }]
+      this.tagMarks.delete(oldest)
+      this.tagsForgottenBefore = Math.max(this.tagsForgottenBefore, times.hard, times.soft)
+    }
+  }
+
+  /** Write an entry that must land (a tag mark): rejects when the store fails or is skipped. */
+  private async writeOrThrow(key: string, entry: Entry, ttlMs: number): Promise<void> {
+    if (this.isOpen()) throw new StoreUnavailableError()
+    try {
+      const bytes = this.coder.encode(entry)
+      const written = this.store.set(key, bytes, ttlMs)
+      if (isPromise(written)) await this.bounded(written, 'set')
+      this.succeeded()
+    } catch (error) {
+      this.failed(error)
+      throw asError(error)
+    }
   }
 
   /** The store offers a lock shared by every process (`lock` and `unlock`). */
@@ -547,6 +661,21 @@ export class Storage {
 function readOutcome<T extends Entry | undefined>(key: string, entry: T, t: number): T {
   publishStoreRead(key, entry === undefined ? 'miss' : 'hit', t)
   return entry
+}
+
+/** What invalidations mean for an entry read back (see `invalidationState`). */
+export type InvalidationState = { state: 'ok' } | { state: 'gone' } | { state: 'stale'; at: number }
+const OK: InvalidationState = Object.freeze({ state: 'ok' })
+const GONE: InvalidationState = Object.freeze({ state: 'gone' })
+
+/** Tags whose invalidation this process remembers; beyond that the oldest is forgotten (see tagMarks). */
+const MAX_TAG_MARKS = 100_000
+/** How long a tag mark is kept in a store: longer than the entries it may cover are kept. */
+const MARK_TTL = 30 * 86_400_000
+
+/** Where a tag's mark is stored: outside every key the default key function makes (they never contain `~`). */
+function markKey(tag: string): string {
+  return `cachet~tag:${tag}`
 }
 
 /** Orphaned locks remembered at most; beyond that they are forgotten (each expires on its own). */

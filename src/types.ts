@@ -80,6 +80,10 @@ export interface ResponseEntry {
    * routing, so the entry carries it. Undefined: the cache's own setting.
    */
   statusHeader?: string | false
+  /** Cache tags (Surrogate-Key, Cache-Tag, cacheRoute({ tags })) that invalidateTags() reaches. */
+  tags?: string[]
+  /** When the request that produced a tagged entry reached the app: tag invalidations from then on cover it. */
+  since?: number
 }
 
 /**
@@ -123,4 +127,16 @@ export interface ValueEntry {
   rejection?: { name: string; message: string }
 }
 
-export type Entry = ResponseEntry | VaryEntry | ValueEntry | PassEntry
+/**
+ * Records when a cache tag was last invalidated, hard and soft: an entry carrying the tag whose
+ * request reached the app no later than that is gone (hard) or stale (soft).
+ */
+export interface TagMark {
+  kind: 'mark'
+  /** Last hard invalidation (epoch ms; 0: never). */
+  hard: number
+  /** Last soft invalidation (epoch ms; 0: never). */
+  soft: number
+}
+
+export type Entry = ResponseEntry | VaryEntry | ValueEntry | PassEntry | TagMark

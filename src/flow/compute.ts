@@ -150,6 +150,7 @@ function watch(ctx: Context): void {
         mustRevalidate: decision.mustRevalidate,
         statusHeader: statusHeaderFor(cache.config, ctx.route),
         routeStatusHeader: ctx.route?.statusHeader,
+        tags: pending.tags,
       })
       save(ctx, entry, decision.vary)
     },
@@ -166,6 +167,7 @@ function decideOnResponse(ctx: Context, completeBody: Uint8Array | undefined, co
   const { config } = cache
   const now = config.now()
   const status = res.statusCode
+  const tags = takeTags(ctx)
   const decision = storable(ctx, control, now)
   if (!decision.store) {
     debug('not stored: %s (%s)', decision.reason, ctx.headKey)
@@ -192,7 +194,7 @@ function decideOnResponse(ctx: Context, completeBody: Uint8Array | undefined, co
   }
   // The head is kept before the cache marks it: its own status header and Cache-Status member
   // describe this response, not the stored one.
-  ctx.pending = { decision, status, headers: rawHeaders(res) }
+  ctx.pending = { decision, status, headers: rawHeaders(res), tags }
   mark(cache, res, ctx.route, 'MISS', { fwd: forwardReason(ctx), stored: true, ttl: Math.floor(decision.lifetime / 1000) })
   // The client's own conditional request, answered against the response just produced.
   if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
@@ -266,6 +268,47 @@ function takeSurrogateControl(res: ServerResponse, token: string): SurrogateCont
  */
 function isErrorPage(res: ServerResponse): boolean {
   return res.getHeader('content-security-policy') === "default-src 'none'" && res.getHeader('x-content-type-options') === 'nosniff'
+}
+
+const MAX_TAGS = 64
+const MAX_TAG_LENGTH = 256
+const CONTROL = /[\x00-\x1f\x7f]/
+
+/**
+ * The response's cache tags: `Surrogate-Key` (space-separated, the Fastly/Varnish convention),
+ * `Cache-Tag` (comma-separated, Cloudflare's) and the route's `tags`. The headers are taken off
+ * what the client gets unless `forwardTags` is set. At most 64 tags of 256 characters.
+ */
+function takeTags(ctx: Context): string[] | undefined {
+  const { req, res, cache } = ctx
+  const found = new Set<string>()
+  const add = (tag: unknown) => {
+    if (typeof tag !== 'string') return
+    const t = tag.trim()
+    if (t !== '' && t.length <= MAX_TAG_LENGTH && !CONTROL.test(t) && found.size < MAX_TAGS) found.add(t)
+  }
+  for (const line of linesOf(res.getHeader('surrogate-key'))) for (const tag of line.split(/[ \t]+/)) add(tag)
+  for (const line of linesOf(res.getHeader('cache-tag'))) for (const tag of line.split(',')) add(tag)
+  const routeTags = ctx.route?.tags
+  if (routeTags !== undefined) {
+    try {
+      const tags = routeTags(req, res)
+      if (Array.isArray(tags)) tags.forEach(add)
+      else cache.report(new TypeError(`cacheRoute option "tags" must return an array of strings, got ${typeof tags}`), req)
+    } catch (error) {
+      cache.report(error instanceof Error ? error : new Error(String(error)), req)
+    }
+  }
+  if (!cache.config.forwardTags) {
+    res.removeHeader('surrogate-key')
+    res.removeHeader('cache-tag')
+  }
+  return found.size === 0 ? undefined : [...found]
+}
+
+function linesOf(value: string | string[] | number | undefined): string[] {
+  if (value === undefined) return []
+  return Array.isArray(value) ? value : [String(value)]
 }
 
 /** How long a key whose response was not storable skips coalescing (Varnish's hit-for-miss uses 120 s). */

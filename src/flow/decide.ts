@@ -34,7 +34,8 @@ export function decide(entry: ResponseEntry | undefined, rules: RequestRules, no
   const staleness = -freshFor
   // RFC 9111 §4.2.4: stale only when nothing forbids it (must-revalidate, s-maxage, no-cache).
   if (freshFor <= 0 && !rules.noCache && age <= rules.maxAge && !entry.mustRevalidate) {
-    if (staleness <= rules.maxStale) return { kind: 'stale', age, refresh: false }
+    // RFC 9111 §5.2.1.2: only a request that says max-stale takes a stale response without a refresh.
+    if (rules.maxStale > 0 && staleness <= rules.maxStale) return { kind: 'stale', age, refresh: false }
     if (staleness < entry.staleWhileRevalidate) return { kind: 'stale', age, refresh: true }
   }
   if (rules.onlyIfCached) return UNAVAILABLE

@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http'
 import { HELD_CONDITIONALS } from '../conditional.js'
 import { variantPart } from '../key.js'
-import { isPromise, type Maybe } from '../storage.js'
+import { isPromise, type InvalidationState, type Maybe } from '../storage.js'
 import type { Entry, ResponseEntry, VaryEntry } from '../types.js'
 import { contexts, type Context, type Instance } from './state.js'
 
@@ -28,13 +28,36 @@ export function lookup(cache: Instance, headKey: string, req: IncomingMessage): 
 
 function follow(cache: Instance, at: { headKey: string; req: IncomingMessage }, entry: Entry | undefined, budget: number): Maybe<Found> {
   if (entry === undefined) return NOT_FOUND
-  if (entry.kind === 'response') return { entry, vary: undefined }
+  if (entry.kind === 'response') return checked(cache, at.headKey, { entry, vary: undefined }, budget)
   if (entry.kind === 'pass') return entry.expires > cache.config.now() ? PASS : NOT_FOUND
   if (entry.kind !== 'vary') return NOT_FOUND // a value (createCache) stored under a response key
   if (budget <= 0) return NOT_FOUND
-  const variant = cache.storage.read(at.headKey + '#' + variantPart(entry.vary, varyHeaders(at.req, entry.vary)), false, budget)
-  if (!isPromise(variant)) return { entry: variant?.kind === 'response' ? variant : undefined, vary: entry }
-  return variant.then((v) => ({ entry: v?.kind === 'response' ? v : undefined, vary: entry }))
+  const key = at.headKey + '#' + variantPart(entry.vary, varyHeaders(at.req, entry.vary))
+  const started = cache.config.now()
+  const variant = cache.storage.read(key, false, budget)
+  const found = (v: Entry | undefined) => checked(cache, key, { entry: v?.kind === 'response' ? v : undefined, vary: entry }, budget - (cache.config.now() - started))
+  return isPromise(variant) ? variant.then(found) : found(variant)
+}
+
+/**
+ * A found entry as invalidations recorded since it was computed leave it (src/storage.ts
+ * `invalidationState`): gone after a hard tag invalidation, stale from the moment of a soft one.
+ */
+function checked(cache: Instance, key: string, found: Found, budget: number): Maybe<Found> {
+  const entry = found.entry
+  if (entry === undefined) return found
+  const state = cache.storage.invalidationState(key, entry, Math.max(1, budget))
+  const apply = (s: InvalidationState): Found => {
+    if (s.state === 'ok') return found
+    if (s.state === 'gone') {
+      cache.storage.remove(key)
+      return { entry: undefined, vary: found.vary }
+    }
+    // Stale from the soft invalidation on: its age then is its new lifetime.
+    const lifetime = Math.min(entry.lifetime, entry.initialAge + Math.max(0, s.at - entry.responseTime))
+    return { entry: { ...entry, lifetime }, vary: found.vary }
+  }
+  return isPromise(state) ? state.then(apply) : apply(state)
 }
 
 /** The key of the entry a lookup found: the head key, or the request's variant under it. */

@@ -76,6 +76,7 @@ function freshen(ctx: Context, stale: ResponseEntry, control: CacheControlFor): 
     mustRevalidate: decision.mustRevalidate,
     statusHeader: statusHeaderFor(config, ctx.route),
     routeStatusHeader: ctx.route?.statusHeader ?? stale.statusHeader,
+    tags: stale.tags,
   })
   save(ctx, entry, decision.vary)
   return entry

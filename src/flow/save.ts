@@ -21,7 +21,7 @@ export function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
   if (ttl <= 0) return settle(ctx, undefined)
   // An invalidation that began while this response was computed may be about the data it was
   // made from: storing it now would bring back what the invalidation removed.
-  if (cache.storage.invalidatedSince(ctx.headKey, ctx.epoch)) {
+  if (cache.storage.invalidatedSince(ctx.headKey, ctx.epoch) || (entry.tags !== undefined && cache.storage.tagsInvalidatedSince(entry.tags, ctx.requestTime))) {
     debug('not stored: invalidated while it was computed (%s)', ctx.headKey)
     return settle(ctx, undefined)
   }

@@ -96,6 +96,8 @@ export interface Pending {
   decision: Extract<StorageDecision, { store: true }>
   status: number
   headers: string[]
+  /** The response's cache tags (Surrogate-Key, Cache-Tag, the route's). */
+  tags: string[] | undefined
 }
 
 /** The client's conditional fields, held aside while the app runs. */

@@ -6,6 +6,7 @@ import { assertPattern, isLiteral } from '../pattern.js'
 import { StoreTimeoutError, TIMED_OUT, asError, race, settledWithin } from '../storage.js'
 import { endRequest, publishInvalidate, startRequest } from '../diagnostics.js'
 import { mark } from './serve.js'
+import type { InvalidationEvent } from '../options.js'
 import type { Instance, Next } from './state.js'
 
 /**
@@ -60,11 +61,23 @@ function invalidateTargets(cache: Instance, req: IncomingMessage, res: ServerRes
     patterns.add(`${primary}#*`)
     patterns.add(`${primary}?*`)
   }
+  notify(cache, { patterns: [...patterns], soft: false, source: 'request' })
   const work = [...patterns].map((pattern) => cache.storage.removeMatching(pattern))
   return Promise.all(work).then(
     () => undefined,
     (error) => cache.report(asError(error), req),
   )
+}
+
+/** Tell the `onInvalidate` hook; what it throws goes to onError. */
+export function notify(cache: Instance, event: InvalidationEvent): void {
+  const hook = cache.config.onInvalidate
+  if (hook === undefined) return
+  try {
+    hook(event)
+  } catch (error) {
+    cache.report(asError(error))
+  }
 }
 
 /**

@@ -263,7 +263,7 @@ function groupOf(key: string): string {
 
 function sizeOf(value: Value): number {
   if (value instanceof Uint8Array) return value.byteLength
-  if (value.kind === 'pass') return 0
+  if (value.kind === 'pass' || value.kind === 'mark') return 0
   if (value.kind === 'vary') {
     let size = 0
     for (const name of value.vary) size += name.length * 2

@@ -50,7 +50,7 @@ describe('diagnostics_channel events from the request flow', function () {
     await h.get('/quiet').expect('X-Cache', 'MISS')
     const now = performance.now
     let calls = 0
-    performance.now = function counted(this: Performance) {
+    performance.now = function counted(this: typeof performance) {
       calls++
       return now.call(this)
     }

@@ -1,0 +1,240 @@
+/** Cache tags and soft purge: Surrogate-Key / Cache-Tag / cacheRoute({ tags }), invalidateTags(), soft invalidation, onInvalidate, on every store and across processes. */
+import { expect } from 'chai'
+import { Redis } from 'ioredis'
+import { invalidate, invalidateTags, cacheRoute } from '../../src/route.js'
+import { memcachedStore } from '../../src/stores/memcached.js'
+import { redisStore } from '../../src/stores/redis.js'
+import type { InvalidationEvent } from '../../src/options.js'
+import type { Store } from '../../src/types.js'
+import { mapStore } from '../../examples/custom-store/store.js'
+import { closeAll, eventually, setup, sleep, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
+import { getMemcached, type RedisServer } from '../support/servers.js'
+
+const STORES = storeFactories.filter((s) => s.name === 'memory' || s.name === 'redis' || s.name === 'memcached')
+const CC60 = { 'Cache-Control': 'max-age=60' }
+
+/** A second store on the same backend and prefix as `h`'s: what another process would open. */
+async function sameBackend(s: StoreFactory, h: Harness): Promise<{ store: Store; close(): Promise<void> }> {
+  const prefix = h.created!.prefix!
+  if (s.name === 'redis') {
+    const server = h.created!.server as RedisServer
+    const client = new Redis(server.port, server.host, { maxRetriesPerRequest: 1 })
+    client.on('error', () => {})
+    return { store: redisStore({ client, prefix }), close: async () => void client.disconnect() }
+  }
+  const m = await getMemcached()
+  const store = memcachedStore({ servers: [m.address] }, { prefix, maxItemSize: m.itemSize - 4096, clientOptions: { logger: { log() {} } } })
+  return { store, close: async () => void (await store.close()) }
+}
+
+for (const s of STORES) {
+  describe(`cache tags (on ${s.name})`, function () {
+    this.timeout(20_000)
+    afterEach(closeAll)
+
+    describe('when responses carry Surrogate-Key, Cache-Tag or a route\'s tags', () => {
+      it('should drop every entry carrying a tag on invalidateTags(), whatever its path, and keep the others', async () => {
+        const h = await setup(s, {
+          routes: (app, O) => {
+            app.get('/posts/:id', cacheRoute('1m', { tags: (req) => [`post:${(req as unknown as { params: { id: string } }).params.id}`] }), O.handle)
+            app.use(O.handle)
+          },
+        })
+        h.O.script = (_n, req) => {
+          if (req.url === '/posts') return { headers: { ...CC60, 'Surrogate-Key': 'posts post:42 post:7' } }
+          if (req.url === '/feed') return { headers: { ...CC60, 'Cache-Tag': 'feed, post:42' } }
+          if (req.url === '/about') return { headers: CC60 }
+          return { headers: {} }
+        }
+        for (const path of ['/posts', '/feed', '/posts/42', '/about']) await h.get(path).expect('X-Cache', 'MISS')
+        for (const path of ['/posts', '/feed', '/posts/42', '/about']) await h.get(path).expect('X-Cache', 'HIT')
+        const calls = h.O.calls
+        await invalidateTags(['post:42'])
+        for (const path of ['/posts', '/feed', '/posts/42']) await h.get(path).expect('X-Cache', 'MISS')
+        await h.get('/about').expect('X-Cache', 'HIT')
+        expect(h.O.calls).to.equal(calls + 3)
+      })
+
+      it('should take the tag headers off what clients receive, unless forwardTags is set', async () => {
+        const h = await setup(s)
+        h.O.headers = { ...CC60, 'Surrogate-Key': 'a b', 'Cache-Tag': 'c' }
+        const miss = await h.get('/t').expect('X-Cache', 'MISS')
+        const hit = await h.get('/t').expect('X-Cache', 'HIT')
+        for (const res of [miss, hit]) {
+          expect(res.headers['surrogate-key']).to.equal(undefined)
+          expect(res.headers['cache-tag']).to.equal(undefined)
+        }
+        const f = await setup(s, { options: { forwardTags: true } })
+        f.O.headers = { ...CC60, 'Surrogate-Key': 'a b' }
+        expect((await f.get('/t').expect('X-Cache', 'MISS')).headers['surrogate-key']).to.equal('a b')
+        expect((await f.get('/t').expect('X-Cache', 'HIT')).headers['surrogate-key']).to.equal('a b')
+        await f.cache.invalidateTags(['b'])
+        await f.get('/t').expect('X-Cache', 'MISS')
+      })
+
+      it('should reach every variant and every host of a tagged key', async () => {
+        const h = await setup(s)
+        h.O.headers = { ...CC60, Vary: 'Accept-Language', 'Surrogate-Key': 'page' }
+        for (const lang of ['en', 'fr']) await h.get('/v', { 'Accept-Language': lang }).expect('X-Cache', 'MISS')
+        await h.get('/v', { Host: 'other.example' }).expect('X-Cache', 'MISS')
+        await h.cache.invalidateTags(['page'])
+        for (const lang of ['en', 'fr']) await h.get('/v', { 'Accept-Language': lang }).expect('X-Cache', 'MISS')
+        await h.get('/v', { Host: 'other.example' }).expect('X-Cache', 'MISS')
+      })
+    })
+
+    describe('when a tag is purged softly', () => {
+      it('should revalidate the entry, and keep it on a 304', async () => {
+        const h = await setup(s)
+        h.O.script = (n) => ({ status: n === 2 ? 304 : 200, headers: { ...CC60, ETag: '"p"', 'Surrogate-Key': 'soft' } })
+        await h.get('/s').expect(200, 'v1')
+        await h.cache.invalidateTags(['soft'], { soft: true })
+        h.clock.advance(1000)
+        await h.get('/s').expect(200, 'v1').expect('X-Cache', 'REVALIDATED')
+        await sleep(30)
+        await h.get('/s').expect(200, 'v1').expect('X-Cache', 'HIT')
+        expect(h.O.calls).to.equal(2)
+      })
+
+      it('should serve stale while one background refresh runs, when the entry allows stale-while-revalidate', async () => {
+        const h = await setup(s)
+        h.O.script = (n) => ({ headers: { 'Cache-Control': 'max-age=60, stale-while-revalidate=60', 'Surrogate-Key': 'swr' }, delay: n === 2 ? 100 : 0 })
+        await h.get('/w').expect(200, 'v1')
+        await h.cache.invalidateTags(['swr'], { soft: true })
+        h.clock.advance(1000)
+        const all = await Promise.all(Array.from({ length: 5 }, () => h.get('/w')))
+        for (const res of all) expect(res.headers['x-cache']).to.equal('STALE')
+        await eventually(() => h.O.calls === 2, 'the background refresh')
+        await sleep(150)
+        expect(h.O.calls).to.equal(2)
+        await h.get('/w').expect(200, 'v2').expect('X-Cache', 'HIT')
+      })
+    })
+
+    describe('when a request for a tagged key is computing while its tag is invalidated', () => {
+      it('should not store the old response afterwards', async () => {
+        let row = 'old'
+        let release!: () => void
+        const held = new Promise<void>((resolve) => (release = resolve))
+        let calls = 0
+        const h = await setup(s, {
+          routes: (app) =>
+            app.get('/r', async (_req, res) => {
+              calls++
+              const read = row
+              if (calls === 1) await held
+              res.set({ ...CC60, 'Surrogate-Key': 'row' }).send(read)
+            }),
+        })
+        const first = h.get('/r').then((r) => r)
+        await eventually(() => calls === 1, 'the first request to reach the app')
+        row = 'new'
+        await invalidateTags(['row'])
+        release()
+        expect((await first).text).to.equal('old')
+        await sleep(50)
+        await h.get('/r').expect(200, 'new')
+      })
+    })
+
+    if (s.name !== 'memory') {
+      describe('when another process shares the store', () => {
+        it('should invalidate there too, hard and soft', async () => {
+          const a = await setup(s)
+          const other = await sameBackend(s, a)
+          try {
+            const b = await setup(s, { store: other.store })
+            for (const h of [a, b]) h.O.headers = { ...CC60, ETag: '"x"', 'Surrogate-Key': 'shared' }
+            await a.get('/x', { Host: 'site.example' }).expect('X-Cache', 'MISS')
+            await eventually(async () => (await b.get('/x', { Host: 'site.example' })).headers['x-cache'] === 'HIT', 'the entry in the other process')
+            await a.cache.invalidateTags(['shared'])
+            // Tag marks compare times across processes: the next request comes a moment later.
+            b.clock.advance(1000)
+            await b.get('/x', { Host: 'site.example' }).expect('X-Cache', 'MISS')
+            await sleep(50)
+            await b.get('/x', { Host: 'site.example' }).expect('X-Cache', 'HIT')
+            a.clock.advance(2000)
+            await a.cache.invalidateTags(['shared'], { soft: true })
+            b.clock.advance(2000)
+            b.O.status = 304
+            await b.get('/x', { Host: 'site.example' }).expect('X-Cache', 'REVALIDATED')
+          } finally {
+            await other.close()
+          }
+        })
+      })
+    }
+  })
+}
+
+describe('invalidateTags() cost', () => {
+  afterEach(closeAll)
+
+  it('should take two store calls per tag, whatever the number of entries it covers', async () => {
+    const inner = mapStore()
+    let calls = 0
+    const counted: Store = {
+      ...inner,
+      get: async (key) => (calls++, inner.get(key)),
+      set: async (key, value, ttl) => (calls++, inner.set(key, value, ttl)),
+      delete: async (key) => (calls++, inner.delete(key)),
+      deleteMatching: async (pattern) => (calls++, inner.deleteMatching(pattern)),
+    }
+    const h = await setup(storeFactories[0], { store: counted })
+    h.O.headers = { ...CC60, 'Surrogate-Key': 'many' }
+    for (let i = 0; i < 200; i++) await h.get(`/m/${i}`)
+    calls = 0
+    await h.cache.invalidateTags(['many'])
+    expect(calls).to.equal(2)
+    await h.get('/m/7').expect('X-Cache', 'MISS')
+  })
+
+  it('should record a purge on the memory store without touching its entries', async () => {
+    const h = await setup(storeFactories[0])
+    h.O.headers = { ...CC60, 'Surrogate-Key': 'big' }
+    for (let i = 0; i < 300; i++) await h.get(`/b/${i}`)
+    const before = h.cache.stats().entries
+    await h.cache.invalidateTags(['big'])
+    expect(h.cache.stats().entries).to.equal(before)
+    await h.get('/b/1').expect('X-Cache', 'MISS')
+  })
+})
+
+describe('soft pattern invalidation and onInvalidate', () => {
+  afterEach(closeAll)
+
+  it('should mark matching entries stale with invalidate(pattern, { soft: true })', async () => {
+    const h = await setup(storeFactories[0])
+    h.O.script = (n) => ({ status: n === 2 ? 304 : 200, headers: { ...CC60, ETag: '"q"' } })
+    await h.get('/posts/1').expect(200, 'v1')
+    await invalidate('posts:*', { soft: true })
+    h.clock.advance(1000)
+    await h.get('/posts/1').expect('X-Cache', 'REVALIDATED')
+    await h.get('/posts/1').expect('X-Cache', 'HIT')
+  })
+
+  it('should tell onInvalidate of every invalidation: patterns, tags, soft or hard, and unsafe requests', async () => {
+    const events: InvalidationEvent[] = []
+    const h = await setup(storeFactories[0], { options: { onInvalidate: (event) => void events.push(event) } })
+    await h.cache.invalidate('posts:*')
+    await h.cache.invalidateTags(['post:1'], { soft: true })
+    await h.agent.post('/posts/1').expect(200)
+    expect(events[0]).to.deep.equal({ patterns: ['posts:*'], soft: false, source: 'invalidate' })
+    expect(events[1]).to.deep.equal({ tags: ['post:1'], soft: true, source: 'invalidateTags' })
+    expect(events[2].source).to.equal('request')
+    expect(events[2].patterns).to.include('posts:1:GET#*')
+  })
+
+  it('should reject invalid tags with a TypeError', async () => {
+    const h = await setup(storeFactories[0])
+    for (const bad of [[], [''], 'post:1', [1]]) {
+      let caught: unknown
+      try {
+        await h.cache.invalidateTags(bad as string[])
+      } catch (error) {
+        caught = error
+      }
+      expect(caught, JSON.stringify(bad)).to.be.instanceOf(TypeError)
+    }
+  })
+})
