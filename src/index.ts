@@ -2,6 +2,8 @@
 export { responseCache } from './middleware.js'
 export type { ResponseCache, CacheStats, CacheStatus, InvalidateOptions } from './middleware.js'
 export { cacheRoute, invalidate, invalidateTags } from './route.js'
+export { purgeHandler } from './purge.js'
+export type { PurgeHandlerOptions, PurgeRequest, PurgeResult } from './purge.js'
 export { createCache } from './value-cache.js'
 export type { ValueCache, ValueCacheOptions, ValueCacheStats, SetOptions, GetOrSetOptions, WarmEntry, WarmResult, HealthReport } from './value-cache.js'
 export { cached, UnkeyableArgumentError } from './cached.js'

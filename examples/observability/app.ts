@@ -1,4 +1,5 @@
 /** Metrics and tracing: a Prometheus `/metrics` endpoint and a span per request's cache phase, both from cachet's diagnostics channels. */
+import type { AddressInfo } from 'node:net'
 import express from 'express'
 import { cacheRoute, prometheusMetrics, responseCache, type ResponseCache } from '../../src/index.js'
 import { recordSpans, type RecordedSpan } from './spans.js'
@@ -49,6 +50,8 @@ function logSpan(span: RecordedSpan): void {
 // `tsx examples/observability/app.ts`: GET /posts/1 twice, then GET /metrics.
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { app } = createApp()
-  const port = Number(process.env.PORT ?? 3000)
-  app.listen(port, () => console.log(`http://localhost:${port}/posts/1 (MISS, then HIT), http://localhost:${port}/metrics`))
+  const server = app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
+    const { port } = server.address() as AddressInfo
+    console.log(`http://127.0.0.1:${port}/posts/1 (MISS, then HIT), then /metrics`)
+  })
 }

@@ -1,4 +1,5 @@
 /** One store for both caches: a POST drops the cached GET /posts response and the cached listPosts() query with one invalidate('posts:*'). */
+import type { AddressInfo } from 'node:net'
 import express from 'express'
 import { cacheRoute, cached, createCache, invalidate, memoryStore, responseCache, type Store } from '../../src/index.js'
 
@@ -55,6 +56,8 @@ export function createApp(store: Store = memoryStore(), posts: Post[] = [{ id: 1
 // `tsx examples/posts-and-queries/app.ts` serves it on PORT (default 3000).
 if (import.meta.url === `file://${process.argv[1]}`) {
   const { app } = createApp()
-  const port = Number(process.env.PORT ?? 3000)
-  app.listen(port, () => console.log(`http://localhost:${port}/posts — POST /posts {"title": "…"} invalidates both caches`))
+  const server = app.listen(Number(process.env.PORT ?? 3000), '127.0.0.1', () => {
+    const { port } = server.address() as AddressInfo
+    console.log(`http://127.0.0.1:${port}/posts — POST /posts {"title": "…"} invalidates both caches`)
+  })
 }

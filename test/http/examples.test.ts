@@ -1,6 +1,8 @@
 /** Every example is imported and driven over HTTP (as express's acceptance tests do), and run as its own process, so none can rot. */
 import { expect } from 'chai'
 import { execFile, spawn } from 'node:child_process'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { randomUUID } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
@@ -15,6 +17,7 @@ import { createHandler as nodeHttpHandler } from '../../examples/node-http/app.j
 import { createApp as staleApp } from '../../examples/stale-while-revalidate/app.js'
 import { createApp as coalescingApp, type OriginCalls } from '../../examples/coalescing/app.js'
 import { mapStore } from '../../examples/custom-store/store.js'
+import { createApp as cdnPurgeApp } from '../../examples/cdn-purge/app.js'
 import { eventually, fakeClock, rawRequest, serve, type Served } from '../support/app.js'
 import { getMemcached, getRedis } from '../support/servers.js'
 
@@ -202,6 +205,37 @@ describe('examples/coalescing', function () {
   })
 })
 
+describe('examples/cdn-purge', function () {
+  it('should forward a tag purge to the CDN stand-in, and purge the tagged pages here', async function () {
+    const received: { tags: string[]; soft: boolean }[] = []
+    const cdn = http.createServer((req, res) => {
+      let body = ''
+      req.on('data', (chunk) => (body += chunk))
+      req.on('end', () => {
+        received.push(JSON.parse(body))
+        res.end('{"success":true}')
+      })
+    })
+    await new Promise<void>((resolve) => cdn.listen(0, '127.0.0.1', resolve))
+    try {
+      const { app, cache } = cdnPurgeApp(`http://127.0.0.1:${(cdn.address() as AddressInfo).port}/purge`)
+      opened.push({ close: () => cache.close() })
+      const s = await listen(app)
+      await s.agent.get('/posts').expect(200).expect('X-Cache', 'MISS').expect('Surrogate-Key', 'posts post:1 post:2')
+      await s.agent.get('/posts/1').expect(200).expect('X-Cache', 'MISS')
+      await s.agent.get('/posts').expect('X-Cache', 'HIT')
+      await s.agent.put('/posts/1').send({ title: 'Edited' }).expect(204)
+      await eventually(() => received.length === 1, 'the purge at the CDN')
+      expect(received[0]).to.deep.equal({ tags: ['post:1'], soft: false })
+      await s.agent.get('/posts').expect('X-Cache', 'MISS')
+      const post = await s.agent.get('/posts/1').expect('X-Cache', 'MISS')
+      expect(post.body.title).to.equal('Edited')
+    } finally {
+      await new Promise<void>((resolve) => cdn.close(() => resolve()))
+    }
+  })
+})
+
 /** Every examples/<name>/app.ts this suite runs as a process, with the environment it needs. */
 const runnable: { name: string; env?: () => Promise<Record<string, string>> }[] = [
   { name: 'basic' },
@@ -213,6 +247,9 @@ const runnable: { name: string; env?: () => Promise<Record<string, string>> }[] 
   { name: 'coalescing', env: async () => ({ REDIS_URL: (await getRedis()).url }) },
   { name: 'redis', env: async () => ({ REDIS_URL: (await getRedis()).url }) },
   { name: 'memcached', env: async () => ({ MEMCACHED_SERVERS: (await getMemcached()).address }) },
+  { name: 'cdn-purge' },
+  { name: 'posts-and-queries' },
+  { name: 'observability' },
 ]
 
 describe('examples/*/app.ts run directly', function () {
