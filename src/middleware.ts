@@ -34,6 +34,13 @@ export interface ResponseCache {
   /** Remove every entry of this cache's store. */
   clear(): Promise<void>
   stats(): CacheStats
+  /**
+   * The front door: a `node:http` request listener that answers fresh stored responses before
+   * `app` sees the request, and hands everything else to `app` unchanged —
+   * `http.createServer(cache.serve(app))`. Keep `app.use(cache)` inside the app: it handles the
+   * misses, routes' `cacheRoute()`, revalidation and storing.
+   */
+  serve<A extends (req: IncomingMessage, res: ServerResponse) => unknown>(app: A): (req: IncomingMessage, res: ServerResponse) => void
   /** Stop using the store and close what the cache opened. */
   close(): Promise<void>
 }
@@ -128,6 +135,7 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     const { landed, failed, refused } = instance.storage.writes
     return { ...counters, stores: landed, storeFailures: failed, storeRefused: refused, ...config.store.stats?.() }
   }
+  middleware.serve = (app) => frontDoor(instance, app)
   middleware.close = async () => {
     openCaches.delete(middleware)
     await config.store.close?.()
@@ -203,6 +211,43 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
   if (refresh !== undefined) return compute(ctx, refresh, false)
   ctx.trace = startRequest(headKey, method)
   start(ctx)
+}
+
+/**
+ * The front door (README "The front door"): only what `respond()` would answer as a fresh hit is
+ * answered here, from the same key (the app's routing settings read from the app itself); every
+ * other request reaches the app as it came, where `app.use(cache)` treats it as usual.
+ */
+function frontDoor(cache: Instance, app: (req: IncomingMessage, res: ServerResponse) => unknown): (req: IncomingMessage, res: ServerResponse) => void {
+  if (typeof app !== 'function') throw new TypeError(`cache.serve(app): app must be a request listener, got ${describe(app)}`)
+  const routing = routingOf({ app })
+  const { config } = cache
+  return function cachetFrontDoor(req: IncomingMessage, res: ServerResponse): void {
+    const method = req.method
+    const url = req.url ?? '/'
+    // A custom key reads what the app adds to the request: only the app can compute it.
+    if ((method !== 'GET' && method !== 'HEAD') || config.key !== undefined || url.length > config.maxKeyLength || requestBypassReason(method, req.headers) !== undefined) {
+      return void app(req, res)
+    }
+    const target = targetKey('GET', url, routing, config.keepParam)
+    if (target === undefined) return void app(req, res)
+    const headKey = storageKey(target.primary, requestHost(req, config.host), target.spelling)
+    const rules = hasRequestDirectives(req.headers)
+      ? requestRules(parseCacheControl(req.headers['cache-control']), req.headers.pragma, req.headers['cache-control'] !== undefined)
+      : NO_REQUEST_RULES
+    const answer = (found: Found) => {
+      const decision = decide(found.entry, rules, config.now())
+      if (decision.kind === 'hit' && req.headers.range === undefined) {
+        const ctx = newContext(cache, req, res, () => app(req, res), { url, headKey, rules })
+        ctx.trace = startRequest(headKey, method)
+        if (serve(ctx, found, { ageMs: decision.age, label: 'HIT', route: undefined })) return
+      }
+      app(req, res)
+    }
+    const found = lookup(cache, headKey, req)
+    if (!isPromise(found)) return answer(found)
+    found.then(answer, () => app(req, res))
+  }
 }
 
 /** Look the request's key up, then act on what was found. */
