@@ -119,6 +119,13 @@ async function cachetMiddleware(v: Variant): Promise<Handler> {
   return cache
 }
 
+/** cache.serve(app) of the cache under test (the front door). */
+function frontDoor(middleware: Handler, app: http.RequestListener): http.RequestListener {
+  const serve = (middleware as { serve?: (app: http.RequestListener) => http.RequestListener }).serve
+  if (typeof serve !== 'function') throw new Skip('cachet has no cache.serve(app) yet')
+  return serve(app)
+}
+
 async function apicacheMiddleware(v: Variant): Promise<express.RequestHandler> {
   const { default: apicache } = await import('apicache')
   if (v.store !== 'redis') return apicache.newInstance().middleware('5 minutes')
@@ -185,13 +192,13 @@ async function buildApp(v: Variant): Promise<http.RequestListener> {
         const app = express()
         app.use(middleware)
         app.use(expressJson)
-        return app
+        return v.frontDoor ? frontDoor(middleware, app) : app
       }
       if (v.framework === 'express4') {
         const app = express4()
         app.use(middleware)
         app.use(expressJson)
-        return app
+        return v.frontDoor ? frontDoor(middleware, app) : app
       }
       const app = connect()
       app.use(middleware)

@@ -19,6 +19,8 @@ export interface Variant {
   cached: boolean
   /** Part of the `--quick` smoke run. */
   quick?: boolean
+  /** Served through cache.serve(app): hits answered before the framework. */
+  frontDoor?: boolean
 }
 
 const baselines: Variant[] = [
@@ -56,6 +58,15 @@ for (const framework of ['express5', 'express4', 'connect'] as const) {
       })
     }
   }
+}
+
+for (const framework of ['express5', 'express4'] as const) {
+  cachetVariants.push({
+    name: `cachet-${framework}-frontdoor-memory-json`,
+    kind: 'cachet', framework, store: 'memory', coder: 'json', cached: true, frontDoor: true,
+    quick: framework === 'express5',
+    description: `cachet HIT through cache.serve(app), memory store, jsonCoder(), ${framework === 'express5' ? 'Express 5' : 'Express 4'}`,
+  })
 }
 
 export const variants: readonly Variant[] = [...baselines, ...peers, ...cachetVariants]
