@@ -36,6 +36,11 @@ export interface CachedOptions<F extends AnyFunction = AnyFunction> {
    * the same name and message without calling the function. @default false (a rejection is never stored)
    */
   cacheRejections?: Duration | false
+  /**
+   * Cache tags of a result, from the result and the arguments, for `invalidateTags()`:
+   * `tags: (post, id) => [\`post:${id}\`]`. @default none
+   */
+  tags?: (result: Awaited<ReturnType<F>>, ...args: Parameters<F>) => readonly string[]
 }
 
 /** An argument the default key cannot encode (a function, a symbol, a cycle, a class instance). */
@@ -46,7 +51,7 @@ export class UnkeyableArgumentError extends TypeError {
   }
 }
 
-const KNOWN_OPTIONS = new Set(['cache', 'key', 'namespace', 'ttl', 'staleWhileRevalidate', 'cacheRejections'])
+const KNOWN_OPTIONS = new Set(['cache', 'key', 'namespace', 'ttl', 'staleWhileRevalidate', 'cacheRejections', 'tags'])
 /** Longest argument part kept as text; a longer one becomes `~` and its SHA-256 (base64url). */
 const MAX_ARGS_LENGTH = 200
 
@@ -79,6 +84,8 @@ export function cached<F extends AnyFunction>(fn: F, options: CachedOptions<F> =
     staleWhileRevalidate: options.staleWhileRevalidate,
     cacheRejections: options.cacheRejections,
   }, 'cached')
+  const tagsOf = options.tags
+  if (tagsOf !== undefined && typeof tagsOf !== 'function') throw new TypeError(`cached option "tags" must be a function, got ${describe(tagsOf)}`)
   const custom = options.key
   if (custom !== undefined && typeof custom !== 'function') throw new TypeError(`cached option "key" must be a function, got ${describe(custom)}`)
   if (custom !== undefined && options.namespace !== undefined) {
@@ -110,7 +117,8 @@ export function cached<F extends AnyFunction>(fn: F, options: CachedOptions<F> =
     } catch (error) {
       return Promise.reject(error)
     }
-    return getOrSet(instance, key, () => fn.apply(this, args), times)
+    const callTimes = tagsOf === undefined ? times : { ...times, tags: (value: unknown) => tagsOf(value as Awaited<ReturnType<F>>, ...args) }
+    return getOrSet(instance, key, () => fn.apply(this, args), callTimes)
   }
   Object.defineProperty(wrapped, 'name', { value: fn.name })
   return wrapped as unknown as Cached<F>

@@ -339,6 +339,9 @@ export interface WireValue {
   x: number
   w: number
   r?: [string, string]
+  /** Cache tags, when the value has any, and when its computation began. */
+  g?: string[]
+  q?: number
 }
 
 export interface WirePass {
@@ -463,6 +466,10 @@ function valueToWire(entry: ValueEntry): WireValue {
   const wire: WireValue = { v: FORMAT_VERSION, k: 'd', t: entry.storedAt, x: entry.expires, w: entry.staleUntil }
   if (entry.rejection !== undefined) wire.r = [entry.rejection.name, entry.rejection.message]
   else wire.d = entry.value
+  if (entry.tags !== undefined) {
+    wire.g = entry.tags
+    wire.q = entry.since ?? entry.storedAt
+  }
   return wire
 }
 
@@ -472,11 +479,18 @@ function valueFromWire(w: Record<string, unknown>, data: (raw: unknown) => unkno
   const expires = finite(w.x, 'expires')
   const staleUntil = finite(w.w, 'staleUntil')
   if (staleUntil < expires) throw new CorruptEntryError('stale window ends before freshness')
+  let entry: ValueEntry
   if (w.r !== undefined) {
     const r = stringArray(w.r, 'rejection')
     if (r.length !== 2 || w.d !== undefined) throw new CorruptEntryError('rejection')
-    return { kind: 'value', value: undefined, storedAt, expires, staleUntil, rejection: { name: r[0], message: r[1] } }
+    entry = { kind: 'value', value: undefined, storedAt, expires, staleUntil, rejection: { name: r[0], message: r[1] } }
+  } else {
+    if (!('d' in w)) throw new CorruptEntryError('value missing')
+    entry = { kind: 'value', value: data(w.d), storedAt, expires, staleUntil }
   }
-  if (!('d' in w)) throw new CorruptEntryError('value missing')
-  return { kind: 'value', value: data(w.d), storedAt, expires, staleUntil }
+  if (w.g !== undefined) {
+    entry.tags = stringArray(w.g, 'tags')
+    entry.since = finite(w.q, 'since')
+  }
+  return entry
 }

@@ -204,7 +204,7 @@ export class Storage {
    * (a soft one: revalidate, or serve stale where the entry allows) or `'gone'` (a hard one),
    * with the time from which it counts as stale. A byte store's tag marks are read within `budget`.
    */
-  invalidationState(key: string, entry: ResponseEntry, budget = this.timeout): Maybe<InvalidationState> {
+  invalidationState(key: string, entry: Invalidatable, budget = this.timeout): Maybe<InvalidationState> {
     const since = entry.since ?? entry.responseTime
     let stale = 0
     if (this.softPatterns.length > 0) {
@@ -662,6 +662,9 @@ function readOutcome<T extends Entry | undefined>(key: string, entry: T, t: numb
   publishStoreRead(key, entry === undefined ? 'miss' : 'hit', t)
   return entry
 }
+
+/** What invalidationState() reads of an entry: its tags and when it was computed. */
+export type Invalidatable = Pick<ResponseEntry, 'since' | 'responseTime' | 'tags'>
 
 /** What invalidations mean for an entry read back (see `invalidationState`). */
 export type InvalidationState = { state: 'ok' } | { state: 'gone' } | { state: 'stale'; at: number }

@@ -125,6 +125,10 @@ export interface ValueEntry {
   staleUntil: number
   /** A cached rejection (negative caching, only when asked for): the error's name and message. */
   rejection?: { name: string; message: string }
+  /** Cache tags that invalidateTags() reaches. */
+  tags?: string[]
+  /** When the computation that produced a tagged value began: tag invalidations from then on cover it. */
+  since?: number
 }
 
 /**

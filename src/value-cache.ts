@@ -5,7 +5,7 @@ import createDebug from 'debug'
 import { jsonCoder } from './coders/json.js'
 import { parseDuration, type Duration } from './options.js'
 import { assertPattern, describe } from './pattern.js'
-import { Storage, StoreTimeoutError, StoreUnavailableError, asError, isPromise, type Maybe } from './storage.js'
+import { Storage, StoreTimeoutError, StoreUnavailableError, asError, isPromise, type InvalidationState, type Maybe } from './storage.js'
 import { kEntryStore, memoryStore } from './stores/memory.js'
 import type { Coder, Entry, Store, ValueEntry } from './types.js'
 
@@ -43,6 +43,8 @@ export interface SetOptions {
   ttl?: Duration
   /** @default the cache's `staleWhileRevalidate` */
   staleWhileRevalidate?: Duration
+  /** Cache tags of the value, for `invalidateTags()` (shared with responses on the same store). @default none */
+  tags?: readonly string[]
 }
 
 /** Options of one getOrSet() call. */
@@ -116,6 +118,13 @@ export interface ValueCache {
   getOrSet<T>(key: string, compute: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T>
   /** Remove every key matching `pattern` (`*` is the only wildcard); resolves how many were removed. */
   invalidate(pattern: string): Promise<number>
+  /**
+   * Invalidate every value carrying any of `tags` — and every response carrying them, when a
+   * responseCache() shares the store — at constant cost (see README "Cache tags"); `soft` makes
+   * the values stale instead (served while one recompute runs, within `staleWhileRevalidate`).
+   * Rejects when the store could not record it.
+   */
+  invalidateTags(tags: readonly string[], options?: { soft?: boolean }): Promise<void>
   /** One read of the store, timed. Never rejects. */
   health(): Promise<HealthReport>
   /** Store many values, `concurrency` at a time; one result per entry, in order. Never rejects once the input is valid. */
@@ -131,6 +140,8 @@ export interface Times {
   staleWhileRevalidate: number
   /** 0: rejections are not stored. */
   rejections: number
+  /** Tags of what is stored: given, or computed from the value (cached()'s `tags`). */
+  tags?: readonly string[] | ((value: unknown) => readonly string[])
 }
 
 interface Config {
@@ -244,7 +255,7 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
     [kInstance]: instance,
     get(key) {
       assertKey(key)
-      return Promise.resolve(instance.storage.read(key)).then(function freshValue(entry) {
+      return Promise.resolve(readValue(instance, key)).then(function freshValue(entry) {
         const now = config.now()
         if (entry?.kind === 'value' && entry.rejection === undefined && now < entry.expires) {
           counters.hits++
@@ -273,6 +284,16 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
       assertPattern(pattern)
       return invalidate(instance, pattern)
     },
+    async invalidateTags(tags, options) {
+      const list = checkTagList(tags)
+      const soft = options?.soft === true
+      try {
+        await instance.storage.markTags(list, soft)
+      } catch (error) {
+        instance.report(asError(error))
+        throw error
+      }
+    },
     health: () => health(instance),
     warm(entries, options) {
       return warm(instance, checkWarm(entries, instance.defaults), concurrencyOf(options))
@@ -300,7 +321,7 @@ export function instanceOf(cache: unknown, what: string): Instance {
 /** Fresh hit, stale hit (plus one background recompute), or a miss that leads or joins a flight. */
 export function getOrSet<T>(instance: Instance, key: string, compute: () => T | Promise<T>, times: Times): Promise<T> {
   const since = instance.epoch
-  const found = instance.storage.read(key)
+  const found = readValue(instance, key)
   if (!isPromise(found)) return decide(instance, key, found, compute, times, since)
   return found.then((entry) => decide(instance, key, entry, compute, times, since))
 }
@@ -395,7 +416,7 @@ async function lead(instance: Instance, key: string, compute: () => unknown, tim
     while (waiting) {
       await pause(delay)
       delay = Math.min(delay * 2, POLL_MAX)
-      const entry = await instance.storage.read(key, true)
+      const entry = await readValue(instance, key, true)
       if (entry?.kind === 'value' && config.now() < entry.expires) return outcomeOf(entry)
       if (config.now() >= deadline || !canLock(instance)) {
         debug('value cache: lock for %s still held after lockTimeout (or the store is failing), computing', key)
@@ -409,13 +430,14 @@ async function lead(instance: Instance, key: string, compute: () => unknown, tim
     }
   }
   let outcome: Outcome
+  const startedAt = config.now()
   try {
     outcome = { ok: true, value: await compute() }
   } catch (error) {
     outcome = { ok: false, error }
   }
   let written: Maybe<void> | undefined = undefined
-  if (!invalidatedSince(instance, key, f)) ({ entry: f.entry, written } = write(instance, key, outcome, times))
+  if (!invalidatedSince(instance, key, f)) ({ entry: f.entry, written } = write(instance, key, outcome, times, startedAt))
   if (token !== undefined) {
     const release = () => Promise.resolve(config.store.unlock!(key, token!)).catch((error) => instance.report(asError(error)))
     if (isPromise(written)) void written.then(release)
@@ -425,13 +447,21 @@ async function lead(instance: Instance, key: string, compute: () => unknown, tim
 }
 
 /** Store an outcome: a value, or a rejection when `times.rejections` asks for it. */
-function write(instance: Instance, key: string, outcome: Outcome, times: Times): { entry?: ValueEntry; written?: Maybe<void> } {
+function write(instance: Instance, key: string, outcome: Outcome, times: Times, startedAt?: number): { entry?: ValueEntry; written?: Maybe<void> } {
   const now = instance.config.now()
   let entry: ValueEntry
   let ttl: number
   if (outcome.ok) {
     ttl = times.ttl + times.staleWhileRevalidate
     entry = { kind: 'value', value: outcome.value, storedAt: now, expires: now + times.ttl, staleUntil: now + ttl }
+    const tags = tagsOf(instance, times, outcome.value)
+    if (tags !== undefined) {
+      const since = startedAt ?? now
+      // A tag invalidated while the value was computed: the value may predate it.
+      if (instance.storage.tagsInvalidatedSince(tags, since)) return {}
+      entry.tags = tags
+      entry.since = since
+    }
   } else {
     if (times.rejections === 0) return {}
     ttl = times.rejections
@@ -440,6 +470,53 @@ function write(instance: Instance, key: string, outcome: Outcome, times: Times):
   }
   instance.counters.sets++
   return { entry, written: instance.storage.write(key, entry, ttl) }
+}
+
+/** The value's tags: the call's, or computed from the value; a tags function that fails is reported and gives none. */
+function tagsOf(instance: Instance, times: Times, value: unknown): string[] | undefined {
+  let tags: readonly string[] | undefined
+  try {
+    tags = typeof times.tags === 'function' ? times.tags(value) : times.tags
+  } catch (error) {
+    instance.report(asError(error))
+    return undefined
+  }
+  if (tags === undefined) return undefined
+  if (!Array.isArray(tags) || !tags.every((t) => typeof t === 'string' && t.trim() !== '')) {
+    instance.report(new TypeError(`tags must be an array of non-empty strings, got ${describe(tags)}`))
+    return undefined
+  }
+  return tags.length === 0 ? undefined : [...new Set(tags.map((t) => t.trim()))]
+}
+
+/**
+ * Read a value as tag invalidations leave it (src/storage.ts `invalidationState`): gone after a
+ * hard one, stale from the moment of a soft one (served within its stale window, if any).
+ */
+function readValue(instance: Instance, key: string, fromStore = false): Maybe<Entry | undefined> {
+  const { storage } = instance
+  const apply = (entry: Entry | undefined): Maybe<Entry | undefined> => {
+    if (entry?.kind !== 'value' || entry.tags === undefined) return entry
+    const state = storage.invalidationState(key, { since: entry.since, responseTime: entry.storedAt, tags: entry.tags })
+    const judged = (s: InvalidationState): Entry | undefined => {
+      if (s.state === 'ok') return entry
+      if (s.state === 'gone') {
+        storage.remove(key)
+        return undefined
+      }
+      return { ...entry, expires: Math.min(entry.expires, s.at) }
+    }
+    return isPromise(state) ? state.then(judged) : judged(state)
+  }
+  const found = storage.read(key, fromStore)
+  return isPromise(found) ? found.then(apply) : apply(found)
+}
+
+function checkTagList(tags: unknown): string[] {
+  if (!Array.isArray(tags) || tags.length === 0 || !tags.every((t) => typeof t === 'string' && t.trim() !== '')) {
+    throw new TypeError(`tags must be a non-empty array of non-empty strings, got ${describe(tags)}`)
+  }
+  return [...new Set(tags.map((t: string) => t.trim()))]
 }
 
 function canLock(instance: Instance): boolean {
@@ -651,10 +728,14 @@ export function resolveTimes(defaults: Times, options: GetOrSetOptions | undefin
   if (options === undefined) return defaults
   if (options === null || typeof options !== 'object') throw new TypeError(`${what} options must be an object, got ${describe(options)}`)
   for (const name of Object.keys(options)) {
-    if (name !== 'ttl' && name !== 'staleWhileRevalidate' && name !== 'cacheRejections') throw new TypeError(`${what}: unknown option "${name}"`)
+    if (name !== 'ttl' && name !== 'staleWhileRevalidate' && name !== 'cacheRejections' && name !== 'tags') throw new TypeError(`${what}: unknown option "${name}"`)
   }
-  const { ttl, staleWhileRevalidate, cacheRejections } = options
+  const { ttl, staleWhileRevalidate, cacheRejections, tags } = options
+  if (tags !== undefined && typeof tags !== 'function' && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string' && t.trim() !== ''))) {
+    throw new TypeError(`${what} option "tags" must be an array of non-empty strings, got ${describe(tags)}`)
+  }
   return {
+    tags: tags === undefined ? defaults.tags : (tags as Times['tags']),
     ttl: ttl === undefined ? defaults.ttl : positive(ttl, `${what} option "ttl"`),
     staleWhileRevalidate: staleWhileRevalidate === undefined ? defaults.staleWhileRevalidate : parseDuration(staleWhileRevalidate, `${what} option "staleWhileRevalidate"`),
     rejections: cacheRejections === undefined || cacheRejections === false ? defaults.rejections : positive(cacheRejections, `${what} option "cacheRejections"`),
