@@ -19,6 +19,8 @@ export interface Variant {
   cached: boolean
   /** Part of the `--quick` smoke run. */
   quick?: boolean
+  /** The remote store with its local tier on (`local: {}`). */
+  local?: boolean
 }
 
 const baselines: Variant[] = [
@@ -55,6 +57,17 @@ for (const framework of ['express5', 'express4', 'connect'] as const) {
         description: `cachet HIT, ${store} store, ${coder}Coder(), ${on}`,
       })
     }
+  }
+}
+
+// The local tier (README "Stores"): hits answered from process memory, no round trip.
+for (const store of ['redis', 'memcached'] as const) {
+  for (const coder of ['json', 'msgpack'] as const) {
+    cachetVariants.push({
+      name: `cachet-express5-${store}-local-${coder}`,
+      kind: 'cachet', framework: 'express5', store, coder, cached: true, local: true,
+      description: `cachet HIT, ${store} store with local: {}, ${coder}Coder(), Express 5`,
+    })
   }
 }
 
