@@ -305,11 +305,11 @@ export function memcachedStore(
       : new LRUCache<string, LocalCopy>({ maxSize: local.maxBytes, sizeCalculation: (copy) => copy.size })
   const changes = new ChangeLog()
 
-  /** Drop local copies of keys matching `pattern` (a change made here). */
-  function forget(pattern: string): void {
-    changes.note(pattern)
+  /** Drop local copies of one key (`literal`) or of keys matching `pattern`: a change made here. */
+  function forget(pattern: string, literal: boolean): void {
+    changes.note(pattern, literal)
     if (copies === undefined || copies.size === 0) return
-    if (!pattern.includes('*')) {
+    if (literal) {
       copies.delete(pattern)
       return
     }
@@ -475,7 +475,7 @@ export function memcachedStore(
       debug('not stored: %d bytes is over maxItemSize %d (%s)', value.byteLength, maxItemSize, key)
       return false
     }
-    forget(key)
+    forget(key, true)
     const c = client ?? (await open())
     const tokens = await ensureGenerations(c, namespacesOf(key))
     const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
@@ -493,7 +493,7 @@ export function memcachedStore(
   }
 
   async function remove(key: string): Promise<boolean> {
-    forget(key)
+    forget(key, true)
     const c = client ?? (await open())
     const tokens = await readGenerations(c, namespacesOf(key))
     if (tokens.includes(undefined)) return false
@@ -512,13 +512,13 @@ export function memcachedStore(
       assertPattern(pattern)
       const target = classifyPattern(pattern)
       if (target.literal) return (await remove(pattern)) ? 1 : 0
-      forget(`${target.namespace}*`)
+      forget(`${target.namespace}*`, false)
       await bump(target.namespace)
       return 0
     },
 
     async clear() {
-      forget('*')
+      forget('*', false)
       // The global namespace is part of every key of this prefix, and only of this prefix.
       await bump('')
       return 0

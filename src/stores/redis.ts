@@ -123,17 +123,17 @@ export interface RedisStoreOptions {
   /**
    * A local tier: hits answered from process memory with no round trip at all, kept coherent
    * across processes by pub/sub on the channel `cachet:invalidate:<prefix>` (every `set`,
-   * `delete`, `deleteMatching` and `clear` of any redisStore with `local` on that prefix
-   * publishes what changed, atomically with the change; every such store drops its matching
-   * copies on receipt). A copy is served locally only while its subscriber connection is up,
+   * `delete`, `deleteMatching` and `clear` of any single-node redisStore on that prefix, `local`
+   * or not, publishes what changed, atomically with the change; every store with `local` drops
+   * its matching copies on receipt). A copy is served locally only while its subscriber connection is up,
    * has been since the copy was fetched, and answered a PING sent within the last
    * `2 × local.heartbeat` ms; otherwise it is checked with Redis as a hot copy is (one round
    * trip, never stale). A copy never outlives the key's PX ttl, nor `local.ttl`.
    *
-   * Staleness bound: a change made through a redisStore with `local` on the same prefix is not
+   * Staleness bound: a change made through a single-node redisStore on the same prefix is not
    * served by another process later than `2 × local.heartbeat` after the call that made it
    * resolved (in practice, one message delivery). Changes made around the store (raw writes by
-   * other clients, redisStores without `local`, evictions) are seen within `local.ttl`.
+   * other clients, evictions) are seen within `local.ttl`.
    * `false` (the strict mode) keeps one validating round trip per hit: never stale.
    * Needs a single-node client (a Cluster is refused). `local.maxBytes` replaces `hotBytes`.
    * @default false
@@ -164,6 +164,17 @@ export interface RedisStore<C extends RedisClient = RedisClient> extends Store {
   /** The ioredis client in use (created on first use when the store was given a `url`). */
   getClient(): Promise<C>
 }
+
+/**
+ * A redisStore that may have the local tier on: `get` returns a trusted local copy synchronously
+ * (no round trip and no promise), and a promise otherwise.
+ */
+export interface LocalRedisStore<C extends RedisClient = RedisClient> extends Omit<RedisStore<C>, 'get'> {
+  get(key: string): Buffer | Promise<Buffer | null>
+}
+
+/** Options without the local tier: the store's `get` always returns a promise. */
+type WithoutLocal = { local?: false }
 
 /** The options redisStore() takes, in either argument. */
 const REDIS_OPTIONS = ['prefix', 'lockPrefix', 'scanCount', 'clientOptions', 'hotBytes', 'local'] as const
@@ -260,13 +271,17 @@ return 1`
  * `FLUSHDB` or `FLUSHALL`.
  */
 export function redisStore<C extends RedisClient = RedisClient>(
+  connection: RedisStoreConnection<C> & RedisStoreOptions & WithoutLocal,
+  options?: RedisStoreOptions & WithoutLocal,
+): RedisStore<C>
+export function redisStore<C extends RedisClient = RedisClient>(
   connection: RedisStoreConnection<C> & RedisStoreOptions,
   options?: RedisStoreOptions,
-): RedisStore<C>
+): LocalRedisStore<C>
 export function redisStore(
   connection: RedisStoreConnection & RedisStoreOptions,
   options: RedisStoreOptions = {},
-): RedisStore {
+): LocalRedisStore {
   if (connection === null || typeof connection !== 'object') {
     throw new TypeError(`redisStore expects { client } or { url }, got ${describe(connection)}`)
   }
@@ -343,6 +358,11 @@ export function redisStore(
   const channelName = channelOf(prefix)
   /** The local tier's invalidation channel (created with the client). */
   let tier: InvalidationChannel | undefined
+  /**
+   * Every store on a single node publishes its changes, local tier or not, so that processes
+   * with `local` stay coherent with those without it. (A Cluster has no local tier.)
+   */
+  const publishes = given === undefined || !given.isCluster
 
   function listen(subscriber: unknown): void {
     if (local === undefined) return
@@ -419,10 +439,9 @@ export function redisStore(
    * value (or checks the stamp of the copy held) and its PTTL. The copy is trusted afterwards only
    * when no change that could touch the key arrived while the reply was on its way.
    */
-  async function getLocal(c: RedisClient, key: string, channel: InvalidationChannel): Promise<Buffer | null> {
-    const held = hot!.get(key)
+  async function getLocal(key: string, channel: InvalidationChannel, held: HotCopy | undefined): Promise<Buffer | null> {
+    const c = client ?? (await open())
     const sentAt = now()
-    if (held !== undefined && sentAt < held.expiresAt && channel.trusts(held.mark, sentAt)) return held.bytes
     const mark = channel.mark()
     const reply = (held === undefined
       ? await runScript(c, READ_LOCAL, [prefix + key], [])
@@ -442,8 +461,17 @@ export function redisStore(
     return keep(key, value, trusted, expiresAt)
   }
 
+  /** A get without the local tier: a plain GET, or the stamp check of a hot copy. */
+  async function getRemote(key: string): Promise<Buffer | null> {
+    const c = client ?? (await open())
+    const held = hot?.get(key)
+    if (held === undefined) return keep(key, await c.getBuffer(prefix + key))
+    const reply = await validate(c, prefix + key, held.stamp)
+    return reply === 1 ? held.bytes : keep(key, reply)
+  }
+
   async function unlinkBatch(node: RedisClient, keys: Buffer[], cluster: RedisClient, pattern?: string): Promise<number> {
-    if (tier !== undefined && pattern !== undefined) {
+    if (publishes && pattern !== undefined) {
       // The keys go and their message is published in one script: no change without its message.
       return Number(await runScript(node, UNLINK_PUBLISH, keys, [channelName, message('p', pattern)]))
     }
@@ -485,14 +513,14 @@ export function redisStore(
     const c = await use()
     // A literal pattern names one key: no need to walk the keyspace.
     if (isLiteral(pattern)) {
-      if (tier === undefined) return c.unlink(prefix + pattern)
+      if (!publishes) return c.unlink(prefix + pattern)
       return Number(await runScript(c, UNLINK_PUBLISH, [prefix + pattern], [channelName, message('k', pattern)]))
     }
     const match = matchPrefix + toRedisGlob(pattern)
     if (!c.isCluster) {
       const removed = await scanAndUnlink(c, match, c, pattern)
       // Copies of keys Redis no longer held (evicted, deleted around the store) go too.
-      if (tier !== undefined) await c.callBuffer('publish', [channelName, message('p', pattern)])
+      if (publishes) await c.callBuffer('publish', [channelName, message('p', pattern)])
       return removed
     }
     const cluster = c as RedisClusterClient
@@ -506,13 +534,17 @@ export function redisStore(
     name: 'redis',
     prefix,
 
-    async get(key) {
-      const c = client ?? (await open())
-      if (tier !== undefined) return getLocal(c, key, tier)
-      const held = hot?.get(key)
-      if (held === undefined) return keep(key, await c.getBuffer(prefix + key))
-      const reply = await validate(c, prefix + key, held.stamp)
-      return reply === 1 ? held.bytes : keep(key, reply)
+    get(key) {
+      if (tier !== undefined) {
+        // A trusted copy answers synchronously: no round trip, no promise.
+        const held = hot!.get(key)
+        if (held !== undefined) {
+          const at = now()
+          if (at < held.expiresAt && tier.trusts(held.mark, at)) return held.bytes
+        }
+        return getLocal(key, tier, held)
+      }
+      return getRemote(key)
     },
 
     async set(key, value, ttlMs) {
@@ -520,19 +552,19 @@ export function redisStore(
       const stamped = stamp(toBuffer(value))
       hot?.delete(key)
       const px = Math.max(1, Math.ceil(ttlMs))
-      if (tier === undefined) {
+      if (!publishes) {
         await c.set(prefix + key, stamped, 'PX', px)
         return
       }
-      tier.log.note(key, true)
+      tier?.log.note(key, true)
       await runScript(c, SET_PUBLISH, [prefix + key], [stamped, px, channelName, message('k', key)])
     },
 
     async delete(key) {
       const c = client ?? (await open())
       hot?.delete(key)
-      if (tier === undefined) return (await c.unlink(prefix + key)) > 0
-      tier.log.note(key, true)
+      if (!publishes) return (await c.unlink(prefix + key)) > 0
+      tier?.log.note(key, true)
       return Number(await runScript(c, UNLINK_PUBLISH, [prefix + key], [channelName, message('k', key)])) > 0
     },
 

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { Redis } from 'ioredis'
-import { redisStore, type RedisStore } from '../../src/stores/redis.js'
+import { redisStore, type LocalRedisStore } from '../../src/stores/redis.js'
 import { runStoreContract } from '../support/store-contract.js'
 import { startProxy, type FaultProxy } from '../support/proxy.js'
 import { getRedis, getRedisCluster, type RedisServer } from '../support/servers.js'
@@ -43,7 +43,7 @@ describe('redisStore({ local })', function () {
   this.timeout(20_000)
   let server: RedisServer
   const opened: Redis[] = []
-  const stores: RedisStore[] = []
+  const stores: LocalRedisStore[] = []
 
   before(async function () {
     this.timeout(30_000)
@@ -94,6 +94,18 @@ describe('redisStore({ local })', function () {
       await servedLocally(B, b, 'k:GET', 'new')
     })
 
+    it('should stop serving the old value when the other process’s store has no local tier (strict mode)', async function () {
+      const { a, b, B, prefix } = pair()
+      const strict = redisStore({ client: a, prefix })
+      await strict.set('k:GET', Buffer.from('old'), 60_000)
+      await servedLocally(B, b, 'k:GET', 'old')
+      await strict.set('k:GET', Buffer.from('new'), 60_000)
+      await eventually(async () => text(await B.get('k:GET')) === 'new', 'the new value in B', WAIT)
+      await servedLocally(B, b, 'k:GET', 'new')
+      await strict.deleteMatching('k:*')
+      await eventually(async () => (await B.get('k:GET')) === null, 'the invalidation seen in B', WAIT)
+    })
+
     it('should stop serving a deleted key', async function () {
       const { b, A, B } = pair()
       await A.set('k:GET', Buffer.from('v'), 60_000)
@@ -124,13 +136,12 @@ describe('redisStore({ local })', function () {
     })
 
     it('should not outlive the key’s ttl in Redis', async function () {
-      const { b, A, B } = pair()
+      const { A, B } = pair()
       await A.set('short:GET', Buffer.from('v'), 300)
       await B.get('short:GET')
       // Served locally while it lives (no command), then a miss: the copy expired with the key.
       await eventually(async () => (await B.get('short:GET')) === null, 'the expiry seen in B', WAIT)
       assert.equal(await B.get('short:GET'), null)
-      void b
     })
   })
 
@@ -181,7 +192,7 @@ describe('redisStore({ local })', function () {
         const pending: Promise<unknown>[] = []
         // A get that does not answer at once is one that went to Redis (whose replies are held).
         await eventually(async () => {
-          const read = B.get('k:GET').then(text, () => 'error')
+          const read = Promise.resolve(B.get('k:GET')).then(text, () => 'error')
           pending.push(read)
           const first = await Promise.race([read, sleep(20).then(() => 'pending')])
           return first !== 'old'
@@ -252,8 +263,10 @@ describe('redisStore({ local })', function () {
         name: 'redis (two instances)',
         get: (key) => reader.get(key),
         set: (key, value, ttl) => writer.set(key, value, ttl),
-        delete: (key) => writer.delete(key),
-        deleteMatching: (pattern) => writer.deleteMatching(pattern),
+        // Deletes go through the reader, whose own changes drop its copies at once; changes by
+        // the writer reach the reader's copies one message later (the tests above).
+        delete: (key) => reader.delete(key),
+        deleteMatching: (pattern) => reader.deleteMatching(pattern),
         clear: () => writer.clear(),
       }
       return {
