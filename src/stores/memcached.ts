@@ -143,6 +143,17 @@ export interface MemcachedStore<C extends MemcachedClient = MemcachedClient> ext
   unlock(key: string, token: string): Promise<boolean>
 }
 
+/**
+ * A memcachedStore that may have the local tier on: `get` returns a local copy synchronously
+ * (no round trip and no promise), and a promise otherwise.
+ */
+export interface LocalMemcachedStore<C extends MemcachedClient = MemcachedClient> extends Omit<MemcachedStore<C>, 'get'> {
+  get(key: string): Buffer | Promise<Buffer | undefined>
+}
+
+/** Options without the local tier: the store's `get` always returns a promise. */
+type WithoutLocal = { local?: false }
+
 /** Raised by `deleteMatching()` for a pattern memcached cannot honour. */
 export class UnsupportedPatternError extends Error {
   constructor(readonly pattern: string) {
@@ -234,13 +245,17 @@ const MAX_RELATIVE_TTL_S = 10 * 365 * 86_400
  * `ADD` per namespace never seen before); a wildcard `deleteMatching`/`clear` is one `SET`.
  */
 export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
+  connection: MemcachedStoreConnection<C> & MemcachedStoreOptions & WithoutLocal,
+  options?: MemcachedStoreOptions & WithoutLocal,
+): MemcachedStore<C>
+export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
   connection: MemcachedStoreConnection<C> & MemcachedStoreOptions,
   options?: MemcachedStoreOptions,
-): MemcachedStore<C>
+): LocalMemcachedStore<C>
 export function memcachedStore(
   connection: MemcachedStoreConnection & MemcachedStoreOptions,
   options: MemcachedStoreOptions = {},
-): MemcachedStore {
+): LocalMemcachedStore {
   if (connection === null || typeof connection !== 'object') {
     throw new TypeError(`memcachedStore expects { client } or { servers }, got ${describe(connection)}`)
   }
@@ -440,15 +455,19 @@ export function memcachedStore(
     return seconds > THIRTY_DAYS_S ? Math.ceil(now() / 1000) + seconds : seconds
   }
 
-  async function get(key: string): Promise<Buffer | undefined> {
-    const startedAt = copies === undefined ? 0 : now()
-    if (copies !== undefined) {
-      const held = copies.get(key)
-      if (held !== undefined) {
-        if (startedAt < held.expiresAt && sameGenerations(key, held.tokens)) return held.bytes
-        copies.delete(key)
-      }
+  function get(key: string): Buffer | Promise<Buffer | undefined> {
+    if (copies === undefined) return fetch(key, 0)
+    const startedAt = now()
+    const held = copies.get(key)
+    if (held !== undefined) {
+      // A copy still within local.ttl answers synchronously: no round trip, no promise.
+      if (startedAt < held.expiresAt && sameGenerations(key, held.tokens)) return held.bytes
+      copies.delete(key)
     }
+    return fetch(key, startedAt)
+  }
+
+  async function fetch(key: string, startedAt: number): Promise<Buffer | undefined> {
     const mark = changes.mark(true)
     const c = client ?? (await open())
     const tokens = await readGenerations(c, namespacesOf(key))
