@@ -49,7 +49,6 @@ export function parseLocal(
   defaults: { ttl: number; heartbeat?: number },
 ): LocalTier | undefined {
   if (value === undefined || value === false) return undefined
-  if (value === true) value = {}
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new TypeError(`${store} option "local" must be false or an object { maxBytes, ttl }, got ${describe(value)}`)
   }

@@ -212,6 +212,7 @@ describe('redisStore({ local })', function () {
   describe('options', function () {
     const invalid: [string, unknown, RegExp][] = [
       ['a string', 'yes', /^redisStore option "local" must be false or an object/],
+      ['true', true, /^redisStore option "local" must be false or an object \{ maxBytes, ttl \}, got true$/],
       ['maxBytes -1', { maxBytes: -1 }, /^redisStore option "local.maxBytes" must be a positive integer, got -1$/],
       ['ttl 0', { ttl: 0 }, /^redisStore option "local.ttl" must be a positive number of milliseconds, got 0$/],
       ['heartbeat 5', { heartbeat: 5 }, /^redisStore option "local.heartbeat" must be a number of milliseconds >= 10, got 5$/],
