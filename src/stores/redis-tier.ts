@@ -24,6 +24,8 @@ export interface RedisSubscriber {
  * then trusts copies again).
  */
 export const SUBSCRIBER_OPTIONS = {
+  // The channel sends nothing before it is ready, so a lazy connection would never open.
+  lazyConnect: false,
   enableOfflineQueue: false,
   autoResendUnfulfilledCommands: false,
   autoResubscribe: false,

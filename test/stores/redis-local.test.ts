@@ -84,6 +84,19 @@ describe('redisStore({ local })', function () {
     })
   })
 
+  describe('when the client given connects lazily', function () {
+    it('should still open its subscriber and serve local hits', async function () {
+      const prefix = unique()
+      const lazy = new Redis({ host: '127.0.0.1', port: server.port, maxRetriesPerRequest: 1, lazyConnect: true })
+      lazy.on('error', () => {})
+      opened.push(lazy)
+      const store = redisStore({ client: lazy, prefix, local: LOCAL })
+      stores.push(store)
+      await store.set('k:GET', Buffer.from('v'), 60_000)
+      await servedLocally(store, lazy, 'k:GET', 'v')
+    })
+  })
+
   describe('when another process changes a key', function () {
     it('should stop serving the old value once the other process’s set resolved', async function () {
       const { b, A, B } = pair()
