@@ -323,14 +323,23 @@ export function memcachedStore(
   /** Drop local copies of one key (`literal`) or of keys matching `pattern`: a change made here. */
   function forget(pattern: string, literal: boolean): void {
     changes.note(pattern, literal)
-    if (copies === undefined || copies.size === 0) return
+    if (copies === undefined) return
     if (literal) {
       copies.delete(pattern)
+      fetching.delete(pattern)
       return
     }
     const matches = compilePattern(pattern)
+    for (const key of [...fetching.keys()]) if (matches(key)) fetching.delete(key)
     for (const key of [...copies.keys()]) if (matches(key)) copies.delete(key)
   }
+
+  /**
+   * Local-tier reads on their way, by key: concurrent misses of one key share one read (a copy
+   * that expires under load would otherwise send every waiting request to memcached at once). A
+   * change made here removes the key's entry, so a later read never joins an earlier one.
+   */
+  const fetching = new Map<string, Promise<Buffer | undefined>>()
 
   /** Whether the generations cached here still name the ones a copy was read under. */
   function sameGenerations(key: string, tokens: readonly string[]): boolean {
@@ -464,7 +473,15 @@ export function memcachedStore(
       if (startedAt < held.expiresAt && sameGenerations(key, held.tokens)) return held.bytes
       copies.delete(key)
     }
-    return fetch(key, startedAt)
+    const running = fetching.get(key)
+    if (running !== undefined) return running
+    const read = fetch(key, startedAt)
+    fetching.set(key, read)
+    const settled = () => {
+      if (fetching.get(key) === read) fetching.delete(key)
+    }
+    read.then(settled, settled)
+    return read
   }
 
   async function fetch(key: string, startedAt: number): Promise<Buffer | undefined> {

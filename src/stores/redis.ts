@@ -367,11 +367,23 @@ export function redisStore(
   function listen(subscriber: unknown): void {
     if (local === undefined) return
     tier = new InvalidationChannel(subscriber as RedisSubscriber, channelName, local.heartbeat, now, (pattern, literal) => {
-      if (pattern === undefined) hot?.clear()
-      else if (literal) hot?.delete(pattern)
-      else forget(pattern)
+      if (pattern === undefined) {
+        hot?.clear()
+        fetching.clear()
+      } else if (literal) {
+        hot?.delete(pattern)
+        fetching.delete(pattern)
+      } else forget(pattern)
     })
   }
+
+  /**
+   * Local-tier reads on their way, by key: concurrent misses of one key share one round trip (a
+   * copy that expires under load would otherwise send every waiting request to Redis at once).
+   * A change of the key removes its entry, so a read that starts after the change never joins a
+   * read that began before it.
+   */
+  const fetching = new Map<string, Promise<Buffer | null>>()
 
   async function open(): Promise<RedisClient> {
     if (closed) throw new Error('redisStore is closed')
@@ -422,13 +434,27 @@ export function redisStore(
 
   /** Drop hot copies of keys matching a pattern: they are being deleted. */
   function forget(pattern: string): void {
-    if (hot === undefined || hot.size === 0) return
     if (isLiteral(pattern)) {
-      hot.delete(pattern)
+      hot?.delete(pattern)
+      fetching.delete(pattern)
       return
     }
     const matches = compilePattern(pattern)
+    for (const key of [...fetching.keys()]) if (matches(key)) fetching.delete(key)
+    if (hot === undefined || hot.size === 0) return
     for (const key of [...hot.keys()]) if (matches(key)) hot.delete(key)
+  }
+
+  function getShared(key: string, channel: InvalidationChannel, held: HotCopy | undefined): Promise<Buffer | null> {
+    const running = fetching.get(key)
+    if (running !== undefined) return running
+    const read = getLocal(key, channel, held)
+    fetching.set(key, read)
+    const settled = () => {
+      if (fetching.get(key) === read) fetching.delete(key)
+    }
+    read.then(settled, settled)
+    return read
   }
 
   // A client given to the store: its local tier listens from the start.
@@ -542,7 +568,7 @@ export function redisStore(
           const at = now()
           if (at < held.expiresAt && tier.trusts(held.mark, at)) return held.bytes
         }
-        return getLocal(key, tier, held)
+        return getShared(key, tier, held)
       }
       return getRemote(key)
     },
@@ -551,6 +577,7 @@ export function redisStore(
       const c = client ?? (await open())
       const stamped = stamp(toBuffer(value))
       hot?.delete(key)
+      fetching.delete(key)
       const px = Math.max(1, Math.ceil(ttlMs))
       if (!publishes) {
         await c.set(prefix + key, stamped, 'PX', px)
@@ -563,6 +590,7 @@ export function redisStore(
     async delete(key) {
       const c = client ?? (await open())
       hot?.delete(key)
+      fetching.delete(key)
       if (!publishes) return (await c.unlink(prefix + key)) > 0
       tier?.log.note(key, true)
       return Number(await runScript(c, UNLINK_PUBLISH, [prefix + key], [channelName, message('k', key)])) > 0

@@ -76,6 +76,21 @@ describe('memcachedStore({ local })', function () {
     })
   })
 
+  describe('when many reads of one key miss the local tier at once', function () {
+    it('should send the commands of one read for all of them', async function () {
+      const { A, B, b, clock } = pair({ ttl: 1000 })
+      await A.set('posts:1:GET', Buffer.from('v'), 60_000)
+      let before = b.sent
+      const values = await Promise.all(Array.from({ length: 10 }, () => B.get('posts:1:GET')))
+      const ten = b.sent - before
+      assert.deepEqual(values.map((v) => text(v)), Array(10).fill('v'))
+      clock.advance(1000)
+      before = b.sent
+      assert.equal(text(await B.get('posts:1:GET')), 'v')
+      assert.equal(ten, b.sent - before, 'commands of 10 concurrent reads = commands of 1')
+    })
+  })
+
   describe('when another process changes a key', function () {
     it('should serve the new value once local.ttl has passed since the copy was read', async function () {
       const { A, B, clock } = pair({ ttl: 1000 })

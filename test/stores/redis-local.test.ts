@@ -84,6 +84,22 @@ describe('redisStore({ local })', function () {
     })
   })
 
+  describe('when many reads of one key miss the local tier at once', function () {
+    it('should send one command for all of them', async function () {
+      const { b, A, B } = pair()
+      await A.set('k:GET', Buffer.from('v'), 60_000)
+      let commands = 0
+      const original = b.callBuffer.bind(b)
+      b.callBuffer = ((...args: Parameters<typeof b.callBuffer>) => {
+        commands++
+        return original(...args)
+      }) as typeof b.callBuffer
+      const values = await Promise.all(Array.from({ length: 10 }, () => B.get('k:GET')))
+      assert.deepEqual(values.map((v) => text(v)), Array(10).fill('v'))
+      assert.equal(commands, 1)
+    })
+  })
+
   describe('when the client given connects lazily', function () {
     it('should still open its subscriber and serve local hits', async function () {
       const prefix = unique()
