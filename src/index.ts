@@ -12,7 +12,7 @@ export { memoryStore } from './stores/memory.js'
 export type { MemoryStoreOptions } from './stores/memory.js'
 export type { MemoryStore } from './stores/memory.js'
 export { redisStore } from './stores/redis.js'
-export type { RedisStore, RedisStoreOptions, RedisStoreConnection, RedisClient, RedisClusterClient, RedisClientOptions } from './stores/redis.js'
+export type { RedisStore, RedisStoreOptions, RedisStoreConnection, RedisClient, RedisClusterClient, RedisClientOptions, LocalRedisStore } from './stores/redis.js'
 export { memcachedStore } from './stores/memcached.js'
 export { UnsupportedPatternError } from './stores/memcached.js'
 export type {
@@ -21,6 +21,7 @@ export type {
   MemcachedStoreConnection,
   MemcachedClient,
   MemcachedClientOptions,
+  LocalMemcachedStore,
 } from './stores/memcached.js'
 export { sqliteStore } from './stores/sqlite.js'
 export type { SqliteStore, SqliteStoreOptions, SqliteStoreConnection, SqliteDatabase, SqliteStatement, SqliteTransaction } from './stores/sqlite.js'

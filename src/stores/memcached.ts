@@ -1,9 +1,11 @@
-/** memcachedStore(): a Store on memjs, with namespace generations because memcached cannot list keys. */
+/** memcachedStore(): a Store on memjs, with namespace generations because memcached cannot list keys, locks, and an opt-in local tier. */
 import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
-import { assertKnownOptions, assertPattern, describe, describeObject } from '../pattern.js'
+import { LRUCache } from 'lru-cache'
+import { assertKnownOptions, assertPattern, compilePattern, describe, describeObject } from '../pattern.js'
 import type { Store } from '../types.js'
+import { ChangeLog, parseLocal, type LocalTierOptions } from './local-tier.js'
 
 const debugStore = createDebug('cachet:memcached')
 const debugAll = createDebug('cachet')
@@ -85,10 +87,23 @@ export interface MemcachedStoreOptions {
    */
   clientOptions?: MemcachedClientOptions
   /**
-   * Clock in epoch milliseconds, used for ttls over 30 days (sent as absolute unix times).
+   * Clock in epoch milliseconds, used for ttls over 30 days (sent as absolute unix times) and
+   * for the ages of local copies.
    * @default Date.now
    */
   now?: () => number
+  /**
+   * A local tier: values read from memcached kept in process memory and answered from there with
+   * no round trip, each for at most `local.ttl` ms (default 1000) after the read that fetched it
+   * began. Memcached sends no notifications, so the bound is time: a write or invalidation made by
+   * another process is served here at most `local.ttl` ms after it resolved (plus
+   * `generationCacheMs` for an invalidation). Changes made through this store instance drop the
+   * copies they touch at once; a read that was on its way meanwhile keeps no copy. A copy may
+   * outlive the item's own expiry in memcached by up to `local.ttl` (memcached does not tell the
+   * time left). `false` (the strict mode) asks memcached on every get.
+   * @default false
+   */
+  local?: LocalTierOptions | false
 }
 
 /** A Memcached-backed store. `deleteMatching` accepts only the patterns listed in its error. */
@@ -112,7 +127,32 @@ export interface MemcachedStore<C extends MemcachedClient = MemcachedClient> ext
   stats(): { entries?: number; bytes?: number; tooLarge: number }
   /** The memjs client in use (created on first use when the store was given `servers`). */
   getClient(): Promise<C>
+  /**
+   * Take the lock named `key` for at least `ttlMs` (`ADD` of a lock key holding a random token;
+   * memcached counts whole seconds on a clock that ticks once a second, so the lock is sent
+   * `ceil(ttlMs / 1000) + 1` s and lives between `ttlMs` and that). Resolves a token for
+   * `unlock()`, or `null` when another holder has it.
+   */
+  lock(key: string, ttlMs: number): Promise<string | null>
+  /**
+   * Release a lock only if `token` still holds it: a `GET` compares the token, then a `DELETE`
+   * removes the lock (memcached has no compare-and-delete and memjs no CAS). The race left: a
+   * lock that expires between the two, and is taken by another process in that one round trip,
+   * is deleted. Only a holder that overran its ttl can meet it. Resolves whether it released.
+   */
+  unlock(key: string, token: string): Promise<boolean>
 }
+
+/**
+ * A memcachedStore that may have the local tier on: `get` returns a local copy synchronously
+ * (no round trip and no promise), and a promise otherwise.
+ */
+export interface LocalMemcachedStore<C extends MemcachedClient = MemcachedClient> extends Omit<MemcachedStore<C>, 'get'> {
+  get(key: string): Buffer | Promise<Buffer | undefined>
+}
+
+/** Options without the local tier: the store's `get` always returns a promise. */
+type WithoutLocal = { local?: false }
 
 /** Raised by `deleteMatching()` for a pattern memcached cannot honour. */
 export class UnsupportedPatternError extends Error {
@@ -128,7 +168,7 @@ export class UnsupportedPatternError extends Error {
 }
 
 /** The options memcachedStore() takes, in either argument. */
-const MEMCACHED_OPTIONS = ['prefix', 'maxItemSize', 'generationCacheMs', 'clientOptions', 'now'] as const
+const MEMCACHED_OPTIONS = ['prefix', 'maxItemSize', 'generationCacheMs', 'clientOptions', 'now', 'local'] as const
 
 /** memcached's longest key, in bytes. */
 const MAX_KEY = 250
@@ -148,6 +188,29 @@ const CLIENT_DEFAULTS = {
   timeout: 0.5,
   conntimeout: 1,
   keepAlive: true,
+}
+
+/** Default `local.ttl` on memcached: the staleness bound for changes made by other processes. */
+const LOCAL_TTL_DEFAULT = 1000
+
+/** What a local copy costs beyond its bytes, counted against `local.maxBytes`. */
+const COPY_OVERHEAD = 512
+
+/** A value read from memcached, kept in process memory until `expiresAt` (the store's clock). */
+interface LocalCopy {
+  bytes: Buffer
+  /** The generation tokens it was read under, one per namespace of its key. */
+  tokens: readonly string[]
+  expiresAt: number
+  size: number
+}
+
+/**
+ * A lock's expiry in whole seconds: memcached's clock ticks once a second, so an item sent with
+ * `n` lives between `n - 1` and `n` seconds; one more second keeps the lock at least `ttlMs`.
+ */
+function lockSeconds(ttlMs: number): number {
+  return Math.min(Math.ceil(ttlMs / 1000) + 1, THIRTY_DAYS_S)
 }
 
 /** Longest ttl sent, in seconds (about 10 years): the absolute time it becomes stays below 2^32. */
@@ -182,13 +245,17 @@ const MAX_RELATIVE_TTL_S = 10 * 365 * 86_400
  * `ADD` per namespace never seen before); a wildcard `deleteMatching`/`clear` is one `SET`.
  */
 export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
+  connection: MemcachedStoreConnection<C> & MemcachedStoreOptions & WithoutLocal,
+  options?: MemcachedStoreOptions & WithoutLocal,
+): MemcachedStore<C>
+export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
   connection: MemcachedStoreConnection<C> & MemcachedStoreOptions,
   options?: MemcachedStoreOptions,
-): MemcachedStore<C>
+): LocalMemcachedStore<C>
 export function memcachedStore(
   connection: MemcachedStoreConnection & MemcachedStoreOptions,
   options: MemcachedStoreOptions = {},
-): MemcachedStore {
+): LocalMemcachedStore {
   if (connection === null || typeof connection !== 'object') {
     throw new TypeError(`memcachedStore expects { client } or { servers }, got ${describe(connection)}`)
   }
@@ -235,6 +302,7 @@ export function memcachedStore(
   if (typeof now !== 'function') {
     throw new TypeError(`memcachedStore option "now" must be a function, got ${describe(now)}`)
   }
+  const local = parseLocal('memcachedStore', merged.local, { ttl: LOCAL_TTL_DEFAULT })
 
   // The store opens its own client: find memjs now, so that a missing package fails here, once,
   // not on every request.
@@ -245,6 +313,46 @@ export function memcachedStore(
   let closed = false
   let tooLarge = 0
   const generationCache = new Map<string, { token: string; until: number }>()
+  /** The local tier: copies by key (without prefix), and this process's own recent changes. */
+  const copies =
+    local === undefined
+      ? undefined
+      : new LRUCache<string, LocalCopy>({ maxSize: local.maxBytes, sizeCalculation: (copy) => copy.size })
+  const changes = new ChangeLog()
+
+  /** Drop local copies of one key (`literal`) or of keys matching `pattern`: a change made here. */
+  function forget(pattern: string, literal: boolean): void {
+    changes.note(pattern, literal)
+    if (copies === undefined) return
+    if (literal) {
+      copies.delete(pattern)
+      fetching.delete(pattern)
+      return
+    }
+    const matches = compilePattern(pattern)
+    for (const key of [...fetching.keys()]) if (matches(key)) fetching.delete(key)
+    for (const key of [...copies.keys()]) if (matches(key)) copies.delete(key)
+  }
+
+  /**
+   * Local-tier reads on their way, by key: concurrent misses of one key share one read (a copy
+   * that expires under load would otherwise send every waiting request to memcached at once). A
+   * change made here removes the key's entry, so a later read never joins an earlier one.
+   */
+  const fetching = new Map<string, Promise<Buffer | undefined>>()
+
+  /** Whether the generations cached here still name the ones a copy was read under. */
+  function sameGenerations(key: string, tokens: readonly string[]): boolean {
+    if (generationCacheMs <= 0) return true
+    const names = namespacesOf(key)
+    const at = now()
+    for (let i = 0; i < names.length; i++) {
+      const cached = generationCache.get(names[i])
+      // Only tokens this process has read (or set) recently say anything.
+      if (cached !== undefined && cached.until > at && cached.token !== tokens[i]) return false
+    }
+    return true
+  }
 
   async function open(): Promise<MemcachedClient> {
     if (closed) throw new Error('memcachedStore is closed')
@@ -273,7 +381,7 @@ export function memcachedStore(
   const use = (): MemcachedClient | Promise<MemcachedClient> => client ?? open()
 
   /** The memcached key for `body` under one of the store's key spaces (`tag`). */
-  function physical(tag: 'e' | 'g', body: string): string {
+  function physical(tag: 'e' | 'g' | 'l', body: string): string {
     const plain = `${prefix}${tag}:${body}`
     // Length in UTF-16 units equals length in bytes once the text is known to be ASCII.
     if (plain.length <= MAX_KEY && KEY_SAFE.test(plain)) return plain
@@ -356,14 +464,42 @@ export function memcachedStore(
     return seconds > THIRTY_DAYS_S ? Math.ceil(now() / 1000) + seconds : seconds
   }
 
-  async function get(key: string): Promise<Buffer | undefined> {
+  function get(key: string): Buffer | Promise<Buffer | undefined> {
+    if (copies === undefined) return fetch(key, 0)
+    const startedAt = now()
+    const held = copies.get(key)
+    if (held !== undefined) {
+      // A copy still within local.ttl answers synchronously: no round trip, no promise.
+      if (startedAt < held.expiresAt && sameGenerations(key, held.tokens)) return held.bytes
+      copies.delete(key)
+    }
+    const running = fetching.get(key)
+    if (running !== undefined) return running
+    const read = fetch(key, startedAt)
+    fetching.set(key, read)
+    const settled = () => {
+      if (fetching.get(key) === read) fetching.delete(key)
+    }
+    read.then(settled, settled)
+    return read
+  }
+
+  async function fetch(key: string, startedAt: number): Promise<Buffer | undefined> {
+    const mark = changes.mark(true)
     const c = client ?? (await open())
     const tokens = await readGenerations(c, namespacesOf(key))
     // A namespace without a generation has never been written to (or was evicted): nothing
     // under it is reachable, so skip the second round trip.
     if (tokens.includes(undefined)) return undefined
     const { value } = await c.get(entryKey(key, tokens as string[]))
-    return value ?? undefined
+    if (value === null || value === undefined) return undefined
+    if (copies === undefined || changes.changedSince(mark, key)) return value
+    // An exact-size copy: replies are views into memjs's socket buffers.
+    const own = Buffer.from(value)
+    const size = own.length + key.length + COPY_OVERHEAD
+    if (size > local!.maxBytes) return own
+    copies.set(key, { bytes: own, tokens: tokens as string[], expiresAt: startedAt + local!.ttl, size })
+    return own
   }
 
   async function set(key: string, value: Uint8Array, ttlMs: number): Promise<boolean> {
@@ -375,6 +511,7 @@ export function memcachedStore(
       debug('not stored: %d bytes is over maxItemSize %d (%s)', value.byteLength, maxItemSize, key)
       return false
     }
+    forget(key, true)
     const c = client ?? (await open())
     const tokens = await ensureGenerations(c, namespacesOf(key))
     const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
@@ -392,6 +529,7 @@ export function memcachedStore(
   }
 
   async function remove(key: string): Promise<boolean> {
+    forget(key, true)
     const c = client ?? (await open())
     const tokens = await readGenerations(c, namespacesOf(key))
     if (tokens.includes(undefined)) return false
@@ -410,18 +548,42 @@ export function memcachedStore(
       assertPattern(pattern)
       const target = classifyPattern(pattern)
       if (target.literal) return (await remove(pattern)) ? 1 : 0
+      forget(`${target.namespace}*`, false)
       await bump(target.namespace)
       return 0
     },
 
     async clear() {
+      forget('*', false)
       // The global namespace is part of every key of this prefix, and only of this prefix.
       await bump('')
       return 0
     },
 
+    async lock(key, ttlMs) {
+      if (typeof ttlMs !== 'number' || !(ttlMs > 0)) {
+        throw new TypeError(`memcachedStore.lock ttlMs must be a positive number, got ${describe(ttlMs)}`)
+      }
+      const c = await use()
+      const token = randomBytes(16).toString('base64url')
+      const name = physical('l', key)
+      if (await c.add(name, token, { expires: lockSeconds(ttlMs) })) return token
+      // memjs may send the ADD again after a lost reply: a lock holding our own token is ours.
+      const { value } = await c.get(name)
+      return value !== null && value.toString('latin1') === token ? token : null
+    },
+
+    async unlock(key, token) {
+      const c = await use()
+      const name = physical('l', key)
+      const { value } = await c.get(name)
+      if (value === null || value.toString('latin1') !== token) return false
+      return c.delete(name)
+    },
+
     async close() {
       generationCache.clear()
+      copies?.clear()
       if (serverList === undefined || closed) return // never close a client we were given
       closed = true
       const created = client ?? (opening ? await opening.catch(() => undefined) : undefined)
@@ -528,7 +690,7 @@ function isMemjsClient(value: unknown): value is MemcachedClient {
 
 function pickOptions(source: MemcachedStoreOptions): MemcachedStoreOptions {
   const picked: MemcachedStoreOptions = {}
-  for (const name of ['prefix', 'maxItemSize', 'generationCacheMs', 'clientOptions', 'now'] as const) {
+  for (const name of MEMCACHED_OPTIONS) {
     if (source[name] !== undefined) (picked as Record<string, unknown>)[name] = source[name]
   }
   return picked

@@ -1,6 +1,7 @@
 /**
  * redisStore(): a Store on ioredis (single node or Cluster): binary-safe, SCAN + UNLINK
- * invalidation, optional locks, and in-process hot copies validated by a write stamp on every get.
+ * invalidation, optional locks, in-process hot copies validated by a write stamp on every get,
+ * and an opt-in local tier kept coherent across processes by pub/sub.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -8,6 +9,8 @@ import createDebug from 'debug'
 import { LRUCache } from 'lru-cache'
 import { assertKnownOptions, assertPattern, compilePattern, describe, describeObject, isLiteral, toRedisGlob } from '../pattern.js'
 import type { Store } from '../types.js'
+import { parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
+import { InvalidationChannel, SUBSCRIBER_OPTIONS, channelOf, message, type RedisSubscriber } from './redis-tier.js'
 
 const debugStore = createDebug('cachet:redis')
 const debugAll = createDebug('cachet')
@@ -50,6 +53,8 @@ export interface RedisClient {
   off(event: 'ready', listener: () => void): unknown
   /** Listeners of an event (a client the store opens always has one for `'error'`). */
   listenerCount(event: 'error'): number
+  /** A new connection with the same options: the local tier's subscriber (ioredis `duplicate()`). */
+  duplicate?(override?: object): unknown
 }
 
 /** A Redis Cluster client as the store uses it; an ioredis `Cluster` satisfies it. */
@@ -115,6 +120,25 @@ export interface RedisStoreOptions {
    * @default 16 MiB
    */
   hotBytes?: number
+  /**
+   * A local tier: hits answered from process memory with no round trip at all, kept coherent
+   * across processes by pub/sub on the channel `cachet:invalidate:<prefix>` (every `set`,
+   * `delete`, `deleteMatching` and `clear` of any single-node redisStore on that prefix, `local`
+   * or not, publishes what changed, atomically with the change; every store with `local` drops
+   * its matching copies on receipt). A copy is served locally only while its subscriber connection is up,
+   * has been since the copy was fetched, and answered a PING sent within the last
+   * `2 × local.heartbeat` ms; otherwise it is checked with Redis as a hot copy is (one round
+   * trip, never stale). A copy never outlives the key's PX ttl, nor `local.ttl`.
+   *
+   * Staleness bound: a change made through a single-node redisStore on the same prefix is not
+   * served by another process later than `2 × local.heartbeat` after the call that made it
+   * resolved (in practice, one message delivery). Changes made around the store (raw writes by
+   * other clients, evictions) are seen within `local.ttl`.
+   * `false` (the strict mode) keeps one validating round trip per hit: never stale.
+   * Needs a single-node client (a Cluster is refused). `local.maxBytes` replaces `hotBytes`.
+   * @default false
+   */
+  local?: LocalTierOptions | false
 }
 
 /** A Redis-backed store; `lock`/`unlock` support request coalescing across processes. */
@@ -141,8 +165,19 @@ export interface RedisStore<C extends RedisClient = RedisClient> extends Store {
   getClient(): Promise<C>
 }
 
+/**
+ * A redisStore that may have the local tier on: `get` returns a trusted local copy synchronously
+ * (no round trip and no promise), and a promise otherwise.
+ */
+export interface LocalRedisStore<C extends RedisClient = RedisClient> extends Omit<RedisStore<C>, 'get'> {
+  get(key: string): Buffer | Promise<Buffer | null>
+}
+
+/** Options without the local tier: the store's `get` always returns a promise. */
+type WithoutLocal = { local?: false }
+
 /** The options redisStore() takes, in either argument. */
-const REDIS_OPTIONS = ['prefix', 'lockPrefix', 'scanCount', 'clientOptions', 'hotBytes'] as const
+const REDIS_OPTIONS = ['prefix', 'lockPrefix', 'scanCount', 'clientOptions', 'hotBytes', 'local'] as const
 
 /** Default `hotBytes`: room for ~160 entries with 100 KB bodies, or ~8,000 with 1 KB bodies. */
 const HOT_BYTES_DEFAULT = 16 * 1024 * 1024
@@ -171,6 +206,31 @@ let stampCounter = 0
  */
 const VALIDATE_SCRIPT = `if redis.call('getrange', KEYS[1], 0, ${STAMP_BYTES - 1}) == ARGV[1] then return 1 end return redis.call('get', KEYS[1])`
 const VALIDATE_SHA = createHash('sha1').update(VALIDATE_SCRIPT).digest('hex')
+
+/** A Lua script and its SHA1, sent with EVALSHA (EVAL when Redis lost it). */
+interface Script {
+  source: string
+  sha: string
+}
+
+function script(source: string): Script {
+  return { source, sha: createHash('sha1').update(source).digest('hex') }
+}
+
+// The local tier's scripts. Reads answer the value and its PTTL, so a copy never outlives the key.
+const READ_LOCAL = script(`local v = redis.call('get', KEYS[1]) if not v then return nil end return {v, redis.call('pttl', KEYS[1])}`)
+const VALIDATE_LOCAL = script(
+  `local v if redis.call('getrange', KEYS[1], 0, ${STAMP_BYTES - 1}) == ARGV[1] then v = 1 else v = redis.call('get', KEYS[1]) end ` +
+    `if not v then return nil end return {v, redis.call('pttl', KEYS[1])}`,
+)
+// Writes publish what changed in the same script: a change is never applied without its message.
+const SET_PUBLISH = script(`redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) redis.call('publish', ARGV[3], ARGV[4]) return 1`)
+const UNLINK_PUBLISH = script(`local n = redis.call('unlink', unpack(KEYS)) redis.call('publish', ARGV[1], ARGV[2]) return n`)
+
+/** Default `local.ttl` on Redis: bounds changes made around the store (raw writes, evictions). */
+const LOCAL_TTL_DEFAULT = 10_000
+/** Default `local.heartbeat`. */
+const HEARTBEAT_DEFAULT = 250
 
 /** Keys per UNLINK: big enough to amortise round trips, small enough not to block Redis. */
 const UNLINK_BATCH = 500
@@ -211,13 +271,17 @@ return 1`
  * `FLUSHDB` or `FLUSHALL`.
  */
 export function redisStore<C extends RedisClient = RedisClient>(
+  connection: RedisStoreConnection<C> & RedisStoreOptions & WithoutLocal,
+  options?: RedisStoreOptions & WithoutLocal,
+): RedisStore<C>
+export function redisStore<C extends RedisClient = RedisClient>(
   connection: RedisStoreConnection<C> & RedisStoreOptions,
   options?: RedisStoreOptions,
-): RedisStore<C>
+): LocalRedisStore<C>
 export function redisStore(
   connection: RedisStoreConnection & RedisStoreOptions,
   options: RedisStoreOptions = {},
-): RedisStore {
+): LocalRedisStore {
   if (connection === null || typeof connection !== 'object') {
     throw new TypeError(`redisStore expects { client } or { url }, got ${describe(connection)}`)
   }
@@ -263,12 +327,22 @@ export function redisStore(
   if (clientOptions === null || typeof clientOptions !== 'object') {
     throw new TypeError(`redisStore option "clientOptions" must be an object, got ${describe(clientOptions)}`)
   }
-  const hotBytes = merged.hotBytes === undefined ? HOT_BYTES_DEFAULT : merged.hotBytes
-  if (typeof hotBytes !== 'number' || !Number.isSafeInteger(hotBytes) || hotBytes < 0) {
+  const hotOption = merged.hotBytes === undefined ? HOT_BYTES_DEFAULT : merged.hotBytes
+  if (typeof hotOption !== 'number' || !Number.isSafeInteger(hotOption) || hotOption < 0) {
     throw new TypeError(
-      `redisStore option "hotBytes" must be a non-negative integer (0 keeps no hot copies), got ${describe(hotBytes)}`,
+      `redisStore option "hotBytes" must be a non-negative integer (0 keeps no hot copies), got ${describe(hotOption)}`,
     )
   }
+  const local = parseLocal('redisStore', merged.local, { ttl: LOCAL_TTL_DEFAULT, heartbeat: HEARTBEAT_DEFAULT })
+  if (local !== undefined && given !== undefined && given.isCluster) {
+    throw new TypeError(
+      'redisStore option "local" needs a single-node client: its invalidation channel is one subscriber connection, got a Cluster',
+    )
+  }
+  if (local !== undefined && given !== undefined && typeof given.duplicate !== 'function') {
+    throw new TypeError(`redisStore option "local" needs a client with duplicate() (an ioredis Redis), got ${describeObject(given)}`)
+  }
+  const hotBytes = local === undefined ? hotOption : local.maxBytes
 
   // The store opens its own client: find ioredis now, so that a missing package fails here, once,
   // not on every request.
@@ -280,6 +354,36 @@ export function redisStore(
   let client: RedisClient | undefined = given
   let opening: Promise<RedisClient> | undefined
   let closed = false
+  const now = () => performance.now()
+  const channelName = channelOf(prefix)
+  /** The local tier's invalidation channel (created with the client). */
+  let tier: InvalidationChannel | undefined
+  /**
+   * Every store on a single node publishes its changes, local tier or not, so that processes
+   * with `local` stay coherent with those without it. (A Cluster has no local tier.)
+   */
+  const publishes = given === undefined || !given.isCluster
+
+  function listen(subscriber: unknown): void {
+    if (local === undefined) return
+    tier = new InvalidationChannel(subscriber as RedisSubscriber, channelName, local.heartbeat, now, (pattern, literal) => {
+      if (pattern === undefined) {
+        hot?.clear()
+        fetching.clear()
+      } else if (literal) {
+        hot?.delete(pattern)
+        fetching.delete(pattern)
+      } else forget(pattern)
+    })
+  }
+
+  /**
+   * Local-tier reads on their way, by key: concurrent misses of one key share one round trip (a
+   * copy that expires under load would otherwise send every waiting request to Redis at once).
+   * A change of the key removes its entry, so a read that starts after the change never joins a
+   * read that began before it.
+   */
+  const fetching = new Map<string, Promise<Buffer | null>>()
 
   async function open(): Promise<RedisClient> {
     if (closed) throw new Error('redisStore is closed')
@@ -289,6 +393,7 @@ export function redisStore(
       // Without a listener ioredis reports every connection error as an unhandled 'error' event;
       // the middleware sees failures through the rejected commands instead.
       created.on('error', (error: Error) => debug('connection error: %s (%s)', error.message, serverOf(url!)))
+      if (local !== undefined) listen(new Redis(url!, { ...CLIENT_DEFAULTS, ...clientOptions, ...SUBSCRIBER_OPTIONS }))
       client = created
       return created
     })()
@@ -309,7 +414,7 @@ export function redisStore(
    * exact-size copy: replies are views into ioredis's socket chunks and pooled buffers, which a
    * long-lived view would keep alive whole. Later hot hits hand out this very object.
    */
-  function keep(key: string, raw: Buffer | null): Buffer | null {
+  function keep(key: string, raw: Buffer | null, mark: LogMark = UNTRUSTED, expiresAt = 0): Buffer | null {
     if (raw === null || !isStamped(raw)) {
       // Gone, or written without a stamp (not by a redisStore): nothing to validate a copy with.
       hot?.delete(key)
@@ -322,23 +427,80 @@ export function redisStore(
     }
     const own = Buffer.allocUnsafeSlow(raw.length)
     raw.copy(own)
-    const copy: HotCopy = { stamp: own.subarray(0, STAMP_BYTES), bytes: own.subarray(STAMP_BYTES), size }
+    const copy: HotCopy = { stamp: own.subarray(0, STAMP_BYTES), bytes: own.subarray(STAMP_BYTES), size, mark, expiresAt }
     hot.set(key, copy)
     return copy.bytes
   }
 
   /** Drop hot copies of keys matching a pattern: they are being deleted. */
   function forget(pattern: string): void {
-    if (hot === undefined || hot.size === 0) return
     if (isLiteral(pattern)) {
-      hot.delete(pattern)
+      hot?.delete(pattern)
+      fetching.delete(pattern)
       return
     }
     const matches = compilePattern(pattern)
+    for (const key of [...fetching.keys()]) if (matches(key)) fetching.delete(key)
+    if (hot === undefined || hot.size === 0) return
     for (const key of [...hot.keys()]) if (matches(key)) hot.delete(key)
   }
 
-  async function unlinkBatch(node: RedisClient, keys: Buffer[], cluster: RedisClient): Promise<number> {
+  function getShared(key: string, channel: InvalidationChannel, held: HotCopy | undefined): Promise<Buffer | null> {
+    const running = fetching.get(key)
+    if (running !== undefined) return running
+    const read = getLocal(key, channel, held)
+    fetching.set(key, read)
+    const settled = () => {
+      if (fetching.get(key) === read) fetching.delete(key)
+    }
+    read.then(settled, settled)
+    return read
+  }
+
+  // A client given to the store: its local tier listens from the start.
+  if (local !== undefined && given !== undefined) listen(given.duplicate!(SUBSCRIBER_OPTIONS))
+
+  /**
+   * A get with the local tier: a trusted copy answers at once; otherwise one script reads the
+   * value (or checks the stamp of the copy held) and its PTTL. The copy is trusted afterwards only
+   * when no change that could touch the key arrived while the reply was on its way.
+   */
+  async function getLocal(key: string, channel: InvalidationChannel, held: HotCopy | undefined): Promise<Buffer | null> {
+    const c = client ?? (await open())
+    const sentAt = now()
+    const mark = channel.mark()
+    const reply = (held === undefined
+      ? await runScript(c, READ_LOCAL, [prefix + key], [])
+      : await runScript(c, VALIDATE_LOCAL, [prefix + key], [held.stamp])) as [Buffer | 1, number] | null
+    if (reply === null) {
+      hot!.delete(key)
+      return null
+    }
+    const [value, pttl] = reply
+    const trusted = channel.log.changedSince(mark, key) ? UNTRUSTED : mark
+    const expiresAt = sentAt + Math.min(local!.ttl, pttl >= 0 ? pttl : Infinity)
+    if (value === 1) {
+      held!.mark = trusted
+      held!.expiresAt = expiresAt
+      return held!.bytes
+    }
+    return keep(key, value, trusted, expiresAt)
+  }
+
+  /** A get without the local tier: a plain GET, or the stamp check of a hot copy. */
+  async function getRemote(key: string): Promise<Buffer | null> {
+    const c = client ?? (await open())
+    const held = hot?.get(key)
+    if (held === undefined) return keep(key, await c.getBuffer(prefix + key))
+    const reply = await validate(c, prefix + key, held.stamp)
+    return reply === 1 ? held.bytes : keep(key, reply)
+  }
+
+  async function unlinkBatch(node: RedisClient, keys: Buffer[], cluster: RedisClient, pattern?: string): Promise<number> {
+    if (publishes && pattern !== undefined) {
+      // The keys go and their message is published in one script: no change without its message.
+      return Number(await runScript(node, UNLINK_PUBLISH, keys, [channelName, message('p', pattern)]))
+    }
     if (!cluster.isCluster) return node.unlink(...keys)
     // In a Cluster a multi-key UNLINK must stay within one slot (CROSSSLOT otherwise), so send
     // single-key UNLINKs, pipelined to the node that owns them: still one round trip per batch.
@@ -356,14 +518,14 @@ export function redisStore(
     return removed
   }
 
-  async function scanAndUnlink(node: RedisClient, match: string, owner: RedisClient): Promise<number> {
+  async function scanAndUnlink(node: RedisClient, match: string, owner: RedisClient, pattern: string): Promise<number> {
     let removed = 0
     let cursor = '0'
     do {
       const [next, keys] = await node.scanBuffer(cursor, 'MATCH', match, 'COUNT', scanCount)
       cursor = next.toString()
       for (let i = 0; i < keys.length; i += UNLINK_BATCH) {
-        removed += await unlinkBatch(node, keys.slice(i, i + UNLINK_BATCH), owner)
+        removed += await unlinkBatch(node, keys.slice(i, i + UNLINK_BATCH), owner, pattern)
       }
     } while (cursor !== '0')
     return removed
@@ -373,15 +535,24 @@ export function redisStore(
     assertPattern(pattern)
     // Only to free memory early: a hot copy of a deleted key would fail its next validation anyway.
     forget(pattern)
+    tier?.log.note(pattern)
     const c = await use()
     // A literal pattern names one key: no need to walk the keyspace.
-    if (isLiteral(pattern)) return c.unlink(prefix + pattern)
+    if (isLiteral(pattern)) {
+      if (!publishes) return c.unlink(prefix + pattern)
+      return Number(await runScript(c, UNLINK_PUBLISH, [prefix + pattern], [channelName, message('k', pattern)]))
+    }
     const match = matchPrefix + toRedisGlob(pattern)
-    if (!c.isCluster) return scanAndUnlink(c, match, c)
+    if (!c.isCluster) {
+      const removed = await scanAndUnlink(c, match, c, pattern)
+      // Copies of keys Redis no longer held (evicted, deleted around the store) go too.
+      if (publishes) await c.callBuffer('publish', [channelName, message('p', pattern)])
+      return removed
+    }
     const cluster = c as RedisClusterClient
     await clusterReady(cluster)
     // SCAN only sees the keys of the node it runs on: walk every master.
-    const counts = await Promise.all(cluster.nodes('master').map((node) => scanAndUnlink(node, match, cluster)))
+    const counts = await Promise.all(cluster.nodes('master').map((node) => scanAndUnlink(node, match, cluster, pattern)))
     return counts.reduce((a, b) => a + b, 0)
   }
 
@@ -389,25 +560,40 @@ export function redisStore(
     name: 'redis',
     prefix,
 
-    async get(key) {
-      const c = client ?? (await open())
-      const held = hot?.get(key)
-      if (held === undefined) return keep(key, await c.getBuffer(prefix + key))
-      const reply = await validate(c, prefix + key, held.stamp)
-      return reply === 1 ? held.bytes : keep(key, reply)
+    get(key) {
+      if (tier !== undefined) {
+        // A trusted copy answers synchronously: no round trip, no promise.
+        const held = hot!.get(key)
+        if (held !== undefined) {
+          const at = now()
+          if (at < held.expiresAt && tier.trusts(held.mark, at)) return held.bytes
+        }
+        return getShared(key, tier, held)
+      }
+      return getRemote(key)
     },
 
     async set(key, value, ttlMs) {
       const c = client ?? (await open())
       const stamped = stamp(toBuffer(value))
       hot?.delete(key)
-      await c.set(prefix + key, stamped, 'PX', Math.max(1, Math.ceil(ttlMs)))
+      fetching.delete(key)
+      const px = Math.max(1, Math.ceil(ttlMs))
+      if (!publishes) {
+        await c.set(prefix + key, stamped, 'PX', px)
+        return
+      }
+      tier?.log.note(key, true)
+      await runScript(c, SET_PUBLISH, [prefix + key], [stamped, px, channelName, message('k', key)])
     },
 
     async delete(key) {
       const c = client ?? (await open())
       hot?.delete(key)
-      return (await c.unlink(prefix + key)) > 0
+      fetching.delete(key)
+      if (!publishes) return (await c.unlink(prefix + key)) > 0
+      tier?.log.note(key, true)
+      return Number(await runScript(c, UNLINK_PUBLISH, [prefix + key], [channelName, message('k', key)])) > 0
     },
 
     deleteMatching,
@@ -419,6 +605,8 @@ export function redisStore(
 
     async close() {
       hot?.clear()
+      // The subscriber is always the store's own connection, also with a client it was given.
+      await tier?.close()
       if (url === undefined || closed) return // never close a client we were given
       closed = true
       const created = client ?? (opening ? await opening.catch(() => undefined) : undefined)
@@ -452,6 +640,22 @@ interface HotCopy {
   stamp: Buffer
   bytes: Buffer
   size: number
+  /** Local tier: the change-log mark it was fetched under, and until when it may be served locally. */
+  mark: LogMark
+  expiresAt: number
+}
+
+/** A mark no session matches: the copy is checked with Redis before it is served. */
+const UNTRUSTED: LogMark = { seq: -1, session: -1 }
+
+/** Run a script by its SHA1, sending it whole when Redis lost it (a restart, SCRIPT FLUSH). */
+async function runScript(client: RedisClient, s: Script, keys: (string | Buffer)[], args: (string | Buffer | number)[]): Promise<unknown> {
+  try {
+    return await client.callBuffer('evalsha', [s.sha, keys.length, ...keys, ...args])
+  } catch (error) {
+    if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error
+    return client.callBuffer('eval', [s.source, keys.length, ...keys, ...args])
+  }
 }
 
 /** The value behind a fresh write stamp, in one buffer: SET takes one value. */
@@ -555,6 +759,7 @@ function pickOptions(source: RedisStoreOptions): RedisStoreOptions {
   if (source.scanCount !== undefined) picked.scanCount = source.scanCount
   if (source.clientOptions !== undefined) picked.clientOptions = source.clientOptions
   if (source.hotBytes !== undefined) picked.hotBytes = source.hotBytes
+  if (source.local !== undefined) picked.local = source.local
   return picked
 }
 

@@ -528,6 +528,9 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
   for (const coder of ['json', 'msgpack']) {
     ratio(`Redis HIT (${coder}) ≥ 0.8 × memory HIT`, `cachet-express5-redis-${coder}`, 'cachet-express5-memory-json', 1024, 0.8)
   }
+  for (const bodyBytes of [1024, 102400]) {
+    ratio('Redis HIT with local: {} ≥ 0.95 × memory HIT', 'cachet-express5-redis-local-json', 'cachet-express5-memory-json', bodyBytes, 0.95)
+  }
   for (const coder of ['json', 'msgpack']) {
     ratio(`Redis HIT (${coder}) ≥ 20 × apicache Redis HIT`, `cachet-express5-redis-${coder}`, 'apicache-redis', 102400, 20)
     ratio(

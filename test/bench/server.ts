@@ -95,11 +95,11 @@ async function cachetMiddleware(v: Variant): Promise<Handler> {
     try {
       if (v.store === 'redis') {
         if (!values.redis) throw new Skip('no Redis server available')
-        return api.redisStore({ url: `redis://${values.redis}` })
+        return api.redisStore({ url: `redis://${values.redis}`, ...(v.local ? { local: {} } : {}) })
       }
       if (v.store === 'memcached') {
         if (!values.memcached) throw new Skip('no memcached server available')
-        return api.memcachedStore({ servers: [values.memcached] })
+        return api.memcachedStore({ servers: [values.memcached], ...(v.local ? { local: {} } : {}) })
       }
       const maxEntries = values['max-entries'] ? Number(values['max-entries']) : undefined
       return api.memoryStore(maxEntries ? { maxEntries, maxBytes: 4 * 1024 ** 3 } : {})

@@ -21,6 +21,8 @@ export interface Variant {
   quick?: boolean
   /** Served through cache.serve(app): hits answered before the framework. */
   frontDoor?: boolean
+  /** The remote store with its local tier on (`local: {}`). */
+  local?: boolean
 }
 
 const baselines: Variant[] = [
@@ -67,6 +69,16 @@ for (const framework of ['express5', 'express4'] as const) {
     quick: framework === 'express5',
     description: `cachet HIT through cache.serve(app), memory store, jsonCoder(), ${framework === 'express5' ? 'Express 5' : 'Express 4'}`,
   })
+}
+// The local tier (README "Stores"): hits answered from process memory, no round trip.
+for (const store of ['redis', 'memcached'] as const) {
+  for (const coder of ['json', 'msgpack'] as const) {
+    cachetVariants.push({
+      name: `cachet-express5-${store}-local-${coder}`,
+      kind: 'cachet', framework: 'express5', store, coder, cached: true, local: true,
+      description: `cachet HIT, ${store} store with local: {}, ${coder}Coder(), Express 5`,
+    })
+  }
 }
 
 export const variants: readonly Variant[] = [...baselines, ...peers, ...cachetVariants]

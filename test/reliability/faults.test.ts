@@ -417,6 +417,198 @@ describe('faults during load', function () {
   })
 })
 
+describe('faults during load, with the local tier on', function () {
+  this.timeout(120_000)
+
+  after(() => {
+    if (report.length > 0) console.log(report.map((line) => `      ${line}`).join('\n'))
+    report.length = 0
+  })
+
+  describe('on the redis store (local: { heartbeat: 50 })', () => {
+    let redis: RedisServer
+    let proxy: FaultProxy
+    let client: Redis
+    let store: ReturnType<typeof redisStore>
+    let r: Rig
+    let rejections: ReturnType<typeof watchRejections>
+    const worst: Worst = { plain: 0, varying: 0 }
+
+    before(async function () {
+      this.timeout(30_000)
+      redis = await startRedis()
+      proxy = await startProxy(redis.port)
+    })
+
+    beforeEach(async () => {
+      rejections = watchRejections()
+      worst.plain = worst.varying = 0
+      // The client and its subscriber (a duplicate) reach Redis through the proxy.
+      client = new Redis({ host: '127.0.0.1', port: proxy.port, maxRetriesPerRequest: 1 })
+      client.on('error', () => {})
+      store = redisStore({ client, prefix: 'faults-local:', local: { maxBytes: 256 * 1024, heartbeat: 50 } })
+      r = await rig(store, async () => client.disconnect())
+    })
+
+    afterEach(async () => {
+      rejections.stop()
+      redis.resume()
+      proxy.latency(0)
+      proxy.stall(false)
+      proxy.holdReplies(false)
+      proxy.refuse(false)
+      await r.close()
+    })
+
+    after(async () => {
+      await proxy?.close()
+      await redis?.stop()
+    })
+
+    it('should serve every request in time while redis-server is stopped (SIGSTOP) for 5 s, then cache again', async () => {
+      const result = await loadDuring(r.site, 9000, worst, async () => {
+        await sleep(1500)
+        await redis.pause()
+        await sleep(5000)
+        redis.resume()
+      }, 11)
+      report.push(`redis+local SIGSTOP 5 s — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      expectClean(result, rejections.list)
+      expect(r.errors.length, 'store errors reported').to.be.greaterThan(0)
+      await cachingResumes(r.site.port, 15_000)
+      expect(rejections.list).to.deep.equal([])
+    })
+
+    it('should serve every request in time while redis-server is killed (SIGKILL) and restarted, and never serve a copy of what the restart lost', async () => {
+      await store.set('held:GET', Buffer.from('before the kill'), 600_000)
+      await store.get('held:GET')
+      const result = await loadDuring(r.site, 9000, worst, async () => {
+        await sleep(1500)
+        await redis.kill()
+        await sleep(3000)
+        await redis.restart()
+      }, 12)
+      report.push(`redis+local SIGKILL+restart — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      expectClean(result, rejections.list)
+      expect(r.errors.length).to.be.greaterThan(0)
+      await cachingResumes(r.site.port, 15_000)
+      // The restarted server is empty: the copy held from before must not be served.
+      expect(await store.get('held:GET')).to.equal(null)
+      expect(rejections.list).to.deep.equal([])
+    })
+
+    it('should serve every request in time while the proxy resets connections and refuses new ones, and see a write made meanwhile by another process', async () => {
+      const other = new Redis({ host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: 1 })
+      other.on('error', () => {})
+      const writer = redisStore({ client: other, prefix: 'faults-local:', local: { heartbeat: 50 } })
+      try {
+        await writer.set('shared:GET', Buffer.from('0'), 600_000)
+        await store.get('shared:GET')
+        let written = 0
+        const result = await loadDuring(r.site, 8000, worst, async () => {
+          await sleep(1500)
+          for (let i = 0; i < 8; i++) {
+            proxy.reset()
+            // A write while the subscriber is down or coming back: its message may be lost.
+            await writer.set('shared:GET', Buffer.from(String(++written)), 600_000)
+            await sleep(250)
+          }
+          proxy.refuse(true)
+          proxy.reset()
+          await writer.set('shared:GET', Buffer.from(String(++written)), 600_000)
+          await sleep(1500)
+          proxy.refuse(false)
+        }, 13)
+        report.push(`redis+local proxy resets — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+        expectClean(result, rejections.list)
+        await cachingResumes(r.site.port, 15_000)
+        const last = async () => {
+          try {
+            return String(await store.get('shared:GET'))
+          } catch {
+            return 'error'
+          }
+        }
+        // Once Redis answers again the last write is read, and nothing older after it.
+        const until = Date.now() + 5000
+        while ((await last()) !== String(written)) {
+          if (Date.now() > until) throw new Error(`the last write (${written}) was not read within 5 s: ${await last()}`)
+          await sleep(20)
+        }
+        for (let i = 0; i < 20; i++) expect(await last()).to.equal(String(written))
+        expect(rejections.list).to.deep.equal([])
+      } finally {
+        await writer.close()
+        other.disconnect()
+      }
+    })
+  })
+
+  describe('on the memcached store (local: {})', () => {
+    let memcached: MemcachedServer
+    let proxy: FaultProxy
+    let r: Rig
+    let rejections: ReturnType<typeof watchRejections>
+    const worst: Worst = { plain: 0, varying: 0 }
+
+    before(async function () {
+      this.timeout(30_000)
+      memcached = await startMemcached()
+      proxy = await startProxy(memcached.port)
+    })
+
+    beforeEach(async () => {
+      rejections = watchRejections()
+      worst.plain = worst.varying = 0
+      const store = memcachedStore({ servers: [proxy.address], prefix: 'faults-local:', local: { maxBytes: 256 * 1024 } })
+      r = await rig(store, () => store.close())
+    })
+
+    afterEach(async () => {
+      rejections.stop()
+      proxy.latency(0)
+      proxy.refuse(false)
+      await r.close()
+    })
+
+    after(async () => {
+      await proxy?.close()
+      await memcached?.stop()
+    })
+
+    it('should serve every request in time while memcached is dead (SIGKILL), then cache again once it is back', async () => {
+      const result = await loadDuring(r.site, 9000, worst, async () => {
+        await sleep(1500)
+        await memcached.kill()
+        await sleep(5000)
+        await memcached.restart()
+      }, 17)
+      report.push(`memcached+local SIGKILL (5 s dead) — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      expectClean(result, rejections.list)
+      expect(r.errors.length).to.be.greaterThan(0)
+      await cachingResumes(r.site.port, 20_000)
+      expect(rejections.list).to.deep.equal([])
+    })
+
+    it('should serve every request in time while the proxy adds latency and resets connections, then cache again', async () => {
+      const result = await loadDuring(r.site, 8000, worst, async () => {
+        await sleep(1000)
+        proxy.latency(400)
+        await sleep(2500)
+        proxy.latency(0)
+        for (let i = 0; i < 6; i++) {
+          proxy.reset()
+          await sleep(250)
+        }
+      }, 18)
+      report.push(`memcached+local proxy latency+resets — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      expectClean(result, rejections.list)
+      await cachingResumes(r.site.port, 20_000)
+      expect(rejections.list).to.deep.equal([])
+    })
+  })
+})
+
 describe('a store answer that waited behind a busy event loop', function () {
   this.timeout(20_000)
   let client: Redis
