@@ -34,8 +34,7 @@ async function main(): Promise<void> {
   const server = http.createServer(app).listen(0, '127.0.0.1')
   await new Promise((resolve) => server.once('listening', resolve))
   const { port } = server.address() as AddressInfo
-  const show = (step: string, r: Reply) =>
-    console.log(`${step.padEnd(34)} ${String(r.status).padEnd(4)} X-Cache: ${r.cache.padEnd(7)} ${r.body.slice(0, 48)}`)
+  const show = (step: string, r: Reply) => console.log(`${step.padEnd(34)} ${String(r.status).padEnd(4)} X-Cache: ${r.cache.padEnd(7)} ${r.body.slice(0, 48)}`)
   const expectCache = (r: Reply, want: string, status: number) => {
     if (r.cache !== want || r.status !== status) throw new Error(`expected ${status} ${want}, got ${r.status} ${r.cache}`)
   }
@@ -62,7 +61,9 @@ async function main(): Promise<void> {
   if (!after.body.includes('Second post')) throw new Error('the new post is missing after invalidation')
 
   const { hits, misses, bypasses, stores, entries } = cache.stats()
-  console.log(`\nhandler ran ${stats.listRenders}× for 4 reads · stats: hits ${hits}, misses ${misses}, bypasses ${bypasses}, stores ${stores}, entries ${entries}`)
+  console.log(
+    `\nhandler ran ${stats.listRenders}× for 4 reads · stats: hits ${hits}, misses ${misses}, bypasses ${bypasses}, stores ${stores}, entries ${entries}`,
+  )
   server.close()
   await cache.close()
 }

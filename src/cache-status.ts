@@ -44,9 +44,7 @@ const MAX_INTEGER = 999_999_999_999_999
 export function checkCacheStatusName(value: unknown, what: string): string {
   if (typeof value === 'string' && value.length <= 256 && SF_TOKEN.test(value)) return value
   const shown = typeof value === 'string' && value.length > 64 ? `${describe(value.slice(0, 64))}…` : describe(value)
-  throw new TypeError(
-    `${what} must be a token such as 'cachet' (a letter or *, then letters, digits and !#$%&'*+-.^_\`|~:/, at most 256), got ${shown}`,
-  )
+  throw new TypeError(`${what} must be a token such as 'cachet' (a letter or *, then letters, digits and !#$%&'*+-.^_\`|~:/, at most 256), got ${shown}`)
 }
 
 /**

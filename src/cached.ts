@@ -79,11 +79,15 @@ export function cached<F extends AnyFunction>(fn: F, options: CachedOptions<F> =
   }
   const cache = options.cache ?? createCache()
   const instance = instanceOf(cache, 'cached option "cache"')
-  const times = resolveTimes(instance.defaults, {
-    ttl: options.ttl,
-    staleWhileRevalidate: options.staleWhileRevalidate,
-    cacheRejections: options.cacheRejections,
-  }, 'cached')
+  const times = resolveTimes(
+    instance.defaults,
+    {
+      ttl: options.ttl,
+      staleWhileRevalidate: options.staleWhileRevalidate,
+      cacheRejections: options.cacheRejections,
+    },
+    'cached',
+  )
   const tagsOf = options.tags
   if (tagsOf !== undefined && typeof tagsOf !== 'function') throw new TypeError(`cached option "tags" must be a function, got ${describe(tagsOf)}`)
   const custom = options.key
@@ -100,15 +104,17 @@ export function cached<F extends AnyFunction>(fn: F, options: CachedOptions<F> =
     )
   }
 
-  const keyOf = custom !== undefined
-    ? function customKey(args: Parameters<F>): string {
-      const key = custom(...args)
-      if (typeof key !== 'string' || key.length === 0) throw new TypeError(`cached ${namespace || fn.name}: key() must return a non-empty string, got ${describe(key)}`)
-      return key
-    }
-    : function defaultKey(args: Parameters<F>): string {
-      return cacheKey(namespace, args)
-    }
+  const keyOf =
+    custom !== undefined
+      ? function customKey(args: Parameters<F>): string {
+          const key = custom(...args)
+          if (typeof key !== 'string' || key.length === 0)
+            throw new TypeError(`cached ${namespace || fn.name}: key() must return a non-empty string, got ${describe(key)}`)
+          return key
+        }
+      : function defaultKey(args: Parameters<F>): string {
+          return cacheKey(namespace, args)
+        }
 
   const wrapped = function cachedCall(this: unknown, ...args: Parameters<F>): Promise<unknown> {
     let key: string
@@ -192,9 +198,21 @@ function keyPart(value: unknown, seen: object[]): string {
   } else if (object instanceof Uint8Array) {
     out = `Bytes(${Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64')})`
   } else if (object instanceof Map) {
-    out = 'Map{' + [...object].map(([k, v]) => keyPart(k, seen) + ':' + keyPart(v, seen)).sort().join(',') + '}'
+    out =
+      'Map{' +
+      [...object]
+        .map(([k, v]) => keyPart(k, seen) + ':' + keyPart(v, seen))
+        .sort()
+        .join(',') +
+      '}'
   } else if (object instanceof Set) {
-    out = 'Set[' + [...object].map((item) => keyPart(item, seen)).sort().join(',') + ']'
+    out =
+      'Set[' +
+      [...object]
+        .map((item) => keyPart(item, seen))
+        .sort()
+        .join(',') +
+      ']'
   } else {
     throw UNKEYABLE
   }

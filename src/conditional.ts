@@ -38,20 +38,26 @@ export function hasConditionals(held: Held | undefined): held is Held {
 /** RFC 9110 §13.1.1–2 against a stored entry: If-None-Match (weak comparison, lists, `*`), else If-Modified-Since. */
 export function notModified(headers: IncomingHttpHeaders | Held, p: Prepared): boolean {
   if (headers['if-none-match'] === undefined && headers['if-modified-since'] === undefined) return false
-  return fresh({ 'if-none-match': headers['if-none-match'], 'if-modified-since': headers['if-modified-since'] }, {
-    etag: p.etag,
-    'last-modified': p.lastModified,
-  })
+  return fresh(
+    { 'if-none-match': headers['if-none-match'], 'if-modified-since': headers['if-modified-since'] },
+    {
+      etag: p.etag,
+      'last-modified': p.lastModified,
+    },
+  )
 }
 
 /** The same match against the response the app is producing. */
 export function clientNotModified(conditionals: Held, res: ServerResponse): boolean {
   const tag = res.getHeader('etag')
   const lastModified = res.getHeader('last-modified') ?? res.getHeader('date')
-  return fresh({ ...conditionals }, {
-    etag: typeof tag === 'string' ? tag : undefined,
-    'last-modified': typeof lastModified === 'string' ? lastModified : undefined,
-  })
+  return fresh(
+    { ...conditionals },
+    {
+      etag: typeof tag === 'string' ? tag : undefined,
+      'last-modified': typeof lastModified === 'string' ? lastModified : undefined,
+    },
+  )
 }
 
 /**

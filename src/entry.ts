@@ -140,9 +140,7 @@ export function currentAge(entry: ResponseEntry, now: number): number {
  * RFC 9111 §3.2 excepts Content-Length and the fields the stored response depends on; an
  * entity tag or a digest that no longer matched the bytes would be worse than a stale one.
  */
-const BODY_FIELDS = new Set([
-  'content-length', 'content-encoding', 'content-range', 'etag', 'content-md5', 'digest', 'content-digest', 'repr-digest',
-])
+const BODY_FIELDS = new Set(['content-length', 'content-encoding', 'content-range', 'etag', 'content-md5', 'digest', 'content-digest', 'repr-digest'])
 
 /**
  * Merge the headers of a 304 into a stored entry (RFC 9111 §4.3.4): fields the 304 carries
@@ -251,10 +249,7 @@ class PreparedEntry implements Prepared {
     const { status, body, headers } = this.entry
     // concat() allocates exactly the length needed; push() would leave spare capacity.
     const fields = replayFields(this.upstreamStatus === undefined ? headers : without(headers, 'cache-status'))
-    this.replay =
-      status === 204 || status === 304
-        ? fields.concat(HIT_SLOTS)
-        : fields.concat('Content-Length', intern(String(body.byteLength)), HIT_SLOTS)
+    this.replay = status === 204 || status === 304 ? fields.concat(HIT_SLOTS) : fields.concat('Content-Length', intern(String(body.byteLength)), HIT_SLOTS)
     prepared.set(this.entry, this)
     return this.replay
   }

@@ -12,7 +12,15 @@ export { memoryStore } from './stores/memory.js'
 export type { MemoryStoreOptions } from './stores/memory.js'
 export type { MemoryStore } from './stores/memory.js'
 export { redisStore } from './stores/redis.js'
-export type { RedisStore, RedisStoreOptions, RedisStoreConnection, RedisClient, RedisClusterClient, RedisClientOptions, LocalRedisStore } from './stores/redis.js'
+export type {
+  RedisStore,
+  RedisStoreOptions,
+  RedisStoreConnection,
+  RedisClient,
+  RedisClusterClient,
+  RedisClientOptions,
+  LocalRedisStore,
+} from './stores/redis.js'
 export { memcachedStore } from './stores/memcached.js'
 export { UnsupportedPatternError } from './stores/memcached.js'
 export type {
@@ -48,13 +56,6 @@ export {
   publishStoreWrite,
   publishInvalidate,
 } from './diagnostics.js'
-export type {
-  RequestOutcome,
-  RequestMessage,
-  RequestOutcomeDetail,
-  StoreReadMessage,
-  StoreWriteMessage,
-  InvalidateMessage,
-} from './diagnostics.js'
+export type { RequestOutcome, RequestMessage, RequestOutcomeDetail, StoreReadMessage, StoreWriteMessage, InvalidateMessage } from './diagnostics.js'
 export { prometheusMetrics } from './metrics.js'
 export type { PrometheusMetrics, PrometheusMetricsOptions, MetricsRegistry } from './metrics.js'

@@ -318,7 +318,10 @@ export function variantPart(names: readonly string[], headers: Record<string, st
       out += escapePart(name) + '!'
       continue
     }
-    const value = (Array.isArray(raw) ? raw.join(',') : raw).split(',').map((s) => s.trim()).join(',')
+    const value = (Array.isArray(raw) ? raw.join(',') : raw)
+      .split(',')
+      .map((s) => s.trim())
+      .join(',')
     out += escapePart(name) + '=' + escapePart(value)
   }
   // Long values (cookies, tokens) are hashed so keys stay short; `~` cannot start a readable part.

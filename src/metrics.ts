@@ -126,50 +126,62 @@ export function prometheusMetrics<R extends MetricsRegistry = MetricsRegistry>(o
     } catch (error) {
       // Leave the registry as it was: a metric of that name belongs to someone else.
       for (const done of created) registry.removeSingleMetric(done)
-      throw new Error(`prometheusMetrics(): cannot register ${name} (${asMessage(error)}); close() the instance that holds it, or give another prefix`, { cause: error })
+      throw new Error(`prometheusMetrics(): cannot register ${name} (${asMessage(error)}); close() the instance that holds it, or give another prefix`, {
+        cause: error,
+      })
     }
   }
-  const requests = made(names.requests, () =>
-    new client.Counter({
-      name: names.requests,
-      help: 'Requests by what the cache did (X-Cache outcome) and route pattern.',
-      labelNames: ['outcome', 'route'],
-      registers,
-    }),
+  const requests = made(
+    names.requests,
+    () =>
+      new client.Counter({
+        name: names.requests,
+        help: 'Requests by what the cache did (X-Cache outcome) and route pattern.',
+        labelNames: ['outcome', 'route'],
+        registers,
+      }),
   )
-  const requestSeconds = made(names.requestSeconds, () =>
-    new client.Histogram({
-      name: names.requestSeconds,
-      help: "Seconds from a request's cache lookup to its outcome, by outcome.",
-      labelNames: ['outcome'],
-      buckets: [...buckets],
-      registers,
-    }),
+  const requestSeconds = made(
+    names.requestSeconds,
+    () =>
+      new client.Histogram({
+        name: names.requestSeconds,
+        help: "Seconds from a request's cache lookup to its outcome, by outcome.",
+        labelNames: ['outcome'],
+        buckets: [...buckets],
+        registers,
+      }),
   )
-  const writes = made(names.writes, () =>
-    new client.Counter({
-      name: names.writes,
-      help: 'Response writes to the store, by outcome: landed, failed, refused.',
-      labelNames: ['outcome'],
-      registers,
-    }),
+  const writes = made(
+    names.writes,
+    () =>
+      new client.Counter({
+        name: names.writes,
+        help: 'Response writes to the store, by outcome: landed, failed, refused.',
+        labelNames: ['outcome'],
+        registers,
+      }),
   )
-  const storeSeconds = made(names.storeSeconds, () =>
-    new client.Histogram({
-      name: names.storeSeconds,
-      help: 'Seconds per store call, by operation (read, write) and outcome.',
-      labelNames: ['operation', 'outcome'],
-      buckets: [...buckets],
-      registers,
-    }),
+  const storeSeconds = made(
+    names.storeSeconds,
+    () =>
+      new client.Histogram({
+        name: names.storeSeconds,
+        help: 'Seconds per store call, by operation (read, write) and outcome.',
+        labelNames: ['operation', 'outcome'],
+        buckets: [...buckets],
+        registers,
+      }),
   )
-  const invalidations = made(names.invalidations, () =>
-    new client.Counter({
-      name: names.invalidations,
-      help: 'Invalidations by kind (pattern, tags) and outcome (done, failed).',
-      labelNames: ['kind', 'outcome'],
-      registers,
-    }),
+  const invalidations = made(
+    names.invalidations,
+    () =>
+      new client.Counter({
+        name: names.invalidations,
+        help: 'Invalidations by kind (pattern, tags) and outcome (done, failed).',
+        labelNames: ['kind', 'outcome'],
+        registers,
+      }),
   )
 
   const routes = new Set<string>()

@@ -226,7 +226,12 @@ function frontDoor(cache: Instance, app: (req: IncomingMessage, res: ServerRespo
     const method = req.method
     const url = req.url ?? '/'
     // A custom key reads what the app adds to the request: only the app can compute it.
-    if ((method !== 'GET' && method !== 'HEAD') || config.key !== undefined || url.length > config.maxKeyLength || requestBypassReason(method, req.headers) !== undefined) {
+    if (
+      (method !== 'GET' && method !== 'HEAD') ||
+      config.key !== undefined ||
+      url.length > config.maxKeyLength ||
+      requestBypassReason(method, req.headers) !== undefined
+    ) {
       return void app(req, res)
     }
     const target = targetKey('GET', url, routing, config.keepParam)

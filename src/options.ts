@@ -228,15 +228,35 @@ export function parseDuration(value: unknown, what: string): number {
       if (Number.isSafeInteger(ms)) return ms
     }
   }
-  throw new TypeError(
-    `${what} must be seconds (a number ≥ 0) or a duration like '500ms', '30s', '5m', '1h', '1d', got ${describe(value)}`,
-  )
+  throw new TypeError(`${what} must be seconds (a number ≥ 0) or a duration like '500ms', '30s', '5m', '1h', '1d', got ${describe(value)}`)
 }
 
 const KNOWN_OPTIONS = new Set([
-  'store', 'coder', 'ttl', 'key', 'host', 'ignoreParams', 'onlyParams', 'maxBodySize', 'maxKeyLength', 'statusCodes', 'statusHeader', 'storeTimeout',
-  'lockTimeout', 'maxVariants', 'heuristicFraction', 'maxHeuristicTtl', 'storeSetCookie', 'surrogate', 'onError', 'now',
-  'cacheStatus', 'targets', 'removeTargets', 'forwardTags', 'onInvalidate',
+  'store',
+  'coder',
+  'ttl',
+  'key',
+  'host',
+  'ignoreParams',
+  'onlyParams',
+  'maxBodySize',
+  'maxKeyLength',
+  'statusCodes',
+  'statusHeader',
+  'storeTimeout',
+  'lockTimeout',
+  'maxVariants',
+  'heuristicFraction',
+  'maxHeuristicTtl',
+  'storeSetCookie',
+  'surrogate',
+  'onError',
+  'now',
+  'cacheStatus',
+  'targets',
+  'removeTargets',
+  'forwardTags',
+  'onInvalidate',
 ])
 
 /** Validate `options` and resolve every default; throws a TypeError naming the bad option. */
@@ -266,7 +286,8 @@ export function resolveOptions(options: CacheOptions = {}): Config {
     maxHeuristicTtl: o.maxHeuristicTtl === undefined ? 3_600_000 : parseDuration(o.maxHeuristicTtl, 'option "maxHeuristicTtl"'),
     storeSetCookie: boolean('storeSetCookie', o.storeSetCookie, false),
     surrogate: surrogateToken(o.surrogate),
-    cacheStatus: o.cacheStatus === undefined || o.cacheStatus === false ? (o.cacheStatus ?? 'cachet') : checkCacheStatusName(o.cacheStatus, 'option "cacheStatus"'),
+    cacheStatus:
+      o.cacheStatus === undefined || o.cacheStatus === false ? (o.cacheStatus ?? 'cachet') : checkCacheStatusName(o.cacheStatus, 'option "cacheStatus"'),
     ...targetOptions(o.targets, o.removeTargets),
     forwardTags: boolean('forwardTags', o.forwardTags, false),
     onInvalidate: optionalFunction('onInvalidate', o.onInvalidate) as Config['onInvalidate'],
@@ -305,9 +326,7 @@ function checkStore(store: unknown): Store {
   }
   const missing = REQUIRED_STORE_METHODS.filter((method) => typeof (store as Record<string, unknown>)[method] !== 'function')
   if (missing.length > 0) {
-    throw new TypeError(
-      `option "store" must implement get, set, delete and deleteMatching; it is missing ${missing.join(', ')}`,
-    )
+    throw new TypeError(`option "store" must implement get, set, delete and deleteMatching; it is missing ${missing.join(', ')}`)
   }
   return store as Store
 }

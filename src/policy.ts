@@ -130,10 +130,22 @@ export function deltaSeconds(value: string | true | undefined, invalid: number):
 }
 
 const MONTHS: Record<string, number> = {
-  Jan: 0, Feb: 1, Mar: 2, Apr: 3, May: 4, Jun: 5, Jul: 6, Aug: 7, Sep: 8, Oct: 9, Nov: 10, Dec: 11,
+  Jan: 0,
+  Feb: 1,
+  Mar: 2,
+  Apr: 3,
+  May: 4,
+  Jun: 5,
+  Jul: 6,
+  Aug: 7,
+  Sep: 8,
+  Oct: 9,
+  Nov: 10,
+  Dec: 11,
 }
 const IMF_FIXDATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), (\d{2}) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (\d{4}) (\d{2}):(\d{2}):(\d{2}) GMT$/
-const RFC850_DATE = /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/
+const RFC850_DATE =
+  /^(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday), (\d{2})-(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{2}) (\d{2}):(\d{2}):(\d{2}) GMT$/
 const ASCTIME_DATE = /^(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) ([ \d]\d) (\d{2}):(\d{2}):(\d{2}) (\d{4})$/
 
 /**
@@ -189,9 +201,8 @@ const NEVER_STORED = new Set([206, 304])
  * (RFC 9111 §5.2.2.3) a response with any other status is not stored.
  */
 const UNDERSTOOD_STATUSES = new Set([
-  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 305, 307, 308,
-  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 421, 422, 426,
-  500, 501, 502, 503, 504, 505,
+  200, 201, 202, 203, 204, 205, 300, 301, 302, 303, 305, 307, 308, 400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417,
+  421, 422, 426, 500, 501, 502, 503, 504, 505,
 ])
 
 /** Statuses heuristically cacheable (RFC 9110 §15.1), less 206 which is never stored here. */
@@ -261,10 +272,7 @@ export function freshnessLifetime(
 /** Stale windows (RFC 5861) and whether stale serving is forbidden (RFC 9111 §5.2.2.2, .8, .10). */
 export function staleRules(cc: Directives): { swr: number; sie: number; mustRevalidate: boolean } {
   const mustRevalidate =
-    cc['must-revalidate'] !== undefined ||
-    cc['proxy-revalidate'] !== undefined ||
-    cc['s-maxage'] !== undefined ||
-    cc['no-cache'] !== undefined
+    cc['must-revalidate'] !== undefined || cc['proxy-revalidate'] !== undefined || cc['s-maxage'] !== undefined || cc['no-cache'] !== undefined
   if (mustRevalidate) return { swr: 0, sie: 0, mustRevalidate }
   return {
     swr: deltaSeconds(cc['stale-while-revalidate'], 0) * 1000,

@@ -121,7 +121,8 @@ function fromBody(text: string): Required<PurgeRequest> {
   const list = (name: string): string[] => {
     const items = v[name]
     if (items === undefined) return []
-    if (!Array.isArray(items) || !items.every((item) => typeof item === 'string' && item !== '')) throw new Error(`"${name}" must be a list of non-empty strings`)
+    if (!Array.isArray(items) || !items.every((item) => typeof item === 'string' && item !== ''))
+      throw new Error(`"${name}" must be a list of non-empty strings`)
     return items as string[]
   }
   const patterns = list('patterns')

@@ -87,5 +87,8 @@ export async function invalidate(pattern: string, options?: InvalidateOptions): 
  */
 export async function invalidateTags(tags: readonly string[], options?: InvalidateOptions): Promise<void> {
   const list = checkTags(tags)
-  await Promise.all([...[...openCaches].map((cache) => cache.invalidateTags(list, options)), ...[...openValueCaches].map((cache) => cache.invalidateTags(list, options))])
+  await Promise.all([
+    ...[...openCaches].map((cache) => cache.invalidateTags(list, options)),
+    ...[...openValueCaches].map((cache) => cache.invalidateTags(list, options)),
+  ])
 }

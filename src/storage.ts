@@ -309,7 +309,10 @@ export class Storage {
         if (token !== TIMED_OUT) return token
         this.lockFailedAt = this.now()
         // Granted after we stopped waiting: give it back, or every process polls until it expires.
-        void taking.then((late) => (typeof late === 'string' ? this.unlock(name, late) : undefined), () => undefined)
+        void taking.then(
+          (late) => (typeof late === 'string' ? this.unlock(name, late) : undefined),
+          () => undefined,
+        )
         return undefined
       },
       (error) => {
@@ -488,7 +491,10 @@ export class Storage {
     // An object store deletes at once and never has writes on their way.
     if (this.entries !== undefined) return void (await this.store.clear?.())
     const landing = this.invalidateInFlight(() => true)
-    await this.sweep(() => true, () => this.store.clear?.())
+    await this.sweep(
+      () => true,
+      () => this.store.clear?.(),
+    )
     await landing
   }
 

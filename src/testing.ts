@@ -80,12 +80,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
  * // mocha (globals)
  * runStoreContract({ describe, it, beforeEach, afterEach }, 'myStore()', () => ({ store: myStore() }))
  */
-export function runStoreContract(
-  test: TestFunctions,
-  name: string,
-  factory: ContractFactory,
-  capabilities: StoreCapabilities = {},
-): void {
+export function runStoreContract(test: TestFunctions, name: string, factory: ContractFactory, capabilities: StoreCapabilities = {}): void {
   const { describe, it, beforeEach, afterEach } = test
   const patterns = capabilities.patterns ?? 'glob'
   const counts = capabilities.counts ?? true
@@ -251,15 +246,14 @@ export function runStoreContract(
       })
 
       it("should remove a path and everything below it with 'posts:*'", async function () {
-        await check('posts:*', tree.filter((key) => key.startsWith('posts:')))
+        await check(
+          'posts:*',
+          tree.filter((key) => key.startsWith('posts:')),
+        )
       })
 
       it("should stop at segment boundaries with 'posts:42:*' (not posts:420)", async function () {
-        await check('posts:42:*', [
-          'posts:42:GET',
-          'posts:42:GET?a=1&b=2#host.example#accept-encoding=gzip',
-          'posts:42:comments:GET',
-        ])
+        await check('posts:42:*', ['posts:42:GET', 'posts:42:GET?a=1&b=2#host.example#accept-encoding=gzip', 'posts:42:comments:GET'])
       })
 
       it("should remove all variants of one primary key with 'posts:GET#*' and keep the primary", async function () {
@@ -291,7 +285,10 @@ export function runStoreContract(
         it("should match '?' literally in a literal pattern ('a?c' removes a?c, not abc)", async function () {
           await put(...odd)
           assert.equal(await store.deleteMatching('a?c'), 1)
-          assert.deepEqual(await surviving(odd), odd.filter((k) => k !== 'a?c'))
+          assert.deepEqual(
+            await surviving(odd),
+            odd.filter((k) => k !== 'a?c'),
+          )
         })
 
         it("should match '?' literally before a trailing '*' ('a?*' removes a?b and a?c only)", async function () {
@@ -336,16 +333,14 @@ export function runStoreContract(
           })
 
           it("should match a partial segment with 'posts:4*'", async function () {
-            await check('posts:4*', [
-              'posts:42:GET',
-              'posts:42:GET?a=1&b=2#host.example#accept-encoding=gzip',
-              'posts:42:comments:GET',
-              'posts:420:GET',
-            ])
+            await check('posts:4*', ['posts:42:GET', 'posts:42:GET?a=1&b=2#host.example#accept-encoding=gzip', 'posts:42:comments:GET', 'posts:420:GET'])
           })
 
           it("should match a suffix with '*:GET'", async function () {
-            await check('*:GET', tree.filter((key) => key.endsWith(':GET')))
+            await check(
+              '*:GET',
+              tree.filter((key) => key.endsWith(':GET')),
+            )
           })
         })
       } else {

@@ -466,7 +466,14 @@ function write(instance: Instance, key: string, outcome: Outcome, times: Times, 
     if (times.rejections === 0) return {}
     ttl = times.rejections
     const error = asError(outcome.error)
-    entry = { kind: 'value', value: undefined, storedAt: now, expires: now + ttl, staleUntil: now + ttl, rejection: { name: error.name, message: error.message } }
+    entry = {
+      kind: 'value',
+      value: undefined,
+      storedAt: now,
+      expires: now + ttl,
+      staleUntil: now + ttl,
+      rejection: { name: error.name, message: error.message },
+    }
   }
   instance.counters.sets++
   return { entry, written: instance.storage.write(key, entry, ttl) }
@@ -522,8 +529,9 @@ function checkTagList(tags: unknown): string[] {
 function canLock(instance: Instance): boolean {
   const { store, lockTimeout, now } = instance.config
   if (typeof store.lock !== 'function' || typeof store.unlock !== 'function') return false
-  return instance.storage.available && !instance.storage.failedWithin(lockTimeout) &&
-    !(instance.lockFailedAt !== 0 && now() - instance.lockFailedAt < lockTimeout)
+  return (
+    instance.storage.available && !instance.storage.failedWithin(lockTimeout) && !(instance.lockFailedAt !== 0 && now() - instance.lockFailedAt < lockTimeout)
+  )
 }
 
 /** The lock's token, `null` when another holder has it, undefined when the store failed or was late. */
@@ -728,7 +736,8 @@ export function resolveTimes(defaults: Times, options: GetOrSetOptions | undefin
   if (options === undefined) return defaults
   if (options === null || typeof options !== 'object') throw new TypeError(`${what} options must be an object, got ${describe(options)}`)
   for (const name of Object.keys(options)) {
-    if (name !== 'ttl' && name !== 'staleWhileRevalidate' && name !== 'cacheRejections' && name !== 'tags') throw new TypeError(`${what}: unknown option "${name}"`)
+    if (name !== 'ttl' && name !== 'staleWhileRevalidate' && name !== 'cacheRejections' && name !== 'tags')
+      throw new TypeError(`${what}: unknown option "${name}"`)
   }
   const { ttl, staleWhileRevalidate, cacheRejections, tags } = options
   if (tags !== undefined && typeof tags !== 'function' && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string' && t.trim() !== ''))) {
@@ -737,8 +746,10 @@ export function resolveTimes(defaults: Times, options: GetOrSetOptions | undefin
   return {
     tags: tags === undefined ? defaults.tags : (tags as Times['tags']),
     ttl: ttl === undefined ? defaults.ttl : positive(ttl, `${what} option "ttl"`),
-    staleWhileRevalidate: staleWhileRevalidate === undefined ? defaults.staleWhileRevalidate : parseDuration(staleWhileRevalidate, `${what} option "staleWhileRevalidate"`),
-    rejections: cacheRejections === undefined || cacheRejections === false ? defaults.rejections : positive(cacheRejections, `${what} option "cacheRejections"`),
+    staleWhileRevalidate:
+      staleWhileRevalidate === undefined ? defaults.staleWhileRevalidate : parseDuration(staleWhileRevalidate, `${what} option "staleWhileRevalidate"`),
+    rejections:
+      cacheRejections === undefined || cacheRejections === false ? defaults.rejections : positive(cacheRejections, `${what} option "cacheRejections"`),
   }
 }
 
@@ -754,8 +765,14 @@ function assertKey(key: unknown, what = 'key'): asserts key is string {
 
 function checkStore(store: unknown): Store {
   const s = store as Store
-  if (s === null || typeof s !== 'object' || typeof s.get !== 'function' || typeof s.set !== 'function' ||
-    typeof s.delete !== 'function' || typeof s.deleteMatching !== 'function') {
+  if (
+    s === null ||
+    typeof s !== 'object' ||
+    typeof s.get !== 'function' ||
+    typeof s.set !== 'function' ||
+    typeof s.delete !== 'function' ||
+    typeof s.deleteMatching !== 'function'
+  ) {
     throw new TypeError(`option "store" must implement get, set, delete and deleteMatching, got ${describe(store)}`)
   }
   return s

@@ -6,9 +6,10 @@ import type { Store } from '../../src/index.js'
  * other character is literal, as the README's "Writing a store" section asks of every store.
  */
 function compile(pattern: string): (key: string) => boolean {
-  if (!pattern.includes('*')) return function literal(key) {
-    return key === pattern
-  }
+  if (!pattern.includes('*'))
+    return function literal(key) {
+      return key === pattern
+    }
   const escaped = pattern.split(/\*+/).map((part) => part.replace(/[\\^$.|?+()[\]{}]/g, '\\$&'))
   const re = new RegExp(`^${escaped.join('[\\s\\S]*')}$`)
   return function glob(key) {

@@ -44,7 +44,9 @@ export function createApp(options: { cache?: ResponseCache; onSpan?: (span: Reco
 function logSpan(span: RecordedSpan): void {
   const { attributes: a } = span
   const ms = (span.endTime - span.startTime).toFixed(3)
-  console.log(`span ${span.name} ${a['http.request.method']} ${a['http.route'] ?? '-'} ${a['cachet.outcome']} ${ms} ms${span.status === 'error' ? ' (error)' : ''}`)
+  console.log(
+    `span ${span.name} ${a['http.request.method']} ${a['http.route'] ?? '-'} ${a['cachet.outcome']} ${ms} ms${span.status === 'error' ? ' (error)' : ''}`,
+  )
 }
 
 // `tsx examples/observability/app.ts`: GET /posts/1 twice, then GET /metrics.

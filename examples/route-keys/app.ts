@@ -40,7 +40,9 @@ export function createApp(cache: ResponseCache = responseCache()) {
   })
   app.get('/search', cacheRoute('1m', { key: searchKey }), (req, res) => {
     stats.searchRenders++
-    const q = String(req.query.q ?? '').trim().toLowerCase()
+    const q = String(req.query.q ?? '')
+      .trim()
+      .toLowerCase()
     res.json({ q, results: [...articles].filter(([, title]) => title.toLowerCase().includes(q)).map(([slug]) => slug) })
   })
   app.put('/articles/:slug', async (req, res) => {

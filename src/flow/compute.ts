@@ -5,7 +5,15 @@ import { capture, type HeadDecision } from '../capture.js'
 import { clientNotModified, hasConditionals, holdConditionals, restoreConditionals, toNotModified, toNotModifiedAsApp } from '../conditional.js'
 import { buildEntry, currentAge, prepare } from '../entry.js'
 import type { Config } from '../options.js'
-import { NO_REQUEST_RULES, parseCacheControl, parseSurrogateControl, storageDecision, type Directives, type StorageDecision, type SurrogateControl } from '../policy.js'
+import {
+  NO_REQUEST_RULES,
+  parseCacheControl,
+  parseSurrogateControl,
+  storageDecision,
+  type Directives,
+  type StorageDecision,
+  type SurrogateControl,
+} from '../policy.js'
 import { targetedDirectives } from '../targeted.js'
 import type { PassEntry, ResponseEntry } from '../types.js'
 import { settle } from './coalesce.js'

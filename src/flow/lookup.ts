@@ -35,7 +35,8 @@ function follow(cache: Instance, at: { headKey: string; req: IncomingMessage }, 
   const key = at.headKey + '#' + variantPart(entry.vary, varyHeaders(at.req, entry.vary))
   const started = cache.config.now()
   const variant = cache.storage.read(key, false, budget)
-  const found = (v: Entry | undefined) => checked(cache, key, { entry: v?.kind === 'response' ? v : undefined, vary: entry }, budget - (cache.config.now() - started))
+  const found = (v: Entry | undefined) =>
+    checked(cache, key, { entry: v?.kind === 'response' ? v : undefined, vary: entry }, budget - (cache.config.now() - started))
   return isPromise(variant) ? variant.then(found) : found(variant)
 }
 
@@ -84,9 +85,12 @@ export function varyHeaders(req: IncomingMessage, names: readonly string[]): Rec
   const held = contexts.get(req)?.conditionals
   const headers = req.headers
   for (const name of names) {
-    const value = held !== undefined && (HELD_CONDITIONALS as readonly string[]).includes(name)
-      ? held[name as (typeof HELD_CONDITIONALS)[number]]
-      : Object.prototype.hasOwnProperty.call(headers, name) ? headers[name] : undefined
+    const value =
+      held !== undefined && (HELD_CONDITIONALS as readonly string[]).includes(name)
+        ? held[name as (typeof HELD_CONDITIONALS)[number]]
+        : Object.prototype.hasOwnProperty.call(headers, name)
+          ? headers[name]
+          : undefined
     if (value !== undefined) out[name] = Array.isArray(value) ? value.join(', ') : value
   }
   return out

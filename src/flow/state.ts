@@ -151,7 +151,13 @@ export interface Context {
 export const contexts = new WeakMap<IncomingMessage, Context>()
 
 /** A request's context, before its lookup. */
-export function newContext(cache: Instance, req: IncomingMessage, res: ServerResponse, next: Next, where: { url: string; headKey: string; rules: RequestRules }): Context {
+export function newContext(
+  cache: Instance,
+  req: IncomingMessage,
+  res: ServerResponse,
+  next: Next,
+  where: { url: string; headKey: string; rules: RequestRules },
+): Context {
   return {
     cache,
     req,

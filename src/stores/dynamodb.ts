@@ -211,9 +211,7 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
     for (let attempt = 0; pending.length > 0; attempt++) {
       if (attempt === 5) throw new Error(`dynamodbStore: ${pending.length} writes left unprocessed after 5 attempts (throttled)`)
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt))
-      const reply = await send<{ UnprocessedItems?: Record<string, object[]> }>(
-        new sdk.BatchWriteItemCommand({ RequestItems: { [table]: pending } }),
-      )
+      const reply = await send<{ UnprocessedItems?: Record<string, object[]> }>(new sdk.BatchWriteItemCommand({ RequestItems: { [table]: pending } }))
       pending = reply.UnprocessedItems?.[table] ?? []
     }
   }

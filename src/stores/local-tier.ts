@@ -43,11 +43,7 @@ export const LOCAL_MAX_BYTES_DEFAULT = 16 * 1024 * 1024
  * Validate `local` (`false`/`undefined`: no local tier). Throws a TypeError naming the option and
  * showing the value.
  */
-export function parseLocal(
-  store: 'redisStore' | 'memcachedStore',
-  value: unknown,
-  defaults: { ttl: number; heartbeat?: number },
-): LocalTier | undefined {
+export function parseLocal(store: 'redisStore' | 'memcachedStore', value: unknown, defaults: { ttl: number; heartbeat?: number }): LocalTier | undefined {
   if (value === undefined || value === false) return undefined
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new TypeError(`${store} option "local" must be false or an object { maxBytes, ttl }, got ${describe(value)}`)

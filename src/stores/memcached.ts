@@ -252,10 +252,7 @@ export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
   connection: MemcachedStoreConnection<C> & MemcachedStoreOptions,
   options?: MemcachedStoreOptions,
 ): LocalMemcachedStore<C>
-export function memcachedStore(
-  connection: MemcachedStoreConnection & MemcachedStoreOptions,
-  options: MemcachedStoreOptions = {},
-): LocalMemcachedStore {
+export function memcachedStore(connection: MemcachedStoreConnection & MemcachedStoreOptions, options: MemcachedStoreOptions = {}): LocalMemcachedStore {
   if (connection === null || typeof connection !== 'object') {
     throw new TypeError(`memcachedStore expects { client } or { servers }, got ${describe(connection)}`)
   }
@@ -280,9 +277,7 @@ export function memcachedStore(
 
   const prefix = merged.prefix === undefined ? 'cachet:' : merged.prefix
   if (typeof prefix !== 'string' || prefix.length > 64 || !KEY_SAFE.test(prefix)) {
-    throw new TypeError(
-      `memcachedStore option "prefix" must be a string of printable ASCII without spaces, at most 64 characters, got ${describe(prefix)}`,
-    )
+    throw new TypeError(`memcachedStore option "prefix" must be a string of printable ASCII without spaces, at most 64 characters, got ${describe(prefix)}`)
   }
   const maxItemSize = merged.maxItemSize === undefined ? 1_048_576 - 1024 : merged.maxItemSize
   if (typeof maxItemSize !== 'number' || !Number.isSafeInteger(maxItemSize) || maxItemSize <= 0) {
@@ -290,9 +285,7 @@ export function memcachedStore(
   }
   const generationCacheMs = merged.generationCacheMs === undefined ? 0 : merged.generationCacheMs
   if (typeof generationCacheMs !== 'number' || !Number.isFinite(generationCacheMs) || generationCacheMs < 0) {
-    throw new TypeError(
-      `memcachedStore option "generationCacheMs" must be a number of milliseconds >= 0, got ${describe(generationCacheMs)}`,
-    )
+    throw new TypeError(`memcachedStore option "generationCacheMs" must be a number of milliseconds >= 0, got ${describe(generationCacheMs)}`)
   }
   const clientOptions = merged.clientOptions === undefined ? {} : merged.clientOptions
   if (clientOptions === null || typeof clientOptions !== 'object') {
@@ -314,10 +307,7 @@ export function memcachedStore(
   let tooLarge = 0
   const generationCache = new Map<string, { token: string; until: number }>()
   /** The local tier: copies by key (without prefix), and this process's own recent changes. */
-  const copies =
-    local === undefined
-      ? undefined
-      : new LRUCache<string, LocalCopy>({ maxSize: local.maxBytes, sizeCalculation: (copy) => copy.size })
+  const copies = local === undefined ? undefined : new LRUCache<string, LocalCopy>({ maxSize: local.maxBytes, sizeCalculation: (copy) => copy.size })
   const changes = new ChangeLog()
 
   /** Drop local copies of one key (`literal`) or of keys matching `pattern`: a change made here. */
@@ -368,9 +358,7 @@ export function memcachedStore(
       // sure a stray 'error' can never become an unhandled one.
       for (const server of created.servers) {
         const { host, port } = server as { host?: string; port?: string | number }
-        ;(server as unknown as NodeJS.EventEmitter).on?.('error', (error: Error) =>
-          debug('server error: %s (%s:%s)', error?.message, host, port),
-        )
+        ;(server as unknown as NodeJS.EventEmitter).on?.('error', (error: Error) => debug('server error: %s (%s:%s)', error?.message, host, port))
       }
       client = created
       return created
@@ -664,14 +652,8 @@ async function loadMemjs(): Promise<MemjsClientClass> {
 
 function parseServers(servers: unknown): string[] {
   const list = typeof servers === 'string' ? servers.split(',').map((s) => s.trim()) : servers
-  if (
-    !Array.isArray(list) ||
-    list.length === 0 ||
-    !list.every((s) => typeof s === 'string' && /^(?:[^@\s]+@)?[^\s:,@]+(?::\d+)?$/.test(s))
-  ) {
-    throw new TypeError(
-      `memcachedStore option "servers" must be 'host:port', a comma-separated list or an array of them, got ${describe(servers)}`,
-    )
+  if (!Array.isArray(list) || list.length === 0 || !list.every((s) => typeof s === 'string' && /^(?:[^@\s]+@)?[^\s:,@]+(?::\d+)?$/.test(s))) {
+    throw new TypeError(`memcachedStore option "servers" must be 'host:port', a comma-separated list or an array of them, got ${describe(servers)}`)
   }
   return list as string[]
 }

@@ -36,13 +36,7 @@ export interface RedisClient {
   getBuffer(key: string): Promise<Buffer | null>
   set(key: string, value: Buffer, millisecondsToken: 'PX', milliseconds: number): Promise<unknown>
   unlink(...keys: (string | Buffer)[]): Promise<number>
-  scanBuffer(
-    cursor: string,
-    patternToken: 'MATCH',
-    pattern: string,
-    countToken: 'COUNT',
-    count: number,
-  ): Promise<[cursor: Buffer, elements: Buffer[]]>
+  scanBuffer(cursor: string, patternToken: 'MATCH', pattern: string, countToken: 'COUNT', count: number): Promise<[cursor: Buffer, elements: Buffer[]]>
   pipeline(commands: unknown[][]): { exec(): Promise<[error: Error | null, result: unknown][] | null> }
   eval(script: string, numkeys: number, ...args: (string | number)[]): Promise<unknown>
   callBuffer(command: string, args: (string | Buffer | number)[]): Promise<unknown>
@@ -278,10 +272,7 @@ export function redisStore<C extends RedisClient = RedisClient>(
   connection: RedisStoreConnection<C> & RedisStoreOptions,
   options?: RedisStoreOptions,
 ): LocalRedisStore<C>
-export function redisStore(
-  connection: RedisStoreConnection & RedisStoreOptions,
-  options: RedisStoreOptions = {},
-): LocalRedisStore {
+export function redisStore(connection: RedisStoreConnection & RedisStoreOptions, options: RedisStoreOptions = {}): LocalRedisStore {
   if (connection === null || typeof connection !== 'object') {
     throw new TypeError(`redisStore expects { client } or { url }, got ${describe(connection)}`)
   }
@@ -311,9 +302,7 @@ export function redisStore(
     throw new TypeError(`redisStore option "prefix" must be a string, got ${describe(prefix)}`)
   }
   if (prefix === '') {
-    throw new TypeError(
-      'redisStore option "prefix" must be a non-empty string (an empty prefix would let clear() remove every key of the database), got ""',
-    )
+    throw new TypeError('redisStore option "prefix" must be a non-empty string (an empty prefix would let clear() remove every key of the database), got ""')
   }
   const lockPrefix = merged.lockPrefix === undefined ? `lock:${prefix}` : merged.lockPrefix
   if (typeof lockPrefix !== 'string' || lockPrefix === '') {
@@ -329,15 +318,11 @@ export function redisStore(
   }
   const hotOption = merged.hotBytes === undefined ? HOT_BYTES_DEFAULT : merged.hotBytes
   if (typeof hotOption !== 'number' || !Number.isSafeInteger(hotOption) || hotOption < 0) {
-    throw new TypeError(
-      `redisStore option "hotBytes" must be a non-negative integer (0 keeps no hot copies), got ${describe(hotOption)}`,
-    )
+    throw new TypeError(`redisStore option "hotBytes" must be a non-negative integer (0 keeps no hot copies), got ${describe(hotOption)}`)
   }
   const local = parseLocal('redisStore', merged.local, { ttl: LOCAL_TTL_DEFAULT, heartbeat: HEARTBEAT_DEFAULT })
   if (local !== undefined && given !== undefined && given.isCluster) {
-    throw new TypeError(
-      'redisStore option "local" needs a single-node client: its invalidation channel is one subscriber connection, got a Cluster',
-    )
+    throw new TypeError('redisStore option "local" needs a single-node client: its invalidation channel is one subscriber connection, got a Cluster')
   }
   if (local !== undefined && given !== undefined && typeof given.duplicate !== 'function') {
     throw new TypeError(`redisStore option "local" needs a client with duplicate() (an ioredis Redis), got ${describeObject(given)}`)
@@ -404,10 +389,7 @@ export function redisStore(
   const use = (): RedisClient | Promise<RedisClient> => client ?? open()
 
   /** Recently read values by key (without prefix): their stamp and the bytes handed out. */
-  const hot =
-    hotBytes === 0
-      ? undefined
-      : new LRUCache<string, HotCopy>({ maxSize: hotBytes, sizeCalculation: (copy) => copy.size })
+  const hot = hotBytes === 0 ? undefined : new LRUCache<string, HotCopy>({ maxSize: hotBytes, sizeCalculation: (copy) => copy.size })
 
   /**
    * The bytes of a full reply, kept hot when it is stamped and fits. The kept bytes are an
@@ -469,9 +451,9 @@ export function redisStore(
     const c = client ?? (await open())
     const sentAt = now()
     const mark = channel.mark()
-    const reply = (held === undefined
-      ? await runScript(c, READ_LOCAL, [prefix + key], [])
-      : await runScript(c, VALIDATE_LOCAL, [prefix + key], [held.stamp])) as [Buffer | 1, number] | null
+    const reply = (
+      held === undefined ? await runScript(c, READ_LOCAL, [prefix + key], []) : await runScript(c, VALIDATE_LOCAL, [prefix + key], [held.stamp])
+    ) as [Buffer | 1, number] | null
     if (reply === null) {
       hot!.delete(key)
       return null

@@ -12,7 +12,16 @@ const rounds = Number(args.rounds ?? 7)
 // cachet as it is published (see README.md here): src/ built by tsup, not run through tsx.
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const outDir = path.join(repoRoot, '.tmp/bench/cached')
-await build({ entry: { index: path.join(repoRoot, 'src/index.ts') }, format: ['esm'], target: 'node18', outDir, dts: false, clean: true, silent: true, config: false })
+await build({
+  entry: { index: path.join(repoRoot, 'src/index.ts') },
+  format: ['esm'],
+  target: 'node18',
+  outDir,
+  dts: false,
+  clean: true,
+  silent: true,
+  config: false,
+})
 const cachet = (await import(pathToFileURL(path.join(outDir, 'index.js')).href)) as typeof import('../../src/index.js')
 
 interface Post {
@@ -70,12 +79,16 @@ for (let r = 0; r < rounds; r++) {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
 const base = results.get('Map memoiser (JSON.stringify key)')!
 const baseCpu = median(base.map((r) => r.cpu))
-console.log(`${calls} sequential hits × ${rounds} interleaved rounds, node ${process.version}, two arguments (a number and a 2-key object), load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} CPUs\n`)
+console.log(
+  `${calls} sequential hits × ${rounds} interleaved rounds, node ${process.version}, two arguments (a number and a 2-key object), load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} CPUs\n`,
+)
 console.log('| subject | wall ns/op (median) | min–max | CPU ns/op (median) | overhead vs Map (CPU) |')
 console.log('| --- | ---: | ---: | ---: | ---: |')
 for (const [name, rs] of results) {
   const walls = rs.map((r) => r.wall)
   const cpu = median(rs.map((r) => r.cpu))
-  console.log(`| ${name} | ${median(walls).toFixed(0)} | ${Math.min(...walls).toFixed(0)}–${Math.max(...walls).toFixed(0)} | ${cpu.toFixed(0)} | ${(cpu - baseCpu).toFixed(0)} ns |`)
+  console.log(
+    `| ${name} | ${median(walls).toFixed(0)} | ${Math.min(...walls).toFixed(0)}–${Math.max(...walls).toFixed(0)} | ${cpu.toFixed(0)} | ${(cpu - baseCpu).toFixed(0)} ns |`,
+  )
 }
 await cache.close()

@@ -180,7 +180,9 @@ async function memory() {
   const heap = (u: NodeJS.MemoryUsage) => u.heapUsed + u.external
   console.log(`${keys} entries of ${body.buffer.length} B bodies through Express 5 + responseCache(memoryStore):`)
   console.log(`  heap+external per entry beyond the body: ${((heap(after) - heap(before)) / keys - body.buffer.length).toFixed(0)} B`)
-  console.log(`    heapUsed ${((after.heapUsed - before.heapUsed) / keys).toFixed(0)} B, external ${((after.external - before.external) / keys).toFixed(0)} B, arrayBuffers ${((after.arrayBuffers - before.arrayBuffers) / keys).toFixed(0)} B`)
+  console.log(
+    `    heapUsed ${((after.heapUsed - before.heapUsed) / keys).toFixed(0)} B, external ${((after.external - before.external) / keys).toFixed(0)} B, arrayBuffers ${((after.arrayBuffers - before.arrayBuffers) / keys).toFixed(0)} B`,
+  )
   console.log(`  rss per entry beyond the body: ${((after.rss - before.rss) / keys - body.buffer.length).toFixed(0)} B`)
   if (first !== undefined) {
     const second = tally()

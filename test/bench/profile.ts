@@ -70,10 +70,11 @@ export function summariseProfile(file: string, root: string, limit = 20): Profil
     .slice(0, limit)
     .map((line) => ({ name: line.name, location: line.location, selfMs: line.us / 1000, percent: (100 * line.us) / busyUs }))
   return {
-    file, totalMs: totalUs / 1000, busyMs: busyUs / 1000, top,
-    groups: [...groups]
-      .sort((a, b) => b[1] - a[1])
-      .map(([group, us]) => ({ group, selfMs: us / 1000, percent: (100 * us) / busyUs })),
+    file,
+    totalMs: totalUs / 1000,
+    busyMs: busyUs / 1000,
+    top,
+    groups: [...groups].sort((a, b) => b[1] - a[1]).map(([group, us]) => ({ group, selfMs: us / 1000, percent: (100 * us) / busyUs })),
   }
 }
 
@@ -98,7 +99,10 @@ export function profileMarkdown(summary: ProfileSummary, title: string): string 
     '',
     `\`${summary.file}\`: ${summary.busyMs.toFixed(0)} ms busy of ${summary.totalMs.toFixed(0)} ms sampled (idle/program excluded below).`,
     '',
-    `Self time by origin: ${summary.groups.slice(0, 8).map((g) => `${g.group} ${g.percent.toFixed(1)} %`).join(', ')}.`,
+    `Self time by origin: ${summary.groups
+      .slice(0, 8)
+      .map((g) => `${g.group} ${g.percent.toFixed(1)} %`)
+      .join(', ')}.`,
     '',
     '| self ms | % busy | function | location |',
     '| ---: | ---: | --- | --- |',

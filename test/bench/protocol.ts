@@ -1,11 +1,6 @@
 /** Messages between the benchmark runner and a server child, over the IPC channel. */
 
-export type Command =
-  | { type: 'stats' }
-  | { type: 'reset' }
-  | { type: 'memory' }
-  | { type: 'invalidate'; pattern: string }
-  | { type: 'stop' }
+export type Command = { type: 'stats' } | { type: 'reset' } | { type: 'memory' } | { type: 'invalidate'; pattern: string } | { type: 'stop' }
 
 export type Reply =
   | { type: 'ready'; port: number; pid: number }

@@ -158,7 +158,9 @@ export function markdown(results: Results): string {
         ? `median ${fmt(results.contention.medianForeignCores)} cores, max ${fmt(results.contention.maxForeignCores)} cores; ${results.contention.noisyMeasurements} of ${results.contention.measurements} measurements above the quiet threshold after waiting (${fmt(results.contention.waitedSeconds, 0)} s waited in total)`
         : 'not measured'
     }`,
-    `- settings: ${Object.entries(results.settings).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('/') : String(v)}`).join(', ')}`,
+    `- settings: ${Object.entries(results.settings)
+      .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('/') : String(v)}`)
+      .join(', ')}`,
     '',
     'Every variant runs in its own server process; autocannon drives it from the runner process. cachet is loaded as it is published:',
     'src/ built by tsup at the start of the run (ESM, dependencies external). Each measurement is preceded by a',
@@ -224,7 +226,9 @@ export function markdown(results: Results): string {
       if (m.skipped) out.push(`| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | | | | | skipped: ${cell(m.skipped)} |`)
       else {
         const delta = m.p50Ratio === undefined ? '' : `${m.p50Ratio >= 1 ? '+' : ''}${fmt((m.p50Ratio - 1) * 100, 1)} %`
-        out.push(`| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | ${int(m.rps)} | ${fmt(m.p50, 3)} | ${fmt(m.p99, 3)} | ${delta} | ${m.cpuUs === undefined ? '' : fmt(m.cpuUs, 0)} |`)
+        out.push(
+          `| ${m.variant} | ${size(m.bodyBytes)} | ${m.connections} | ${int(m.rps)} | ${fmt(m.p50, 3)} | ${fmt(m.p99, 3)} | ${delta} | ${m.cpuUs === undefined ? '' : fmt(m.cpuUs, 0)} |`,
+        )
       }
     }
   }
@@ -249,11 +253,19 @@ export function markdown(results: Results): string {
   }
 
   if (results.coalesce.length) {
-    out.push('', '## Coalescing: concurrent misses on one key', '', '| variant | origin delay | concurrent requests | origin calls | X-Cache seen |', '| --- | ---: | ---: | ---: | --- |')
+    out.push(
+      '',
+      '## Coalescing: concurrent misses on one key',
+      '',
+      '| variant | origin delay | concurrent requests | origin calls | X-Cache seen |',
+      '| --- | ---: | ---: | ---: | --- |',
+    )
     for (const c of results.coalesce) {
       if (c.skipped) out.push(`| ${c.variant} | ${c.delayMs} ms | ${c.concurrent} | | skipped: ${cell(c.skipped)} |`)
       else {
-        const seen = Object.entries(c.xcache ?? {}).map(([k, v]) => `${k}×${v}`).join(', ')
+        const seen = Object.entries(c.xcache ?? {})
+          .map(([k, v]) => `${k}×${v}`)
+          .join(', ')
         out.push(`| ${c.variant} | ${c.delayMs} ms | ${c.concurrent} | ${int(c.originCalls)} | ${seen} |`)
       }
     }
@@ -261,14 +273,20 @@ export function markdown(results: Results): string {
 
   if (results.errors.length) out.push('', '## Section errors', '', ...results.errors.map((e) => `- ${cell(e)}`))
   out.push(
-    '', '## Targets', '',
-    'Judged on the first value (req/s, p50, bytes or ms as named); "per CPU" repeats a throughput ratio on req per server CPU-second.', '',
-    '| target | value | threshold | result | per CPU | note |', '| --- | ---: | ---: | --- | ---: | --- |',
+    '',
+    '## Targets',
+    '',
+    'Judged on the first value (req/s, p50, bytes or ms as named); "per CPU" repeats a throughput ratio on req per server CPU-second.',
+    '',
+    '| target | value | threshold | result | per CPU | note |',
+    '| --- | ---: | ---: | --- | ---: | --- |',
   )
   for (const t of results.targets) {
     const verdict = t.pass === undefined ? 'n/a' : t.pass ? 'pass' : 'MISS'
     const perCore = t.perCore === undefined ? '' : `${fmt(t.perCore, 3)}${t.unit} (${t.comparison === '>=' && t.perCore >= t.threshold ? 'pass' : 'miss'})`
-    out.push(`| ${t.name} | ${fmt(t.value, t.unit === '×' ? 3 : 1)}${t.unit} | ${t.comparison} ${t.threshold}${t.unit} | ${verdict} | ${perCore} | ${cell(t.note)} |`)
+    out.push(
+      `| ${t.name} | ${fmt(t.value, t.unit === '×' ? 3 : 1)}${t.unit} | ${t.comparison} ${t.threshold}${t.unit} | ${verdict} | ${perCore} | ${cell(t.note)} |`,
+    )
   }
   return out.join('\n') + '\n'
 }
@@ -303,7 +321,10 @@ export function svgChart(results: Results): string {
     y += 30
   }
   const legend = Object.entries({ ...COLOURS, baseline: '#8a8f98' })
-    .map(([name, colour], i) => `<rect x="${10 + i * 130}" y="${y - 12}" width="12" height="12" fill="${colour}"/><text x="${28 + i * 130}" y="${y - 2}">${name}</text>`)
+    .map(
+      ([name, colour], i) =>
+        `<rect x="${10 + i * 130}" y="${y - 12}" width="12" height="12" fill="${colour}"/><text x="${28 + i * 130}" y="${y - 2}">${name}</text>`,
+    )
     .join('')
   const height = y + 10
   return [

@@ -9,8 +9,18 @@ import { repoRoot, startServer, type ServerHandle, type ServerOptions } from './
 import { burst, fill, get, median, pacedLoad, percentile, runLoad } from './load.js'
 import { profileMarkdown, summariseProfile } from './profile.js'
 import {
-  hitRatio, markdown, size, svgChart,
-  type CoalesceRow, type HitRow, type InvalidateRow, type Machine, type MemoryRow, type MissRow, type Results, type Target,
+  hitRatio,
+  markdown,
+  size,
+  svgChart,
+  type CoalesceRow,
+  type HitRow,
+  type InvalidateRow,
+  type Machine,
+  type MemoryRow,
+  type MissRow,
+  type Results,
+  type Target,
 } from './report.js'
 import { cpuWindow, pidListeningOn, waitForQuiet, type CpuSample } from './cpu.js'
 import { flush, longestRedisCommand, redisKeyCount, startServices, stopServices, type Service } from './services.js'
@@ -89,9 +99,7 @@ const settings = {
   quietWaitMs: 5_000,
 }
 const sections = new Set<Section>(
-  args.sections
-    ? (args.sections.split(',') as Section[]).filter((s) => SECTIONS.includes(s))
-    : filters.length || args['cpu-prof'] ? ['hit'] : SECTIONS,
+  args.sections ? (args.sections.split(',') as Section[]).filter((s) => SECTIONS.includes(s)) : filters.length || args['cpu-prof'] ? ['hit'] : SECTIONS,
 )
 const selected = variants.filter((v) => (filters.length ? filters.some((f) => v.name.includes(f)) : quick ? v.quick : true))
 const outDir = path.resolve(repoRoot, args.out ?? (partial ? '.tmp/bench' : 'test/bench/results'))
@@ -109,12 +117,17 @@ function pinCpus(): { serverCpu?: number; description: string } {
   } catch {
     return { description: 'none (taskset not available)' }
   }
-  return { serverCpu: 1, description: 'server process on CPU 1 (taskset -c 1); runner with autocannon on CPU 0, Redis/memcached started by the runner inherit CPU 0' }
+  return {
+    serverCpu: 1,
+    description: 'server process on CPU 1 (taskset -c 1); runner with autocannon on CPU 0, Redis/memcached started by the runner inherit CPU 0',
+  }
 }
 
 function versionOf(command: string, flag: string): string | undefined {
   try {
-    return execFileSync(command, [flag], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim().split('\n')[0]
+    return execFileSync(command, [flag], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .trim()
+      .split('\n')[0]
   } catch {
     return undefined
   }
@@ -146,7 +159,10 @@ function machine(pinning: string, services: Service[]): Machine {
     node: process.version,
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     loadBefore: loadBefore.map((l) => l.toFixed(2)).join(' '),
-    loadAfter: os.loadavg().map((l) => l.toFixed(2)).join(' '),
+    loadAfter: os
+      .loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' '),
     pinning,
     redis: services.some((s) => s.name === 'redis' && s.endpoint) ? versionOf('redis-server', '--version') : undefined,
     memcached: services.some((s) => s.name === 'memcached' && s.endpoint) ? versionOf('memcached', '-V') : undefined,
@@ -163,7 +179,16 @@ const pinning = pinCpus()
  * keep-names call to every closure created and so would charge cachet for code it does not ship.
  */
 const cachetBuild = path.join(repoRoot, '.tmp/bench/cachet/index.js')
-await build({ entry: { index: path.join(repoRoot, 'src/index.ts') }, format: ['esm'], target: 'node18', outDir: path.dirname(cachetBuild), dts: false, clean: true, silent: true, config: false })
+await build({
+  entry: { index: path.join(repoRoot, 'src/index.ts') },
+  format: ['esm'],
+  target: 'node18',
+  outDir: path.dirname(cachetBuild),
+  dts: false,
+  clean: true,
+  silent: true,
+  config: false,
+})
 const loadBefore = os.loadavg()
 const needed = new Set<Service['name']>()
 for (const v of sections.has('hit') ? selected : []) if (v.store === 'redis' || v.store === 'memcached') needed.add(v.store)
@@ -217,7 +242,12 @@ async function flushFor(v: Variant): Promise<void> {
 }
 
 /** Start a server for `variant`, run `body` with it, always stop it. Resolves the skip reason instead when it cannot run. */
-async function withServer<T>(variant: Variant, bodyBytes: number, extra: ServerOptions, body: (h: ServerHandle) => Promise<T>): Promise<T | { skipped: string }> {
+async function withServer<T>(
+  variant: Variant,
+  bodyBytes: number,
+  extra: ServerOptions,
+  body: (h: ServerHandle) => Promise<T>,
+): Promise<T | { skipped: string }> {
   const options = serverOptions(variant, extra)
   if (typeof options === 'string') return { skipped: options }
   await flushFor(variant)
@@ -259,8 +289,20 @@ async function hitSection(): Promise<HitRow[]> {
       for (const v of selected) {
         const key = `${v.name}@${bodyBytes}`
         const row: HitRow = rows.get(key) ?? {
-          variant: v.name, description: v.description, kind: v.kind, bodyBytes,
-          runs: [], rps: NaN, p50: NaN, p99: NaN, rpsPerCore: NaN, originCalls: [], foreignCpu: [], serverCpu: [], perCore: [], notes: [],
+          variant: v.name,
+          description: v.description,
+          kind: v.kind,
+          bodyBytes,
+          runs: [],
+          rps: NaN,
+          p50: NaN,
+          p99: NaN,
+          rpsPerCore: NaN,
+          originCalls: [],
+          foreignCpu: [],
+          serverCpu: [],
+          perCore: [],
+          notes: [],
         }
         rows.set(key, row)
         const known = skipped.get(v.name)
@@ -297,7 +339,9 @@ async function hitSection(): Promise<HitRow[]> {
           row.originCalls.push(stats.originCalls)
           if (stats.cacheErrors) row.notes.push(`${stats.cacheErrors} cache errors (${stats.lastCacheError})`)
           if (result.non2xx || result.errors) row.notes.push(`${result.non2xx} non-2xx, ${result.errors} errors`)
-          log(`${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}${cpu && serverCores !== undefined ? `, server CPU ${serverCores.toFixed(2)} cores, other CPU ${cpu.foreign.toFixed(2)} cores` : ''}`)
+          log(
+            `${v.name} ${size(bodyBytes)} rep ${rep}: ${Math.round(result.rps)} req/s, p50 ${result.p50.toFixed(2)} ms, p99 ${result.p99.toFixed(2)} ms, origin calls ${stats.originCalls}, probe ${row.probe}${cpu && serverCores !== undefined ? `, server CPU ${serverCores.toFixed(2)} cores, other CPU ${cpu.foreign.toFixed(2)} cores` : ''}`,
+          )
         } catch (error) {
           row.notes.push(`error: ${(error as Error).message}`)
           log(`${v.name} ${size(bodyBytes)} rep ${rep}: error: ${(error as Error).message}`)
@@ -354,10 +398,14 @@ async function memorySection(): Promise<MemoryRow[]> {
       }
       const heap = (u: NodeJS.MemoryUsage) => u.heapUsed + u.external
       const row: MemoryRow = {
-        variant: name, keys, bodyBytes, entries: cached.entries,
+        variant: name,
+        keys,
+        bodyBytes,
+        entries: cached.entries,
         rssPerEntry: (cached.usage.rss - base.usage.rss) / keys - bodyBytes,
         heapPerEntry: (heap(cached.usage) - heap(base.usage)) / keys - bodyBytes,
-        control: base.usage, cached: cached.usage,
+        control: base.usage,
+        cached: cached.usage,
       }
       rows.push(row)
       log(`memory ${name} ${keys} keys: ${Math.round(row.rssPerEntry)} B/entry (RSS), ${Math.round(row.heapPerEntry)} B/entry (heap+external) beyond the body`)
@@ -409,8 +457,13 @@ async function missSection(): Promise<MissRow[]> {
       if (!entry) continue
       const p50 = median(entry.p50)
       rows.push({
-        variant: name, bodyBytes, connections: settings.missConnections,
-        p50, p99: median(entry.p99), rps: median(entry.rps), cpuUs: entry.cpuUs.length ? median(entry.cpuUs) : undefined,
+        variant: name,
+        bodyBytes,
+        connections: settings.missConnections,
+        p50,
+        p99: median(entry.p99),
+        rps: median(entry.rps),
+        cpuUs: entry.cpuUs.length ? median(entry.cpuUs) : undefined,
         p50Ratio: Number.isFinite(baseP50) && Number.isFinite(p50) ? p50 / baseP50 : undefined,
         skipped: entry.skipped,
       })
@@ -452,14 +505,21 @@ async function invalidateSection(): Promise<InvalidateRow[]> {
       const reply = measured.result
       const window = { start, end: performance.now(), ms: reply.ms, removed: reply.removed }
       // Requests in flight at any moment while invalidate() ran (as seen from the runner).
-      const overlapping = (await during)
-        .filter((s) => s.start <= window.end && s.start + s.latency >= window.start)
-        .map((s) => s.latency)
+      const overlapping = (await during).filter((s) => s.start <= window.end && s.start + s.latency >= window.start).map((s) => s.latency)
       overlapping.sort((a, b) => a - b)
       const row: InvalidateRow = {
-        variant: name, keys, keysBefore, keysAfter: await count(h), removed: window.removed, ms: window.ms, connections,
-        rate: settings.invalidateRate, baselineP99: percentile(baseline, 99), overlapping: overlapping.length,
-        duringP99: percentile(overlapping, 99), duringMax: overlapping[overlapping.length - 1],
+        variant: name,
+        keys,
+        keysBefore,
+        keysAfter: await count(h),
+        removed: window.removed,
+        ms: window.ms,
+        connections,
+        rate: settings.invalidateRate,
+        baselineP99: percentile(baseline, 99),
+        overlapping: overlapping.length,
+        duringP99: percentile(overlapping, 99),
+        duringMax: overlapping[overlapping.length - 1],
         longestStoreCommandMs: measured.longestMs,
       }
       return row
@@ -507,13 +567,21 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
     const rows = [variant, baseline].map((n) => r.hits.find((h) => h.variant === n && h.bodyBytes === bodyBytes))
     const missing = rows.find((h) => h && (h.skipped || !Number.isFinite(h.rps)))
     list.push({
-      name: `${name} (${size(bodyBytes)})`, value, perCore, threshold, comparison: '>=', unit: '×',
+      name: `${name} (${size(bodyBytes)})`,
+      value,
+      perCore,
+      threshold,
+      comparison: '>=',
+      unit: '×',
       pass: value === undefined ? undefined : value >= threshold,
       note:
-        value !== undefined ? note
-        : missing?.skipped ? `${missing.variant} skipped: ${missing.skipped}`
-        : missing ? `${missing.variant}: ${missing.notes.join('; ') || 'no result'}`
-        : 'not measured in this run',
+        value !== undefined
+          ? note
+          : missing?.skipped
+            ? `${missing.variant} skipped: ${missing.skipped}`
+            : missing
+              ? `${missing.variant}: ${missing.notes.join('; ') || 'no result'}`
+              : 'not measured in this run',
     })
   }
   for (const bodyBytes of [1024, 102400]) {
@@ -534,21 +602,32 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
   for (const coder of ['json', 'msgpack']) {
     ratio(`Redis HIT (${coder}) ≥ 20 × apicache Redis HIT`, `cachet-express5-redis-${coder}`, 'apicache-redis', 102400, 20)
     ratio(
-      `Redis HIT (${coder}) ≥ 20 × apicache Redis HIT [proxy: ioredis + connected shim]`, `cachet-express5-redis-${coder}`,
-      'apicache-redis-ioredis-shim', 102400, 20, 'apicache driven through ioredis, not the node-redis v3 client it expects',
+      `Redis HIT (${coder}) ≥ 20 × apicache Redis HIT [proxy: ioredis + connected shim]`,
+      `cachet-express5-redis-${coder}`,
+      'apicache-redis-ioredis-shim',
+      102400,
+      20,
+      'apicache driven through ioredis, not the node-redis v3 client it expects',
     )
   }
   for (const bodyBytes of [1024, 102400]) {
     ratio('connect/node:http memory HIT ≥ 0.6 × raw node:http', 'cachet-connect-memory-json', 'node-raw', bodyBytes, 0.6)
   }
-  const measures = [['RSS', 'rssPerEntry'], ['heap+external', 'heapPerEntry']] as const
+  const measures = [
+    ['RSS', 'rssPerEntry'],
+    ['heap+external', 'heapPerEntry'],
+  ] as const
   for (const m of r.memory.filter((m) => m.variant === 'cachet-express5-memory-json' && m.bodyBytes === 1024)) {
     for (const [label, field] of measures) {
       const value = m[field]
       list.push({
         name: `memory overhead per entry beyond body, ${label} (${m.keys.toLocaleString('en-US')} keys, 1 KB)`,
-        value: m.skipped ? undefined : value, threshold: 600, comparison: '<=', unit: ' B',
-        pass: m.skipped || !Number.isFinite(value) ? undefined : value <= 600, note: m.skipped ?? (m.entries !== undefined && m.entries < m.keys ? `only ${m.entries} entries held` : undefined),
+        value: m.skipped ? undefined : value,
+        threshold: 600,
+        comparison: '<=',
+        unit: ' B',
+        pass: m.skipped || !Number.isFinite(value) ? undefined : value <= 600,
+        note: m.skipped ?? (m.entries !== undefined && m.entries < m.keys ? `only ${m.entries} entries held` : undefined),
       })
     }
   }
@@ -562,7 +641,11 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
       const value = (total(large) - total(small)) / (large.keys - small.keys) - large.bodyBytes
       list.push({
         name: `memory overhead per entry beyond body, ${label}, marginal (${small.keys.toLocaleString('en-US')} → ${large.keys.toLocaleString('en-US')} keys, 1 KB)`,
-        value, threshold: 600, comparison: '<=', unit: ' B', pass: Number.isFinite(value) ? value <= 600 : undefined,
+        value,
+        threshold: 600,
+        comparison: '<=',
+        unit: ' B',
+        pass: Number.isFinite(value) ? value <= 600 : undefined,
         note: 'slope between the two fills: the fixed cost is not spread over the keys',
       })
     }
@@ -570,25 +653,41 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
   for (const m of r.miss.filter((m) => m.variant === 'cachet-express5-memory-json')) {
     const value = m.p50Ratio === undefined ? undefined : (m.p50Ratio - 1) * 100
     const base = r.miss.find((b) => b.variant === 'express5-uncached' && b.bodyBytes === m.bodyBytes)
-    const cpu = m.cpuUs !== undefined && base?.cpuUs !== undefined && base.p50 > 0
-      ? `server CPU per request ${m.cpuUs.toFixed(0)} µs vs ${base.cpuUs.toFixed(0)} µs uncached: ${m.cpuUs >= base.cpuUs ? '+' : ''}${(m.cpuUs - base.cpuUs).toFixed(0)} µs, ${(((m.cpuUs - base.cpuUs) / 1000 / base.p50) * 100).toFixed(1)} % of the uncached p50`
-      : undefined
+    const cpu =
+      m.cpuUs !== undefined && base?.cpuUs !== undefined && base.p50 > 0
+        ? `server CPU per request ${m.cpuUs.toFixed(0)} µs vs ${base.cpuUs.toFixed(0)} µs uncached: ${m.cpuUs >= base.cpuUs ? '+' : ''}${(m.cpuUs - base.cpuUs).toFixed(0)} µs, ${(((m.cpuUs - base.cpuUs) / 1000 / base.p50) * 100).toFixed(1)} % of the uncached p50`
+        : undefined
     list.push({
       name: `MISS adds ≤ 5 % to p50 (memory, ${size(m.bodyBytes)}, ${m.connections} connections)`,
-      value, threshold: 5, comparison: '<=', unit: ' %', pass: value === undefined ? undefined : value <= 5, note: m.skipped ?? cpu,
+      value,
+      threshold: 5,
+      comparison: '<=',
+      unit: ' %',
+      pass: value === undefined ? undefined : value <= 5,
+      note: m.skipped ?? cpu,
     })
   }
   for (const i of r.invalidate.filter((i) => i.variant === 'cachet-express5-memory-json')) {
     list.push({
       name: `invalidate('items:*') over ${i.keys.toLocaleString('en-US')} keys in memory`,
-      value: i.ms, threshold: 100, comparison: '<', unit: ' ms', pass: i.ms === undefined ? undefined : i.ms < 100, note: i.skipped,
+      value: i.ms,
+      threshold: 100,
+      comparison: '<',
+      unit: ' ms',
+      pass: i.ms === undefined ? undefined : i.ms < 100,
+      note: i.skipped,
     })
   }
   for (const i of r.invalidate.filter((i) => i.variant === 'cachet-express5-redis-json')) {
     const value = i.longestStoreCommandMs
     list.push({
       name: `invalidate('items:*') over ${i.keys.toLocaleString('en-US')} keys never blocks Redis > 10 ms at a time (longest command)`,
-      value, threshold: 10, comparison: '<=', unit: ' ms', pass: value === undefined ? undefined : value <= 10, note: i.skipped,
+      value,
+      threshold: 10,
+      comparison: '<=',
+      unit: ' ms',
+      pass: value === undefined ? undefined : value <= 10,
+      note: i.skipped,
     })
   }
   return list
@@ -597,7 +696,9 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
 // --- main -------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
-  log(`sections: ${[...sections].join(', ')}; ${sections.has('hit') ? `${selected.length} HIT variants × ${settings.sizes.length} sizes × ${settings.reps} reps` : ''}`)
+  log(
+    `sections: ${[...sections].join(', ')}; ${sections.has('hit') ? `${selected.length} HIT variants × ${settings.sizes.length} sizes × ${settings.reps} reps` : ''}`,
+  )
   log(`pinning: ${pinning.description}`)
   if (args['cpu-prof']) mkdirSync(profileDir, { recursive: true })
   const startedAt = Date.now()
@@ -619,7 +720,10 @@ async function main(): Promise<void> {
   const invalidate = await section('invalidate', invalidateSection)
   const coalesce = await section('coalesce', coalesceSection)
   const partialResults = {
-    date: new Date().toISOString(), command, revision: revision(), machine: machine(pinning.description, services),
+    date: new Date().toISOString(),
+    command,
+    revision: revision(),
+    machine: machine(pinning.description, services),
     settings: { ...settings, sections: [...sections], elapsedSeconds: Math.round((Date.now() - startedAt) / 1000) },
     contention: cpuLog.length
       ? {
@@ -630,7 +734,12 @@ async function main(): Promise<void> {
           waitedSeconds: cpuLog.reduce((sum, c) => sum + c.waitedMs, 0) / 1000,
         }
       : undefined,
-    hits, memory, miss, invalidate, coalesce, errors,
+    hits,
+    memory,
+    miss,
+    invalidate,
+    coalesce,
+    errors,
   }
   const results: Results = { ...partialResults, targets: targets(partialResults) }
   const report = markdown(results)

@@ -137,7 +137,9 @@ async function apicacheMiddleware(v: Variant): Promise<express.RequestHandler> {
     try {
       redisVersion = (require('redis/package.json') as { version: string }).version
     } catch {
-      throw new Skip('missing npm package redis@3 (apicache 1.6.3 needs the node-redis v3 client: it checks client.connected and calls hset/hgetall/expire with callbacks); install with `npm i -D redis@3.1.2`')
+      throw new Skip(
+        'missing npm package redis@3 (apicache 1.6.3 needs the node-redis v3 client: it checks client.connected and calls hset/hgetall/expire with callbacks); install with `npm i -D redis@3.1.2`',
+      )
     }
     if (!redisVersion.startsWith('3.')) throw new Skip(`apicache 1.6.3 needs redis@3, found redis@${redisVersion}; install redis@3.1.2`)
     const redis = require('redis') as { createClient(o: object): { on(e: string, f: () => void): void; quit(): void } }

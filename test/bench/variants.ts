@@ -26,25 +26,61 @@ export interface Variant {
 }
 
 const baselines: Variant[] = [
-  { name: 'node-raw', kind: 'raw', framework: 'node', cached: false, quick: true,
-    description: 'node:http writing a precomputed buffer (the Node limit)' },
-  { name: 'express5-ceiling', kind: 'ceiling', framework: 'express5', cached: false, quick: true,
-    description: 'Express 5, first middleware ends the response with a precomputed buffer (the Express ceiling)' },
-  { name: 'express5-send', kind: 'send', framework: 'express5', cached: false,
-    description: 'Express 5 route, res.send(precomputed string), no delay' },
-  { name: 'express5-uncached', kind: 'uncached', framework: 'express5', cached: false,
-    description: 'Express 5 route, 5 ms simulated database call then res.json(precomputed object)' },
+  { name: 'node-raw', kind: 'raw', framework: 'node', cached: false, quick: true, description: 'node:http writing a precomputed buffer (the Node limit)' },
+  {
+    name: 'express5-ceiling',
+    kind: 'ceiling',
+    framework: 'express5',
+    cached: false,
+    quick: true,
+    description: 'Express 5, first middleware ends the response with a precomputed buffer (the Express ceiling)',
+  },
+  { name: 'express5-send', kind: 'send', framework: 'express5', cached: false, description: 'Express 5 route, res.send(precomputed string), no delay' },
+  {
+    name: 'express5-uncached',
+    kind: 'uncached',
+    framework: 'express5',
+    cached: false,
+    description: 'Express 5 route, 5 ms simulated database call then res.json(precomputed object)',
+  },
 ]
 
 const peers: Variant[] = [
-  { name: 'apicache-memory', kind: 'apicache', framework: 'express5', store: 'memory', cached: true, quick: true,
-    description: 'apicache 1.6.3 HIT, memory store, Express 5' },
-  { name: 'apicache-redis', kind: 'apicache', framework: 'express5', store: 'redis', apicacheClient: 'redis3', cached: true,
-    description: 'apicache 1.6.3 HIT, Redis via the node-redis v3 client it expects, Express 5' },
-  { name: 'apicache-redis-ioredis-shim', kind: 'apicache', framework: 'express5', store: 'redis', apicacheClient: 'ioredis-shim', cached: true,
-    description: 'apicache 1.6.3 HIT, Redis via ioredis plus a `connected` getter (proxy for the node-redis v3 client)' },
-  { name: 'route-cache', kind: 'route-cache', framework: 'express5', store: 'memory', cached: true,
-    description: 'route-cache 0.7 HIT (in-process LRU), Express 5' },
+  {
+    name: 'apicache-memory',
+    kind: 'apicache',
+    framework: 'express5',
+    store: 'memory',
+    cached: true,
+    quick: true,
+    description: 'apicache 1.6.3 HIT, memory store, Express 5',
+  },
+  {
+    name: 'apicache-redis',
+    kind: 'apicache',
+    framework: 'express5',
+    store: 'redis',
+    apicacheClient: 'redis3',
+    cached: true,
+    description: 'apicache 1.6.3 HIT, Redis via the node-redis v3 client it expects, Express 5',
+  },
+  {
+    name: 'apicache-redis-ioredis-shim',
+    kind: 'apicache',
+    framework: 'express5',
+    store: 'redis',
+    apicacheClient: 'ioredis-shim',
+    cached: true,
+    description: 'apicache 1.6.3 HIT, Redis via ioredis plus a `connected` getter (proxy for the node-redis v3 client)',
+  },
+  {
+    name: 'route-cache',
+    kind: 'route-cache',
+    framework: 'express5',
+    store: 'memory',
+    cached: true,
+    description: 'route-cache 0.7 HIT (in-process LRU), Express 5',
+  },
 ]
 
 const cachetVariants: Variant[] = []
@@ -54,7 +90,11 @@ for (const framework of ['express5', 'express4', 'connect'] as const) {
       const on = framework === 'connect' ? 'connect + node:http' : framework === 'express5' ? 'Express 5' : 'Express 4'
       cachetVariants.push({
         name: `cachet-${framework}-${store}-${coder}`,
-        kind: 'cachet', framework, store, coder, cached: true,
+        kind: 'cachet',
+        framework,
+        store,
+        coder,
+        cached: true,
         quick: framework === 'express5' && coder === 'json' && store !== 'memcached',
         description: `cachet HIT, ${store} store, ${coder}Coder(), ${on}`,
       })
@@ -65,7 +105,12 @@ for (const framework of ['express5', 'express4', 'connect'] as const) {
 for (const framework of ['express5', 'express4'] as const) {
   cachetVariants.push({
     name: `cachet-${framework}-frontdoor-memory-json`,
-    kind: 'cachet', framework, store: 'memory', coder: 'json', cached: true, frontDoor: true,
+    kind: 'cachet',
+    framework,
+    store: 'memory',
+    coder: 'json',
+    cached: true,
+    frontDoor: true,
     quick: framework === 'express5',
     description: `cachet HIT through cache.serve(app), memory store, jsonCoder(), ${framework === 'express5' ? 'Express 5' : 'Express 4'}`,
   })
@@ -75,7 +120,12 @@ for (const store of ['redis', 'memcached'] as const) {
   for (const coder of ['json', 'msgpack'] as const) {
     cachetVariants.push({
       name: `cachet-express5-${store}-local-${coder}`,
-      kind: 'cachet', framework: 'express5', store, coder, cached: true, local: true,
+      kind: 'cachet',
+      framework: 'express5',
+      store,
+      coder,
+      cached: true,
+      local: true,
       description: `cachet HIT, ${store} store with local: {}, ${coder}Coder(), Express 5`,
     })
   }

@@ -70,38 +70,36 @@ declare module 'http-cache-tests/lib/display.mjs' {
   import type { SuiteSpec, RawResults } from 'http-cache-tests/types'
   /** [font-awesome glyph, colour, console symbol], one of the suite's resultTypes. */
   export type ResultType = [string, string, string]
-  export function determineTestResult (
-    testSuites: SuiteSpec[], testId: string, testResults: RawResults, honorDependencies?: boolean
-  ): ResultType
-  export function testLookup (testSuites: SuiteSpec[], testId: string): import('http-cache-tests/types').TestSpec
+  export function determineTestResult(testSuites: SuiteSpec[], testId: string, testResults: RawResults, honorDependencies?: boolean): ResultType
+  export function testLookup(testSuites: SuiteSpec[], testId: string): import('http-cache-tests/types').TestSpec
 }
 
 declare module 'http-cache-tests/client/config.mjs' {
-  export function setFetch (call: unknown): void
-  export function setUseBrowserCache (bool: boolean): void
-  export function setBaseUrl (url: string): void
+  export function setFetch(call: unknown): void
+  export function setUseBrowserCache(bool: boolean): void
+  export function setBaseUrl(url: string): void
 }
 
 declare module 'http-cache-tests/client/test.mjs' {
   import type { TestSpec, RawResults } from 'http-cache-tests/types'
   export const testUUIDs: Record<string, string>
   export const testResults: RawResults
-  export function makeCacheTest (test: TestSpec): Promise<void>
+  export function makeCacheTest(test: TestSpec): Promise<void>
 }
 
 declare module 'http-cache-tests/server/handle-config.mjs' {
   import type { IncomingMessage, ServerResponse } from 'node:http'
-  export default function handleConfig (pathSegs: string[], request: IncomingMessage, response: ServerResponse): void
+  export default function handleConfig(pathSegs: string[], request: IncomingMessage, response: ServerResponse): void
 }
 
 declare module 'http-cache-tests/server/handle-test.mjs' {
   import type { IncomingMessage, ServerResponse } from 'node:http'
-  export default function handleTest (pathSegs: string[], request: IncomingMessage, response: ServerResponse): void
+  export default function handleTest(pathSegs: string[], request: IncomingMessage, response: ServerResponse): void
 }
 
 declare module 'http-cache-tests/server/handle-state.mjs' {
   import type { IncomingMessage, ServerResponse } from 'node:http'
-  export default function handleState (pathSegs: string[], request: IncomingMessage, response: ServerResponse): void
+  export default function handleState(pathSegs: string[], request: IncomingMessage, response: ServerResponse): void
 }
 
 declare module 'http-cache-tests/server/utils.mjs' {
@@ -112,15 +110,15 @@ declare module 'http-cache-tests/server/utils.mjs' {
 declare module 'node-fetch' {
   import type { Agent } from 'node:http'
   export interface FetchHeaders extends Iterable<[string, string]> {
-    get (name: string): string | null
-    has (name: string): boolean
-    forEach (cb: (value: string, name: string) => void): void
+    get(name: string): string | null
+    has(name: string): boolean
+    forEach(cb: (value: string, name: string) => void): void
   }
   export interface FetchResponse {
     status: number
     statusText: string
     headers: FetchHeaders
-    text (): Promise<string>
+    text(): Promise<string>
   }
   export interface FetchInit {
     method?: string
@@ -130,11 +128,11 @@ declare module 'node-fetch' {
     agent?: Agent
     [other: string]: unknown
   }
-  export default function fetch (url: string, init?: FetchInit): Promise<FetchResponse>
+  export default function fetch(url: string, init?: FetchInit): Promise<FetchResponse>
 }
 
 declare module 'http-cache-tests/results/index.mjs' {
   /** The implementations on cache-tests.fyi; `file` is a results/*.json name. */
-  const index: { file: string, name: string, type: 'browser' | 'rev-proxy' | 'cdn', version: string, link?: string }[]
+  const index: { file: string; name: string; type: 'browser' | 'rev-proxy' | 'cdn'; version: string; link?: string }[]
   export default index
 }

@@ -22,23 +22,27 @@ import publishedIndex from 'http-cache-tests/results/index.mjs'
 import type { RawResult, RawResults, SuiteSpec, TestSpec } from 'http-cache-tests/types'
 
 /** A Connect/Express middleware: the cache under test. */
-export type Middleware =
-  | RequestHandler
-  | ((req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => unknown)
+export type Middleware = RequestHandler | ((req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void) => unknown)
 
 /** The suite's result types (lib/display.mjs `resultTypes`), named. */
-export type Verdict =
-  | 'pass' | 'fail' | 'optional_fail' | 'yes' | 'no'
-  | 'setup_fail' | 'harness_fail' | 'dependency_fail' | 'retry' | 'untested'
+export type Verdict = 'pass' | 'fail' | 'optional_fail' | 'yes' | 'no' | 'setup_fail' | 'harness_fail' | 'dependency_fail' | 'retry' | 'untested'
 
 /** display.mjs returns one of its resultTypes arrays; its third member (the console symbol) names it uniquely. */
 const VERDICT_BY_SYMBOL: Record<string, Verdict> = {
-  '✅': 'pass', '⛔️': 'fail', '⚠️': 'optional_fail', Y: 'yes', N: 'no',
-  '🔹': 'setup_fail', '⁉️': 'harness_fail', '⚪️': 'dependency_fail', '↻': 'retry', '-': 'untested'
+  '✅': 'pass',
+  '⛔️': 'fail',
+  '⚠️': 'optional_fail',
+  Y: 'yes',
+  N: 'no',
+  '🔹': 'setup_fail',
+  '⁉️': 'harness_fail',
+  '⚪️': 'dependency_fail',
+  '↻': 'retry',
+  '-': 'untested',
 }
 
 export const VERDICT_SYMBOL: Record<Verdict, string> = Object.fromEntries(
-  Object.entries(VERDICT_BY_SYMBOL).map(([symbol, verdict]) => [verdict, symbol])
+  Object.entries(VERDICT_BY_SYMBOL).map(([symbol, verdict]) => [verdict, symbol]),
 ) as Record<Verdict, string>
 
 export interface TestOutcome {
@@ -105,37 +109,37 @@ export interface RunOptions {
 }
 
 /** A fresh deep copy of the suite as the CLI runs it (base tests + surrogate-control): the client mutates definitions. */
-export function loadSuites (): SuiteSpec[] {
+export function loadSuites(): SuiteSpec[] {
   return JSON.parse(JSON.stringify([...baseSuites, surrogateSuite])) as SuiteSpec[]
 }
 
-export function allTests (suites: SuiteSpec[]): { test: TestSpec, suite: SuiteSpec }[] {
-  return suites.flatMap(suite => suite.tests.map(test => ({ test, suite })))
+export function allTests(suites: SuiteSpec[]): { test: TestSpec; suite: SuiteSpec }[] {
+  return suites.flatMap((suite) => suite.tests.map((test) => ({ test, suite })))
 }
 
 /** Tests the CLI runs against a proxy: everything but browser-only tests. */
-export function proxyTests (suites: SuiteSpec[]): { test: TestSpec, suite: SuiteSpec }[] {
+export function proxyTests(suites: SuiteSpec[]): { test: TestSpec; suite: SuiteSpec }[] {
   return allTests(suites).filter(({ test }) => test.browser_only !== true)
 }
 
-export function kindOf (test: TestSpec): 'required' | 'optimal' | 'check' {
+export function kindOf(test: TestSpec): 'required' | 'optimal' | 'check' {
   return test.kind ?? 'required'
 }
 
-function matcher (grep: string): (id: string) => boolean {
+function matcher(grep: string): (id: string) => boolean {
   const rx = /^\/(.*)\/([a-z]*)$/.exec(grep)
   if (rx) {
     const re = new RegExp(rx[1], rx[2])
-    return id => re.test(id)
+    return (id) => re.test(id)
   }
-  return id => id.includes(grep)
+  return (id) => id.includes(grep)
 }
 
 /** The selected tests plus, transitively, the tests they depend on (so dependency verdicts stay meaningful). */
-export function selectTests (suites: SuiteSpec[], grep?: string): { test: TestSpec, suite: SuiteSpec }[] {
+export function selectTests(suites: SuiteSpec[], grep?: string): { test: TestSpec; suite: SuiteSpec }[] {
   const candidates = proxyTests(suites)
   if (grep === undefined || grep === '') return candidates
-  const byId = new Map(candidates.map(entry => [entry.test.id, entry]))
+  const byId = new Map(candidates.map((entry) => [entry.test.id, entry]))
   const wanted = new Set<string>()
   const add = (id: string): void => {
     if (wanted.has(id) || !byId.has(id)) return
@@ -147,7 +151,7 @@ export function selectTests (suites: SuiteSpec[], grep?: string): { test: TestSp
   return candidates.filter(({ test }) => wanted.has(test.id))
 }
 
-function messageOf (raw: RawResult | undefined): string | undefined {
+function messageOf(raw: RawResult | undefined): string | undefined {
   return Array.isArray(raw) ? `${raw[0]}: ${raw[1]}` : undefined
 }
 
@@ -155,14 +159,14 @@ function messageOf (raw: RawResult | undefined): string | undefined {
  * Classify results with the suite's own determineTestResult (dependencies honoured, as on cache-tests.fyi)
  * and total them. Used for our runs and for the published results in results/*.json alike.
  */
-export function summarise (
+export function summarise(
   label: string,
   suites: SuiteSpec[],
-  selected: { test: TestSpec, suite: SuiteSpec }[],
+  selected: { test: TestSpec; suite: SuiteSpec }[],
   raw: RawResults,
-  extra: { harnessErrors?: HarnessError[], durationMs?: number, baseUrl?: string, serverWarnings?: string[] } = {}
+  extra: { harnessErrors?: HarnessError[]; durationMs?: number; baseUrl?: string; serverWarnings?: string[] } = {},
 ): Summary {
-  const counts = Object.fromEntries(Object.values(VERDICT_BY_SYMBOL).map(v => [v, 0])) as Record<Verdict, number>
+  const counts = Object.fromEntries(Object.values(VERDICT_BY_SYMBOL).map((v) => [v, 0])) as Record<Verdict, number>
   const outcomes: TestOutcome[] = []
   const harnessErrors: HarnessError[] = [...(extra.harnessErrors ?? [])]
   const verdictOf = (id: string): Verdict => {
@@ -175,10 +179,16 @@ export function summarise (
     const result = raw[test.id]
     const verdict = verdictOf(test.id)
     const outcome: TestOutcome = {
-      id: test.id, name: test.name, suite: suite.name, kind: kindOf(test), verdict, raw: result, message: messageOf(result)
+      id: test.id,
+      name: test.name,
+      suite: suite.name,
+      kind: kindOf(test),
+      verdict,
+      raw: result,
+      message: messageOf(result),
     }
     if (verdict === 'dependency_fail') {
-      outcome.failedDependencies = (test.depends_on ?? []).filter(dep => !['pass', 'yes'].includes(verdictOf(dep)))
+      outcome.failedDependencies = (test.depends_on ?? []).filter((dep) => !['pass', 'yes'].includes(verdictOf(dep)))
     }
     counts[verdict]++
     outcomes.push(outcome)
@@ -186,25 +196,25 @@ export function summarise (
       harnessErrors.push({ id: test.id, message: `${result[0]}: ${result[1]}` })
     }
   }
-  const freshnessNone = outcomes.find(o => o.id === 'freshness-none')?.verdict ??
-    (raw['freshness-none'] === undefined ? 'untested' : verdictOf('freshness-none'))
+  const freshnessNone =
+    outcomes.find((o) => o.id === 'freshness-none')?.verdict ?? (raw['freshness-none'] === undefined ? 'untested' : verdictOf('freshness-none'))
   return {
     label,
     baseUrl: extra.baseUrl,
     durationMs: extra.durationMs ?? 0,
     total: outcomes.length,
-    requiredTotal: outcomes.filter(o => o.kind === 'required').length,
+    requiredTotal: outcomes.filter((o) => o.kind === 'required').length,
     counts,
     pass: counts.pass,
-    requiredFailures: outcomes.filter(o => o.verdict === 'fail'),
-    optionalFailures: outcomes.filter(o => o.verdict === 'optional_fail'),
-    dependencyFailures: outcomes.filter(o => o.verdict === 'dependency_fail'),
-    setupFailures: outcomes.filter(o => o.verdict === 'setup_fail' || o.verdict === 'retry'),
+    requiredFailures: outcomes.filter((o) => o.verdict === 'fail'),
+    optionalFailures: outcomes.filter((o) => o.verdict === 'optional_fail'),
+    dependencyFailures: outcomes.filter((o) => o.verdict === 'dependency_fail'),
+    setupFailures: outcomes.filter((o) => o.verdict === 'setup_fail' || o.verdict === 'retry'),
     harnessErrors,
     serverWarnings: extra.serverWarnings ?? [],
     freshnessNone,
     outcomes,
-    raw
+    raw,
   }
 }
 
@@ -212,7 +222,7 @@ export function summarise (
  * The suite's origin: server/server.mjs `handleMain` minus static files (that module starts its own
  * listener on import, so its handlers are mounted directly).
  */
-function originHandler (req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
+function originHandler(req: IncomingMessage, res: ServerResponse, next: (err?: unknown) => void): void {
   const url = new URL(req.url ?? '/', 'http://127.0.0.1/')
   const pathSegs = url.pathname.split('/')
   pathSegs.shift()
@@ -236,9 +246,7 @@ function originHandler (req: IncomingMessage, res: ServerResponse, next: (err?: 
  *   (a proxy discards the rest), instead of leaking extra bytes onto a kept-alive client connection;
  * - a `Transfer-Encoding` that is not chunked: the body is delimited by closing the connection.
  */
-function frameLikeTheWire (
-  req: IncomingMessage, res: ServerResponse, uuid: string | undefined, next: (err?: unknown) => void, handle: () => void
-): void {
+function frameLikeTheWire(req: IncomingMessage, res: ServerResponse, uuid: string | undefined, next: (err?: unknown) => void, handle: () => void): void {
   const end = res.end
   res.end = function (this: ServerResponse, ...args: unknown[]) {
     const declared = Number(res.getHeader('content-length'))
@@ -249,7 +257,7 @@ function frameLikeTheWire (
     }
     const te = res.getHeader('transfer-encoding')
     if (te !== undefined && !/(^|,)\s*chunked\s*$/i.test(String(te))) {
-      (res as unknown as { shouldKeepAlive: boolean }).shouldKeepAlive = false
+      ;(res as unknown as { shouldKeepAlive: boolean }).shouldKeepAlive = false
     }
     return (end as (...a: unknown[]) => ServerResponse).apply(this, args)
   } as ServerResponse['end']
@@ -261,11 +269,14 @@ function frameLikeTheWire (
   let disconnected = false
   const socket = res.socket
   const intercept = new Proxy(socket ?? {}, {
-    get (target, prop) {
-      if (prop === 'destroy') return () => { disconnected = true }
+    get(target, prop) {
+      if (prop === 'destroy')
+        return () => {
+          disconnected = true
+        }
       const value: unknown = Reflect.get(target, prop, target)
       return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value
-    }
+    },
   })
   const writable = res as { socket: unknown }
   writable.socket = intercept
@@ -282,7 +293,7 @@ function frameLikeTheWire (
 }
 
 /** Whether handle-test.mjs will disconnect on this request (its own lookup: Req-Num header, else server count). */
-function isDisconnect (req: IncomingMessage, uuid: string | undefined): boolean {
+function isDisconnect(req: IncomingMessage, uuid: string | undefined): boolean {
   if (uuid === undefined) return false
   const requests = configs.get(uuid) as { disconnect?: boolean }[] | undefined
   if (requests === undefined) return false
@@ -296,7 +307,7 @@ interface Origin {
   close: () => Promise<void>
 }
 
-async function startApp (middleware: Middleware): Promise<Origin> {
+async function startApp(middleware: Middleware): Promise<Origin> {
   const app = express()
   app.disable('x-powered-by')
   app.use(middleware as RequestHandler)
@@ -321,8 +332,8 @@ async function startApp (middleware: Middleware): Promise<Origin> {
     baseUrl: `http://127.0.0.1:${port}`,
     close: async () => {
       server.closeAllConnections()
-      await new Promise<void>(resolve => server.close(() => resolve()))
-    }
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
   }
 }
 
@@ -330,13 +341,15 @@ async function startApp (middleware: Middleware): Promise<Origin> {
  * Check, through the cache, the plumbing every test relies on: PUT /config is forwarded with its body,
  * /test reaches the origin, and /state reflects each new origin request (never a stored copy).
  */
-async function preflight (doFetch: (url: string, init?: FetchInit) => Promise<FetchResponse>, baseUrl: string): Promise<HarnessError[]> {
+async function preflight(doFetch: (url: string, init?: FetchInit) => Promise<FetchResponse>, baseUrl: string): Promise<HarnessError[]> {
   const errors: HarnessError[] = []
   const uuid = `preflight-${randomUUID()}`
   const requests = [{ id: 'harness-preflight' }, { id: 'harness-preflight' }]
   try {
     const put = await doFetch(`${baseUrl}/config/${uuid}`, {
-      method: 'PUT', headers: [['content-type', 'application/json']], body: JSON.stringify(requests)
+      method: 'PUT',
+      headers: [['content-type', 'application/json']],
+      body: JSON.stringify(requests),
     })
     await put.text()
     if (put.status !== 201) {
@@ -352,11 +365,14 @@ async function preflight (doFetch: (url: string, init?: FetchInit) => Promise<Fe
       const stateRes = await doFetch(`${baseUrl}/state/${uuid}`)
       const stateText = await stateRes.text()
       let seen = -1
-      try { seen = (JSON.parse(stateText) as unknown[]).length } catch {}
+      try {
+        seen = (JSON.parse(stateText) as unknown[]).length
+      } catch {}
       if (stateRes.status !== 200 || seen !== n) {
         errors.push({
-          message: `preflight: GET /state after ${n} origin request(s) answered ${stateRes.status} with ${seen} request(s)` +
-            ` (x-cache: ${stateRes.headers.get('x-cache') ?? '-'}): the state endpoint must not be served from cache`
+          message:
+            `preflight: GET /state after ${n} origin request(s) answered ${stateRes.status} with ${seen} request(s)` +
+            ` (x-cache: ${stateRes.headers.get('x-cache') ?? '-'}): the state endpoint must not be served from cache`,
         })
       }
     }
@@ -370,7 +386,7 @@ async function preflight (doFetch: (url: string, init?: FetchInit) => Promise<Fe
 }
 
 /** Run the suite against `middleware` mounted in front of the suite's origin, in this process. */
-export async function runConformance (options: RunOptions): Promise<Summary> {
+export async function runConformance(options: RunOptions): Promise<Summary> {
   const started = Date.now()
   const suites = loadSuites()
   const selected = selectTests(suites, options.grep)
@@ -413,7 +429,10 @@ export async function runConformance (options: RunOptions): Promise<Summary> {
       stash.delete(uuid)
     }
     return summarise(options.label, suites, selected, raw, {
-      harnessErrors, durationMs: Date.now() - started, baseUrl: origin.baseUrl, serverWarnings
+      harnessErrors,
+      durationMs: Date.now() - started,
+      baseUrl: origin.baseUrl,
+      serverWarnings,
     })
   } finally {
     console.log = log
@@ -423,7 +442,7 @@ export async function runConformance (options: RunOptions): Promise<Summary> {
 }
 
 /** A readable account of a test definition: each request, what the origin sends, what the client expects. */
-export function explainTest (id: string, suites: SuiteSpec[] = loadSuites()): string {
+export function explainTest(id: string, suites: SuiteSpec[] = loadSuites()): string {
   const found = allTests(suites).find(({ test }) => test.id === id)
   if (found === undefined) return `${id}: no such test`
   const { test, suite } = found
@@ -437,7 +456,7 @@ export function explainTest (id: string, suites: SuiteSpec[] = loadSuites()): st
     if (req.response_headers !== undefined) parts.push(`origin headers ${show(req.response_headers)}`)
     if (req.response_body !== undefined) parts.push(`origin body ${show(req.response_body)}`)
     if (req.disconnect === true) parts.push('origin disconnects')
-    for (const key of Object.keys(req).filter(k => k.startsWith('expected_'))) parts.push(`${key} ${show(req[key])}`)
+    for (const key of Object.keys(req).filter((k) => k.startsWith('expected_'))) parts.push(`${key} ${show(req[key])}`)
     if (req.setup === true) parts.push('(setup)')
     else if (req.setup_tests !== undefined) parts.push(`(setup for ${req.setup_tests.join(', ')})`)
     if (req.pause_after === true) parts.push('then pause 3 s')
@@ -450,14 +469,18 @@ export function explainTest (id: string, suites: SuiteSpec[] = loadSuites()): st
  * The results the package ships (results/*.json, as shown on cache-tests.fyi) for reverse proxies and
  * CDNs, summarised with the same logic over the same tests as our runs.
  */
-export function summarisePublished (types: string[] = ['rev-proxy', 'cdn']): Summary[] {
+export function summarisePublished(types: string[] = ['rev-proxy', 'cdn']): Summary[] {
   const dir = new URL('./results/', `file://${createRequire(import.meta.url).resolve('http-cache-tests/package.json')}`)
-  return publishedIndex.filter(item => types.includes(item.type)).map(item => {
-    const suites = loadSuites()
-    const raw = JSON.parse(readFileSync(new URL(item.file, dir), 'utf8')) as RawResults
-    return summarise(`${item.name} ${item.version}`, suites, proxyTests(suites), raw)
-  })
+  return publishedIndex
+    .filter((item) => types.includes(item.type))
+    .map((item) => {
+      const suites = loadSuites()
+      const raw = JSON.parse(readFileSync(new URL(item.file, dir), 'utf8')) as RawResults
+      return summarise(`${item.name} ${item.version}`, suites, proxyTests(suites), raw)
+    })
 }
 
 /** A middleware that caches nothing: the harness must report this as failing the gate. */
-export const passThrough: Middleware = (_req: IncomingMessage, _res: ServerResponse, next: (err?: unknown) => void) => { next() }
+export const passThrough: Middleware = (_req: IncomingMessage, _res: ServerResponse, next: (err?: unknown) => void) => {
+  next()
+}

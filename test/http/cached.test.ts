@@ -76,13 +76,37 @@ describe('cached()', () => {
       expect(cacheKey('q', ['a', 2, true, null, undefined, 3n])).to.equal('q:"a",2,true,null,undefined,3n')
       expect(cacheKey('q', [{ b: 1, a: [1, { d: 2, c: 3 }] }])).to.equal(cacheKey('q', [{ a: [1, { c: 3, d: 2 }], b: 1 }]))
       expect(cacheKey('q', [new Date(0)])).to.equal('q:Date(1970-01-01T00:00:00.000Z)')
-      expect(cacheKey('q', [new Map([['b', 1], ['a', 2]])])).to.equal(cacheKey('q', [new Map([['a', 2], ['b', 1]])]))
+      expect(
+        cacheKey('q', [
+          new Map([
+            ['b', 1],
+            ['a', 2],
+          ]),
+        ]),
+      ).to.equal(
+        cacheKey('q', [
+          new Map([
+            ['a', 2],
+            ['b', 1],
+          ]),
+        ]),
+      )
       expect(cacheKey('q', [new Set([2, 1])])).to.equal('q:Set[1,2]')
       expect(cacheKey('q', ['1'])).not.to.equal(cacheKey('q', [1]))
       expect(cacheKey('q', ['a', 'b'])).not.to.equal(cacheKey('q', ['a,"b']))
       for (const text of ['plain', 'a"b', 'a\\b', 'line\nbreak', '\u0001', '\ud800 lone', 'pair 😀', 'é']) {
         expect(cacheKey('q', [text]), text).to.equal('q:' + JSON.stringify(text))
-        expect(cacheKey('q', [{ [text]: 1, a: 2 }]), text).to.equal('q:{' + [[JSON.stringify('a'), '2'], [JSON.stringify(text), '1']].sort((x, y) => (JSON.parse(x[0]) < JSON.parse(y[0]) ? -1 : 1)).map((p) => p.join(':')).join(',') + '}')
+        expect(cacheKey('q', [{ [text]: 1, a: 2 }]), text).to.equal(
+          'q:{' +
+            [
+              [JSON.stringify('a'), '2'],
+              [JSON.stringify(text), '1'],
+            ]
+              .sort((x, y) => (JSON.parse(x[0]) < JSON.parse(y[0]) ? -1 : 1))
+              .map((p) => p.join(':'))
+              .join(',') +
+            '}',
+        )
       }
     })
     it('should escape wildcard and separator characters and hash a long argument part', () => {
@@ -97,20 +121,34 @@ describe('cached()', () => {
   describe('when arguments have no stable key', () => {
     it('should reject with UnkeyableArgumentError naming the argument, without calling fn', async () => {
       let calls = 0
-      const find = cached(async function find(_q: unknown) {
-        calls++
-        return 1
-      }, { cache: cacheFor() })
+      const find = cached(
+        async function find(_q: unknown) {
+          calls++
+          return 1
+        },
+        { cache: cacheFor() },
+      )
       const cyclic: Record<string, unknown> = {}
       cyclic.self = cyclic
       class Query {
         a = 1
       }
-      for (const [arg, what] of [[() => 1, /argument #1 is a function/], [Symbol('s'), /a symbol/], [cyclic, /#1.self is a cycle/], [new Query(), /an instance of Query/], [{ deep: [1, () => 2] }, /#1.deep\[1\] is a function/]] as const) {
-        const error = await find(arg).then(() => undefined, (e: Error) => e)
+      for (const [arg, what] of [
+        [() => 1, /argument #1 is a function/],
+        [Symbol('s'), /a symbol/],
+        [cyclic, /#1.self is a cycle/],
+        [new Query(), /an instance of Query/],
+        [{ deep: [1, () => 2] }, /#1.deep\[1\] is a function/],
+      ] as const) {
+        const error = await find(arg).then(
+          () => undefined,
+          (e: Error) => e,
+        )
         expect(error).to.be.instanceOf(UnkeyableArgumentError)
         expect(error).to.be.instanceOf(TypeError)
-        expect(error!.message).to.match(what).and.match(/pass the "key" option/)
+        expect(error!.message)
+          .to.match(what)
+          .and.match(/pass the "key" option/)
       }
       expect(calls).to.equal(0)
     })
@@ -137,10 +175,13 @@ describe('cached()', () => {
         it('should call fn once, whatever the order of object keys', async () => {
           const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           let calls = 0
-          const search = cached(async function search(page: number, filter: { a?: number; b?: number }) {
-            calls++
-            return { page, filter }
-          }, { cache })
+          const search = cached(
+            async function search(page: number, filter: { a?: number; b?: number }) {
+              calls++
+              return { page, filter }
+            },
+            { cache },
+          )
           const first = await search(1, { a: 1, b: 2 })
           await waitFor(async () => (await cache.get(cacheKey('search', [1, { a: 1, b: 2 }]))) !== undefined)
           expect(await search(1, { b: 2, a: 1 })).to.deep.equal(first)
@@ -165,11 +206,14 @@ describe('cached()', () => {
           const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           const held = gate()
           let calls = 0
-          const load = cached(async function load(id: number) {
-            calls++
-            await held.promise
-            return { id }
-          }, { cache })
+          const load = cached(
+            async function load(id: number) {
+              calls++
+              await held.promise
+              return { id }
+            },
+            { cache },
+          )
           const callers = Array.from({ length: 25 }, () => load(7))
           await waitFor(() => calls === 1)
           held.open()
@@ -183,24 +227,36 @@ describe('cached()', () => {
         it('should pass the rejection on and call fn again next time', async () => {
           const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           let calls = 0
-          const flaky = cached(async function flaky() {
-            if (++calls === 1) throw new Error('first call fails')
-            return 'ok'
-          }, { cache })
-          await flaky().then(() => expect.fail('resolved'), (e: Error) => expect(e.message).to.equal('first call fails'))
+          const flaky = cached(
+            async function flaky() {
+              if (++calls === 1) throw new Error('first call fails')
+              return 'ok'
+            },
+            { cache },
+          )
+          await flaky().then(
+            () => expect.fail('resolved'),
+            (e: Error) => expect(e.message).to.equal('first call fails'),
+          )
           expect(await flaky()).to.equal('ok')
           expect(calls).to.equal(2)
         })
         it('should store the rejection when cacheRejections is set', async () => {
           const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE })
           let calls = 0
-          const missing = cached(async function missing(id: number): Promise<string> {
-            calls++
-            throw new RangeError(`no post ${id}`)
-          }, { cache, cacheRejections: '30s' })
+          const missing = cached(
+            async function missing(id: number): Promise<string> {
+              calls++
+              throw new RangeError(`no post ${id}`)
+            },
+            { cache, cacheRejections: '30s' },
+          )
           await missing(4).catch(() => undefined)
           await waitFor(async () => {
-            const error = await missing(4).then(() => undefined, (e: Error) => e)
+            const error = await missing(4).then(
+              () => undefined,
+              (e: Error) => e,
+            )
             return calls === 1 && error?.name === 'RangeError' && error.message === 'no post 4'
           })
         })
@@ -212,10 +268,13 @@ describe('cached()', () => {
             const errors: Error[] = []
             const cache = cacheFor({ store: created.store, storeTimeout: '50ms', lockTimeout: '1h', onError: (e) => errors.push(e) })
             let calls = 0
-            const load = cached(async function load(id: number) {
-              calls++
-              return `row ${id}`
-            }, { cache })
+            const load = cached(
+              async function load(id: number) {
+                calls++
+                return `row ${id}`
+              },
+              { cache },
+            )
             expect(await load(1)).to.equal('row 1')
             await created.server!.pause()
             try {
@@ -235,10 +294,13 @@ describe('cached()', () => {
           const cache = cacheFor({ store: created.store, storeTimeout: SLOW_MACHINE, now: () => now })
           let calls = 0
           const held = gate()
-          const stats = cached(async function stats() {
-            if (++calls > 1) await held.promise
-            return calls
-          }, { cache, ttl: '10s', staleWhileRevalidate: '10m' })
+          const stats = cached(
+            async function stats() {
+              if (++calls > 1) await held.promise
+              return calls
+            },
+            { cache, ttl: '10s', staleWhileRevalidate: '10m' },
+          )
           expect(await stats()).to.equal(1)
           await waitFor(async () => (await cache.get('stats:')) === 1)
           now += 60_000
@@ -246,7 +308,14 @@ describe('cached()', () => {
           await waitFor(() => calls === 2)
           held.open()
           const seen: unknown[] = []
-          await waitFor(async () => { const v = await stats(); seen.push(v); return v === 2 }).catch(async (e) => { console.log('DEBUG calls', calls, seen.slice(0, 5), seen.length, cache.stats()); throw e })
+          await waitFor(async () => {
+            const v = await stats()
+            seen.push(v)
+            return v === 2
+          }).catch(async (e) => {
+            console.log('DEBUG calls', calls, seen.slice(0, 5), seen.length, cache.stats())
+            throw e
+          })
           expect(calls).to.equal(2)
         })
       })
@@ -260,10 +329,13 @@ describe('cached()', () => {
       const stalled: Store = { get: never, set: never, delete: never, deleteMatching: never }
       const cache = cacheFor({ store: stalled, storeTimeout: '20ms', lockTimeout: '1h', onError: (e) => errors.push(e) })
       let calls = 0
-      const load = cached(async function load(id: number) {
-        calls++
-        return id * 2
-      }, { cache })
+      const load = cached(
+        async function load(id: number) {
+          calls++
+          return id * 2
+        },
+        { cache },
+      )
       expect(await load(21)).to.equal(42)
       expect(calls).to.equal(1)
       expect(errors.some((e) => e instanceof StoreTimeoutError)).to.equal(true)
@@ -276,9 +348,12 @@ describe('cached()', () => {
         delete: () => Promise.reject(new Error('connection refused')),
         deleteMatching: () => Promise.reject(new Error('connection refused')),
       }
-      const load = cached(async function load() {
-        return 'fresh'
-      }, { cache: cacheFor({ store: broken, onError: (e) => errors.push(e) }) })
+      const load = cached(
+        async function load() {
+          return 'fresh'
+        },
+        { cache: cacheFor({ store: broken, onError: (e) => errors.push(e) }) },
+      )
       expect(await load()).to.equal('fresh')
       expect(errors.map((e) => e.message)).to.include('connection refused')
     })

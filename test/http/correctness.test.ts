@@ -14,19 +14,7 @@ import { hostPart, storageKey } from '../../src/key.js'
 import type { Store } from '../../src/types.js'
 import { responseEntry } from '../support/entries.js'
 import type { RedisServer } from '../support/servers.js'
-import {
-  closeAll,
-  eventually,
-  landed,
-  rawRequest,
-  rawValues,
-  serve,
-  setup,
-  sleep,
-  storeFactories,
-  type Harness,
-  type StoreFactory,
-} from '../support/app.js'
+import { closeAll, eventually, landed, rawRequest, rawValues, serve, setup, sleep, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
 
 const STORES = storeFactories.filter((s) => s.name === 'memory' || s.name === 'redis' || s.name === 'memcached')
 
@@ -347,7 +335,10 @@ for (const s of STORES) {
             const key = storageKey('bad:GET', hostPart(h.host))
             await h.created!.putRaw!(key, jsonCoder().encode(entry), 60_000)
             await h.get('/bad').expect(200, 'v1').expect('X-Cache', 'MISS')
-            expect(errors.some((e) => e instanceof CorruptEntryError), 'reported').to.equal(true)
+            expect(
+              errors.some((e) => e instanceof CorruptEntryError),
+              'reported',
+            ).to.equal(true)
           })
         }
       })

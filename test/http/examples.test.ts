@@ -300,7 +300,8 @@ describe('examples/*/app.ts run directly', function () {
 describe('examples import only the public entry points', function () {
   it('should import ../../src/index.js (or testing.js) and never an internal module', async function () {
     for (const name of [...runnable.map((r) => r.name), 'demo']) {
-      const files = name === 'demo' ? ['examples/demo.ts'] : (await readdir(`examples/${name}`)).filter((f) => f.endsWith('.ts')).map((f) => `examples/${name}/${f}`)
+      const files =
+        name === 'demo' ? ['examples/demo.ts'] : (await readdir(`examples/${name}`)).filter((f) => f.endsWith('.ts')).map((f) => `examples/${name}/${f}`)
       for (const file of files) {
         const source = await readFile(file, 'utf8')
         const internal = [...source.matchAll(/from '((?:\.\.\/)+src\/[^']+)'/g)].map((m) => m[1]).filter((p) => !/src\/(index|testing)\.js$/.test(p))

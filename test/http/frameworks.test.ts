@@ -67,13 +67,14 @@ function make(name: string, create: () => { use(fn: unknown): unknown; get?: unk
         if (route === undefined) return next()
         route(req, res, next)
       })
-      if (!defaultErrors) app.use(function onError(error: Error, _req: IncomingMessage, res: ServerResponse, _next: Next) {
-        void error
-        res.statusCode = 500
-        res.setHeader('Cache-Control', 'max-age=60')
-        res.setHeader('Content-Type', 'text/plain')
-        res.end('error page')
-      })
+      if (!defaultErrors)
+        app.use(function onError(error: Error, _req: IncomingMessage, res: ServerResponse, _next: Next) {
+          void error
+          res.statusCode = 500
+          res.setHeader('Cache-Control', 'max-age=60')
+          res.setHeader('Content-Type', 'text/plain')
+          res.end('error page')
+        })
       const served = await serve(app as unknown as (req: IncomingMessage, res: ServerResponse) => void)
       const built = { served, cache, clock, O }
       opened.push(built)
@@ -91,10 +92,12 @@ const frameworks: Framework[] = [
 
 afterEach(async function () {
   const all = opened.splice(0)
-  await Promise.all(all.map(async (b) => {
-    await b.served.close()
-    await b.cache.close()
-  }))
+  await Promise.all(
+    all.map(async (b) => {
+      await b.served.close()
+      await b.cache.close()
+    }),
+  )
 })
 
 /** A plain node:http handler: counted, cacheable, `v<n>`. */
@@ -362,8 +365,14 @@ for (const fw of frameworks.slice(0, 2)) {
           }) as unknown as Handler,
         },
       })
-      await served.agent.get('/json').expect(200, { call: 1, items: [1, 2, 3] }).expect('X-Cache', 'MISS')
-      const hit = await served.agent.get('/json').expect(200, { call: 1, items: [1, 2, 3] }).expect('X-Cache', 'HIT')
+      await served.agent
+        .get('/json')
+        .expect(200, { call: 1, items: [1, 2, 3] })
+        .expect('X-Cache', 'MISS')
+      const hit = await served.agent
+        .get('/json')
+        .expect(200, { call: 1, items: [1, 2, 3] })
+        .expect('X-Cache', 'HIT')
       expect(hit.headers['content-type']).to.match(/^application\/json/)
       expect(O.calls).to.equal(1)
     })

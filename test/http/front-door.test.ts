@@ -105,7 +105,9 @@ for (const kind of ['express5', 'express4', 'connect'] as const) {
       const host = `127.0.0.1:${port}`
       let text = ''
       socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')))
-      socket.write(`GET /k HTTP/1.1\r\nHost: ${host}\r\n\r\nGET /other HTTP/1.1\r\nHost: ${host}\r\n\r\nGET /k HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)
+      socket.write(
+        `GET /k HTTP/1.1\r\nHost: ${host}\r\n\r\nGET /other HTTP/1.1\r\nHost: ${host}\r\n\r\nGET /k HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`,
+      )
       await once(socket, 'end')
       const bodies = [...text.matchAll(/page \/\S+ -/g)].map((m) => m[0])
       expect(bodies).to.deep.equal(['page /k -', 'page /other -', 'page /k -'])

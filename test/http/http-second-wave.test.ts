@@ -122,7 +122,7 @@ for (const s of STORES) {
     describe('targeted cache-control (RFC 9213)', () => {
       const targets = ['cachet-cache-control', 'cdn-cache-control']
 
-      it('should store by the first targeted field present, remove cachet\'s own, and leave Cache-Control to the client', async () => {
+      it("should store by the first targeted field present, remove cachet's own, and leave Cache-Control to the client", async () => {
         const h = await setup(s, { options: { targets } })
         h.O.headers = { 'Cache-Control': 'no-store', 'Cachet-Cache-Control': 'max-age=60', 'CDN-Cache-Control': 'no-store' }
         const miss = await h.get('/t').expect(200, 'v1').expect('X-Cache', 'MISS')
@@ -148,7 +148,7 @@ for (const s of STORES) {
     })
 
     describe('cacheRoute(ttl, { override: true })', () => {
-      it('should let the route ttl win over max-age=0 for the cache, and leave the client\'s Cache-Control as sent', async () => {
+      it("should let the route ttl win over max-age=0 for the cache, and leave the client's Cache-Control as sent", async () => {
         let n = 0
         const h = await setup(s, {
           routes: (app) => {

@@ -232,7 +232,10 @@ describe('examples/observability', () => {
         await server.agent.get('/posts/1').expect(200)
         await server.agent.get('/posts/1').expect(200)
         endRequest(startRequest('/posts/7#example.com', 'GET'), 'HIT', { route: '/from-the-test' })
-        const response = await server.agent.get('/metrics').expect(200).expect('Content-Type', /^text\/plain/)
+        const response = await server.agent
+          .get('/metrics')
+          .expect(200)
+          .expect('Content-Type', /^text\/plain/)
         const text = response.text
         for (const name of [
           'cachet_requests_total',

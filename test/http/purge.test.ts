@@ -35,7 +35,7 @@ describe('purgeHandler()', () => {
   })
 
   describe('when PURGE names a path', () => {
-    it('should purge that path\'s key family', async () => {
+    it("should purge that path's key family", async () => {
       const h = await site()
       h.O.headers = CC60
       await h.get('/posts/42').expect('X-Cache', 'MISS')

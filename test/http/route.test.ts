@@ -10,7 +10,13 @@ function serve(configure: (app: express.Express) => void, cache: ResponseCache) 
   app.use(cache)
   configure(app)
   const server = http.createServer(app).listen(0, '127.0.0.1')
-  return { agent: request(server), close: async () => { server.close(); await cache.close() } }
+  return {
+    agent: request(server),
+    close: async () => {
+      server.close()
+      await cache.close()
+    },
+  }
 }
 
 describe('cacheRoute()', () => {
@@ -21,7 +27,10 @@ describe('cacheRoute()', () => {
   describe('when the response says nothing about freshness', () => {
     it('should store it for the route ttl, over the global ttl', async () => {
       let calls = 0
-      const { agent, close } = serve((app) => app.get('/r', cacheRoute('10s'), (_req, res) => res.send(`v${++calls}`)), responseCache({ ttl: '1h', store: memoryStore({ now: clock }), now: clock }))
+      const { agent, close } = serve(
+        (app) => app.get('/r', cacheRoute('10s'), (_req, res) => res.send(`v${++calls}`)),
+        responseCache({ ttl: '1h', store: memoryStore({ now: clock }), now: clock }),
+      )
       try {
         await agent.get('/r').expect(200, 'v1').expect('X-Cache', 'MISS')
         now += 9_000
@@ -37,7 +46,10 @@ describe('cacheRoute()', () => {
   describe('when the response carries its own max-age', () => {
     it('should use the response max-age, not the route ttl', async () => {
       let calls = 0
-      const { agent, close } = serve((app) => app.get('/r', cacheRoute('1h'), (_req, res) => res.set('Cache-Control', 'max-age=5').send(`v${++calls}`)), fresh())
+      const { agent, close } = serve(
+        (app) => app.get('/r', cacheRoute('1h'), (_req, res) => res.set('Cache-Control', 'max-age=5').send(`v${++calls}`)),
+        fresh(),
+      )
       try {
         await agent.get('/r').expect(200, 'v1')
         now += 6_000

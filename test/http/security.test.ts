@@ -186,7 +186,10 @@ for (const storeName of STORE_NAMES) {
       const cookieRoute = (app: express.Express, count: () => void) =>
         app.get('/login', (req, res) => {
           count()
-          res.set('Cache-Control', 'public, max-age=60').cookie('sid', `session-${req.get('x-user')}`).send('welcome')
+          res
+            .set('Cache-Control', 'public, max-age=60')
+            .cookie('sid', `session-${req.get('x-user')}`)
+            .send('welcome')
         })
 
       it('should not store a response with Set-Cookie, so every user gets their own cookie', async () => {
@@ -277,7 +280,10 @@ for (const storeName of STORE_NAMES) {
             }),
           )
           await s.agent.get('/r').expect('X-Cache', 'MISS')
-          const overridden = await s.agent.get('/r').set(header, header.endsWith('URL') ? '/admin' : 'DELETE').expect(200)
+          const overridden = await s.agent
+            .get('/r')
+            .set(header, header.endsWith('URL') ? '/admin' : 'DELETE')
+            .expect(200)
           expect(overridden.headers['x-cache']).to.equal('BYPASS')
           expect(overridden.text).to.contain('overridden')
           // And it stored nothing over the plain entry.

@@ -49,7 +49,10 @@ describe('surrogate option (Surrogate-Control, W3C Edge Architecture)', () => {
   })
 
   it('announces Surrogate-Capability with its device token to the app', async () => {
-    for (const [option, token] of [[true, 'cachet'], ['edge-1', 'edge-1']] as const) {
+    for (const [option, token] of [
+      [true, 'cachet'],
+      ['edge-1', 'edge-1'],
+    ] as const) {
       const s = serve({ surrogate: option }, { cc: 'max-age=60' })
       try {
         await s.agent.get('/r').set('Surrogate-Capability', 'cdn="Surrogate/1.0"').expect(200)

@@ -32,7 +32,7 @@ for (const s of STORES) {
     this.timeout(20_000)
     afterEach(closeAll)
 
-    describe('when responses carry Surrogate-Key, Cache-Tag or a route\'s tags', () => {
+    describe("when responses carry Surrogate-Key, Cache-Tag or a route's tags", () => {
       it('should drop every entry carrying a tag on invalidateTags(), whatever its path, and keep the others', async () => {
         const h = await setup(s, {
           routes: (app, O) => {

@@ -51,7 +51,10 @@ function richValue() {
     date: new Date(1_700_000_000_123),
     buffer: Buffer.from([0, 1, 2, 255]),
     bytes: new Uint8Array([9, 8, 7]),
-    map: new Map<unknown, unknown>([['a', 1], [2, { x: [1, 2] }]]),
+    map: new Map<unknown, unknown>([
+      ['a', 1],
+      [2, { x: [1, 2] }],
+    ]),
     set: new Set<unknown>(['x', 3]),
     big: 12345678901234567890123n,
     small: -5n,
@@ -178,7 +181,10 @@ describe('createCache()', () => {
             calls++
             throw new Error('db down')
           }
-          await cache.getOrSet('k', failing).then(() => expect.fail('resolved'), (e: Error) => expect(e.message).to.equal('db down'))
+          await cache.getOrSet('k', failing).then(
+            () => expect.fail('resolved'),
+            (e: Error) => expect(e.message).to.equal('db down'),
+          )
           await cache.getOrSet('k', failing).catch(() => undefined)
           expect(calls).to.equal(2)
           expect(await cache.getOrSet('k', async () => 'ok')).to.equal('ok')
@@ -426,7 +432,10 @@ describe('createCache()', () => {
         }
       }
       class Point {
-        constructor(readonly x: number, readonly y: number) {}
+        constructor(
+          readonly x: number,
+          readonly y: number,
+        ) {}
       }
       const cache = createCache({ coder: jsonCoder() })
       try {
@@ -473,8 +482,17 @@ describe('value entries in the coders', () => {
   }
   it('should encode responses and vary records byte for byte as before values existed', () => {
     const response = {
-      kind: 'response' as const, status: 200, headers: ['Content-Type', 'text/plain', 'ETag', 'W/"x"'], body: Buffer.from('hello'),
-      responseTime: 1_700_000_000_000, initialAge: 0, lifetime: 60_000, staleWhileRevalidate: 5, staleIfError: 0, mustRevalidate: false, statusHeader: false as const,
+      kind: 'response' as const,
+      status: 200,
+      headers: ['Content-Type', 'text/plain', 'ETag', 'W/"x"'],
+      body: Buffer.from('hello'),
+      responseTime: 1_700_000_000_000,
+      initialAge: 0,
+      lifetime: 60_000,
+      staleWhileRevalidate: 5,
+      staleIfError: 0,
+      mustRevalidate: false,
+      statusHeader: false as const,
     }
     const vary = { kind: 'vary' as const, vary: ['accept'], variants: ['a#b'], expires: 7 }
     // Digests of the bytes the coders wrote for these two entries before value entries were added.

@@ -156,7 +156,9 @@ describe('DEBUG=cachet', () => {
         await store.close()
       }
       expect(lines.filter((line) => /not stored/.test(line))).to.have.length(1)
-      expect(lines.find((line) => /not stored/.test(line))).to.include('posts:42:GET#h').and.include('memcached')
+      expect(lines.find((line) => /not stored/.test(line)))
+        .to.include('posts:42:GET#h')
+        .and.include('memcached')
     })
   })
 

@@ -19,7 +19,10 @@ const fixtures = path.join(root, 'test', 'package')
 const env = {
   ...process.env,
   NODE_OPTIONS: '',
-  PATH: (process.env.PATH ?? '').split(path.delimiter).filter((p) => !p.includes(`node_modules${path.sep}.bin`)).join(path.delimiter),
+  PATH: (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .filter((p) => !p.includes(`node_modules${path.sep}.bin`))
+    .join(path.delimiter),
 }
 const tsc = path.join(root, 'node_modules', 'typescript', 'bin', 'tsc')
 
@@ -66,7 +69,11 @@ describe('npm pack', function () {
         mkdirSync(dir)
         writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: `consumer-${name}`, private: true, type: 'module' }))
         const packages = name === 'bare' ? common : [...common, ...peers]
-        await sh('npm', ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--prefer-offline', '--no-package-lock', '--loglevel=error', tarball, ...packages], dir)
+        await sh(
+          'npm',
+          ['install', '--no-audit', '--no-fund', '--ignore-scripts', '--prefer-offline', '--no-package-lock', '--loglevel=error', tarball, ...packages],
+          dir,
+        )
         for (const file of readdirSync(fixtures)) {
           if (!/^(consumer|tsconfig)\./.test(file) && !(name === 'peers' && file.startsWith('peers.'))) continue
           copyFileSync(path.join(fixtures, file), path.join(dir, file.replace(/\.tpl$/, '')))
@@ -88,7 +95,9 @@ describe('npm pack', function () {
     const { stdout } = await sh('tar', ['-tzf', tarball], work)
     // What the two entries share goes to chunks whose names carry a content hash.
     const shared = (file: string) =>
-      file.replace(/^package\/dist\/types-[\w-]+\.d\.(c?)ts$/, 'package/dist/types-<hash>.d.$1ts').replace(/^package\/dist\/chunk-[\w-]+\.js$/, 'package/dist/chunk-<hash>.js')
+      file
+        .replace(/^package\/dist\/types-[\w-]+\.d\.(c?)ts$/, 'package/dist/types-<hash>.d.$1ts')
+        .replace(/^package\/dist\/chunk-[\w-]+\.js$/, 'package/dist/chunk-<hash>.js')
     expect([...new Set(stdout.trim().split('\n').map(shared))].sort()).to.deep.equal(
       [
         'package/CHANGELOG.md',

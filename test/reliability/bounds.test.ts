@@ -171,16 +171,18 @@ describe('bounds', function () {
       const sampler = setInterval(() => (rssPeak = Math.max(rssPeak, process.memoryUsage().rss)), 5)
       const get = () =>
         new Promise<{ hash: string; length: number; label: string | undefined }>((resolve, reject) => {
-          http.get({ host: '127.0.0.1', port, path: '/big', agent: false }, (res) => {
-            const h = createHash('sha256')
-            let length = 0
-            res.on('data', (chunk: Buffer) => {
-              h.update(chunk)
-              length += chunk.length
+          http
+            .get({ host: '127.0.0.1', port, path: '/big', agent: false }, (res) => {
+              const h = createHash('sha256')
+              let length = 0
+              res.on('data', (chunk: Buffer) => {
+                h.update(chunk)
+                length += chunk.length
+              })
+              res.on('end', () => resolve({ hash: h.digest('hex'), length, label: res.headers['x-cache'] as string | undefined }))
+              res.on('error', reject)
             })
-            res.on('end', () => resolve({ hash: h.digest('hex'), length, label: res.headers['x-cache'] as string | undefined }))
-            res.on('error', reject)
-          }).on('error', reject)
+            .on('error', reject)
         })
       try {
         const first = await get()
@@ -255,7 +257,14 @@ describe('bounds', function () {
           const app = express()
           app.use(cache)
           app.get('/r', (req, res) => {
-            setTimeout(() => res.set('Cache-Control', 'public, max-age=60').set('Vary', 'X-V').send(`variant ${req.get('x-v')}`), 5)
+            setTimeout(
+              () =>
+                res
+                  .set('Cache-Control', 'public, max-age=60')
+                  .set('Vary', 'X-V')
+                  .send(`variant ${req.get('x-v')}`),
+              5,
+            )
           })
           const server = http.createServer(app).listen(0, '127.0.0.1')
           await once(server, 'listening')
@@ -345,10 +354,12 @@ describe('bounds', function () {
         const timed = () =>
           new Promise<number>((resolve, reject) => {
             const t0 = performance.now()
-            http.get({ host: '127.0.0.1', port, path: '/c', agent: false }, (res) => {
-              res.resume()
-              res.on('end', () => resolve(performance.now() - t0))
-            }).on('error', reject)
+            http
+              .get({ host: '127.0.0.1', port, path: '/c', agent: false }, (res) => {
+                res.resume()
+                res.on('end', () => resolve(performance.now() - t0))
+              })
+              .on('error', reject)
           })
         try {
           const leader = timed()

@@ -50,7 +50,8 @@ const traces = new Map<number, Trace>()
 const als = new AsyncLocalStorage<Trace>()
 
 function traced(store: Store): Store {
-  const wrap = <A extends unknown[], R>(name: string, fn: (...args: A) => R) =>
+  const wrap =
+    <A extends unknown[], R>(name: string, fn: (...args: A) => R) =>
     (...args: A): R => {
       const trace = als.getStore()
       const start = now()
@@ -58,7 +59,8 @@ function traced(store: Store): Store {
       if (trace !== undefined && result instanceof Promise) {
         trace.steps.push({ at: start, what: `${name} start` })
         result.then(
-          (value: unknown) => trace.steps.push({ at: now(), what: `${name} ok (${(now() - start).toFixed(0)} ms)${name === 'lock' ? ` → ${String(value)}` : ''}` }),
+          (value: unknown) =>
+            trace.steps.push({ at: now(), what: `${name} ok (${(now() - start).toFixed(0)} ms)${name === 'lock' ? ` → ${String(value)}` : ''}` }),
           (e: Error) => trace.steps.push({ at: now(), what: `${name} failed (${(now() - start).toFixed(0)} ms): ${e.message}` }),
         )
       }
@@ -98,10 +100,14 @@ async function main() {
     lockCommands.set(key, list)
   })
   const errors: Error[] = []
-  const cache = responseCache({ store: traced(redisStore({ client, prefix: 'diag:' })), storeTimeout: `${STORE_TIMEOUT_MS}ms`, onError: (e) => {
-    errors.push(e)
-    log(`onError ${e.name}: ${e.message}`)
-  } })
+  const cache = responseCache({
+    store: traced(redisStore({ client, prefix: 'diag:' })),
+    storeTimeout: `${STORE_TIMEOUT_MS}ms`,
+    onError: (e) => {
+      errors.push(e)
+      log(`onError ${e.name}: ${e.message}`)
+    },
+  })
   const app = express()
   app.use((req, res, next) => {
     const id = Number(req.headers['x-trace'])
@@ -172,7 +178,9 @@ async function main() {
   histogram.disable()
 
   console.log(summarize('load', result))
-  console.log(`event-loop delay: max ${(histogram.max / 1e6).toFixed(1)} ms, p99 ${(histogram.percentile(99) / 1e6).toFixed(1)} ms, mean ${(histogram.mean / 1e6).toFixed(1)} ms`)
+  console.log(
+    `event-loop delay: max ${(histogram.max / 1e6).toFixed(1)} ms, p99 ${(histogram.percentile(99) / 1e6).toFixed(1)} ms, mean ${(histogram.mean / 1e6).toFixed(1)} ms`,
+  )
   console.log(`errors reported: ${errors.length}`)
   const slow = [...traces.values()].filter((t) => t.received !== undefined && t.received - t.sent > SLOW_MS)
   console.log(`${slow.length} requests slower than ${SLOW_MS} ms`)
@@ -184,7 +192,8 @@ async function main() {
     for (const c of lockCommands.get(t.lockKey ?? '') ?? []) {
       if (c.at >= t.sent - 6000 && c.at <= t.received!) console.log(`  ${c.at.toFixed(0)}  redis-server ran: ${c.args.join(' ')}`)
     }
-    for (const e of events) if (e.at >= t.sent - 50 && e.at <= t.received! + 10 && !e.what.startsWith('onError')) console.log(`  ${e.at.toFixed(0)}  * ${e.what}`)
+    for (const e of events)
+      if (e.at >= t.sent - 50 && e.at <= t.received! + 10 && !e.what.startsWith('onError')) console.log(`  ${e.at.toFixed(0)}  * ${e.what}`)
   }
   console.log('\nevents:')
   let errs = 0

@@ -67,13 +67,7 @@ function checker(worst: Worst) {
 }
 
 /** Load for `ms` while `faults` runs alongside; resolves the load's result. */
-async function loadDuring(
-  site: Site,
-  ms: number,
-  worst: Worst,
-  faults: () => Promise<void>,
-  seed: number,
-): Promise<LoadResult> {
+async function loadDuring(site: Site, ms: number, worst: Worst, faults: () => Promise<void>, seed: number): Promise<LoadResult> {
   const rand = random(seed)
   const [result] = await Promise.all([
     runLoad({
@@ -210,12 +204,18 @@ describe('faults during load', function () {
     })
 
     it('should serve every request in time while redis-server is stopped (SIGSTOP) for 5 s, then cache again', async () => {
-      const result = await loadDuring(r.site, 9000, worst, async () => {
-        await sleep(1500)
-        await redis.pause()
-        await sleep(5000)
-        redis.resume()
-      }, 1)
+      const result = await loadDuring(
+        r.site,
+        9000,
+        worst,
+        async () => {
+          await sleep(1500)
+          await redis.pause()
+          await sleep(5000)
+          redis.resume()
+        },
+        1,
+      )
       report.push(`redis SIGSTOP 5 s — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
       expectClean(result, rejections.list)
       expect(r.errors.length, 'store errors reported').to.be.greaterThan(0)
@@ -225,12 +225,18 @@ describe('faults during load', function () {
     })
 
     it('should serve every request in time while redis-server is killed (SIGKILL) and restarted, then cache again', async () => {
-      const result = await loadDuring(r.site, 9000, worst, async () => {
-        await sleep(1500)
-        await redis.kill()
-        await sleep(3000)
-        await redis.restart()
-      }, 2)
+      const result = await loadDuring(
+        r.site,
+        9000,
+        worst,
+        async () => {
+          await sleep(1500)
+          await redis.kill()
+          await sleep(3000)
+          await redis.restart()
+        },
+        2,
+      )
       report.push(`redis SIGKILL+restart — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
       expectClean(result, rejections.list)
       expect(r.errors.length).to.be.greaterThan(0)
@@ -240,32 +246,49 @@ describe('faults during load', function () {
     })
 
     it('should serve every request in time while the proxy adds 500 ms of latency, then cache again', async () => {
-      const result = await loadDuring(r.site, 8000, worst, async () => {
-        await sleep(1500)
-        proxy.latency(500)
-        await sleep(4000)
-        proxy.latency(0)
-      }, 3)
+      const result = await loadDuring(
+        r.site,
+        8000,
+        worst,
+        async () => {
+          await sleep(1500)
+          proxy.latency(500)
+          await sleep(4000)
+          proxy.latency(0)
+        },
+        3,
+      )
       report.push(`proxy +500 ms — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
       expectClean(result, rejections.list)
-      expect(r.errors.some((e) => e.name === 'StoreTimeoutError'), 'timeouts reported').to.equal(true)
+      expect(
+        r.errors.some((e) => e.name === 'StoreTimeoutError'),
+        'timeouts reported',
+      ).to.equal(true)
       await cachingResumes(r.site.port, 15_000)
       expect(rejections.list).to.deep.equal([])
     })
 
     it('should serve every request in time while the proxy resets connections and refuses new ones, then cache again', async () => {
-      const result = await loadDuring(r.site, 8000, worst, async () => {
-        await sleep(1500)
-        for (let i = 0; i < 8; i++) {
+      const result = await loadDuring(
+        r.site,
+        8000,
+        worst,
+        async () => {
+          await sleep(1500)
+          for (let i = 0; i < 8; i++) {
+            proxy.reset()
+            await sleep(250)
+          }
+          proxy.refuse(true)
           proxy.reset()
-          await sleep(250)
-        }
-        proxy.refuse(true)
-        proxy.reset()
-        await sleep(1500)
-        proxy.refuse(false)
-      }, 4)
-      report.push(`proxy resets (${proxy.resets} so far) — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+          await sleep(1500)
+          proxy.refuse(false)
+        },
+        4,
+      )
+      report.push(
+        `proxy resets (${proxy.resets} so far) — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`,
+      )
       expectClean(result, rejections.list)
       expect(proxy.resets).to.be.greaterThan(0)
       await cachingResumes(r.site.port, 15_000)
@@ -384,13 +407,21 @@ describe('faults during load', function () {
     })
 
     it('should serve every request in time while memcached is dead (SIGKILL), then cache again once it is back', async () => {
-      const result = await loadDuring(r.site, 9000, worst, async () => {
-        await sleep(1500)
-        await memcached.kill()
-        await sleep(5000)
-        await memcached.restart()
-      }, 7)
-      report.push(`memcached SIGKILL (5 s dead) — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      const result = await loadDuring(
+        r.site,
+        9000,
+        worst,
+        async () => {
+          await sleep(1500)
+          await memcached.kill()
+          await sleep(5000)
+          await memcached.restart()
+        },
+        7,
+      )
+      report.push(
+        `memcached SIGKILL (5 s dead) — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`,
+      )
       expectClean(result, rejections.list)
       expect(r.errors.length).to.be.greaterThan(0)
       const after = await cachingResumes(r.site.port, 20_000)
@@ -399,17 +430,25 @@ describe('faults during load', function () {
     })
 
     it('should serve every request in time while the proxy adds latency and resets connections, then cache again', async () => {
-      const result = await loadDuring(r.site, 8000, worst, async () => {
-        await sleep(1000)
-        proxy.latency(400)
-        await sleep(2500)
-        proxy.latency(0)
-        for (let i = 0; i < 6; i++) {
-          proxy.reset()
-          await sleep(250)
-        }
-      }, 8)
-      report.push(`memcached proxy latency+resets — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      const result = await loadDuring(
+        r.site,
+        8000,
+        worst,
+        async () => {
+          await sleep(1000)
+          proxy.latency(400)
+          await sleep(2500)
+          proxy.latency(0)
+          for (let i = 0; i < 6; i++) {
+            proxy.reset()
+            await sleep(250)
+          }
+        },
+        8,
+      )
+      report.push(
+        `memcached proxy latency+resets — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`,
+      )
       expectClean(result, rejections.list)
       await cachingResumes(r.site.port, 20_000)
       expect(rejections.list).to.deep.equal([])
@@ -466,12 +505,18 @@ describe('faults during load, with the local tier on', function () {
     })
 
     it('should serve every request in time while redis-server is stopped (SIGSTOP) for 5 s, then cache again', async () => {
-      const result = await loadDuring(r.site, 9000, worst, async () => {
-        await sleep(1500)
-        await redis.pause()
-        await sleep(5000)
-        redis.resume()
-      }, 11)
+      const result = await loadDuring(
+        r.site,
+        9000,
+        worst,
+        async () => {
+          await sleep(1500)
+          await redis.pause()
+          await sleep(5000)
+          redis.resume()
+        },
+        11,
+      )
       report.push(`redis+local SIGSTOP 5 s — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
       expectClean(result, rejections.list)
       expect(r.errors.length, 'store errors reported').to.be.greaterThan(0)
@@ -482,13 +527,21 @@ describe('faults during load, with the local tier on', function () {
     it('should serve every request in time while redis-server is killed (SIGKILL) and restarted, and never serve a copy of what the restart lost', async () => {
       await store.set('held:GET', Buffer.from('before the kill'), 600_000)
       await store.get('held:GET')
-      const result = await loadDuring(r.site, 9000, worst, async () => {
-        await sleep(1500)
-        await redis.kill()
-        await sleep(3000)
-        await redis.restart()
-      }, 12)
-      report.push(`redis+local SIGKILL+restart — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      const result = await loadDuring(
+        r.site,
+        9000,
+        worst,
+        async () => {
+          await sleep(1500)
+          await redis.kill()
+          await sleep(3000)
+          await redis.restart()
+        },
+        12,
+      )
+      report.push(
+        `redis+local SIGKILL+restart — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`,
+      )
       expectClean(result, rejections.list)
       expect(r.errors.length).to.be.greaterThan(0)
       await cachingResumes(r.site.port, 15_000)
@@ -505,21 +558,29 @@ describe('faults during load, with the local tier on', function () {
         await writer.set('shared:GET', Buffer.from('0'), 600_000)
         await store.get('shared:GET')
         let written = 0
-        const result = await loadDuring(r.site, 8000, worst, async () => {
-          await sleep(1500)
-          for (let i = 0; i < 8; i++) {
+        const result = await loadDuring(
+          r.site,
+          8000,
+          worst,
+          async () => {
+            await sleep(1500)
+            for (let i = 0; i < 8; i++) {
+              proxy.reset()
+              // A write while the subscriber is down or coming back: its message may be lost.
+              await writer.set('shared:GET', Buffer.from(String(++written)), 600_000)
+              await sleep(250)
+            }
+            proxy.refuse(true)
             proxy.reset()
-            // A write while the subscriber is down or coming back: its message may be lost.
             await writer.set('shared:GET', Buffer.from(String(++written)), 600_000)
-            await sleep(250)
-          }
-          proxy.refuse(true)
-          proxy.reset()
-          await writer.set('shared:GET', Buffer.from(String(++written)), 600_000)
-          await sleep(1500)
-          proxy.refuse(false)
-        }, 13)
-        report.push(`redis+local proxy resets — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+            await sleep(1500)
+            proxy.refuse(false)
+          },
+          13,
+        )
+        report.push(
+          `redis+local proxy resets — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`,
+        )
         expectClean(result, rejections.list)
         await cachingResumes(r.site.port, 15_000)
         const last = async () => {
@@ -577,13 +638,21 @@ describe('faults during load, with the local tier on', function () {
     })
 
     it('should serve every request in time while memcached is dead (SIGKILL), then cache again once it is back', async () => {
-      const result = await loadDuring(r.site, 9000, worst, async () => {
-        await sleep(1500)
-        await memcached.kill()
-        await sleep(5000)
-        await memcached.restart()
-      }, 17)
-      report.push(`memcached+local SIGKILL (5 s dead) — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      const result = await loadDuring(
+        r.site,
+        9000,
+        worst,
+        async () => {
+          await sleep(1500)
+          await memcached.kill()
+          await sleep(5000)
+          await memcached.restart()
+        },
+        17,
+      )
+      report.push(
+        `memcached+local SIGKILL (5 s dead) — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`,
+      )
       expectClean(result, rejections.list)
       expect(r.errors.length).to.be.greaterThan(0)
       await cachingResumes(r.site.port, 20_000)
@@ -591,17 +660,25 @@ describe('faults during load, with the local tier on', function () {
     })
 
     it('should serve every request in time while the proxy adds latency and resets connections, then cache again', async () => {
-      const result = await loadDuring(r.site, 8000, worst, async () => {
-        await sleep(1000)
-        proxy.latency(400)
-        await sleep(2500)
-        proxy.latency(0)
-        for (let i = 0; i < 6; i++) {
-          proxy.reset()
-          await sleep(250)
-        }
-      }, 18)
-      report.push(`memcached+local proxy latency+resets — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`)
+      const result = await loadDuring(
+        r.site,
+        8000,
+        worst,
+        async () => {
+          await sleep(1000)
+          proxy.latency(400)
+          await sleep(2500)
+          proxy.latency(0)
+          for (let i = 0; i < 6; i++) {
+            proxy.reset()
+            await sleep(250)
+          }
+        },
+        18,
+      )
+      report.push(
+        `memcached+local proxy latency+resets — ${summarize('load', result)}; worst: plain ${worst.plain.toFixed(0)} ms, varying ${worst.varying.toFixed(0)} ms`,
+      )
       expectClean(result, rejections.list)
       await cachingResumes(r.site.port, 20_000)
       expect(rejections.list).to.deep.equal([])
@@ -630,7 +707,7 @@ describe('a store answer that waited behind a busy event loop', function () {
     // Blocked in the check phase: redis-server answers meanwhile, and when the loop turns again
     // the 50 ms timer is due before the socket is read.
     setImmediate(() => {
-      for (const until = Date.now() + 300; Date.now() < until; );
+      for (const until = Date.now() + 300; Date.now() < until;);
     })
     const entry = await read
     expect(errors.map((e) => e.message)).to.deep.equal([])

@@ -78,13 +78,19 @@ describe('load integrity', function () {
           running = false
           await Promise.all(pending)
           const kinds = [...new Set(errors.map((e) => `${e.name}: ${e.message}`))].slice(0, 5)
-          console.log(`      ${summarize(name, result)}; ${invalidations} invalidations; ${errors.length} store errors${kinds.length > 0 ? ` (${kinds.join('; ')})` : ''}`)
+          console.log(
+            `      ${summarize(name, result)}; ${invalidations} invalidations; ${errors.length} store errors${kinds.length > 0 ? ` (${kinds.join('; ')})` : ''}`,
+          )
           expect(result.samples, 'failures').to.deep.equal([])
           expect(result.completed).to.equal(REQUESTS)
           expect(result.wrong).to.equal(0)
           expect(result.errors).to.equal(0)
           expect(result.hangs).to.equal(0)
-          expect(Object.keys(result.statuses).map(Number).every((s) => s === 200 || s === 304)).to.equal(true)
+          expect(
+            Object.keys(result.statuses)
+              .map(Number)
+              .every((s) => s === 200 || s === 304),
+          ).to.equal(true)
           expect(invalidationFailures).to.equal(0)
           expect(invalidations).to.be.greaterThan(0)
           // The cache was actually in the path: a good share of the answers came from it.
@@ -123,11 +129,13 @@ describe('body integrity', () => {
         const port = (server.address() as AddressInfo).port
         const get = () =>
           new Promise<{ label: string | undefined; body: string }>((resolve, reject) => {
-            http.get({ host: '127.0.0.1', port, path: '/reuse', agent: false }, (res) => {
-              let body = ''
-              res.on('data', (chunk: Buffer) => (body += chunk.toString('latin1')))
-              res.on('end', () => resolve({ label: res.headers['x-cache'] as string | undefined, body }))
-            }).on('error', reject)
+            http
+              .get({ host: '127.0.0.1', port, path: '/reuse', agent: false }, (res) => {
+                let body = ''
+                res.on('data', (chunk: Buffer) => (body += chunk.toString('latin1')))
+                res.on('end', () => resolve({ label: res.headers['x-cache'] as string | undefined, body }))
+              })
+              .on('error', reject)
           })
         try {
           const first = await get()

@@ -24,7 +24,42 @@ import { openStore, type ReliabilityStore } from '../reliability/stores.js'
 import { getRedis } from '../support/servers.js'
 
 /** Characters that mean something somewhere: key separators, glob and RegExp syntax, escapes, controls. */
-const HOSTILE = ['a', 'B', '1', ':', '*', '?', '#', '[', ']', '\\', '%', '2', 'F', '&', '=', '|', '~', '!', '.', '^', '$', '+', '(', ')', '{', '}', ' ', '\t', '\x00', '\x1f', '\x7f', 'é', '€', '😀']
+const HOSTILE = [
+  'a',
+  'B',
+  '1',
+  ':',
+  '*',
+  '?',
+  '#',
+  '[',
+  ']',
+  '\\',
+  '%',
+  '2',
+  'F',
+  '&',
+  '=',
+  '|',
+  '~',
+  '!',
+  '.',
+  '^',
+  '$',
+  '+',
+  '(',
+  ')',
+  '{',
+  '}',
+  ' ',
+  '\t',
+  '\x00',
+  '\x1f',
+  '\x7f',
+  'é',
+  '€',
+  '😀',
+]
 const hostileChar = fc.constantFrom(...HOSTILE)
 const hostileString = (maxLength: number) => fc.string({ unit: hostileChar, maxLength })
 /** Segments as they arrive in a raw URL: anything but `/`, `?` and `#`. */
@@ -32,7 +67,10 @@ const segment = fc.string({ unit: fc.constantFrom(...HOSTILE.filter((c) => c !==
 
 describe('properties of the default key (src/key.ts)', () => {
   const path = fc.array(segment, { minLength: 0, maxLength: 5 }).map((parts) => '/' + parts.join('/'))
-  const param = fc.tuple(fc.constantFrom('a', 'b', 'c', '__proto__', 'constructor', '%2A', '*'), fc.string({ unit: fc.constantFrom(...HOSTILE.filter((c) => c !== '&' && c !== '#')), maxLength: 4 }))
+  const param = fc.tuple(
+    fc.constantFrom('a', 'b', 'c', '__proto__', 'constructor', '%2A', '*'),
+    fc.string({ unit: fc.constantFrom(...HOSTILE.filter((c) => c !== '&' && c !== '#')), maxLength: 4 }),
+  )
   const query = fc.array(param, { maxLength: 5 }).map((ps) => ps.map(([k, v]) => `${k}=${v}`).join('&'))
   const url = fc.tuple(path, fc.option(query, { nil: undefined })).map(([p, q]) => (q === undefined ? p : `${p}?${q}`))
 
@@ -66,14 +104,19 @@ describe('properties of the default key (src/key.ts)', () => {
 
     it('should make a path pattern match a key exactly when the path lies at or below it', () => {
       fc.assert(
-        fc.property(fc.array(segment, { minLength: 1, maxLength: 3 }), fc.array(segment, { maxLength: 4 }), fc.option(query, { nil: undefined }), (above, below, q) => {
-          const pattern = above.map((s) => escapeSegment(normaliseEscapes(s))).join(':') + ':*'
-          const target = '/' + below.join('/') + (q === undefined ? '' : `?${q}`)
-          const key = storageKey(primaryKey('GET', target)!, hostPart('h.test'))
-          const segments = target.startsWith('/?') || target === '/' ? [] : below
-          const isBelow = segments.length >= above.length && above.every((s, i) => normaliseEscapes(segments[i]) === normaliseEscapes(s))
-          expect(compilePattern(pattern)(key), `${pattern} vs ${key}`).to.equal(isBelow)
-        }),
+        fc.property(
+          fc.array(segment, { minLength: 1, maxLength: 3 }),
+          fc.array(segment, { maxLength: 4 }),
+          fc.option(query, { nil: undefined }),
+          (above, below, q) => {
+            const pattern = above.map((s) => escapeSegment(normaliseEscapes(s))).join(':') + ':*'
+            const target = '/' + below.join('/') + (q === undefined ? '' : `?${q}`)
+            const key = storageKey(primaryKey('GET', target)!, hostPart('h.test'))
+            const segments = target.startsWith('/?') || target === '/' ? [] : below
+            const isBelow = segments.length >= above.length && above.every((s, i) => normaliseEscapes(segments[i]) === normaliseEscapes(s))
+            expect(compilePattern(pattern)(key), `${pattern} vs ${key}`).to.equal(isBelow)
+          },
+        ),
         { numRuns: 3000 },
       )
     })
@@ -97,7 +140,9 @@ describe('properties of the default key (src/key.ts)', () => {
   })
 
   describe('sortQuery()', () => {
-    const params = fc.array(fc.tuple(fc.constantFrom('a', 'b', 'c', 'a=', ''), fc.constantFrom('1', '2', '', '=')), { minLength: 1, maxLength: 8 }).map((ps) => ps.map(([k, v]) => (v === '' ? k : `${k}=${v}`)))
+    const params = fc
+      .array(fc.tuple(fc.constantFrom('a', 'b', 'c', 'a=', ''), fc.constantFrom('1', '2', '', '=')), { minLength: 1, maxLength: 8 })
+      .map((ps) => ps.map(([k, v]) => (v === '' ? k : `${k}=${v}`)))
     it('should be idempotent and keep every parameter exactly once', () => {
       fc.assert(
         fc.property(params, (ps) => {
@@ -121,27 +166,46 @@ describe('properties of the default key (src/key.ts)', () => {
   })
 
   describe('variantPart()', () => {
-    const names = fc.uniqueArray(fc.constantFrom('accept-language', 'x-a', 'x-b', '__proto__', 'constructor', 'cookie'), { minLength: 1, maxLength: 4 }).map((n) => n.sort())
-    const value = fc.option(fc.string({ unit: fc.constantFrom('a', ':', '&', '=', '!', '~', '#', '|', '%', ',', ' ', '*', '\t'), maxLength: 8 }), { nil: undefined })
-    const headers = (ns: string[]) => fc.tuple(...ns.map(() => value)).map((vs) => Object.fromEntries(ns.map((n, i) => [n, vs[i]]).filter(([, v]) => v !== undefined)) as Record<string, string>)
+    const names = fc
+      .uniqueArray(fc.constantFrom('accept-language', 'x-a', 'x-b', '__proto__', 'constructor', 'cookie'), { minLength: 1, maxLength: 4 })
+      .map((n) => n.sort())
+    const value = fc.option(fc.string({ unit: fc.constantFrom('a', ':', '&', '=', '!', '~', '#', '|', '%', ',', ' ', '*', '\t'), maxLength: 8 }), {
+      nil: undefined,
+    })
+    const headers = (ns: string[]) =>
+      fc
+        .tuple(...ns.map(() => value))
+        .map((vs) => Object.fromEntries(ns.map((n, i) => [n, vs[i]]).filter(([, v]) => v !== undefined)) as Record<string, string>)
     /** RFC 9111 §4.1 normalisation: whitespace around commas folded; absent is not empty. */
-    const normal = (v: string | undefined) => (v === undefined ? undefined : v.split(',').map((s) => s.trim()).join(','))
+    const normal = (v: string | undefined) =>
+      v === undefined
+        ? undefined
+        : v
+            .split(',')
+            .map((s) => s.trim())
+            .join(',')
 
     it('should give two requests the same variant exactly when their normalised values are equal', () => {
       fc.assert(
-        fc.property(names.chain((ns) => fc.tuple(fc.constant(ns), headers(ns), headers(ns))), ([ns, a, b]) => {
-          const same = ns.every((n) => normal(Object.hasOwn(a, n) ? a[n] : undefined) === normal(Object.hasOwn(b, n) ? b[n] : undefined))
-          expect(variantPart(ns, a) === variantPart(ns, b), JSON.stringify([a, b])).to.equal(same)
-        }),
+        fc.property(
+          names.chain((ns) => fc.tuple(fc.constant(ns), headers(ns), headers(ns))),
+          ([ns, a, b]) => {
+            const same = ns.every((n) => normal(Object.hasOwn(a, n) ? a[n] : undefined) === normal(Object.hasOwn(b, n) ? b[n] : undefined))
+            expect(variantPart(ns, a) === variantPart(ns, b), JSON.stringify([a, b])).to.equal(same)
+          },
+        ),
         { numRuns: 3000 },
       )
     })
 
     it('should never put a wildcard or a secondary-part separator in a variant', () => {
       fc.assert(
-        fc.property(names.chain((ns) => fc.tuple(fc.constant(ns), headers(ns))), ([ns, h]) => {
-          expect(variantPart(ns, h)).to.not.match(/[*#\x00-\x1f]/)
-        }),
+        fc.property(
+          names.chain((ns) => fc.tuple(fc.constant(ns), headers(ns))),
+          ([ns, h]) => {
+            expect(variantPart(ns, h)).to.not.match(/[*#\x00-\x1f]/)
+          },
+        ),
         { numRuns: 1000 },
       )
     })
@@ -241,7 +305,10 @@ function redisGlob(pattern: string, key: string): boolean {
 }
 
 describe('properties of patterns (src/pattern.ts)', () => {
-  const glob = fc.string({ unit: fc.constantFrom('a', 'b', ':', '*', '?', '[', ']', '\\', '.', '^', '$', '+', '(', ')', '|', '{', '}', '-', '#'), maxLength: 8 })
+  const glob = fc.string({
+    unit: fc.constantFrom('a', 'b', ':', '*', '?', '[', ']', '\\', '.', '^', '$', '+', '(', ')', '|', '{', '}', '-', '#'),
+    maxLength: 8,
+  })
   const keyFor = (pattern: string) =>
     fc.oneof(
       fc.string({ unit: fc.constantFrom('a', 'b', ':', '?', '[', ']', '\\', '.', '*', '-', '#'), maxLength: 8 }),
@@ -254,18 +321,24 @@ describe('properties of patterns (src/pattern.ts)', () => {
 
   it('should match a key with compilePattern() exactly when the glob semantics say so (only * is special)', () => {
     fc.assert(
-      fc.property(glob.chain((p) => fc.tuple(fc.constant(p), keyFor(p))), ([pattern, key]) => {
-        expect(compilePattern(pattern)(key), `${pattern} vs ${key}`).to.equal(globReference(pattern, key))
-      }),
+      fc.property(
+        glob.chain((p) => fc.tuple(fc.constant(p), keyFor(p))),
+        ([pattern, key]) => {
+          expect(compilePattern(pattern)(key), `${pattern} vs ${key}`).to.equal(globReference(pattern, key))
+        },
+      ),
       { numRuns: 5000 },
     )
   })
 
   it('should escape toRedisGlob() so that Redis glob rules give the same answer', () => {
     fc.assert(
-      fc.property(glob.chain((p) => fc.tuple(fc.constant(p), keyFor(p))), ([pattern, key]) => {
-        expect(redisGlob(toRedisGlob(pattern), key), `${toRedisGlob(pattern)} vs ${key}`).to.equal(globReference(pattern, key))
-      }),
+      fc.property(
+        glob.chain((p) => fc.tuple(fc.constant(p), keyFor(p))),
+        ([pattern, key]) => {
+          expect(redisGlob(toRedisGlob(pattern), key), `${toRedisGlob(pattern)} vs ${key}`).to.equal(globReference(pattern, key))
+        },
+      ),
       { numRuns: 5000 },
     )
   })
@@ -277,20 +350,23 @@ describe('properties of patterns (src/pattern.ts)', () => {
     const prefix = `props-glob-${process.pid}:`
     try {
       await fc.assert(
-        fc.asyncProperty(glob.chain((p) => fc.tuple(fc.constant(p), fc.uniqueArray(keyFor(p), { minLength: 1, maxLength: 6 }))), async ([pattern, keys]) => {
-          await client.del(...keys.map((k) => prefix + k))
-          await client.mset(...keys.flatMap((k) => [prefix + k, '1']))
-          const matchPrefix = prefix.replace(/[*?[\]\\]/g, '\\$&')
-          const found = new Set<string>()
-          let cursor = '0'
-          do {
-            const [next, batch] = await client.scan(cursor, 'MATCH', matchPrefix + toRedisGlob(pattern), 'COUNT', 1000)
-            cursor = next
-            for (const k of batch) found.add(k.slice(prefix.length))
-          } while (cursor !== '0')
-          await client.del(...keys.map((k) => prefix + k))
-          for (const key of keys) expect(found.has(key), `${pattern} vs ${key}`).to.equal(globReference(pattern, key))
-        }),
+        fc.asyncProperty(
+          glob.chain((p) => fc.tuple(fc.constant(p), fc.uniqueArray(keyFor(p), { minLength: 1, maxLength: 6 }))),
+          async ([pattern, keys]) => {
+            await client.del(...keys.map((k) => prefix + k))
+            await client.mset(...keys.flatMap((k) => [prefix + k, '1']))
+            const matchPrefix = prefix.replace(/[*?[\]\\]/g, '\\$&')
+            const found = new Set<string>()
+            let cursor = '0'
+            do {
+              const [next, batch] = await client.scan(cursor, 'MATCH', matchPrefix + toRedisGlob(pattern), 'COUNT', 1000)
+              cursor = next
+              for (const k of batch) found.add(k.slice(prefix.length))
+            } while (cursor !== '0')
+            await client.del(...keys.map((k) => prefix + k))
+            for (const key of keys) expect(found.has(key), `${pattern} vs ${key}`).to.equal(globReference(pattern, key))
+          },
+        ),
         { numRuns: 150 },
       )
     } finally {
@@ -325,19 +401,22 @@ describe('properties of parseDuration() (src/options.ts)', () => {
 
   it('should either return a finite whole number of ms ≥ 0 or throw a TypeError naming the option, for any input', () => {
     fc.assert(
-      fc.property(fc.oneof(fc.anything(), fc.string({ unit: fc.constantFrom('1', '0', '.', '-', 'e', 'm', 's', 'h', 'd', ' ', 'x'), maxLength: 12 })), (value) => {
-        let ms: number
-        try {
-          ms = parseDuration(value, 'option "ttl"')
-        } catch (error) {
-          expect(error).to.be.instanceOf(TypeError)
-          expect((error as Error).message).to.contain('option "ttl"')
-          return
-        }
-        expect(Number.isSafeInteger(ms) || Number.isFinite(ms)).to.equal(true)
-        expect(ms).to.be.at.least(0)
-        expect(ms % 1).to.equal(0)
-      }),
+      fc.property(
+        fc.oneof(fc.anything(), fc.string({ unit: fc.constantFrom('1', '0', '.', '-', 'e', 'm', 's', 'h', 'd', ' ', 'x'), maxLength: 12 })),
+        (value) => {
+          let ms: number
+          try {
+            ms = parseDuration(value, 'option "ttl"')
+          } catch (error) {
+            expect(error).to.be.instanceOf(TypeError)
+            expect((error as Error).message).to.contain('option "ttl"')
+            return
+          }
+          expect(Number.isSafeInteger(ms) || Number.isFinite(ms)).to.equal(true)
+          expect(ms).to.be.at.least(0)
+          expect(ms % 1).to.equal(0)
+        },
+      ),
       { numRuns: 3000 },
     )
   })
@@ -409,9 +488,15 @@ describe('properties of the header parsers (src/policy.ts)', () => {
     describe(name, () => {
       it('should never throw, whatever the input', () => {
         fc.assert(
-          fc.property(fc.oneof(fc.string({ unit: 'binary', maxLength: 300 }), fc.string({ unit: fc.constantFrom(',', '=', '"', '\\', ' ', '\t', 'a', '1', '-', ';', '*', '\r', '\n'), maxLength: 300 })), (text) => {
-            parse(text)
-          }),
+          fc.property(
+            fc.oneof(
+              fc.string({ unit: 'binary', maxLength: 300 }),
+              fc.string({ unit: fc.constantFrom(',', '=', '"', '\\', ' ', '\t', 'a', '1', '-', ';', '*', '\r', '\n'), maxLength: 300 }),
+            ),
+            (text) => {
+              parse(text)
+            },
+          ),
           { numRuns: 1000 },
         )
       })
@@ -422,7 +507,10 @@ describe('properties of the header parsers (src/policy.ts)', () => {
         for (const [shape, build] of Object.entries(ADVERSARIAL)) {
           const large = build(LINEAR_INPUT)
           expect(() => parse(large)).to.not.throw()
-          expect(timeOf(() => parse(large)), `${shape} on 128 KiB`).to.be.below(LINEAR_BOUND_MS)
+          expect(
+            timeOf(() => parse(large)),
+            `${shape} on 128 KiB`,
+          ).to.be.below(LINEAR_BOUND_MS)
           seen.push(shape)
         }
         expect(seen).to.have.length(Object.keys(ADVERSARIAL).length)
@@ -434,8 +522,11 @@ describe('properties of the header parsers (src/policy.ts)', () => {
 // -------------------------------------------------------------------------------------------
 
 /** Header values node:http accepts (RFC 9110 field-vchar, SP, HTAB, obs-text), as apps can set them. */
-const fieldValue = fc.string({ unit: fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), fc.constant(9)).map((c) => String.fromCharCode(c)), maxLength: 40 })
-const fieldName = fc.string({ unit: fc.constantFrom(...'!#$%&\'*+-.^_`|~0123456789abcXYZ'.split('')), minLength: 1, maxLength: 12 })
+const fieldValue = fc.string({
+  unit: fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0x80, max: 0xff }), fc.constant(9)).map((c) => String.fromCharCode(c)),
+  maxLength: 40,
+})
+const fieldName = fc.string({ unit: fc.constantFrom(..."!#$%&'*+-.^_`|~0123456789abcXYZ".split('')), minLength: 1, maxLength: 12 })
 const time = fc.nat({ max: 2 ** 47 })
 
 const responseEntry: fc.Arbitrary<ResponseEntry> = fc.record({
@@ -443,7 +534,9 @@ const responseEntry: fc.Arbitrary<ResponseEntry> = fc.record({
   // What the cache writes: never a 206 or 304, never Set-Cookie or a hop-by-hop field (entry.ts
   // rejects those when they are read back).
   status: fc.integer({ min: 200, max: 599 }).filter((status) => status !== 206 && status !== 304),
-  headers: fc.array(fc.tuple(fc.oneof(fieldName, fc.constantFrom('__proto__', 'constructor', 'Link', 'ETag')), fieldValue), { maxLength: 12 }).map((pairs) => pairs.flat()),
+  headers: fc
+    .array(fc.tuple(fc.oneof(fieldName, fc.constantFrom('__proto__', 'constructor', 'Link', 'ETag')), fieldValue), { maxLength: 12 })
+    .map((pairs) => pairs.flat()),
   body: fc.uint8Array({ maxLength: 2048 }),
   responseTime: time,
   initialAge: time,
@@ -538,19 +631,36 @@ const packRaw = (value: unknown) => packr.pack(value)
 function rawFor(coder: Coder, value: unknown): Uint8Array {
   if (coder.name !== 'json') return packRaw(value)
   const v = value as Record<string, unknown> | null
-  return Buffer.from(JSON.stringify(v !== null && typeof v === 'object' && Buffer.isBuffer(v.b) ? { ...v, b: (v.b as Buffer).toString('base64') } : value) ?? 'null')
+  return Buffer.from(
+    JSON.stringify(v !== null && typeof v === 'object' && Buffer.isBuffer(v.b) ? { ...v, b: (v.b as Buffer).toString('base64') } : value) ?? 'null',
+  )
 }
 
 const NAMED_TAMPERING: Tampered[] = [
-  { what: 'a CR/LF header value (response splitting)', bytes: (c) => rawFor(c, wire({ h: ['X-Evil', 'a\r\nSet-Cookie: pwned=1', 'Cache-Control', 'max-age=60'] })) },
+  {
+    what: 'a CR/LF header value (response splitting)',
+    bytes: (c) => rawFor(c, wire({ h: ['X-Evil', 'a\r\nSet-Cookie: pwned=1', 'Cache-Control', 'max-age=60'] })),
+  },
   { what: 'a bare LF in a header value', bytes: (c) => rawFor(c, wire({ h: ['X-Evil', 'a\nb'] })) },
   { what: 'a NUL in a header value', bytes: (c) => rawFor(c, wire({ h: ['X-Evil', 'a\0b'] })) },
-  { what: 'a control character node:http refuses (\\x01) in a header value', bytes: (c) => rawFor(c, wire({ h: ['X-Evil', 'a\x01b', 'Cache-Control', 'max-age=60'] })) },
+  {
+    what: 'a control character node:http refuses (\\x01) in a header value',
+    bytes: (c) => rawFor(c, wire({ h: ['X-Evil', 'a\x01b', 'Cache-Control', 'max-age=60'] })),
+  },
   { what: 'a character above U+00FF in a header value', bytes: (c) => rawFor(c, wire({ h: ['X-Evil', 'caf\u0100', 'Cache-Control', 'max-age=60'] })) },
-  { what: 'a Content-Length that disagrees with the stored body (connection desync)', bytes: (c) => rawFor(c, wire({ h: ['Content-Length', '2', 'Cache-Control', 'max-age=60'], b: Buffer.from('hello world') })) },
+  {
+    what: 'a Content-Length that disagrees with the stored body (connection desync)',
+    bytes: (c) => rawFor(c, wire({ h: ['Content-Length', '2', 'Cache-Control', 'max-age=60'], b: Buffer.from('hello world') })),
+  },
   { what: 'a Content-Length that is not a number', bytes: (c) => rawFor(c, wire({ h: ['Content-Length', 'abc', 'Cache-Control', 'max-age=60'] })) },
-  { what: 'a Content-Length that matches the body (never written: a replay sends its own)', bytes: (c) => rawFor(c, wire({ h: ['content-length', '6', 'Cache-Control', 'max-age=60'] })) },
-  { what: 'a header named __proto__ with an object value', bytes: (c) => rawFor(c, JSON.parse(JSON.stringify({ ...wire(), b: 'Y2FjaGVk' }).replace('"h":[', '"h":[{"__proto__":{"polluted":1}},'))) },
+  {
+    what: 'a Content-Length that matches the body (never written: a replay sends its own)',
+    bytes: (c) => rawFor(c, wire({ h: ['content-length', '6', 'Cache-Control', 'max-age=60'] })),
+  },
+  {
+    what: 'a header named __proto__ with an object value',
+    bytes: (c) => rawFor(c, JSON.parse(JSON.stringify({ ...wire(), b: 'Y2FjaGVk' }).replace('"h":[', '"h":[{"__proto__":{"polluted":1}},'))),
+  },
   { what: 'an object with a __proto__ key instead of fields', bytes: (c) => rawFor(c, JSON.parse('{"__proto__":{"v":1,"k":"r","s":200},"v":1}')) },
   { what: 'a header name with a space', bytes: (c) => rawFor(c, wire({ h: ['Bad Name', 'x'] })) },
   { what: 'an odd header list', bytes: (c) => rawFor(c, wire({ h: ['X-A'] })) },
@@ -560,8 +670,14 @@ const NAMED_TAMPERING: Tampered[] = [
   { what: 'a body of the wrong type', bytes: (c) => rawFor(c, wire({ b: [1, 2, 3] })) },
   { what: 'another format version', bytes: (c) => rawFor(c, wire({ v: FORMAT_VERSION + 1 })) },
   { what: 'a Vary record naming a non-list', bytes: (c) => rawFor(c, { v: FORMAT_VERSION, k: 'v', y: 'accept', n: [], x: now + 60_000 }) },
-  { what: 'an absurdly long header list (200,000 strings)', bytes: (c) => rawFor(c, wire({ h: Array.from({ length: 200_001 }, (_, i) => (i % 2 === 0 ? 'X-A' : 'v')) })) },
-  { what: 'a declared length far beyond the data (truncated)', bytes: (c) => (c.name === 'json' ? Buffer.from('{"v":1,"k":"r","h":["' + 'a'.repeat(1000)) : Buffer.from([0xdb, 0xff, 0xff, 0xff, 0xf0, 0x61])) },
+  {
+    what: 'an absurdly long header list (200,000 strings)',
+    bytes: (c) => rawFor(c, wire({ h: Array.from({ length: 200_001 }, (_, i) => (i % 2 === 0 ? 'X-A' : 'v')) })),
+  },
+  {
+    what: 'a declared length far beyond the data (truncated)',
+    bytes: (c) => (c.name === 'json' ? Buffer.from('{"v":1,"k":"r","h":["' + 'a'.repeat(1000)) : Buffer.from([0xdb, 0xff, 0xff, 0xff, 0xf0, 0x61])),
+  },
   { what: 'a valid entry cut in half', bytes: (c) => Buffer.from(rawFor(c, wire())).subarray(0, Math.floor(rawFor(c, wire()).length / 2)) },
   { what: 'empty bytes', bytes: () => new Uint8Array(0) },
 ]
@@ -633,7 +749,10 @@ describe('entries fuzzed straight into the stores', function () {
           expect(res.body).to.equal('fresh')
           expect(res.cache).to.equal('MISS')
           expect(calls).to.equal(before + 1)
-          expect(errors.some((e) => e.name === 'CorruptEntryError'), `onError got ${errors.map((e) => e.message).join('; ') || 'nothing'}`).to.equal(true)
+          expect(
+            errors.some((e) => e.name === 'CorruptEntryError'),
+            `onError got ${errors.map((e) => e.message).join('; ') || 'nothing'}`,
+          ).to.equal(true)
           // The bad entry is deleted (in the background: poll briefly). The key may then hold the
           // marker that remembers the response was not storable (hit-for-pass), and nothing else.
           const bad = (bytes: Uint8Array | null | undefined) => bytes !== null && bytes !== undefined && !isPassMarker(coder, bytes)
@@ -659,7 +778,9 @@ describe('entries fuzzed straight into the stores', function () {
               fc.oneof(
                 fc.uint8Array({ minLength: 1, maxLength: 300 }),
                 fc.anything({ maxDepth: 3 }).map((v) => (coder.name === 'json' ? Buffer.from(JSON.stringify(v) ?? 'null') : packRaw(v))),
-                fc.record({ v: fc.constant(FORMAT_VERSION), k: fc.constantFrom('r', 'v'), s: fc.anything(), h: fc.anything(), y: fc.anything() }).map((v) => rawFor(coder, v)),
+                fc
+                  .record({ v: fc.constant(FORMAT_VERSION), k: fc.constantFrom('r', 'v'), s: fc.anything(), h: fc.anything(), y: fc.anything() })
+                  .map((v) => rawFor(coder, v)),
               ),
               async (bytes) => {
                 await tamperAndRequest(`/fuzz/junk/${n++}`, bytes)

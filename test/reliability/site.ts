@@ -23,7 +23,12 @@ const VARY: Record<Kind, string[]> = {
 
 /** RFC 9111 §4.1 lets a cache fold whitespace around commas; the handler folds the same way. */
 const normalise = (value: string | string[] | undefined) =>
-  value === undefined ? '!' : (Array.isArray(value) ? value.join(',') : value).split(',').map((s) => s.trim()).join(',')
+  value === undefined
+    ? '!'
+    : (Array.isArray(value) ? value.join(',') : value)
+        .split(',')
+        .map((s) => s.trim())
+        .join(',')
 
 /** Stable sort of `a=1&b=2` by name, as the client expects the handler to see it. */
 function sortedQuery(query: string): string {

@@ -253,7 +253,8 @@ describe('dynamodbStore()', function () {
           assert.ok(errors.length > 0, 'the store errors reach onError')
         } finally {
           if (fault === 'paused (SIGSTOP)') own.resume()
-          else if (fault === 'killed') await own.restart() // an empty dynalite: the store creates its table again
+          else if (fault === 'killed')
+            await own.restart() // an empty dynalite: the store creates its table again
           else proxy.latency(0)
         }
         await cachingResumes(h)
@@ -270,11 +271,18 @@ describe('dynamodbStore()', function () {
       const [a, b] = [await serve(one.app), await serve(two.app)]
       try {
         const get = (served: typeof a, url: string) => served.agent.get(url).set('Host', 'blog.example')
-        await get(a, '/posts').expect('X-Cache', 'MISS').expect(200, [{ id: 1, title: 'Hello' }])
+        await get(a, '/posts')
+          .expect('X-Cache', 'MISS')
+          .expect(200, [{ id: 1, title: 'Hello' }])
         await stored(one.cache, 1)
         await get(b, '/posts').expect('X-Cache', 'HIT')
         await b.agent.post('/posts').set('Host', 'blog.example').send({ title: 'Two' }).expect(201)
-        await get(a, '/posts').expect('X-Cache', 'MISS').expect(200, [{ id: 1, title: 'Hello' }, { id: 2, title: 'Two' }])
+        await get(a, '/posts')
+          .expect('X-Cache', 'MISS')
+          .expect(200, [
+            { id: 1, title: 'Hello' },
+            { id: 2, title: 'Two' },
+          ])
         assert.equal(one.stats.listRenders + two.stats.listRenders, 2)
       } finally {
         await a.close()

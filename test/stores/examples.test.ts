@@ -113,8 +113,16 @@ for (const setup of setups) {
 
     it('should serve the second request from the cache, in either process', async function () {
       assert.deepEqual((await miss(one, '/posts')).body, [{ id: 1, title: 'Hello' }])
-      await request(one.app).get('/posts').set('Host', HOST).expect('X-Cache', 'HIT').expect(200, [{ id: 1, title: 'Hello' }])
-      await request(two.app).get('/posts').set('Host', HOST).expect('X-Cache', 'HIT').expect(200, [{ id: 1, title: 'Hello' }])
+      await request(one.app)
+        .get('/posts')
+        .set('Host', HOST)
+        .expect('X-Cache', 'HIT')
+        .expect(200, [{ id: 1, title: 'Hello' }])
+      await request(two.app)
+        .get('/posts')
+        .set('Host', HOST)
+        .expect('X-Cache', 'HIT')
+        .expect(200, [{ id: 1, title: 'Hello' }])
       assert.equal(one.stats.listRenders + two.stats.listRenders, 1)
     })
 
@@ -126,7 +134,10 @@ for (const setup of setups) {
 
       await request(two.app).post('/posts').set('Host', HOST).send({ title: 'Second' }).expect(201, { id: 2, title: 'Second' })
 
-      const expected = [{ id: 1, title: 'Hello' }, { id: 2, title: 'Second' }]
+      const expected = [
+        { id: 1, title: 'Hello' },
+        { id: 2, title: 'Second' },
+      ]
       assert.deepEqual((await miss(one, '/posts')).body, expected)
       await miss(one, '/posts?page=2')
       await miss(one, '/posts/1')

@@ -19,7 +19,7 @@ describe('test/support/stores.ts', function () {
         try {
           await first.store.set('posts:GET', Buffer.from('first'), 60_000)
           assert.equal(Buffer.from((await first.store.get('posts:GET'))!).toString(), 'first')
-          assert.equal(await second.store.get('posts:GET') ?? undefined, undefined, 'a second store starts empty')
+          assert.equal((await second.store.get('posts:GET')) ?? undefined, undefined, 'a second store starts empty')
           if (first.putRaw) {
             await first.putRaw('raw:GET', Buffer.from('raw'), 60_000)
             assert.equal(Buffer.from((await first.store.get('raw:GET'))!).toString(), 'raw')

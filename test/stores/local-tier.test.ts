@@ -78,7 +78,13 @@ describe('InvalidationChannel', function () {
     t = 1000
     sub = new FakeSubscriber()
     dropped = []
-    channel = new InvalidationChannel(sub, channelOf('p:'), 50, () => t, (pattern) => void dropped.push(pattern))
+    channel = new InvalidationChannel(
+      sub,
+      channelOf('p:'),
+      50,
+      () => t,
+      (pattern) => void dropped.push(pattern),
+    )
   })
 
   afterEach(async function () {

@@ -83,7 +83,10 @@ describe('memcachedStore({ local })', function () {
       let before = b.sent
       const values = await Promise.all(Array.from({ length: 10 }, () => B.get('posts:1:GET')))
       const ten = b.sent - before
-      assert.deepEqual(values.map((v) => text(v)), Array(10).fill('v'))
+      assert.deepEqual(
+        values.map((v) => text(v)),
+        Array(10).fill('v'),
+      )
       clock.advance(1000)
       before = b.sent
       assert.equal(text(await B.get('posts:1:GET')), 'v')
@@ -170,11 +173,14 @@ describe('memcachedStore({ local })', function () {
     ]
     for (const [what, local, message] of invalid) {
       it(`should reject local with ${what} with a TypeError naming it`, function () {
-        assert.throws(() => memcachedStore({ servers: address, local: local as never }), (error: Error) => {
-          assert.ok(error instanceof TypeError)
-          assert.match(error.message, message)
-          return true
-        })
+        assert.throws(
+          () => memcachedStore({ servers: address, local: local as never }),
+          (error: Error) => {
+            assert.ok(error instanceof TypeError)
+            assert.match(error.message, message)
+            return true
+          },
+        )
       })
     }
   })
@@ -273,11 +279,12 @@ describe('responseCache on memcachedStore, two processes', function () {
       }
       // One public host for both, as behind a load balancer: the Host is part of the key.
       const host = apps[0].host
-      const responses = await Promise.all(
-        Array.from({ length: 100 }, (_, i) => apps[i % 2].get('/posts/1', { Host: host }).expect(200)),
-      )
+      const responses = await Promise.all(Array.from({ length: 100 }, (_, i) => apps[i % 2].get('/posts/1', { Host: host }).expect(200)))
       assert.equal(apps[0].O.calls + apps[1].O.calls, 1, `origin calls: ${apps[0].O.calls} + ${apps[1].O.calls}`)
-      assert.ok(responses.every((r) => r.text === 'v1'), 'every response is the one origin answer')
+      assert.ok(
+        responses.every((r) => r.text === 'v1'),
+        'every response is the one origin answer',
+      )
     } finally {
       for (const store of made) await store.close?.()
     }

@@ -153,12 +153,15 @@ describe('memcachedStore()', function () {
       assert.deepEqual(classifyPattern('posts:42:GET?*'), { literal: false, namespace: 'posts:42:GET?' })
       assert.deepEqual(classifyPattern('posts:GET'), { literal: true })
       for (const bad of ['posts:4*', '*:GET', 'posts:*:GET', 'posts:GET?a=*', 'a?b:*', 'a#b:*', 'a#b?*', 'a#b#*']) {
-        assert.throws(() => classifyPattern(bad), (error: Error) => {
-          assert.ok(error instanceof UnsupportedPatternError)
-          assert.ok(error.message.includes(JSON.stringify(bad)), error.message)
-          assert.match(error.message, /"<segments>:\*".*"<primary>#\*".*"<path>\?\*"/)
-          return true
-        })
+        assert.throws(
+          () => classifyPattern(bad),
+          (error: Error) => {
+            assert.ok(error instanceof UnsupportedPatternError)
+            assert.ok(error.message.includes(JSON.stringify(bad)), error.message)
+            assert.match(error.message, /"<segments>:\*".*"<primary>#\*".*"<path>\?\*"/)
+            return true
+          },
+        )
       }
     })
 
@@ -170,7 +173,10 @@ describe('memcachedStore()', function () {
         sent.length = 0
         assert.equal(String(await store.get('posts:42:GET?a=1#host.example')), 'v')
         // 5 namespaces ('', posts:, posts:42:, posts:42:GET?, posts:42:GET?a=1#) + the entry.
-        assert.deepEqual(sent.map((s) => s.op), ['get', 'get', 'get', 'get', 'get', 'get'])
+        assert.deepEqual(
+          sent.map((s) => s.op),
+          ['get', 'get', 'get', 'get', 'get', 'get'],
+        )
         sent.length = 0
         assert.equal(await store.get('never:seen:GET'), undefined)
         assert.equal(sent.filter((s) => !s.key.includes(':g:')).length, 0, 'a miss on an unknown namespace stops early')
@@ -246,7 +252,10 @@ describe('memcachedStore()', function () {
           assert.match(key, /^[\x21-\x7e]+$/)
         }
         // A hashed key keeps a readable head.
-        assert.ok(sent.some(({ key }) => key.includes(`E:`) && key.includes(':posts:a')), sent.map((s) => s.key).join('\n'))
+        assert.ok(
+          sent.some(({ key }) => key.includes(`E:`) && key.includes(':posts:a')),
+          sent.map((s) => s.key).join('\n'),
+        )
       } finally {
         client.close()
       }
@@ -387,11 +396,14 @@ describe('memcachedStore()', function () {
     ]
     for (const [name, value, message] of cases) {
       it(`should reject ${name} = ${JSON.stringify(value)} with a TypeError naming it`, function () {
-        assert.throws(() => memcachedStore({ servers: 'localhost:11211' }, { [name]: value }), (error: Error) => {
-          assert.ok(error instanceof TypeError)
-          assert.match(error.message, message)
-          return true
-        })
+        assert.throws(
+          () => memcachedStore({ servers: 'localhost:11211' }, { [name]: value }),
+          (error: Error) => {
+            assert.ok(error instanceof TypeError)
+            assert.match(error.message, message)
+            return true
+          },
+        )
       })
     }
 

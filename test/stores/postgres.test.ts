@@ -98,10 +98,11 @@ describe('postgresStore()', function () {
       const table = `s_${randomUUID().slice(0, 8)}`
       const store = postgresStore({ pool }, { table })
       await store.set('k', bytes('v'), 60_000)
-      const { rows } = await pool.query(
-        `SELECT relname, relpersistence FROM pg_class WHERE relname IN ($1, $2, $3) ORDER BY relname`,
-        [table, `${table}_locks`, `${table}_expires_at`],
-      )
+      const { rows } = await pool.query(`SELECT relname, relpersistence FROM pg_class WHERE relname IN ($1, $2, $3) ORDER BY relname`, [
+        table,
+        `${table}_locks`,
+        `${table}_expires_at`,
+      ])
       assert.deepEqual(rows, [
         { relname: table, relpersistence: 'u' },
         { relname: `${table}_expires_at`, relpersistence: 'u' },
@@ -294,11 +295,18 @@ describe('postgresStore()', function () {
       const [a, b] = [await serve(one.app), await serve(two.app)]
       try {
         const get = (served: typeof a, url: string) => served.agent.get(url).set('Host', 'blog.example')
-        await get(a, '/posts').expect('X-Cache', 'MISS').expect(200, [{ id: 1, title: 'Hello' }])
+        await get(a, '/posts')
+          .expect('X-Cache', 'MISS')
+          .expect(200, [{ id: 1, title: 'Hello' }])
         await stored(one.cache, 1)
         await get(b, '/posts').expect('X-Cache', 'HIT')
         await b.agent.post('/posts').set('Host', 'blog.example').send({ title: 'Two' }).expect(201)
-        await get(a, '/posts').expect('X-Cache', 'MISS').expect(200, [{ id: 1, title: 'Hello' }, { id: 2, title: 'Two' }])
+        await get(a, '/posts')
+          .expect('X-Cache', 'MISS')
+          .expect(200, [
+            { id: 1, title: 'Hello' },
+            { id: 2, title: 'Two' },
+          ])
         assert.equal(one.stats.listRenders + two.stats.listRenders, 2)
       } finally {
         await a.close()

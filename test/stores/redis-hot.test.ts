@@ -21,9 +21,7 @@ const text = (bytes: Uint8Array | null) => (bytes === null ? null : Buffer.from(
 
 /** Command names sent for keys under `prefix` (other suites share the server). */
 function namesFor(commands: string[][], prefix: string): string[] {
-  return commands
-    .filter((args) => args.some((arg) => String(arg).startsWith(prefix)))
-    .map((args) => String(args[0]).toLowerCase())
+  return commands.filter((args) => args.some((arg) => String(arg).startsWith(prefix))).map((args) => String(args[0]).toLowerCase())
 }
 
 /** A coder that counts its decodes. */
@@ -202,7 +200,10 @@ describe('redisStore() hot copies', function () {
       const storage = storageOn(store, jsonCoder(), errors)
       await client.set(`${store.prefix}bad:GET`, Buffer.from([0xff, 0x00, 0x13, 0x37]), 'PX', 60_000)
       assert.equal(await storage.read('bad:GET'), undefined)
-      assert.ok(errors.some((e) => e instanceof CorruptEntryError), `errors: ${errors}`)
+      assert.ok(
+        errors.some((e) => e instanceof CorruptEntryError),
+        `errors: ${errors}`,
+      )
       await sleep(50)
       assert.equal(await client.exists(`${store.prefix}bad:GET`), 0)
     })
@@ -214,7 +215,10 @@ describe('redisStore() hot copies', function () {
       await store.set('bad:GET', Buffer.from([0xc1, 0xc1, 0xc1]), 60_000)
       await store.get('bad:GET') // now hot
       assert.equal(await storage.read('bad:GET'), undefined)
-      assert.ok(errors.some((e) => e instanceof CorruptEntryError), `errors: ${errors}`)
+      assert.ok(
+        errors.some((e) => e instanceof CorruptEntryError),
+        `errors: ${errors}`,
+      )
       await sleep(50)
       assert.equal(await client.exists(`${store.prefix}bad:GET`), 0)
       assert.equal(await store.get('bad:GET'), null)
@@ -261,12 +265,15 @@ describe('redisStore() hot copies', function () {
     const invalid: unknown[] = [-1, 1.5, '16MB', Number.NaN, Infinity, null]
     for (const value of invalid) {
       it(`should reject hotBytes = ${String(typeof value === 'string' ? JSON.stringify(value) : value)} with a TypeError naming it`, function () {
-        assert.throws(() => redisStore({ client }, { hotBytes: value as number }), (error: Error) => {
-          assert.ok(error instanceof TypeError)
-          assert.match(error.message, /^redisStore option "hotBytes" must be a non-negative integer/)
-          assert.ok(error.message.endsWith(`got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`), error.message)
-          return true
-        })
+        assert.throws(
+          () => redisStore({ client }, { hotBytes: value as number }),
+          (error: Error) => {
+            assert.ok(error instanceof TypeError)
+            assert.match(error.message, /^redisStore option "hotBytes" must be a non-negative integer/)
+            assert.ok(error.message.endsWith(`got ${typeof value === 'string' ? JSON.stringify(value) : String(value)}`), error.message)
+            return true
+          },
+        )
       })
     }
   })
@@ -341,7 +348,10 @@ describe('redisStore() hot copies', function () {
       for (const key of keys) held.set(key, await mine.get(key))
       // A first hot round loads the script on every master (EVALSHA, NOSCRIPT, then EVAL).
       for (const key of keys) assert.equal(await mine.get(key), held.get(key), key)
-      const spy = await monitorRedis(servers.nodes.map((n) => n.port), { scripts: false })
+      const spy = await monitorRedis(
+        servers.nodes.map((n) => n.port),
+        { scripts: false },
+      )
       for (const key of keys) assert.equal(await mine.get(key), held.get(key), key)
       const names = namesFor(await spy.stop(), prefix)
       assert.equal(names.length, keys.length, `commands: ${names}`)

@@ -25,12 +25,16 @@ const sent = (client: Redis) => client.stream?.bytesWritten ?? 0
 
 /** Resolves once a get of `key` is answered with no command sent (the local tier is serving it). */
 async function servedLocally(store: Store, client: Redis, key: string, expected?: string): Promise<void> {
-  await eventually(async () => {
-    await store.get(key)
-    const before = sent(client)
-    const value = await store.get(key)
-    return sent(client) === before && (expected === undefined || text(value as Buffer | null) === expected)
-  }, `a local hit on ${key}`, WAIT)
+  await eventually(
+    async () => {
+      await store.get(key)
+      const before = sent(client)
+      const value = await store.get(key)
+      return sent(client) === before && (expected === undefined || text(value as Buffer | null) === expected)
+    },
+    `a local hit on ${key}`,
+    WAIT,
+  )
 }
 
 function newClient(port: number, name?: string): Redis {
@@ -95,7 +99,10 @@ describe('redisStore({ local })', function () {
         return original(...args)
       }) as typeof b.callBuffer
       const values = await Promise.all(Array.from({ length: 10 }, () => B.get('k:GET')))
-      assert.deepEqual(values.map((v) => text(v)), Array(10).fill('v'))
+      assert.deepEqual(
+        values.map((v) => text(v)),
+        Array(10).fill('v'),
+      )
       assert.equal(commands, 1)
     })
   })
@@ -222,12 +229,16 @@ describe('redisStore({ local })', function () {
         await A.set('k:GET', Buffer.from('new'), 60_000)
         const pending: Promise<unknown>[] = []
         // A get that does not answer at once is one that went to Redis (whose replies are held).
-        await eventually(async () => {
-          const read = Promise.resolve(B.get('k:GET')).then(text, () => 'error')
-          pending.push(read)
-          const first = await Promise.race([read, sleep(20).then(() => 'pending')])
-          return first !== 'old'
-        }, 'B to stop serving the old copy', WAIT)
+        await eventually(
+          async () => {
+            const read = Promise.resolve(B.get('k:GET')).then(text, () => 'error')
+            pending.push(read)
+            const first = await Promise.race([read, sleep(20).then(() => 'pending')])
+            return first !== 'old'
+          },
+          'B to stop serving the old copy',
+          WAIT,
+        )
         // The held bytes (the message included) are lost with the connections.
         proxy.reset()
         proxy.holdReplies(false)
@@ -251,11 +262,14 @@ describe('redisStore({ local })', function () {
       it(`should reject local with ${what} with a TypeError naming it`, function () {
         const client = newClient(server.port)
         opened.push(client)
-        assert.throws(() => redisStore({ client, local: local as never }), (error: Error) => {
-          assert.ok(error instanceof TypeError)
-          assert.match(error.message, message)
-          return true
-        })
+        assert.throws(
+          () => redisStore({ client, local: local as never }),
+          (error: Error) => {
+            assert.ok(error instanceof TypeError)
+            assert.match(error.message, message)
+            return true
+          },
+        )
       })
     }
 

@@ -98,9 +98,7 @@ describe('redisStore()', function () {
       const keys = Array.from({ length: 60 }, (_, i) => `spread:${i}:GET`)
       for (const key of keys) await store.set(key, Buffer.from(key), 60_000)
       // The keys really are spread: every master holds some of them.
-      const perNode = await Promise.all(
-        cluster.nodes('master').map(async (node) => (await node.keys(`${store.prefix}*`)).length),
-      )
+      const perNode = await Promise.all(cluster.nodes('master').map(async (node) => (await node.keys(`${store.prefix}*`)).length))
       assert.equal(perNode.length, 3)
       for (const n of perNode) assert.ok(n > 0, `keys per master: ${perNode}`)
       assert.equal(await store.deleteMatching('spread:*'), 60)
@@ -296,11 +294,14 @@ describe('redisStore()', function () {
     ]
     for (const [name, value, message] of cases) {
       it(`should reject ${name} = ${JSON.stringify(value)} with a TypeError naming it`, function () {
-        assert.throws(() => redisStore({ client }, { [name]: value }), (error: Error) => {
-          assert.ok(error instanceof TypeError)
-          assert.match(error.message, message)
-          return true
-        })
+        assert.throws(
+          () => redisStore({ client }, { [name]: value }),
+          (error: Error) => {
+            assert.ok(error instanceof TypeError)
+            assert.match(error.message, message)
+            return true
+          },
+        )
       })
     }
 

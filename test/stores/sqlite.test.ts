@@ -76,7 +76,9 @@ describe('sqliteStore()', function () {
         advance: time.advance,
         foreign: {
           put: async () =>
-            void foreign.prepare('INSERT INTO cachet (key, value, expires, accessed, size) VALUES (?, ?, ?, ?, 1)').run('b:x', bytes('x'), time.now() + 60_000, 0),
+            void foreign
+              .prepare('INSERT INTO cachet (key, value, expires, accessed, size) VALUES (?, ?, ?, ?, 1)')
+              .run('b:x', bytes('x'), time.now() + 60_000, 0),
           exists: async () => foreign.prepare('SELECT 1 FROM cachet WHERE key = ?').get('b:x') !== undefined,
         },
         cleanup() {
@@ -117,7 +119,7 @@ describe('sqliteStore()', function () {
   })
 
   describe('when two connections share one file (two processes)', function () {
-    it('should see each other\'s writes, deletes and locks, and keep entries across a reopen', async function () {
+    it("should see each other's writes, deletes and locks, and keep entries across a reopen", async function () {
       const path = tempFile()
       const one = sqliteStore({ path })
       const two = sqliteStore({ path })
@@ -159,7 +161,10 @@ describe('sqliteStore()', function () {
       store.get('a') // a is now the most recently read
       time.advance(10)
       store.set('d', bytes('d'), 60_000)
-      assert.deepEqual(['a', 'b', 'c', 'd'].filter((key) => store.get(key) !== undefined), ['a', 'c', 'd'])
+      assert.deepEqual(
+        ['a', 'b', 'c', 'd'].filter((key) => store.get(key) !== undefined),
+        ['a', 'c', 'd'],
+      )
       assert.deepEqual(store.stats(), { entries: 3, bytes: 3 })
       store.close()
     })
@@ -291,11 +296,18 @@ describe('sqliteStore()', function () {
       try {
         // One public host name for both processes: the Host is part of every key.
         const get = (served: typeof a, url: string) => served.agent.get(url).set('Host', 'blog.example')
-        await get(a, '/posts').expect('X-Cache', 'MISS').expect(200, [{ id: 1, title: 'Hello' }])
+        await get(a, '/posts')
+          .expect('X-Cache', 'MISS')
+          .expect(200, [{ id: 1, title: 'Hello' }])
         await stored(one.cache, 1)
         await get(b, '/posts').expect('X-Cache', 'HIT')
         await b.agent.post('/posts').set('Host', 'blog.example').send({ title: 'Two' }).expect(201)
-        await get(a, '/posts').expect('X-Cache', 'MISS').expect(200, [{ id: 1, title: 'Hello' }, { id: 2, title: 'Two' }])
+        await get(a, '/posts')
+          .expect('X-Cache', 'MISS')
+          .expect(200, [
+            { id: 1, title: 'Hello' },
+            { id: 2, title: 'Two' },
+          ])
         assert.equal(one.stats.listRenders + two.stats.listRenders, 2)
       } finally {
         await a.close()

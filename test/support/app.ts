@@ -401,10 +401,12 @@ export function slowWrites(ms: number): Store & { settled(): Promise<void> } {
   let pending = 0
   const later = <T>(run: () => T) => {
     pending++
-    return new Promise<T>((resolve) => setTimeout(() => {
-      pending--
-      resolve(run())
-    }, ms))
+    return new Promise<T>((resolve) =>
+      setTimeout(() => {
+        pending--
+        resolve(run())
+      }, ms),
+    )
   }
   return {
     ...inner,

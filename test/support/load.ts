@@ -112,41 +112,38 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
         clearTimeout(timer)
         resolve()
       }
-      const req = http.request(
-        { host: '127.0.0.1', port, method: request.method, path: request.path, headers: request.headers, agent },
-        (res) => {
-          const chunks: Buffer[] = []
-          res.on('data', (chunk: Buffer) => chunks.push(chunk))
-          res.on('error', (error) => {
-            result.errors++
-            fail(`${request.method} ${request.path}: response error ${error.message}`)
-            finish()
-          })
-          res.on('end', () => {
-            if (finished) return
-            const latency = performance.now() - t0
-            latencies[result.completed] = latency
-            result.completed++
-            const status = res.statusCode ?? 0
-            result.statuses[status] = (result.statuses[status] ?? 0) + 1
-            const label = String(res.headers['x-cache'] ?? 'none')
-            result.cache[label] = (result.cache[label] ?? 0) + 1
-            const response: LoadResponse = { status, headers: res.headers, body: Buffer.concat(chunks), latency }
-            let problem: string | undefined
-            try {
-              problem = options.check(request, response)
-            } catch (error) {
-              problem = `checker threw: ${(error as Error).message}`
-            }
-            if (problem !== undefined) {
-              result.wrong++
-              fail(`${request.method} ${request.path} ${JSON.stringify(request.headers ?? {})} → ${status} ${label}: ${problem}`)
-            }
-            options.onResponse?.(i, request, response)
-            finish()
-          })
-        },
-      )
+      const req = http.request({ host: '127.0.0.1', port, method: request.method, path: request.path, headers: request.headers, agent }, (res) => {
+        const chunks: Buffer[] = []
+        res.on('data', (chunk: Buffer) => chunks.push(chunk))
+        res.on('error', (error) => {
+          result.errors++
+          fail(`${request.method} ${request.path}: response error ${error.message}`)
+          finish()
+        })
+        res.on('end', () => {
+          if (finished) return
+          const latency = performance.now() - t0
+          latencies[result.completed] = latency
+          result.completed++
+          const status = res.statusCode ?? 0
+          result.statuses[status] = (result.statuses[status] ?? 0) + 1
+          const label = String(res.headers['x-cache'] ?? 'none')
+          result.cache[label] = (result.cache[label] ?? 0) + 1
+          const response: LoadResponse = { status, headers: res.headers, body: Buffer.concat(chunks), latency }
+          let problem: string | undefined
+          try {
+            problem = options.check(request, response)
+          } catch (error) {
+            problem = `checker threw: ${(error as Error).message}`
+          }
+          if (problem !== undefined) {
+            result.wrong++
+            fail(`${request.method} ${request.path} ${JSON.stringify(request.headers ?? {})} → ${status} ${label}: ${problem}`)
+          }
+          options.onResponse?.(i, request, response)
+          finish()
+        })
+      })
       const timer = setTimeout(() => {
         if (finished) return
         result.hangs++

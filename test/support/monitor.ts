@@ -41,15 +41,17 @@ export async function monitorRedis(ports: readonly number[], options: { scripts?
     names: () => commands.map((args) => args[0].toUpperCase()),
     async drain() {
       const marker = `monitor-drain-${Date.now()}-${Math.random().toString(36).slice(2)}`
-      await Promise.all(ports.map(async (port) => {
-        const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 })
-        client.on('error', () => {})
-        try {
-          await client.echo(marker)
-        } finally {
-          client.disconnect()
-        }
-      }))
+      await Promise.all(
+        ports.map(async (port) => {
+          const client = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 1 })
+          client.on('error', () => {})
+          try {
+            await client.echo(marker)
+          } finally {
+            client.disconnect()
+          }
+        }),
+      )
       const until = Date.now() + 5000
       while (!ports.every((port) => markers.has(`${port} ${marker}`))) {
         if (Date.now() > until) throw new Error('MONITOR did not report the drain marker within 5 s')

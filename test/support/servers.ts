@@ -302,13 +302,20 @@ function redisSpec(extra: (port: number) => string[] = () => []): ProcessSpec {
     command: 'redis-server',
     // No persistence at all, loopback only, its own directory for any file it still writes.
     args: (port, dir) => [
-      '--port', String(port),
-      '--bind', HOST,
-      '--save', '',
-      '--appendonly', 'no',
-      '--dir', dir,
-      '--daemonize', 'no',
-      '--loglevel', 'warning',
+      '--port',
+      String(port),
+      '--bind',
+      HOST,
+      '--save',
+      '',
+      '--appendonly',
+      'no',
+      '--dir',
+      dir,
+      '--daemonize',
+      'no',
+      '--loglevel',
+      'warning',
       ...extra(port),
     ],
     ready: (port) => probe(port, 'PING\r\n', '+PONG'),
@@ -357,23 +364,14 @@ export async function startMemcached(options: { itemSize?: string; memoryMb?: nu
 /** Start a fresh 3-master Redis Cluster (not shared) and wait until `cluster_state:ok`. */
 export async function startRedisCluster(): Promise<RedisCluster> {
   const nodes: RedisServer[] = []
-  const spec = redisSpec((port) => [
-    '--cluster-enabled', 'yes',
-    '--cluster-config-file', `nodes-${port}.conf`,
-    '--cluster-node-timeout', '3000',
-  ])
+  const spec = redisSpec((port) => ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '3000'])
   try {
     for (let i = 0; i < 3; i++) {
       const proc = new Proc(spec, await freePort(10_000), tempDir('redis-cluster'))
       await proc.start()
       nodes.push(redisHandle(proc))
     }
-    await run('redis-cli', [
-      '--cluster', 'create',
-      ...nodes.map((n) => n.address),
-      '--cluster-replicas', '0',
-      '--cluster-yes',
-    ], { timeout: START_TIMEOUT_MS })
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => n.address), '--cluster-replicas', '0', '--cluster-yes'], { timeout: START_TIMEOUT_MS })
     await waitForCluster(nodes)
   } catch (error) {
     await Promise.allSettled(nodes.map((n) => n.kill()))
@@ -511,8 +509,7 @@ export interface PostgresServer extends ServerHandle {
   readonly connectionString: string
 }
 
-const POSTGRES_INSTALL =
-  'PostgreSQL must be installed (Debian/Ubuntu: apt-get install postgresql; its binaries live in /usr/lib/postgresql/<version>/bin).'
+const POSTGRES_INSTALL = 'PostgreSQL must be installed (Debian/Ubuntu: apt-get install postgresql; its binaries live in /usr/lib/postgresql/<version>/bin).'
 
 /** The newest /usr/lib/postgresql/<version>/bin, or the directory of `initdb` on PATH. */
 function postgresBin(): string {
@@ -616,14 +613,22 @@ class PostgresProc implements PostgresServer {
     const [command, ...args] = [
       ...this.user.prefix,
       join(this.bin, 'postgres'),
-      '-D', join(this.dir, 'data'),
-      '-k', this.dir,
-      '-h', HOST,
-      '-p', String(this.port),
-      '-c', 'fsync=off',
-      '-c', 'synchronous_commit=off',
-      '-c', 'full_page_writes=off',
-      '-c', 'max_connections=200',
+      '-D',
+      join(this.dir, 'data'),
+      '-k',
+      this.dir,
+      '-h',
+      HOST,
+      '-p',
+      String(this.port),
+      '-c',
+      'fsync=off',
+      '-c',
+      'synchronous_commit=off',
+      '-c',
+      'full_page_writes=off',
+      '-c',
+      'max_connections=200',
     ]
     const child = spawn(command, args, { cwd: this.dir, stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
@@ -651,7 +656,11 @@ class PostgresProc implements PostgresServer {
       await sleep(100)
     }
     await this.end('SIGKILL')
-    const reason = spawnError ? spawnError.message : this.running ? `not ready after ${START_TIMEOUT_MS} ms` : `exited with ${child.exitCode ?? child.signalCode}`
+    const reason = spawnError
+      ? spawnError.message
+      : this.running
+        ? `not ready after ${START_TIMEOUT_MS} ms`
+        : `exited with ${child.exitCode ?? child.signalCode}`
     throw new Error(
       `could not start postgres (${command} ${args.join(' ')}): ${reason}.${this.output ? `\nits output:\n${this.output}` : ''}\n${POSTGRES_INSTALL}`,
     )

@@ -1,10 +1,5 @@
 /** runStoreContract() on mocha's globals: the Store contract of src/testing.ts as every store test here runs it. */
-import {
-  runStoreContract as registerContract,
-  type ContractFactory,
-  type ContractSubject,
-  type StoreCapabilities,
-} from '../../src/testing.js'
+import { runStoreContract as registerContract, type ContractFactory, type ContractSubject, type StoreCapabilities } from '../../src/testing.js'
 
 export type { ContractFactory, ContractSubject, StoreCapabilities }
 

@@ -224,7 +224,10 @@ describe('publishStoreRead()', () => {
         { key: '/none#h', outcome: 'miss', durationMs: 0 },
         { key: '/down#h', outcome: 'error', durationMs: 0 },
       ])
-      for (const m of seen) expect((m as { durationMs: number }).durationMs).to.be.a('number').and.at.least(0)
+      for (const m of seen)
+        expect((m as { durationMs: number }).durationMs)
+          .to.be.a('number')
+          .and.at.least(0)
     })
   })
 
@@ -269,7 +272,10 @@ describe('publishStoreWrite()', () => {
         { key: '/b#h', outcome: 'failed', durationMs: 0 },
         { key: '/c#h', outcome: 'refused', bytes: 2_000_000, durationMs: 0 },
       ])
-      for (const m of seen) expect((m as { durationMs: number }).durationMs).to.be.a('number').and.at.least(0)
+      for (const m of seen)
+        expect((m as { durationMs: number }).durationMs)
+          .to.be.a('number')
+          .and.at.least(0)
     })
   })
 

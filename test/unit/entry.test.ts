@@ -58,7 +58,7 @@ describe('prepare()', () => {
     expect(q.lastModified).to.equal('Mon, 13 Nov 2023 00:00:00 GMT')
   })
 
-  it('should build the replay head as the headers, the body\'s Content-Length and slots for Age, the status header and Cache-Status', () => {
+  it("should build the replay head as the headers, the body's Content-Length and slots for Age, the status header and Cache-Status", () => {
     const e = entry(headers)
     expect(prepare(e).head).to.deep.equal([...e.headers, 'Content-Length', '5', 'Age', '0', 'X-Cache', 'HIT', 'Cache-Status', 'cachet; hit'])
     expect(e.headers).to.have.length(6) // the entry's own list is not extended
@@ -66,8 +66,16 @@ describe('prepare()', () => {
 
   it('should send no Content-Length for a 204', () => {
     const e = buildEntry({
-      status: 204, headers: ['X-A', '1'], body: new Uint8Array(0), requestTime: T, responseTime: T,
-      lifetime: 60_000, staleWhileRevalidate: 0, staleIfError: 0, mustRevalidate: false, statusHeader: 'X-Cache',
+      status: 204,
+      headers: ['X-A', '1'],
+      body: new Uint8Array(0),
+      requestTime: T,
+      responseTime: T,
+      lifetime: 60_000,
+      staleWhileRevalidate: 0,
+      staleIfError: 0,
+      mustRevalidate: false,
+      statusHeader: 'X-Cache',
     })
     expect(prepare(e).head).to.deep.equal(['X-A', '1', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT', 'Age', '0', 'X-Cache', 'HIT', 'Cache-Status', 'cachet; hit'])
   })
@@ -85,7 +93,20 @@ describe('prepare()', () => {
     const e = entry([...headers, 'Cache-Control', 'max-age=60'])
     const p = prepare(e)
     const first = notModifiedHeaders(e, p)
-    expect(first).to.deep.equal(['ETag', '"v1"', 'Date', 'Tue, 14 Nov 2023 22:13:20 GMT', 'Cache-Control', 'max-age=60', 'Age', '0', 'X-Cache', 'HIT', 'Cache-Status', 'cachet; hit'])
+    expect(first).to.deep.equal([
+      'ETag',
+      '"v1"',
+      'Date',
+      'Tue, 14 Nov 2023 22:13:20 GMT',
+      'Cache-Control',
+      'max-age=60',
+      'Age',
+      '0',
+      'X-Cache',
+      'HIT',
+      'Cache-Status',
+      'cachet; hit',
+    ])
     expect(prepare(e)).to.equal(p)
     expect(notModifiedHeaders(e, prepare(e))).to.equal(first)
   })

@@ -2,7 +2,20 @@
 import { expect } from 'chai'
 import fc from 'fast-check'
 import querystring from 'node:querystring'
-import { checkKey, hostOf, normaliseEscapes, paramFilter, primaryKey, routingOf, sortQuery, targetKey, variantPart, storageKey, hostPart, type Routing } from '../../src/key.js'
+import {
+  checkKey,
+  hostOf,
+  normaliseEscapes,
+  paramFilter,
+  primaryKey,
+  routingOf,
+  sortQuery,
+  targetKey,
+  variantPart,
+  storageKey,
+  hostPart,
+  type Routing,
+} from '../../src/key.js'
 
 const EXPRESS: Routing = { foldCase: true, foldSlash: true }
 /** The whole storage key of a target (primary, host, spelling). */
@@ -55,9 +68,45 @@ describe('primaryKey()', () => {
   })
 
   describe('property: two different requests never share a key', () => {
-    const segment = fc.string({ unit: fc.constantFrom('a', 'A', 'B', ':', '*', '?', '#', '[', ']', '\\', '%', '%41', '%61', '%2a', '%2A', '%zz', '2', 'F', ' ', '\x00', '/', '&', '=', '~', '%7e', 'é', '%C3%A9'), maxLength: 6 })
-    const path = fc.tuple(fc.array(segment, { maxLength: 4 }), fc.boolean()).map(([parts, slash]) => '/' + parts.join('/') + (slash && parts.length > 0 ? '/' : ''))
-    const text = fc.string({ unit: fc.constantFrom('q', 'Q', 'a', '%71', '%61', '%2a', '%2A', '*', '%zz', '%25', '%', '+', '%20', '[', ']', '%5B', '%5d', 'é', '%C3%A9', '%E9', ':'), maxLength: 3 })
+    const segment = fc.string({
+      unit: fc.constantFrom(
+        'a',
+        'A',
+        'B',
+        ':',
+        '*',
+        '?',
+        '#',
+        '[',
+        ']',
+        '\\',
+        '%',
+        '%41',
+        '%61',
+        '%2a',
+        '%2A',
+        '%zz',
+        '2',
+        'F',
+        ' ',
+        '\x00',
+        '/',
+        '&',
+        '=',
+        '~',
+        '%7e',
+        'é',
+        '%C3%A9',
+      ),
+      maxLength: 6,
+    })
+    const path = fc
+      .tuple(fc.array(segment, { maxLength: 4 }), fc.boolean())
+      .map(([parts, slash]) => '/' + parts.join('/') + (slash && parts.length > 0 ? '/' : ''))
+    const text = fc.string({
+      unit: fc.constantFrom('q', 'Q', 'a', '%71', '%61', '%2a', '%2A', '*', '%zz', '%25', '%', '+', '%20', '[', ']', '%5B', '%5d', 'é', '%C3%A9', '%E9', ':'),
+      maxLength: 3,
+    })
     const query = fc.option(fc.array(fc.tuple(text, fc.option(text, { nil: undefined })), { maxLength: 4 }), { nil: undefined })
     const url = fc.tuple(path, query).map(([p, q]) => (q === undefined ? p : p + '?' + q.map(([k, v]) => (v === undefined ? k : `${k}=${v}`)).join('&')))
 
@@ -106,7 +155,10 @@ describe('primaryKey()', () => {
       return edit(u.slice(0, i)) + '?' + params.map(edit).join('&')
     }
 
-    for (const [name, routing] of [['nothing folded', undefined], ['Express folding', EXPRESS]] as const) {
+    for (const [name, routing] of [
+      ['nothing folded', undefined],
+      ['Express folding', EXPRESS],
+    ] as const) {
       it(`should give different keys to requests the app can tell apart (${name})`, () => {
         fc.assert(
           fc.property(url, url, fc.array(fc.nat(), { minLength: 32, maxLength: 32 }), (a, other, dice) => {
@@ -124,30 +176,38 @@ describe('primaryKey()', () => {
       const plain = fc.string({ unit: fc.constantFrom('a', 'b', 'Z', '0', '-', '.', '_', '~', '%2F', '%C3%A9', ':'), minLength: 1, maxLength: 4 })
       const pick = fc.array(fc.nat(), { minLength: 64, maxLength: 64 })
       fc.assert(
-        fc.property(fc.array(plain, { maxLength: 3 }), fc.array(fc.tuple(fc.constantFrom('p', 'q', 'r_s', 'T'), plain), { maxLength: 4 }), pick, (segments, params, dice) => {
-          let n = 0
-          const roll = () => dice[n++ % dice.length]
-          // Escape unreserved characters at random, with either hex case; flip the case of existing escapes.
-          const respell = (t: string) =>
-            t.replace(/%[0-9A-F]{2}|[A-Za-z0-9\-._~]/g, (m) => {
-              if (m.length === 3) return roll() % 2 ? m.toLowerCase() : m
-              if (roll() % 3) return m
-              const hex = m.charCodeAt(0).toString(16).padStart(2, '0')
-              return '%' + (roll() % 2 ? hex.toUpperCase() : hex)
-            })
-          const original = '/' + segments.join('/') + (params.length ? '?' + params.map(([k, v]) => `${k}=${v}`).join('&') : '')
-          // Reorder distinct names, never two values of one name.
-          const rank = new Map(['p', 'q', 'r_s', 'T'].map((k) => [k, roll()]))
-          const shuffled = params.map((p, i) => [p, i] as const).sort(([[ka], ia], [[kb], ib]) => rank.get(ka)! - rank.get(kb)! || ia - ib).map(([p]) => p)
-          const query = shuffled.length ? '?' + shuffled.map(([k, v]) => `${respell(k)}=${respell(v)}`).join('&') : ''
-          const respelled = '/' + segments.map(respell).join('/')
-          const path = '/' + segments.join('/')
-          expect(fullKey(path + query), 'query respelled').to.equal(fullKey(original))
-          expect(primaryKey('GET', respelled + query), 'path respelled').to.equal(primaryKey('GET', original))
-          // Express: any letter case and a trailing slash reach the same handler, so the same family.
-          const folded = respelled.toUpperCase() + (segments.length ? '/' : '') + query
-          expect(primaryKey('GET', folded, EXPRESS), 'path folded').to.equal(primaryKey('GET', original, EXPRESS))
-        }),
+        fc.property(
+          fc.array(plain, { maxLength: 3 }),
+          fc.array(fc.tuple(fc.constantFrom('p', 'q', 'r_s', 'T'), plain), { maxLength: 4 }),
+          pick,
+          (segments, params, dice) => {
+            let n = 0
+            const roll = () => dice[n++ % dice.length]
+            // Escape unreserved characters at random, with either hex case; flip the case of existing escapes.
+            const respell = (t: string) =>
+              t.replace(/%[0-9A-F]{2}|[A-Za-z0-9\-._~]/g, (m) => {
+                if (m.length === 3) return roll() % 2 ? m.toLowerCase() : m
+                if (roll() % 3) return m
+                const hex = m.charCodeAt(0).toString(16).padStart(2, '0')
+                return '%' + (roll() % 2 ? hex.toUpperCase() : hex)
+              })
+            const original = '/' + segments.join('/') + (params.length ? '?' + params.map(([k, v]) => `${k}=${v}`).join('&') : '')
+            // Reorder distinct names, never two values of one name.
+            const rank = new Map(['p', 'q', 'r_s', 'T'].map((k) => [k, roll()]))
+            const shuffled = params
+              .map((p, i) => [p, i] as const)
+              .sort(([[ka], ia], [[kb], ib]) => rank.get(ka)! - rank.get(kb)! || ia - ib)
+              .map(([p]) => p)
+            const query = shuffled.length ? '?' + shuffled.map(([k, v]) => `${respell(k)}=${respell(v)}`).join('&') : ''
+            const respelled = '/' + segments.map(respell).join('/')
+            const path = '/' + segments.join('/')
+            expect(fullKey(path + query), 'query respelled').to.equal(fullKey(original))
+            expect(primaryKey('GET', respelled + query), 'path respelled').to.equal(primaryKey('GET', original))
+            // Express: any letter case and a trailing slash reach the same handler, so the same family.
+            const folded = respelled.toUpperCase() + (segments.length ? '/' : '') + query
+            expect(primaryKey('GET', folded, EXPRESS), 'path folded').to.equal(primaryKey('GET', original, EXPRESS))
+          },
+        ),
         { numRuns: 2000 },
       )
     })
@@ -156,7 +216,7 @@ describe('primaryKey()', () => {
       fc.assert(
         fc.property(fc.uniqueArray(fc.constantFrom('a', 'b', 'c', 'd', 'e'), { minLength: 1 }), fc.integer(), (names, seed) => {
           const params = names.map((n, i) => `${n}=${i}`)
-          const shuffled = [...params].sort(() => (seed = (seed * 16807) % 2147483647) % 2 === 0 ? 1 : -1)
+          const shuffled = [...params].sort(() => ((seed = (seed * 16807) % 2147483647) % 2 === 0 ? 1 : -1))
           expect(primaryKey('GET', '/r?' + shuffled.join('&'))).to.equal(primaryKey('GET', '/r?' + params.join('&')))
         }),
       )
@@ -260,7 +320,13 @@ describe('checkKey()', () => {
     expect((result as Error).message).to.match(/returned a Promise.*async key functions are not supported/)
   })
   it('should say what came back for anything else', () => {
-    for (const [value, shown] of [[null, 'null'], [undefined, 'undefined'], ['', '""'], [42, '42'], [{ a: 1 }, '{"a":1}']] as const) {
+    for (const [value, shown] of [
+      [null, 'null'],
+      [undefined, 'undefined'],
+      ['', '""'],
+      [42, '42'],
+      [{ a: 1 }, '{"a":1}'],
+    ] as const) {
       const result = checkKey(value, 'option "key"')
       expect(result).to.be.an('error')
       expect((result as Error).message).to.include(`returned ${shown}`)

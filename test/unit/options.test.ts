@@ -136,10 +136,7 @@ describe('store factories(options)', () => {
         TypeError,
         /memcachedStore: unknown option "maxItemSzie" \(did you mean "maxItemSize"\?\)/,
       )
-      expect(() => memcachedStore({ servers: '127.0.0.1:1' }, { url: 'memcached://x' } as never)).to.throw(
-        TypeError,
-        /memcachedStore: unknown option "url"/,
-      )
+      expect(() => memcachedStore({ servers: '127.0.0.1:1' }, { url: 'memcached://x' } as never)).to.throw(TypeError, /memcachedStore: unknown option "url"/)
     })
   })
 
@@ -168,7 +165,7 @@ describe('invalidate(pattern)', () => {
       expect((await errorOf(() => invalidate('/'))).message).to.include('did you mean "*"?')
       expect((await errorOf(() => invalidate('/posts/42/'))).message).to.include('did you mean "posts:42:*"?')
     })
-    it('should be rejected by cache.invalidate(), cache.delete() and a store\'s deleteMatching() too', async () => {
+    it("should be rejected by cache.invalidate(), cache.delete() and a store's deleteMatching() too", async () => {
       const cache = responseCache()
       try {
         expect(await errorOf(() => cache.invalidate('/posts/*'))).to.be.instanceOf(TypeError)

@@ -194,8 +194,20 @@ describe('storageDecision()', () => {
 
   describe('when the response says must-understand (RFC 9111 §5.2.2.3)', () => {
     check([
-      { name: 'a 599 with max-age=3600, must-understand', status: 599, headers: { 'cache-control': 'max-age=3600, must-understand' }, store: false, reason: /must-understand/ },
-      { name: 'a 299 with targeted max-age=60, must-understand', status: 299, targeted: { 'max-age': '60', 'must-understand': true }, store: false, reason: /must-understand/ },
+      {
+        name: 'a 599 with max-age=3600, must-understand',
+        status: 599,
+        headers: { 'cache-control': 'max-age=3600, must-understand' },
+        store: false,
+        reason: /must-understand/,
+      },
+      {
+        name: 'a 299 with targeted max-age=60, must-understand',
+        status: 299,
+        targeted: { 'max-age': '60', 'must-understand': true },
+        store: false,
+        reason: /must-understand/,
+      },
       { name: 'a 503 with max-age=5, must-understand', status: 503, headers: { 'cache-control': 'max-age=5, must-understand' }, store: true, lifetime: 5000 },
       { name: 'a 200 with max-age=5, must-understand', headers: { 'cache-control': 'max-age=5, must-understand' }, store: true, lifetime: 5000 },
       { name: 'a 599 with max-age=3600 alone', status: 599, headers: { 'cache-control': 'max-age=3600' }, store: true, lifetime: 3_600_000 },
@@ -222,39 +234,139 @@ describe('storageDecision()', () => {
   describe('when the route ttl overrides the response freshness (cacheRoute(ttl, { override: true }))', () => {
     const override = { routeTtl: 60_000, routeOverride: true }
     check([
-      { name: 'max-age=0 from express.static for the route ttl', headers: { 'cache-control': 'public, max-age=0', etag: '"a"' }, freshness: override, store: true, lifetime: 60_000 },
-      { name: 'max-age=0 without a validator for the route ttl', headers: { 'cache-control': 'max-age=0' }, freshness: override, store: true, lifetime: 60_000 },
-      { name: 'an Expires in the past for the route ttl', headers: { expires: new Date(now - 1000).toUTCString() }, freshness: override, store: true, lifetime: 60_000 },
+      {
+        name: 'max-age=0 from express.static for the route ttl',
+        headers: { 'cache-control': 'public, max-age=0', etag: '"a"' },
+        freshness: override,
+        store: true,
+        lifetime: 60_000,
+      },
+      {
+        name: 'max-age=0 without a validator for the route ttl',
+        headers: { 'cache-control': 'max-age=0' },
+        freshness: override,
+        store: true,
+        lifetime: 60_000,
+      },
+      {
+        name: 'an Expires in the past for the route ttl',
+        headers: { expires: new Date(now - 1000).toUTCString() },
+        freshness: override,
+        store: true,
+        lifetime: 60_000,
+      },
       { name: 's-maxage=5 for the route ttl', headers: { 'cache-control': 's-maxage=5' }, freshness: override, store: true, lifetime: 60_000 },
       { name: 'targeted max-age=3 for the route ttl', targeted: { 'max-age': '3' }, freshness: override, store: true, lifetime: 60_000 },
-      { name: 'no-cache for the route ttl, revalidated once stale', headers: { 'cache-control': 'no-cache', etag: '"a"' }, freshness: override, store: true, lifetime: 60_000, mustRevalidate: true },
-      { name: 'must-revalidate, max-age=0 with must-revalidate kept', headers: { 'cache-control': 'max-age=0, must-revalidate' }, freshness: override, store: true, lifetime: 60_000, mustRevalidate: true },
-      { name: 'max-age=5 when override is off', headers: { 'cache-control': 'max-age=5' }, freshness: { routeTtl: 60_000, routeOverride: false }, store: true, lifetime: 5000 },
-      { name: 'no-cache when override is off, with lifetime 0', headers: { 'cache-control': 'no-cache', etag: '"a"' }, freshness: { routeTtl: 60_000 }, store: true, lifetime: 0 },
-      { name: 'a response to a request with Cookie whose max-age=0 the route overrides', headers: { 'cache-control': 'max-age=0' }, requestHeaders: { cookie: 'a=1' }, freshness: override, store: true, lifetime: 60_000 },
+      {
+        name: 'no-cache for the route ttl, revalidated once stale',
+        headers: { 'cache-control': 'no-cache', etag: '"a"' },
+        freshness: override,
+        store: true,
+        lifetime: 60_000,
+        mustRevalidate: true,
+      },
+      {
+        name: 'must-revalidate, max-age=0 with must-revalidate kept',
+        headers: { 'cache-control': 'max-age=0, must-revalidate' },
+        freshness: override,
+        store: true,
+        lifetime: 60_000,
+        mustRevalidate: true,
+      },
+      {
+        name: 'max-age=5 when override is off',
+        headers: { 'cache-control': 'max-age=5' },
+        freshness: { routeTtl: 60_000, routeOverride: false },
+        store: true,
+        lifetime: 5000,
+      },
+      {
+        name: 'no-cache when override is off, with lifetime 0',
+        headers: { 'cache-control': 'no-cache', etag: '"a"' },
+        freshness: { routeTtl: 60_000 },
+        store: true,
+        lifetime: 0,
+      },
+      {
+        name: 'a response to a request with Cookie whose max-age=0 the route overrides',
+        headers: { 'cache-control': 'max-age=0' },
+        requestHeaders: { cookie: 'a=1' },
+        freshness: override,
+        store: true,
+        lifetime: 60_000,
+      },
       { name: 'no-store', headers: { 'cache-control': 'no-store' }, freshness: override, store: false, reason: /no-store/ },
       { name: 'private', headers: { 'cache-control': 'private, max-age=0' }, freshness: override, store: false, reason: /private/ },
       { name: 'Set-Cookie', headers: { 'cache-control': 'max-age=0', 'set-cookie': 'a=1' }, freshness: override, store: false, reason: /Set-Cookie/ },
       { name: 'Vary: *', headers: { 'cache-control': 'max-age=0', vary: '*' }, freshness: override, store: false, reason: /Vary/ },
-      { name: 'an authorised request', headers: { 'cache-control': 'max-age=0' }, requestHeaders: { authorization: 'Basic eDp5' }, freshness: override, store: false, reason: /Authorization/ },
+      {
+        name: 'an authorised request',
+        headers: { 'cache-control': 'max-age=0' },
+        requestHeaders: { authorization: 'Basic eDp5' },
+        freshness: override,
+        store: false,
+        reason: /Authorization/,
+      },
       { name: 'a silent response to a request with Cookie', requestHeaders: { cookie: 'a=1' }, freshness: override, store: false, reason: /Cookie/ },
     ])
   })
 
   describe('when a targeted field speaks for this cache (RFC 9213 §2.2)', () => {
     check([
-      { name: 'targeted max-age=60 over Cache-Control no-store', headers: { 'cache-control': 'no-store' }, targeted: { 'max-age': '60' }, store: true, lifetime: 60_000 },
-      { name: 'targeted no-store over Cache-Control max-age=60', headers: { 'cache-control': 'max-age=60' }, targeted: { 'no-store': true }, store: false, reason: /targeted.*no-store/ },
+      {
+        name: 'targeted max-age=60 over Cache-Control no-store',
+        headers: { 'cache-control': 'no-store' },
+        targeted: { 'max-age': '60' },
+        store: true,
+        lifetime: 60_000,
+      },
+      {
+        name: 'targeted no-store over Cache-Control max-age=60',
+        headers: { 'cache-control': 'max-age=60' },
+        targeted: { 'no-store': true },
+        store: false,
+        reason: /targeted.*no-store/,
+      },
       { name: 'targeted max-age=10 over Surrogate-Control max-age=99', surrogate: 'max-age=99', targeted: { 'max-age': '10' }, store: true, lifetime: 10_000 },
       { name: 'targeted max-age=10 over Surrogate-Control no-store', surrogate: 'no-store', targeted: { 'max-age': '10' }, store: true, lifetime: 10_000 },
-      { name: 'Cache-Control private even when targeted max-age=60', headers: { 'cache-control': 'private' }, targeted: { 'max-age': '60' }, store: false, reason: /private/ },
+      {
+        name: 'Cache-Control private even when targeted max-age=60',
+        headers: { 'cache-control': 'private' },
+        targeted: { 'max-age': '60' },
+        store: false,
+        reason: /private/,
+      },
       { name: 'targeted private', targeted: { private: true, 'max-age': '60' }, store: false, reason: /private/ },
-      { name: 'targeted none (no directive) over Cache-Control max-age=60, with no freshness left', headers: { 'cache-control': 'max-age=60' }, targeted: { none: true }, store: false, reason: /no freshness/ },
-      { name: 'targeted no-cache with max-age=60, lifetime 0', headers: { etag: '"a"' }, targeted: { 'no-cache': true, 'max-age': '60' }, store: true, lifetime: 0, mustRevalidate: true },
-      { name: 'targeted stale-while-revalidate', targeted: { 'max-age': '1', 'stale-while-revalidate': '30' }, store: true, lifetime: 1000, mustRevalidate: false },
+      {
+        name: 'targeted none (no directive) over Cache-Control max-age=60, with no freshness left',
+        headers: { 'cache-control': 'max-age=60' },
+        targeted: { none: true },
+        store: false,
+        reason: /no freshness/,
+      },
+      {
+        name: 'targeted no-cache with max-age=60, lifetime 0',
+        headers: { etag: '"a"' },
+        targeted: { 'no-cache': true, 'max-age': '60' },
+        store: true,
+        lifetime: 0,
+        mustRevalidate: true,
+      },
+      {
+        name: 'targeted stale-while-revalidate',
+        targeted: { 'max-age': '1', 'stale-while-revalidate': '30' },
+        store: true,
+        lifetime: 1000,
+        mustRevalidate: false,
+      },
     ])
     it('should report stale-while-revalidate from the targeted field, not Cache-Control', () => {
-      const d = decide({ name: '', headers: { 'cache-control': 'max-age=1, stale-while-revalidate=99' }, targeted: { 'max-age': '1', 'stale-while-revalidate': '30' }, store: true })
+      const d = decide({
+        name: '',
+        headers: { 'cache-control': 'max-age=1, stale-while-revalidate=99' },
+        targeted: { 'max-age': '1', 'stale-while-revalidate': '30' },
+        store: true,
+      })
       expect(d.store && d.staleWhileRevalidate).to.equal(30_000)
     })
   })

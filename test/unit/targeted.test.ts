@@ -92,7 +92,11 @@ describe('parseTargetedField()', () => {
       for (const text of ['"'.repeat(n), 'a='.repeat(n / 2), 'x=(' + '('.repeat(n), 'x=("' + '\\'.repeat(n), 'a;'.repeat(n / 2), ':'.repeat(n)]) {
         expect(parseTargetedField(text)).to.equal(undefined)
       }
-      expect(parseTargetedField('x=(' + 'a '.repeat(n / 2) + ')')).to.deep.equal({ x: Array(n / 2).fill('a').join(', ') })
+      expect(parseTargetedField('x=(' + 'a '.repeat(n / 2) + ')')).to.deep.equal({
+        x: Array(n / 2)
+          .fill('a')
+          .join(', '),
+      })
     })
   })
 })
@@ -122,8 +126,10 @@ describe('targetedDirectives()', () => {
       expect(h.calls).to.deep.equal(['cachet-cache-control', 'x-cache-control', 'y-cache-control', 'cdn-cache-control'])
     })
     it('should read multiple field lines and numbers', () => {
-      expect(targetedDirectives(headers({ 'cdn-cache-control': ['max-age=60', 'public'] }).get, ['cdn-cache-control'])?.directives)
-        .to.deep.equal({ 'max-age': '60', public: true })
+      expect(targetedDirectives(headers({ 'cdn-cache-control': ['max-age=60', 'public'] }).get, ['cdn-cache-control'])?.directives).to.deep.equal({
+        'max-age': '60',
+        public: true,
+      })
       expect(targetedDirectives(headers({ 'cdn-cache-control': 5 }).get, ['cdn-cache-control'])).to.equal(undefined)
     })
     it('should return undefined when no target is present and valid', () => {

@@ -21,8 +21,7 @@ for (const s of storeFactories) {
       expect(h.O.calls).to.equal(1)
       const second = await h.get('/r').expect(200, 'v1').expect('X-Cache', 'HIT')
       expect(h.O.calls).to.equal(1)
-      const strip = (headers: Record<string, unknown>) =>
-        Object.fromEntries(Object.entries(headers).filter(([name]) => !PER_RESPONSE.has(name)))
+      const strip = (headers: Record<string, unknown>) => Object.fromEntries(Object.entries(headers).filter(([name]) => !PER_RESPONSE.has(name)))
       expect(strip(second.headers)).to.deep.equal(strip(first.headers))
       expect(second.headers['content-length']).to.equal('2')
     })

@@ -102,7 +102,10 @@ for (const s of storeFactories) {
           const h = await setup(s)
           const l = h.clock.now() - 24 * HOUR
           await stored(h, { 'Cache-Control': 'max-age=60', 'Last-Modified': httpDate(l) })
-          const res = await h.get('/r', { 'If-Modified-Since': ims(l) }).expect(status).expect('X-Cache', 'HIT')
+          const res = await h
+            .get('/r', { 'If-Modified-Since': ims(l) })
+            .expect(status)
+            .expect('X-Cache', 'HIT')
           expect(res.text ?? '').to.equal(status === 200 ? 'v1' : '')
           expect(h.O.calls).to.equal(1)
         })
@@ -143,7 +146,7 @@ for (const s of storeFactories) {
       expect(h.O.calls).to.equal(1)
     })
 
-    it("42b: a conditional MISS on an Express res.send route (which answers 304 itself) still stores the full body", async () => {
+    it('42b: a conditional MISS on an Express res.send route (which answers 304 itself) still stores the full body', async () => {
       const h = await setup(s, {
         routes(app: express.Express, O) {
           app.get('/send', (_req: express.Request, res: express.Response) => {
@@ -213,15 +216,20 @@ for (const s of storeFactories) {
 
     it('44b: a 304 never changes the fields that describe the stored body (ETag, Content-Length, Content-Encoding, digests)', async () => {
       const h = await setup(s)
-      const body = { 'ETag': '"e1"', 'Content-MD5': 'rL0Y20zC+Fzt72VPzMSk2A==', 'Repr-Digest': 'sha-256=:AAA=:' }
+      const body = { ETag: '"e1"', 'Content-MD5': 'rL0Y20zC+Fzt72VPzMSk2A==', 'Repr-Digest': 'sha-256=:AAA=:' }
       h.O.script = (n): Reply =>
         n === 1
           ? { headers: { 'Cache-Control': 'max-age=1', 'X-Kept': 'a', ...body } }
           : {
               status: 304,
               headers: {
-                'Cache-Control': 'max-age=60', 'X-Kept': 'b', ETag: '"other"', 'Content-MD5': 'N7UdGUp1E+RbVvZSTy1R8g==',
-                'Repr-Digest': 'sha-256=:BBB=:', 'Content-Digest': 'sha-256=:CCC=:', 'Content-Encoding': 'gzip',
+                'Cache-Control': 'max-age=60',
+                'X-Kept': 'b',
+                ETag: '"other"',
+                'Content-MD5': 'N7UdGUp1E+RbVvZSTy1R8g==',
+                'Repr-Digest': 'sha-256=:BBB=:',
+                'Content-Digest': 'sha-256=:CCC=:',
+                'Content-Encoding': 'gzip',
               },
             }
       await h.get('/r').expect(200, 'v1').expect('X-Cache', 'MISS')

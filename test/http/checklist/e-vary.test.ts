@@ -57,7 +57,10 @@ for (const s of storeFactories) {
     it('48c: two request lines X-A: 1 and X-A: 2 match one line X-A: 1, 2', async () => {
       const h = await setup(s)
       h.O.headers = { 'Cache-Control': 'max-age=60', Vary: 'X-A' }
-      await h.get('/r', { 'X-A': ['1', '2'] }).expect(200, 'v1').expect('X-Cache', 'MISS')
+      await h
+        .get('/r', { 'X-A': ['1', '2'] })
+        .expect(200, 'v1')
+        .expect('X-Cache', 'MISS')
       await h.get('/r', { 'X-A': '1, 2' }).expect(200, 'v1').expect('X-Cache', 'HIT')
       await h.get('/r', { 'X-A': '1' }).expect(200, 'v2').expect('X-Cache', 'MISS')
       expect(h.O.calls).to.equal(2)
@@ -70,7 +73,7 @@ for (const s of storeFactories) {
         headers: { 'Cache-Control': 'max-age=60', Vary: 'X-V' },
         body: `x${req.headers['x-v']}-v${n}`,
       })
-      const entries = () => (h.cache.stats().entries ?? 0)
+      const entries = () => h.cache.stats().entries ?? 0
       for (let v = 1; v <= 20; v++) {
         const res = await h.get('/r', { 'X-V': String(v) }).expect(200)
         expect(res.text).to.match(new RegExp(`^x${v}-v\\d+$`))
@@ -85,7 +88,10 @@ for (const s of storeFactories) {
       // The five newest variants (16..20 of the second round) are served without the origin.
       const before = h.O.calls
       for (let v = 16; v <= 20; v++) {
-        await h.get('/r', { 'X-V': String(v) }).expect(200).expect('X-Cache', 'HIT')
+        await h
+          .get('/r', { 'X-V': String(v) })
+          .expect(200)
+          .expect('X-Cache', 'HIT')
       }
       expect(h.O.calls).to.equal(before)
       if (s.counts) {
@@ -115,8 +121,16 @@ describe('checklist E — Vary (on a store whose writes land after the response)
     }
     await store.settled()
     const before = h.O.calls
-    for (let v = 16; v <= 20; v++) await h.get('/r', { 'X-V': String(v) }).expect(200).expect('X-Cache', 'HIT')
+    for (let v = 16; v <= 20; v++)
+      await h
+        .get('/r', { 'X-V': String(v) })
+        .expect(200)
+        .expect('X-Cache', 'HIT')
     expect(h.O.calls).to.equal(before)
-    for (let v = 1; v <= 15; v++) await h.get('/r', { 'X-V': String(v) }).expect(200).expect('X-Cache', 'MISS')
+    for (let v = 1; v <= 15; v++)
+      await h
+        .get('/r', { 'X-V': String(v) })
+        .expect(200)
+        .expect('X-Cache', 'MISS')
   })
 })

@@ -69,9 +69,7 @@ for (const s of storeFactories) {
       it(`50: unsafe success invalidates — ${method.toUpperCase()} /r answered ${status} drops /r and all its variants`, async () => {
         const h = await setup(s)
         h.O.script = (n, req) =>
-          req.method === 'GET'
-            ? { headers: { ...CC60, Vary: 'Accept-Language' }, body: `${req.headers['accept-language']}-v${n}` }
-            : { status }
+          req.method === 'GET' ? { headers: { ...CC60, Vary: 'Accept-Language' }, body: `${req.headers['accept-language']}-v${n}` } : { status }
         await h.get('/r', { 'Accept-Language': 'en' }).expect(200, 'en-v1')
         await h.get('/r', { 'Accept-Language': 'de' }).expect(200, 'de-v2')
         await h.get('/r?page=2', { 'Accept-Language': 'en' }).expect(200, 'en-v3')
@@ -99,9 +97,7 @@ for (const s of storeFactories) {
     it('52a: Location and Content-Location of a 201 invalidate those same-origin URLs', async () => {
       const h = await setup(s)
       h.O.script = (_n, req) =>
-        req.method === 'GET'
-          ? { headers: CC60 }
-          : { status: 201, headers: { Location: '/items/7', 'Content-Location': '/items/7?v=1' } }
+        req.method === 'GET' ? { headers: CC60 } : { status: 201, headers: { Location: '/items/7', 'Content-Location': '/items/7?v=1' } }
       await h.get('/items/7').expect(200, 'v1')
       await h.get('/items/7?v=1').expect(200, 'v2')
       await h.get('/items/8').expect(200, 'v3')
@@ -115,8 +111,7 @@ for (const s of storeFactories) {
 
     it('52b: a Location on another origin touches nothing on that origin', async () => {
       const h = await setup(s)
-      h.O.script = (_n, req) =>
-        req.method === 'GET' ? { headers: CC60 } : { status: 201, headers: { Location: 'https://other.test/items/7' } }
+      h.O.script = (_n, req) => (req.method === 'GET' ? { headers: CC60 } : { status: 201, headers: { Location: 'https://other.test/items/7' } })
       await h.get('/items/7', { Host: 'other.test' }).expect(200, 'v1')
       await h.get('/items/7').expect(200, 'v2')
       await h.agent.post('/items').expect(201)

@@ -9,7 +9,20 @@ import { jsonCoder } from '../../../src/coders/json.js'
 import { CorruptEntryError } from '../../../src/entry.js'
 import type { ResponseEntry } from '../../../src/types.js'
 import { responseEntry } from '../../support/entries.js'
-import { closeAll, eventually, isMemory, landed, rawRequest, storeHolds, rawValues, setup, sleep, storeFactories, wireRequest, type Harness } from '../../support/app.js'
+import {
+  closeAll,
+  eventually,
+  isMemory,
+  landed,
+  rawRequest,
+  storeHolds,
+  rawValues,
+  setup,
+  sleep,
+  storeFactories,
+  wireRequest,
+  type Harness,
+} from '../../support/app.js'
 
 const CC60 = { 'Cache-Control': 'max-age=60' }
 const MiB = 1024 * 1024
@@ -85,10 +98,16 @@ for (const s of storeFactories) {
       it(`57a: ${name} → BYPASS, not stored`, async () => {
         const h = await setup(s)
         h.O.headers = CC60
-        await h.get('/p', { [name]: value }).expect(200, 'v1').expect('X-Cache', 'BYPASS')
+        await h
+          .get('/p', { [name]: value })
+          .expect(200, 'v1')
+          .expect('X-Cache', 'BYPASS')
         await h.get('/p').expect(200, 'v2').expect('X-Cache', 'MISS')
         // And a stored entry is not served to it either.
-        await h.get('/p', { [name]: value }).expect(200, 'v3').expect('X-Cache', 'BYPASS')
+        await h
+          .get('/p', { [name]: value })
+          .expect(200, 'v3')
+          .expect('X-Cache', 'BYPASS')
       })
     }
 
@@ -191,10 +210,16 @@ for (const s of storeFactories) {
         { 'X-A': 'a', 'X-B': '' },
       ]
       for (const [i, headers] of variants.entries()) {
-        await h.get('/r', headers).expect(200, `v${i + 1}`).expect('X-Cache', 'MISS')
+        await h
+          .get('/r', headers)
+          .expect(200, `v${i + 1}`)
+          .expect('X-Cache', 'MISS')
       }
       for (const [i, headers] of variants.entries()) {
-        await h.get('/r', headers).expect(200, `v${i + 1}`).expect('X-Cache', 'HIT')
+        await h
+          .get('/r', headers)
+          .expect(200, `v${i + 1}`)
+          .expect('X-Cache', 'HIT')
       }
       expect(h.O.calls).to.equal(variants.length)
     })
