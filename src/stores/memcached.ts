@@ -116,7 +116,8 @@ export interface MemcachedStore<C extends MemcachedClient = MemcachedClient> ext
    * there were, and resolves 0. Literal keys are counted exactly.
    */
   readonly countsRemovals: false
-  get(key: string): Promise<Buffer | undefined>
+  /** The value, or undefined; a local-tier copy (`local`) is returned at once, without a promise. */
+  get(key: string): Buffer | Promise<Buffer | undefined>
   /** Resolves false when the value was not stored because it is too large. */
   set(key: string, value: Uint8Array, ttlMs: number): Promise<boolean>
   delete(key: string): Promise<boolean>
@@ -143,16 +144,8 @@ export interface MemcachedStore<C extends MemcachedClient = MemcachedClient> ext
   unlock(key: string, token: string): Promise<boolean>
 }
 
-/**
- * A memcachedStore that may have the local tier on: `get` returns a local copy synchronously
- * (no round trip and no promise), and a promise otherwise.
- */
-export interface LocalMemcachedStore<C extends MemcachedClient = MemcachedClient> extends Omit<MemcachedStore<C>, 'get'> {
-  get(key: string): Buffer | Promise<Buffer | undefined>
-}
-
-/** Options without the local tier: the store's `get` always returns a promise. */
-type WithoutLocal = { local?: false }
+/** The same as MemcachedStore: with `local` on, `get` may return a copy at once. */
+export type LocalMemcachedStore<C extends MemcachedClient = MemcachedClient> = MemcachedStore<C>
 
 /** Raised by `deleteMatching()` for a pattern memcached cannot honour. */
 export class UnsupportedPatternError extends Error {
@@ -245,14 +238,10 @@ const MAX_RELATIVE_TTL_S = 10 * 365 * 86_400
  * `ADD` per namespace never seen before); a wildcard `deleteMatching`/`clear` is one `SET`.
  */
 export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
-  connection: MemcachedStoreConnection<C> & MemcachedStoreOptions & WithoutLocal,
-  options?: MemcachedStoreOptions & WithoutLocal,
-): MemcachedStore<C>
-export function memcachedStore<C extends MemcachedClient = MemcachedClient>(
   connection: MemcachedStoreConnection<C> & MemcachedStoreOptions,
   options?: MemcachedStoreOptions,
-): LocalMemcachedStore<C>
-export function memcachedStore(connection: MemcachedStoreConnection & MemcachedStoreOptions, options: MemcachedStoreOptions = {}): LocalMemcachedStore {
+): MemcachedStore<C>
+export function memcachedStore(connection: MemcachedStoreConnection & MemcachedStoreOptions, options: MemcachedStoreOptions = {}): MemcachedStore {
   if (connection === null || typeof connection !== 'object') {
     throw new TypeError(`memcachedStore expects { client } or { servers }, got ${describe(connection)}`)
   }

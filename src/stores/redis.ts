@@ -140,7 +140,8 @@ export interface RedisStore<C extends RedisClient = RedisClient> extends Store {
   readonly name: 'redis'
   /** The prefix in use (`cachet:` unless configured). */
   readonly prefix: string
-  get(key: string): Promise<Buffer | null>
+  /** The value, or null; a local-tier copy (`local`) is returned at once, without a promise. */
+  get(key: string): Buffer | Promise<Buffer | null>
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
   /** Resolves true when the key existed. */
   delete(key: string): Promise<boolean>
@@ -159,16 +160,8 @@ export interface RedisStore<C extends RedisClient = RedisClient> extends Store {
   getClient(): Promise<C>
 }
 
-/**
- * A redisStore that may have the local tier on: `get` returns a trusted local copy synchronously
- * (no round trip and no promise), and a promise otherwise.
- */
-export interface LocalRedisStore<C extends RedisClient = RedisClient> extends Omit<RedisStore<C>, 'get'> {
-  get(key: string): Buffer | Promise<Buffer | null>
-}
-
-/** Options without the local tier: the store's `get` always returns a promise. */
-type WithoutLocal = { local?: false }
+/** The same as RedisStore: with `local` on, `get` may return a copy at once. */
+export type LocalRedisStore<C extends RedisClient = RedisClient> = RedisStore<C>
 
 /** The options redisStore() takes, in either argument. */
 const REDIS_OPTIONS = ['prefix', 'lockPrefix', 'scanCount', 'clientOptions', 'hotBytes', 'local'] as const
@@ -265,14 +258,10 @@ return 1`
  * `FLUSHDB` or `FLUSHALL`.
  */
 export function redisStore<C extends RedisClient = RedisClient>(
-  connection: RedisStoreConnection<C> & RedisStoreOptions & WithoutLocal,
-  options?: RedisStoreOptions & WithoutLocal,
-): RedisStore<C>
-export function redisStore<C extends RedisClient = RedisClient>(
   connection: RedisStoreConnection<C> & RedisStoreOptions,
   options?: RedisStoreOptions,
-): LocalRedisStore<C>
-export function redisStore(connection: RedisStoreConnection & RedisStoreOptions, options: RedisStoreOptions = {}): LocalRedisStore {
+): RedisStore<C>
+export function redisStore(connection: RedisStoreConnection & RedisStoreOptions, options: RedisStoreOptions = {}): RedisStore {
   if (connection === null || typeof connection !== 'object') {
     throw new TypeError(`redisStore expects { client } or { url }, got ${describe(connection)}`)
   }

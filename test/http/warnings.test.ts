@@ -166,7 +166,7 @@ describe('DEBUG=cachet', () => {
     it('should log the connection error with the server it tried', async () => {
       const store = redisStore({ url: 'redis://127.0.0.1:1', clientOptions: { retryStrategy: () => null } })
       try {
-        await store.get('posts:GET').catch(() => undefined)
+        await Promise.resolve(store.get('posts:GET')).catch(() => undefined)
         for (let i = 0; i < 200 && !lines.some((line) => /connection error/.test(line)); i++) await new Promise((r) => setTimeout(r, 10))
       } finally {
         await store.close()
