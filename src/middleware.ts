@@ -3,8 +3,8 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { checkKey, escapePart, hostPart, routingOf, storageKey, targetKey } from './key.js'
 import { resolveOptions, type CacheOptions, type InvalidationEvent } from './options.js'
 import { assertPattern, describe } from './pattern.js'
-import { NO_REQUEST_RULES, parseCacheControl, requestBypassReason, requestRules } from './policy.js'
-import { Storage, asError, isPromise } from './storage.js'
+import { NO_REQUEST_RULES, parseCacheControl, requestBypassReason, requestRules, type RequestRules } from './policy.js'
+import { Storage, asError, checkTags, isPromise } from './storage.js'
 import { miss, settle } from './flow/coalesce.js'
 import { compute } from './flow/compute.js'
 import { decide } from './flow/decide.js'
@@ -152,14 +152,6 @@ function softOption(options: InvalidateOptions | undefined): boolean {
   return options.soft === true
 }
 
-/** Validate a list of cache tags; a TypeError names what is wrong. */
-export function checkTags(tags: unknown): string[] {
-  if (!Array.isArray(tags) || tags.length === 0 || !tags.every((t) => typeof t === 'string' && t.trim() !== '')) {
-    throw new TypeError(`tags must be a non-empty array of non-empty strings, got ${describe(tags)}`)
-  }
-  return [...new Set(tags.map((t: string) => t.trim()))]
-}
-
 /** Arrival: pass what may not be cached, build the key and the request's rules, then look it up. */
 function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next: Next): void {
   const { config } = cache
@@ -201,9 +193,7 @@ function handle(cache: Instance, req: IncomingMessage, res: ServerResponse, next
   }
   const headKey = storageKey(primary, requestHost(req, config.host), spelling)
 
-  const rules = hasRequestDirectives(req.headers)
-    ? requestRules(parseCacheControl(req.headers['cache-control']), req.headers.pragma, req.headers['cache-control'] !== undefined)
-    : NO_REQUEST_RULES
+  const rules = rulesOf(req.headers)
 
   const ctx = newContext(cache, req, res, next, { url, headKey, rules })
   // A background refresh (stale-while-revalidate) asks the app; it never serves from storage.
@@ -237,9 +227,7 @@ function frontDoor(cache: Instance, app: (req: IncomingMessage, res: ServerRespo
     const target = targetKey('GET', url, routing, config.keepParam)
     if (target === undefined) return void app(req, res)
     const headKey = storageKey(target.primary, requestHost(req, config.host), target.spelling)
-    const rules = hasRequestDirectives(req.headers)
-      ? requestRules(parseCacheControl(req.headers['cache-control']), req.headers.pragma, req.headers['cache-control'] !== undefined)
-      : NO_REQUEST_RULES
+    const rules = rulesOf(req.headers)
     const answer = (found: Found) => {
       const decision = decide(found.entry, rules, config.now())
       if (decision.kind === 'hit' && req.headers.range === undefined) {
@@ -306,8 +294,10 @@ export function restartUnderKey(ctx: Context, headKey: string, next: Next): void
   start(ctx)
 }
 
-function hasRequestDirectives(headers: IncomingHttpHeaders): boolean {
-  return headers['cache-control'] !== undefined || headers.pragma !== undefined
+/** The request's own cache directives (RFC 9111 §5.2.1, Pragma per §5.4). */
+function rulesOf(headers: IncomingHttpHeaders): RequestRules {
+  if (headers['cache-control'] === undefined && headers.pragma === undefined) return NO_REQUEST_RULES
+  return requestRules(parseCacheControl(headers['cache-control']), headers.pragma, headers['cache-control'] !== undefined)
 }
 
 /**

@@ -1,8 +1,9 @@
 /** purgeHandler(): a middleware an app mounts to take purges over HTTP — `PURGE <path>` and a JSON `POST` naming keys, patterns or tags — behind a required authorize() callback. */
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { primaryKey, routingOf } from './key.js'
-import { checkTags, openCaches, type ResponseCache } from './middleware.js'
+import { openCaches, type ResponseCache } from './middleware.js'
 import { assertPattern, describe } from './pattern.js'
+import { checkTags } from './storage.js'
 
 type Next = (error?: unknown) => void
 

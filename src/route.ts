@@ -3,9 +3,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { checkKey, hostOf, storageKey } from './key.js'
 import { leaveUncached } from './flow/compute.js'
 import { contexts } from './flow/state.js'
-import { checkTags, openCaches, restartUnderKey, type InvalidateOptions } from './middleware.js'
+import { openCaches, restartUnderKey, type InvalidateOptions } from './middleware.js'
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
+import { checkTags } from './storage.js'
 import { openValueCaches } from './value-cache.js'
 
 type Next = (error?: unknown) => void

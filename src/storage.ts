@@ -2,7 +2,7 @@
 import createDebug from 'debug'
 import { publishStoreRead, publishStoreWrite, storeCallStarted } from './diagnostics.js'
 import { CorruptEntryError } from './entry.js'
-import { compilePattern } from './pattern.js'
+import { compilePattern, describe } from './pattern.js'
 import { kEntryStore, type EntryStore } from './stores/memory.js'
 import type { Coder, Entry, ResponseEntry, Store, TagMark } from './types.js'
 
@@ -667,6 +667,14 @@ export class Storage {
 function readOutcome<T extends Entry | undefined>(key: string, entry: T, t: number): T {
   publishStoreRead(key, entry === undefined ? 'miss' : 'hit', t)
   return entry
+}
+
+/** Validate a list of cache tags (trimmed, deduplicated); a TypeError names what is wrong. */
+export function checkTags(tags: unknown): string[] {
+  if (!Array.isArray(tags) || tags.length === 0 || !tags.every((t) => typeof t === 'string' && t.trim() !== '')) {
+    throw new TypeError(`tags must be a non-empty array of non-empty strings, got ${describe(tags)}`)
+  }
+  return [...new Set(tags.map((t: string) => t.trim()))]
 }
 
 /** What invalidationState() reads of an entry: its tags and when it was computed. */

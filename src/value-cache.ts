@@ -5,7 +5,7 @@ import createDebug from 'debug'
 import { jsonCoder } from './coders/json.js'
 import { parseDuration, type Duration } from './options.js'
 import { assertPattern, describe } from './pattern.js'
-import { Storage, StoreTimeoutError, StoreUnavailableError, asError, isPromise, type InvalidationState, type Maybe } from './storage.js'
+import { Storage, StoreTimeoutError, StoreUnavailableError, asError, checkTags, isPromise, type InvalidationState, type Maybe } from './storage.js'
 import { kEntryStore, memoryStore } from './stores/memory.js'
 import type { Coder, Entry, Store, ValueEntry } from './types.js'
 
@@ -285,7 +285,7 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
       return invalidate(instance, pattern)
     },
     async invalidateTags(tags, options) {
-      const list = checkTagList(tags)
+      const list = checkTags(tags)
       const soft = options?.soft === true
       try {
         await instance.storage.markTags(list, soft)
@@ -517,13 +517,6 @@ function readValue(instance: Instance, key: string, fromStore = false): Maybe<En
   }
   const found = storage.read(key, fromStore)
   return isPromise(found) ? found.then(apply) : apply(found)
-}
-
-function checkTagList(tags: unknown): string[] {
-  if (!Array.isArray(tags) || tags.length === 0 || !tags.every((t) => typeof t === 'string' && t.trim() !== '')) {
-    throw new TypeError(`tags must be a non-empty array of non-empty strings, got ${describe(tags)}`)
-  }
-  return [...new Set(tags.map((t: string) => t.trim()))]
 }
 
 function canLock(instance: Instance): boolean {
