@@ -279,11 +279,20 @@ export class Storage {
   }
 
   /**
+   * Shared locks may be used now for locks of `lockTtl` ms: the store offers them and nothing
+   * lately says a lock could be left behind (see `locksUnsettled`). A lock whose reply was lost
+   * lives up to its ttl plus LOCK_SLACK, and nobody should poll it meanwhile.
+   */
+  locksUsable(lockTtl: number): boolean {
+    return this.sharesLocks && !this.locksUnsettled(lockTtl + LOCK_SLACK)
+  }
+
+  /**
    * True while shared locks should not be used: the store is being skipped, failed within
    * `window` ms, or a lock call did (a lock whose reply or unlock was lost stays held until it
    * expires, and every process would poll it).
    */
-  locksUnsettled(window: number): boolean {
+  private locksUnsettled(window: number): boolean {
     return !this.available || this.failedWithin(window) || (this.lockFailedAt !== 0 && this.now() - this.lockFailedAt < window)
   }
 
@@ -483,6 +492,15 @@ export class Storage {
       return
     }
     return this.call('delete', () => this.store.delete(key))
+  }
+
+  /**
+   * Delete one key as an invalidation: a computation of it that began before (see
+   * `generation`) does not store what it computed.
+   */
+  invalidateKey(key: string): Maybe<void> {
+    this.recordInvalidation((candidate) => candidate === key)
+    return this.remove(key)
   }
 
   /** Empty the store; writes on their way must not bring their entries back afterwards. */
@@ -694,6 +712,16 @@ const MARK_TTL = 30 * 86_400_000
 function markKey(tag: string): string {
   return `cachet~tag:${tag}`
 }
+
+/**
+ * How much longer than its ttl a lock may live: a store that counts ttls in whole seconds
+ * (memcached) rounds up.
+ */
+const LOCK_SLACK = 2000
+
+/** Waiting for a key another process holds the lock for: the first pause between reads, and the longest (doubling in between), ms. */
+export const POLL_FIRST = 10
+export const POLL_MAX = 200
 
 /** Orphaned locks remembered at most; beyond that they are forgotten (each expires on its own). */
 const MAX_ORPHAN_LOCKS = 1000

@@ -4,8 +4,21 @@ import { performance } from 'node:perf_hooks'
 import createDebug from 'debug'
 import { jsonCoder } from './coders/json.js'
 import { parseDuration, type Duration } from './options.js'
-import { assertPattern, describe } from './pattern.js'
-import { Storage, StoreTimeoutError, StoreUnavailableError, asError, checkTags, isPromise, type InvalidationState, type Maybe } from './storage.js'
+import { assertPattern, compilePattern, describe } from './pattern.js'
+import {
+  POLL_FIRST,
+  POLL_MAX,
+  Storage,
+  StoreTimeoutError,
+  StoreUnavailableError,
+  TIMED_OUT,
+  asError,
+  checkTags,
+  isPromise,
+  race,
+  type InvalidationState,
+  type Maybe,
+} from './storage.js'
 import { kEntryStore, memoryStore } from './stores/memory.js'
 import type { Coder, Entry, Store, ValueEntry } from './types.js'
 
@@ -159,7 +172,7 @@ interface Config {
 /** A computation running in this process for one key. */
 interface Flight {
   promise: Promise<Outcome>
-  /** `instance.epoch` when the lookup that started it began. */
+  /** The store's invalidation generation when the lookup that started it began (see Storage `invalidatedSince`). */
   since: number
   /** What it stored, once it has. */
   entry: ValueEntry | undefined
@@ -173,20 +186,13 @@ export interface Instance {
   storage: Storage
   counters: Omit<ValueCacheStats, 'entries' | 'bytes'>
   flights: Map<string, Flight>
-  /**
-   * Counts invalidations and finished computations; each invalidation's pattern is kept in
-   * `recent` while computations may predate it.
-   */
-  epoch: number
+  /** Counts finished computations, to order them after the lookups that began before them. */
+  finishes: number
   /**
    * What finished computations stored, by key, for `storeTimeout` after they finished: a lookup
    * that began before one finished may read the store's older answer (its read was sent first).
    */
-  finished: Map<string, { epoch: number; entry: ValueEntry }>
-  recent: { epoch: number; pattern: string }[]
-  /** Invalidations before this epoch were forgotten: a computation older than it is not stored. */
-  forgotten: number
-  lockFailedAt: number
+  finished: Map<string, { finish: number; entry: ValueEntry }>
   defaults: Times
   report(error: Error): void
 }
@@ -198,11 +204,7 @@ export const kInstance = Symbol('cachet.valueCache')
 export const openValueCaches = new Set<ValueCache>()
 
 const KNOWN_OPTIONS = new Set(['store', 'coder', 'ttl', 'staleWhileRevalidate', 'storeTimeout', 'lockTimeout', 'onError', 'now'])
-const POLL_FIRST = 10
-const POLL_MAX = 200
 const HEALTH_KEY = 'cachet:health'
-/** Invalidations remembered for computations still running; beyond it the oldest half is forgotten. */
-const MAX_RECENT = 1024
 /** Errors reported while a warm() write runs, so the write can tell whether it landed. */
 const writeErrors = new AsyncLocalStorage<Error[]>()
 
@@ -223,11 +225,8 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
     config,
     counters,
     flights: new Map(),
-    epoch: 0,
+    finishes: 0,
     finished: new Map(),
-    recent: [],
-    forgotten: 0,
-    lockFailedAt: 0,
     defaults: { ttl: config.ttl, staleWhileRevalidate: config.staleWhileRevalidate, rejections: 0 },
     storage: undefined as unknown as Storage,
     report(error) {
@@ -272,8 +271,8 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
     },
     delete(key) {
       assertKey(key)
-      noteInvalidation(instance, key)
-      return Promise.resolve(instance.storage.remove(key))
+      forgetFinished(instance, (candidate) => candidate === key)
+      return Promise.resolve(instance.storage.invalidateKey(key))
     },
     getOrSet(key, compute, options) {
       assertKey(key)
@@ -320,20 +319,26 @@ export function instanceOf(cache: unknown, what: string): Instance {
 
 /** Fresh hit, stale hit (plus one background recompute), or a miss that leads or joins a flight. */
 export function getOrSet<T>(instance: Instance, key: string, compute: () => T | Promise<T>, times: Times): Promise<T> {
-  const since = instance.epoch
+  const since: Since = { generation: instance.storage.generation, finishes: instance.finishes }
   const found = readValue(instance, key)
   if (!isPromise(found)) return decide(instance, key, found, compute, times, since)
   return found.then((entry) => decide(instance, key, entry, compute, times, since))
 }
 
-function decide<T>(instance: Instance, key: string, found: Entry | undefined, compute: () => T | Promise<T>, times: Times, since: number): Promise<T> {
+/** Where a lookup began: the store's invalidation generation, and how many computations had finished. */
+interface Since {
+  generation: number
+  finishes: number
+}
+
+function decide<T>(instance: Instance, key: string, found: Entry | undefined, compute: () => T | Promise<T>, times: Times, since: Since): Promise<T> {
   let entry = found
   const now = instance.config.now()
   if (entry === undefined || entry.kind !== 'value' || now >= entry.expires) {
     // A read sent before a computation here finished answers what the store held then; what
     // that computation stored is newer: use it rather than compute again.
     const done = instance.finished.get(key)
-    if (done !== undefined && done.epoch > since) entry = done.entry
+    if (done !== undefined && done.finish > since.finishes) entry = done.entry
   }
   if (entry !== undefined && entry.kind === 'value') {
     if (now < entry.expires) {
@@ -371,14 +376,14 @@ function outcomeOf(entry: ValueEntry): Outcome {
 }
 
 /** Start the one computation of `key` in this process. */
-function flight(instance: Instance, key: string, compute: () => unknown, times: Times, since: number): Promise<Outcome> {
-  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, since, entry: undefined }
+function flight(instance: Instance, key: string, compute: () => unknown, times: Times, since: Since): Promise<Outcome> {
+  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, since: since.generation, entry: undefined }
   f.promise = lead(instance, key, compute, times, f)
   instance.flights.set(key, f)
   f.promise.then(function landed() {
     if (instance.flights.get(key) === f) instance.flights.delete(key)
     if (f.entry === undefined) return
-    const done = { epoch: ++instance.epoch, entry: f.entry }
+    const done = { finish: ++instance.finishes, entry: f.entry }
     instance.finished.set(key, done)
     // Every read sent before now has answered (or timed out) within storeTimeout.
     setTimeout(function forget() {
@@ -389,45 +394,36 @@ function flight(instance: Instance, key: string, compute: () => unknown, times: 
 }
 
 /**
- * Whether an invalidation matching `key` began after the lookup that started `f`: its result may
- * come from what was invalidated, so it is returned to its callers but not stored.
- */
-function invalidatedSince(instance: Instance, key: string, f: Flight): boolean {
-  if (f.since < instance.forgotten) return true
-  const { recent } = instance
-  for (let i = recent.length - 1; i >= 0 && recent[i].epoch > f.since; i--) if (matchesPattern(recent[i].pattern, key)) return true
-  return false
-}
-
-/**
  * Compute `key` for this process. On a store with `lock` (Redis), take the shared lock first:
- * while another process holds it, read the store (backing off from 10 to 200 ms) until its value
- * lands, the lock frees, or `lockTimeout` passes, as the middleware does for responses.
+ * while another process holds it, read the store (backing off from POLL_FIRST to POLL_MAX ms)
+ * until its value lands, the lock frees, or `lockTimeout` passes, as responses do
+ * (src/flow/coalesce.ts). A result computed across a matching invalidation (one that began
+ * after the lookup that started `f`) goes to the callers but is not stored.
  */
 async function lead(instance: Instance, key: string, compute: () => unknown, times: Times, f: Flight): Promise<Outcome> {
-  const { config } = instance
+  const { config, storage } = instance
   let token: string | undefined
-  if (canLock(instance)) {
+  if (storage.locksUsable(config.lockTimeout)) {
     const deadline = config.now() + config.lockTimeout
-    const first = await tryLock(instance, key)
-    if (typeof first === 'string') token = first
-    let waiting = first === null
+    let taken = await storage.lock(key, config.lockTimeout)
     let delay = POLL_FIRST
-    while (waiting) {
+    while (taken === null) {
       await pause(delay)
       delay = Math.min(delay * 2, POLL_MAX)
       const entry = await readValue(instance, key, true)
       if (entry?.kind === 'value' && config.now() < entry.expires) return outcomeOf(entry)
-      if (config.now() >= deadline || !canLock(instance)) {
+      if (config.now() >= deadline || !storage.locksUsable(config.lockTimeout)) {
         debug('value cache: lock for %s still held after lockTimeout (or the store is failing), computing', key)
         break
       }
-      const next = await tryLock(instance, key)
-      if (next === null) continue
+      taken = await storage.lock(key, config.lockTimeout)
       // The holder finished without storing (its computation failed): every waiter computes now.
-      if (typeof next === 'string') void Promise.resolve(config.store.unlock!(key, next)).catch(() => undefined)
-      waiting = false
+      if (typeof taken === 'string') {
+        storage.unlock(key, taken)
+        taken = undefined
+      }
     }
+    if (typeof taken === 'string') token = taken
   }
   let outcome: Outcome
   const startedAt = config.now()
@@ -437,11 +433,11 @@ async function lead(instance: Instance, key: string, compute: () => unknown, tim
     outcome = { ok: false, error }
   }
   let written: Maybe<void> | undefined = undefined
-  if (!invalidatedSince(instance, key, f)) ({ entry: f.entry, written } = write(instance, key, outcome, times, startedAt))
+  if (!storage.invalidatedSince(key, f.since)) ({ entry: f.entry, written } = write(instance, key, outcome, times, startedAt))
   if (token !== undefined) {
-    const release = () => Promise.resolve(config.store.unlock!(key, token!)).catch((error) => instance.report(asError(error)))
+    const release = () => storage.unlock(key, token!)
     if (isPromise(written)) void written.then(release)
-    else void release()
+    else release()
   }
   return outcome
 }
@@ -519,42 +515,6 @@ function readValue(instance: Instance, key: string, fromStore = false): Maybe<En
   return isPromise(found) ? found.then(apply) : apply(found)
 }
 
-function canLock(instance: Instance): boolean {
-  const { store, lockTimeout, now } = instance.config
-  if (typeof store.lock !== 'function' || typeof store.unlock !== 'function') return false
-  return (
-    instance.storage.available && !instance.storage.failedWithin(lockTimeout) && !(instance.lockFailedAt !== 0 && now() - instance.lockFailedAt < lockTimeout)
-  )
-}
-
-/** The lock's token, `null` when another holder has it, undefined when the store failed or was late. */
-function tryLock(instance: Instance, key: string): Promise<string | null | undefined> {
-  const { config } = instance
-  return new Promise((resolve) => {
-    let late = false
-    const timer = setTimeout(function lockTimedOut() {
-      late = true
-      instance.lockFailedAt = config.now()
-      resolve(undefined)
-    }, config.storeTimeout)
-    timer.unref?.()
-    Promise.resolve(config.store.lock!(key, config.lockTimeout)).then(
-      function locked(token) {
-        clearTimeout(timer)
-        // Granted after we stopped waiting: give it back, or every process waits until it expires.
-        if (late && typeof token === 'string') void Promise.resolve(config.store.unlock!(key, token)).catch(() => undefined)
-        resolve(token)
-      },
-      function lockFailed(error) {
-        clearTimeout(timer)
-        instance.lockFailedAt = config.now()
-        instance.report(asError(error))
-        resolve(undefined)
-      },
-    )
-  })
-}
-
 function pause(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref?.())
 }
@@ -569,49 +529,26 @@ function pause(ms: number): Promise<void> {
  * as 0 removed, with the wait bounded by `lockTimeout`.
  */
 export function invalidate(instance: Instance, pattern: string): Promise<number> {
-  noteInvalidation(instance, pattern)
-  const work = instance.storage.removeMatching(pattern)
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(function invalidateTimedOut() {
-      instance.report(new StoreTimeoutError('invalidate', instance.config.lockTimeout))
-      resolve(0)
-    }, instance.config.lockTimeout)
-    timer.unref?.()
-    work.then(
-      function removed(n) {
-        clearTimeout(timer)
-        resolve(n)
-      },
-      function failed(error) {
-        clearTimeout(timer)
-        const err = asError(error)
-        if (err instanceof TypeError || err.name === 'UnsupportedPatternError') return reject(err)
-        instance.report(err)
-        resolve(0)
-      },
-    )
-  })
+  forgetFinished(instance, compilePattern(pattern))
+  const { lockTimeout } = instance.config
+  return race(instance.storage.removeMatching(pattern), lockTimeout).then(
+    function removed(n) {
+      if (n !== TIMED_OUT) return n
+      instance.report(new StoreTimeoutError('invalidate', lockTimeout))
+      return 0
+    },
+    function failed(error) {
+      const err = asError(error)
+      if (err instanceof TypeError || err.name === 'UnsupportedPatternError') throw err
+      instance.report(err)
+      return 0
+    },
+  )
 }
 
-/** Remember an invalidation (or a delete) for the computations running meanwhile (see invalidatedSince()). */
-function noteInvalidation(instance: Instance, pattern: string): void {
-  for (const key of instance.finished.keys()) if (matchesPattern(pattern, key)) instance.finished.delete(key)
-  instance.recent.push({ epoch: ++instance.epoch, pattern })
-  if (instance.recent.length > MAX_RECENT) instance.forgotten = instance.recent.splice(0, MAX_RECENT / 2).pop()!.epoch
-}
-
-function matchesPattern(pattern: string, key: string): boolean {
-  const parts = pattern.split('*')
-  if (parts.length === 1) return key === pattern
-  if (!key.startsWith(parts[0])) return false
-  let at = parts[0].length
-  for (let i = 1; i < parts.length - 1; i++) {
-    const found = key.indexOf(parts[i], at)
-    if (found === -1) return false
-    at = found + parts[i].length
-  }
-  const last = parts[parts.length - 1]
-  return key.length - last.length >= at && key.endsWith(last)
+/** Drop what finished computations of matching keys stored: lookups must not prefer it to the store any more. */
+function forgetFinished(instance: Instance, matches: (key: string) => boolean): void {
+  for (const key of instance.finished.keys()) if (matches(key)) instance.finished.delete(key)
 }
 
 /** One read of the store, straight through (no circuit breaker), bounded by storeTimeout. */

@@ -1,21 +1,12 @@
 /** Coalesce: concurrent misses for one key wait for one request, in this process (a flight) and across processes (the store's shared lock). */
 import { currentAge } from '../entry.js'
 import { variantPart } from '../key.js'
-import { isPromise, type Maybe } from '../storage.js'
+import { POLL_FIRST, POLL_MAX, isPromise, type Maybe } from '../storage.js'
 import { compute } from './compute.js'
 import { lookup, varyHeaders, type Found } from './lookup.js'
 import { serve, writeEntry } from './serve.js'
 import { debug, routeOf, type Context, type Flight, type FlightResult } from './state.js'
 import { endRequest } from '../diagnostics.js'
-
-const POLL_FIRST = 10
-const POLL_MAX = 200
-/**
- * How much longer than lockTimeout a lock may live: a store that counts ttls in whole seconds
- * (memcached) rounds up. A lock taken by a call whose answer was lost stays held that long, and
- * nobody should poll it meanwhile.
- */
-const LOCK_SLACK = 2000
 
 /** A miss: join the request already computing this key, or lead the computation. */
 export function miss(ctx: Context): void {
@@ -62,7 +53,7 @@ function lead(ctx: Context): void {
   startFlight(ctx)
   // No shared lock while the store is failing or has just failed. In-process coalescing (the
   // flight above) still holds.
-  if (!storage.sharesLocks || storage.locksUnsettled(config.lockTimeout + LOCK_SLACK)) return compute(ctx, undefined, false)
+  if (!storage.locksUsable(config.lockTimeout)) return compute(ctx, undefined, false)
   // The lock comes out of what the lookup left of the request's storeTimeout.
   const budget = config.storeTimeout - (config.now() - ctx.arrived)
   if (budget < config.storeTimeout / 4) return compute(ctx, undefined, false)
@@ -92,7 +83,7 @@ function pollForEntry(ctx: Context, deadline: number, delay: number): void {
         }
         return compute(ctx, undefined, false)
       }
-      if (now >= deadline || storage.locksUnsettled(config.lockTimeout + LOCK_SLACK)) {
+      if (now >= deadline || !storage.locksUsable(config.lockTimeout)) {
         debug('coalescing: lock for %s still held after lockTimeout (or the store is failing), going to the origin', ctx.headKey)
         return compute(ctx, undefined, false)
       }

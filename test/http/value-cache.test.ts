@@ -399,6 +399,54 @@ describe('createCache()', () => {
     })
   })
 
+  describe('when the store fails to release a lock', () => {
+    it('should take that lock back for the next miss of the key instead of waiting for it to expire', async () => {
+      const values = new Map<string, Uint8Array>()
+      const locks = new Map<string, string>()
+      let lockCalls = 0
+      let reads = 0
+      let unlockFails = true
+      const store: Store = {
+        name: 'forgetful-locks',
+        get: (key) => (reads++, values.get(key)),
+        set: (key, value) => void values.set(key, value),
+        delete: (key) => values.delete(key),
+        deleteMatching: () => 0,
+        lock: async (key) => {
+          lockCalls++
+          if (locks.has(key)) return null
+          const token = `t${lockCalls}`
+          locks.set(key, token)
+          return token
+        },
+        unlock: async (key, token) => {
+          if (unlockFails) {
+            unlockFails = false
+            throw new Error('unlock reply lost')
+          }
+          if (locks.get(key) === token) locks.delete(key)
+        },
+      }
+      const errors: Error[] = []
+      const cache = createCache({ store, storeTimeout: SLOW_MACHINE, lockTimeout: '1h', onError: (e) => errors.push(e) })
+      try {
+        expect(await cache.getOrSet('k', () => 'one')).to.equal('one')
+        await waitFor(() => errors.some((e) => e.message === 'unlock reply lost'))
+        expect(locks.size).to.equal(1) // still held in the store
+        await cache.delete('k')
+        reads = 0
+        const callsBefore = lockCalls
+        expect(await cache.getOrSet('k', () => 'two')).to.equal('two')
+        // One read (the lookup), no polling of its own lock, no new lock call; then released.
+        expect(reads).to.equal(1)
+        expect(lockCalls).to.equal(callsBefore)
+        await waitFor(() => locks.size === 0)
+      } finally {
+        await cache.close()
+      }
+    })
+  })
+
   describe('when a value cannot be encoded', () => {
     it('should return it uncached and send the coder error to onError', async () => {
       for (const coder of [jsonCoder(), msgpackCoder()]) {
