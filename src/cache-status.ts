@@ -1,5 +1,5 @@
 /** The Cache-Status response field (RFC 9211): this cache's member, built once per response and appended last. */
-import { describe } from './pattern.js'
+import { describe } from './validate.js'
 
 /** Why the request went forward to the origin (RFC 9211 §2.2). */
 export type ForwardReason = 'uri-miss' | 'vary-miss' | 'miss' | 'request' | 'stale' | 'partial' | 'bypass' | 'method'

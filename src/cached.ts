@@ -1,6 +1,6 @@
 /** cached(): wrap an async function so its results live in a value cache, keyed by its arguments. */
 import { createHash } from 'node:crypto'
-import { describe } from './pattern.js'
+import { assertKnownOptions, assertOptionsObject, describe } from './validate.js'
 import { createCache, getOrSet, instanceOf, resolveTimes, type ValueCache } from './value-cache.js'
 import type { Duration } from './options.js'
 
@@ -51,7 +51,7 @@ export class UnkeyableArgumentError extends TypeError {
   }
 }
 
-const KNOWN_OPTIONS = new Set(['cache', 'key', 'namespace', 'ttl', 'staleWhileRevalidate', 'cacheRejections', 'tags'])
+const KNOWN_OPTIONS = ['cache', 'key', 'namespace', 'ttl', 'staleWhileRevalidate', 'cacheRejections', 'tags']
 /** Longest argument part kept as text; a longer one becomes `~` and its SHA-256 (base64url). */
 const MAX_ARGS_LENGTH = 200
 
@@ -71,12 +71,8 @@ const MAX_ARGS_LENGTH = 200
  */
 export function cached<F extends AnyFunction>(fn: F, options: CachedOptions<F> = {}): Cached<F> {
   if (typeof fn !== 'function') throw new TypeError(`cached(fn): fn must be a function, got ${describe(fn)}`)
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(`cached options must be an object, got ${describe(options)}`)
-  }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`cached: unknown option "${name}"`)
-  }
+  assertOptionsObject('cached', options)
+  assertKnownOptions('cached', options, KNOWN_OPTIONS)
   const cache = options.cache ?? createCache()
   const instance = instanceOf(cache, 'cached option "cache"')
   const times = resolveTimes(

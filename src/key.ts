@@ -1,6 +1,7 @@
 /** Default cache key: RFC 3986 §6.2.2-normalised path segments, method, sorted query, and the secondary parts. */
 import { createHash } from 'node:crypto'
-import { describe, patternToRegExp } from './pattern.js'
+import { patternToRegExp } from './pattern.js'
+import { describe } from './validate.js'
 
 /**
  * Characters escaped inside a path segment. `:` separates segments, `?` starts the query, `#`

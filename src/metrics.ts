@@ -3,7 +3,7 @@ import diagnostics from 'node:diagnostics_channel'
 import { createRequire } from 'node:module'
 import { INVALIDATE_CHANNEL, REQUEST_CHANNEL, STORE_READ_CHANNEL, STORE_WRITE_CHANNEL } from './diagnostics.js'
 import type { InvalidateMessage, RequestMessage, StoreReadMessage, StoreWriteMessage } from './diagnostics.js'
-import { assertKnownOptions, describe } from './pattern.js'
+import { assertKnownOptions, describe } from './validate.js'
 
 /**
  * A Prometheus registry as prometheusMetrics() uses it: a prom-client `Registry` (or its

@@ -2,7 +2,19 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { checkCacheStatusName } from './cache-status.js'
 import { paramFilter, type ParamFilter } from './key.js'
-import { describe } from './pattern.js'
+import {
+  assertKnownOptions,
+  assertOptionsObject,
+  boolean,
+  checkCoder,
+  checkStore,
+  describe,
+  fraction,
+  integer,
+  optionalFunction,
+  parseDuration,
+  positiveDuration,
+} from './validate.js'
 import { memoryStore } from './stores/memory.js'
 import { jsonCoder } from './coders/json.js'
 import type { Coder, Store } from './types.js'
@@ -208,28 +220,9 @@ export interface RouteConfig {
   tags: TagFunction | undefined
 }
 
+export { parseDuration }
+
 export const DEFAULT_STATUS_CODES = [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501]
-
-const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }
-const DURATION = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)$/
-
-/**
- * Parse a duration to milliseconds: a number is seconds, a string must carry a unit.
- * Throws a TypeError naming `what` for anything else (negative, NaN, `'30'`, `'5 minutes'`).
- */
-export function parseDuration(value: unknown, what: string): number {
-  if (typeof value === 'number') {
-    const ms = Math.round(value * 1000)
-    if (Number.isFinite(value) && value >= 0 && Number.isSafeInteger(ms)) return ms
-  } else if (typeof value === 'string' && value.length <= 32) {
-    const m = DURATION.exec(value.trim())
-    if (m) {
-      const ms = Math.round(Number(m[1]) * UNIT_MS[m[2]])
-      if (Number.isSafeInteger(ms)) return ms
-    }
-  }
-  throw new TypeError(`${what} must be seconds (a number ≥ 0) or a duration like '500ms', '30s', '5m', '1h', '1d', got ${describe(value)}`)
-}
 
 const KNOWN_OPTIONS = new Set([
   'store',
@@ -261,12 +254,8 @@ const KNOWN_OPTIONS = new Set([
 
 /** Validate `options` and resolve every default; throws a TypeError naming the bad option. */
 export function resolveOptions(options: CacheOptions = {}): Config {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(`responseCache options must be an object, got ${describe(options)}`)
-  }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`responseCache: unknown option "${name}"`)
-  }
+  assertOptionsObject('responseCache', options)
+  assertKnownOptions('responseCache', options, KNOWN_OPTIONS)
   const o = options
   return Object.freeze({
     store: o.store === undefined ? memoryStore() : checkStore(o.store),
@@ -296,17 +285,13 @@ export function resolveOptions(options: CacheOptions = {}): Config {
   })
 }
 
+const ROUTE_OPTIONS = ['key', 'statusHeader', 'allowCookies', 'override', 'tags']
+
 /** Resolve cacheRoute(ttl, options); `false` and `0` mean "never cache this route". */
 export function resolveRoute(ttl: unknown, options: RouteOptions = {}): RouteConfig {
   const ms = ttl === false ? 0 : parseDuration(ttl, 'cacheRoute(ttl)')
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(`cacheRoute options must be an object, got ${describe(options)}`)
-  }
-  for (const name of Object.keys(options)) {
-    if (name !== 'key' && name !== 'statusHeader' && name !== 'allowCookies' && name !== 'override' && name !== 'tags') {
-      throw new TypeError(`cacheRoute: unknown option "${name}"`)
-    }
-  }
+  assertOptionsObject('cacheRoute', options)
+  assertKnownOptions('cacheRoute', options, ROUTE_OPTIONS)
   return Object.freeze({
     ttl: ms,
     key: optionalFunction('key', options.key, 'cacheRoute option') as KeyFunction | undefined,
@@ -315,62 +300,6 @@ export function resolveRoute(ttl: unknown, options: RouteOptions = {}): RouteCon
     override: boolean('override', options.override, false, 'cacheRoute option'),
     tags: optionalFunction('tags', options.tags, 'cacheRoute option') as TagFunction | undefined,
   })
-}
-
-/** The methods every store must have (README "Writing a store"). */
-const REQUIRED_STORE_METHODS = ['get', 'set', 'delete', 'deleteMatching'] as const
-
-function checkStore(store: unknown): Store {
-  if (store === null || typeof store !== 'object') {
-    throw new TypeError(`option "store" must implement get, set, delete and deleteMatching, got ${describe(store)}`)
-  }
-  const missing = REQUIRED_STORE_METHODS.filter((method) => typeof (store as Record<string, unknown>)[method] !== 'function')
-  if (missing.length > 0) {
-    throw new TypeError(`option "store" must implement get, set, delete and deleteMatching; it is missing ${missing.join(', ')}`)
-  }
-  return store as Store
-}
-
-function checkCoder(coder: unknown): Coder {
-  const c = coder as Coder
-  if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
-    throw new TypeError(`option "coder" must implement encode and decode, got ${describe(coder)}`)
-  }
-  return c
-}
-
-function integer(name: string, value: unknown, fallback: number, min: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min) {
-    throw new TypeError(`option "${name}" must be an integer ≥ ${min}, got ${describe(value)}`)
-  }
-  return value
-}
-
-function fraction(name: string, value: unknown, fallback: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !(value >= 0 && value <= 1)) {
-    throw new TypeError(`option "${name}" must be a number from 0 to 1, got ${describe(value)}`)
-  }
-  return value
-}
-
-function positiveDuration(name: string, value: unknown): number {
-  const ms = parseDuration(value, `option "${name}"`)
-  if (ms <= 0) throw new TypeError(`option "${name}" must be longer than 0, got ${describe(value)}`)
-  return ms
-}
-
-function boolean(name: string, value: unknown, fallback: boolean, what = 'option'): boolean {
-  if (value === undefined) return fallback
-  if (typeof value !== 'boolean') throw new TypeError(`${what} "${name}" must be true or false, got ${describe(value)}`)
-  return value
-}
-
-function optionalFunction(name: string, value: unknown, what = 'option'): unknown {
-  if (value === undefined) return undefined
-  if (typeof value !== 'function') throw new TypeError(`${what} "${name}" must be a function, got ${describe(value)}`)
-  return value
 }
 
 const FIELD_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/

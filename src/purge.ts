@@ -2,7 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { primaryKey, routingOf } from './key.js'
 import { openCaches, type ResponseCache } from './middleware.js'
-import { assertPattern, describe } from './pattern.js'
+import { assertPattern } from './pattern.js'
+import { assertKnownOptions, describe } from './validate.js'
 import { checkTags } from './storage.js'
 
 type Next = (error?: unknown) => void
@@ -52,9 +53,7 @@ export function purgeHandler(options: PurgeHandlerOptions) {
   if (options === null || typeof options !== 'object' || typeof options.authorize !== 'function') {
     throw new TypeError(`purgeHandler: option "authorize" must be a function, got ${describe(options?.authorize)}`)
   }
-  for (const name of Object.keys(options)) {
-    if (name !== 'authorize' && name !== 'cache' && name !== 'maxBodySize') throw new TypeError(`purgeHandler: unknown option "${name}"`)
-  }
+  assertKnownOptions('purgeHandler', options, ['authorize', 'cache', 'maxBodySize'])
   const maxBodySize = options.maxBodySize ?? 65_536
   if (!Number.isSafeInteger(maxBodySize) || maxBodySize < 1) {
     throw new TypeError(`purgeHandler: option "maxBodySize" must be a positive integer, got ${describe(options.maxBodySize)}`)

@@ -2,7 +2,8 @@
 import createDebug from 'debug'
 import { publishStoreRead, publishStoreWrite, storeCallStarted } from './diagnostics.js'
 import { CorruptEntryError } from './entry.js'
-import { compilePattern, describe } from './pattern.js'
+import { compilePattern } from './pattern.js'
+import { describe } from './validate.js'
 import { kEntryStore, type EntryStore } from './stores/memory.js'
 import type { Coder, Entry, ResponseEntry, Store, TagMark } from './types.js'
 

@@ -3,8 +3,9 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { performance } from 'node:perf_hooks'
 import createDebug from 'debug'
 import { jsonCoder } from './coders/json.js'
-import { parseDuration, type Duration } from './options.js'
-import { assertPattern, compilePattern, describe } from './pattern.js'
+import type { Duration } from './options.js'
+import { assertPattern, compilePattern } from './pattern.js'
+import { assertKnownOptions, assertOptionsObject, checkCoder, checkStore, describe, optionalFunction, parseDuration, positiveDuration } from './validate.js'
 import {
   POLL_FIRST,
   POLL_MAX,
@@ -203,7 +204,9 @@ export const kInstance = Symbol('cachet.valueCache')
 /** Every value cache not closed yet: the module-level `invalidate()` reaches them all. */
 export const openValueCaches = new Set<ValueCache>()
 
-const KNOWN_OPTIONS = new Set(['store', 'coder', 'ttl', 'staleWhileRevalidate', 'storeTimeout', 'lockTimeout', 'onError', 'now'])
+const KNOWN_OPTIONS = ['store', 'coder', 'ttl', 'staleWhileRevalidate', 'storeTimeout', 'lockTimeout', 'onError', 'now']
+/** Options of one getOrSet() / set() call, and of cached(). */
+const CALL_OPTIONS = ['ttl', 'staleWhileRevalidate', 'cacheRejections', 'tags']
 const HEALTH_KEY = 'cachet:health'
 /** Errors reported while a warm() write runs, so the write can tell whether it landed. */
 const writeErrors = new AsyncLocalStorage<Error[]>()
@@ -555,20 +558,15 @@ function forgetFinished(instance: Instance, matches: (key: string) => boolean): 
 async function health(instance: Instance): Promise<HealthReport> {
   const { store, storeTimeout } = instance.config
   const started = performance.now()
-  let timer: NodeJS.Timeout | undefined
   try {
-    await Promise.race([
+    const answer = await race(
       Promise.resolve().then(() => store.get(HEALTH_KEY)),
-      new Promise((_, reject) => {
-        timer = setTimeout(() => reject(new StoreTimeoutError('get', storeTimeout)), storeTimeout)
-        timer.unref?.()
-      }),
-    ])
+      storeTimeout,
+    )
+    if (answer === TIMED_OUT) throw new StoreTimeoutError('get', storeTimeout)
     return { ok: true, latencyMs: performance.now() - started }
   } catch (error) {
     return { ok: false, latencyMs: performance.now() - started, error: asError(error) }
-  } finally {
-    clearTimeout(timer)
   }
 }
 
@@ -589,7 +587,7 @@ function checkWarm(entries: unknown, defaults: Times): CheckedWarmEntry[] {
     if (entry.compute !== undefined && typeof entry.compute !== 'function') {
       throw new TypeError(`warm(entries): compute of ${JSON.stringify(entry.key)} must be a function, got ${describe(entry.compute)}`)
     }
-    const ttl = entry.ttl === undefined ? defaults.ttl : positive(entry.ttl, `warm(entries): ttl of ${JSON.stringify(entry.key)}`)
+    const ttl = entry.ttl === undefined ? defaults.ttl : positiveDuration('ttl', entry.ttl, `warm(entries): entry ${JSON.stringify(entry.key)} option`)
     out.push({ key: entry.key, entry, times: { ...defaults, ttl } })
   }
   return out
@@ -639,81 +637,43 @@ async function checkedWrite(instance: Instance, key: string, value: unknown, tim
 // Options.
 
 function resolveValueOptions(options: ValueCacheOptions): Config {
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw new TypeError(`createCache options must be an object, got ${describe(options)}`)
-  }
-  for (const name of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`createCache: unknown option "${name}"`)
-  }
+  assertOptionsObject('createCache', options)
+  assertKnownOptions('createCache', options, KNOWN_OPTIONS)
   const o = options
-  if (o.onError !== undefined && typeof o.onError !== 'function') throw new TypeError(`option "onError" must be a function, got ${describe(o.onError)}`)
-  if (o.now !== undefined && typeof o.now !== 'function') throw new TypeError(`option "now" must be a function, got ${describe(o.now)}`)
   return Object.freeze({
     store: o.store === undefined ? memoryStore() : checkStore(o.store),
     ownStore: o.store === undefined,
     coder: o.coder === undefined ? jsonCoder() : checkCoder(o.coder),
-    ttl: o.ttl === undefined ? 300_000 : positive(o.ttl, 'option "ttl"'),
+    ttl: o.ttl === undefined ? 300_000 : positiveDuration('ttl', o.ttl),
     staleWhileRevalidate: o.staleWhileRevalidate === undefined ? 0 : parseDuration(o.staleWhileRevalidate, 'option "staleWhileRevalidate"'),
-    storeTimeout: o.storeTimeout === undefined ? 200 : positive(o.storeTimeout, 'option "storeTimeout"'),
-    lockTimeout: o.lockTimeout === undefined ? 5000 : positive(o.lockTimeout, 'option "lockTimeout"'),
-    onError: o.onError,
-    now: o.now ?? Date.now,
+    storeTimeout: o.storeTimeout === undefined ? 200 : positiveDuration('storeTimeout', o.storeTimeout),
+    lockTimeout: o.lockTimeout === undefined ? 5000 : positiveDuration('lockTimeout', o.lockTimeout),
+    onError: optionalFunction('onError', o.onError) as Config['onError'],
+    now: (optionalFunction('now', o.now) as Config['now'] | undefined) ?? Date.now,
   })
 }
 
 /** Resolve one call's freshness options against the defaults (cached() does this once, at construction). */
 export function resolveTimes(defaults: Times, options: GetOrSetOptions | undefined, what: string): Times {
   if (options === undefined) return defaults
-  if (options === null || typeof options !== 'object') throw new TypeError(`${what} options must be an object, got ${describe(options)}`)
-  for (const name of Object.keys(options)) {
-    if (name !== 'ttl' && name !== 'staleWhileRevalidate' && name !== 'cacheRejections' && name !== 'tags')
-      throw new TypeError(`${what}: unknown option "${name}"`)
-  }
+  assertOptionsObject(what, options)
+  assertKnownOptions(what, options, CALL_OPTIONS)
   const { ttl, staleWhileRevalidate, cacheRejections, tags } = options
   if (tags !== undefined && typeof tags !== 'function' && !(Array.isArray(tags) && tags.every((t) => typeof t === 'string' && t.trim() !== ''))) {
     throw new TypeError(`${what} option "tags" must be an array of non-empty strings, got ${describe(tags)}`)
   }
   return {
     tags: tags === undefined ? defaults.tags : (tags as Times['tags']),
-    ttl: ttl === undefined ? defaults.ttl : positive(ttl, `${what} option "ttl"`),
+    ttl: ttl === undefined ? defaults.ttl : positiveDuration('ttl', ttl, `${what} option`),
     staleWhileRevalidate:
       staleWhileRevalidate === undefined ? defaults.staleWhileRevalidate : parseDuration(staleWhileRevalidate, `${what} option "staleWhileRevalidate"`),
     rejections:
-      cacheRejections === undefined || cacheRejections === false ? defaults.rejections : positive(cacheRejections, `${what} option "cacheRejections"`),
+      cacheRejections === undefined || cacheRejections === false ? defaults.rejections : positiveDuration('cacheRejections', cacheRejections, `${what} option`),
   }
-}
-
-function positive(value: unknown, what: string): number {
-  const ms = parseDuration(value, what)
-  if (ms <= 0) throw new TypeError(`${what} must be longer than 0, got ${describe(value)}`)
-  return ms
 }
 
 function assertKey(key: unknown, what = 'key'): asserts key is string {
   if (typeof key !== 'string' || key.length === 0) throw new TypeError(`${what} must be a non-empty string, got ${describe(key)}`)
-}
-
-function checkStore(store: unknown): Store {
-  const s = store as Store
-  if (
-    s === null ||
-    typeof s !== 'object' ||
-    typeof s.get !== 'function' ||
-    typeof s.set !== 'function' ||
-    typeof s.delete !== 'function' ||
-    typeof s.deleteMatching !== 'function'
-  ) {
-    throw new TypeError(`option "store" must implement get, set, delete and deleteMatching, got ${describe(store)}`)
-  }
-  return s
-}
-
-function checkCoder(coder: unknown): Coder {
-  const c = coder as Coder
-  if (c === null || typeof c !== 'object' || typeof c.encode !== 'function' || typeof c.decode !== 'function') {
-    throw new TypeError(`option "coder" must implement encode and decode, got ${describe(coder)}`)
-  }
-  return c
 }
 
 /**

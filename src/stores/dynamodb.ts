@@ -2,7 +2,8 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
-import { assertPattern, describe, describeObject, isLiteral } from '../pattern.js'
+import { assertPattern, isLiteral } from '../pattern.js'
+import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:dynamodb')
@@ -112,6 +113,8 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`dynamodbStore options must be an object, got ${describe(options)}`)
   }
+  assertKnownOptions('dynamodbStore', connection, [...DYNAMODB_OPTIONS, ...['client', 'table']])
+  assertKnownOptions('dynamodbStore', options, DYNAMODB_OPTIONS)
   const merged: DynamodbStoreOptions = { ...pickOptions(connection), ...options }
   const { client, table } = connection
   if (client === null || typeof client !== 'object' || typeof (client as DynamoClient).send !== 'function') {
@@ -513,9 +516,12 @@ function loadSdk(): Sdk {
   }
 }
 
+/** Options that may sit beside the connection or in the second argument. */
+const DYNAMODB_OPTIONS = ['prefix', 'createTable', 'consistentRead', 'chunkSize', 'now'] as const
+
 function pickOptions(source: DynamodbStoreOptions): DynamodbStoreOptions {
   const picked: DynamodbStoreOptions = {}
-  for (const key of ['prefix', 'createTable', 'consistentRead', 'chunkSize', 'now'] as const) {
+  for (const key of DYNAMODB_OPTIONS) {
     if (source[key] !== undefined) (picked as Record<string, unknown>)[key] = source[key]
   }
   return picked

@@ -1,5 +1,6 @@
 /** The `local` option of redisStore() and memcachedStore(), and the log of recent changes that decides whether a fetched copy may be trusted. */
-import { compilePattern, describe, isLiteral } from '../pattern.js'
+import { compilePattern, isLiteral } from '../pattern.js'
+import { describe } from '../validate.js'
 
 /**
  * A local tier: values read from the server kept in process memory and served from there with no

@@ -1,7 +1,8 @@
 /** memoryStore(): an in-process store on lru-cache, bounded by bytes and by entries. */
 import { LRUCache } from 'lru-cache'
 import { flat } from '../entry.js'
-import { assertKnownOptions, assertPattern, compilePattern, describe, isLiteral } from '../pattern.js'
+import { assertPattern, compilePattern, isLiteral } from '../pattern.js'
+import { assertKnownOptions, describe } from '../validate.js'
 import type { Entry, Store } from '../types.js'
 
 export interface MemoryStoreOptions {

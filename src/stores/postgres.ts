@@ -2,7 +2,8 @@
 import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
-import { assertPattern, describe, describeObject, isLiteral } from '../pattern.js'
+import { assertPattern, isLiteral } from '../pattern.js'
+import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:postgres')
@@ -125,6 +126,8 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`postgresStore options must be an object, got ${describe(options)}`)
   }
+  assertKnownOptions('postgresStore', connection, [...POSTGRES_OPTIONS, ...['pool', 'connectionString']])
+  assertKnownOptions('postgresStore', options, POSTGRES_OPTIONS)
   const merged: PostgresStoreOptions = { ...pickOptions(connection), ...options }
   const { pool: given, connectionString } = connection
   if (given !== undefined && connectionString !== undefined) {
@@ -353,9 +356,12 @@ function integer(name: string, value: unknown, fallback: number): number {
   return value
 }
 
+/** Options that may sit beside the connection or in the second argument. */
+const POSTGRES_OPTIONS = ['prefix', 'table', 'createTable', 'sweepInterval', 'batchSize', 'poolOptions'] as const
+
 function pickOptions(source: PostgresStoreOptions): PostgresStoreOptions {
   const picked: PostgresStoreOptions = {}
-  for (const key of ['prefix', 'table', 'createTable', 'sweepInterval', 'batchSize', 'poolOptions'] as const) {
+  for (const key of POSTGRES_OPTIONS) {
     if (source[key] !== undefined) (picked as Record<string, unknown>)[key] = source[key]
   }
   return picked

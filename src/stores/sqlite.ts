@@ -2,7 +2,8 @@
 import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
-import { assertPattern, describe, describeObject, isLiteral } from '../pattern.js'
+import { assertPattern, isLiteral } from '../pattern.js'
+import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:sqlite')
@@ -147,6 +148,8 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
   if (options === null || typeof options !== 'object') {
     throw new TypeError(`sqliteStore options must be an object, got ${describe(options)}`)
   }
+  assertKnownOptions('sqliteStore', connection, [...SQLITE_OPTIONS, ...['path', 'database']])
+  assertKnownOptions('sqliteStore', options, SQLITE_OPTIONS)
   const merged: SqliteStoreOptions = { ...pickOptions(connection), ...options }
   const { path, database } = connection
   if (path !== undefined && database !== undefined) throw new TypeError('sqliteStore takes either "path" or "database", not both')
@@ -454,9 +457,12 @@ function count(name: string, value: unknown, fallback: number, min: number): num
   return value
 }
 
+/** Options that may sit beside the connection or in the second argument. */
+const SQLITE_OPTIONS = ['prefix', 'table', 'maxEntries', 'maxBytes', 'busyTimeout', 'sweepInterval', 'sweepBatch', 'now'] as const
+
 function pickOptions(source: SqliteStoreOptions): SqliteStoreOptions {
   const picked: SqliteStoreOptions = {}
-  for (const name of ['prefix', 'table', 'maxEntries', 'maxBytes', 'busyTimeout', 'sweepInterval', 'sweepBatch', 'now'] as const) {
+  for (const name of SQLITE_OPTIONS) {
     if (source[name] !== undefined) (picked as Record<string, unknown>)[name] = source[name]
   }
   return picked

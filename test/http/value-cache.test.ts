@@ -83,7 +83,7 @@ describe('createCache()', () => {
       const cache = createCache()
       expect(() => cache.getOrSet('', () => 1)).to.throw(TypeError, /key must be a non-empty string/)
       expect(() => cache.getOrSet('k', () => 1, { ttl: '-1s' })).to.throw(TypeError, /getOrSet option "ttl"/)
-      expect(() => cache.warm([{ key: 'a', ttl: 'soon' }])).to.throw(TypeError, /ttl of "a"/)
+      expect(() => cache.warm([{ key: 'a', ttl: 'soon' }])).to.throw(TypeError, /warm\(entries\): entry "a" option "ttl" .*got "soon"/)
       expect(() => cache.warm([], { concurrency: 0 })).to.throw(TypeError, /"concurrency" must be an integer ≥ 1, got 0/)
       await cache.close()
     })

@@ -1,6 +1,18 @@
 /** Options are checked once, at construction: a TypeError names the option and shows the value. */
 import { expect } from 'chai'
-import { responseCache, cacheRoute, invalidate, memoryStore, memcachedStore, redisStore } from '../../src/index.js'
+import {
+  responseCache,
+  cacheRoute,
+  cached,
+  createCache,
+  dynamodbStore,
+  invalidate,
+  memoryStore,
+  memcachedStore,
+  postgresStore,
+  redisStore,
+  sqliteStore,
+} from '../../src/index.js'
 import { parseDuration } from '../../src/options.js'
 
 describe('responseCache(options)', () => {
@@ -138,6 +150,27 @@ describe('store factories(options)', () => {
       )
       expect(() => memcachedStore({ servers: '127.0.0.1:1' }, { url: 'memcached://x' } as never)).to.throw(TypeError, /memcachedStore: unknown option "url"/)
     })
+    it('should throw a TypeError from sqliteStore(), postgresStore() and dynamodbStore() naming it, in either argument', () => {
+      expect(() => sqliteStore({ path: '/nonexistent/never-opened.db', maxEntrie: 5 } as never)).to.throw(
+        TypeError,
+        /sqliteStore: unknown option "maxEntrie" \(did you mean "maxEntries"\?\)/,
+      )
+      expect(() => sqliteStore({ path: '/nonexistent/never-opened.db' }, { path: 'x' } as never)).to.throw(TypeError, /sqliteStore: unknown option "path"/)
+      expect(() => postgresStore({ connectionString: 'postgres://127.0.0.1:1/x', tabel: 't' } as never)).to.throw(
+        TypeError,
+        /postgresStore: unknown option "tabel" \(did you mean "table"\?\)/,
+      )
+      expect(() => postgresStore({ connectionString: 'postgres://127.0.0.1:1/x' }, { ttl: 5 } as never)).to.throw(
+        TypeError,
+        /postgresStore: unknown option "ttl"/,
+      )
+      const client = { send: async () => ({}) }
+      expect(() => dynamodbStore({ client, table: 'cache', consistentread: false } as never)).to.throw(
+        TypeError,
+        /dynamodbStore: unknown option "consistentread" \(did you mean "consistentRead"\?\)/,
+      )
+      expect(() => dynamodbStore({ client, table: 'cache' }, { table: 'other' } as never)).to.throw(TypeError, /dynamodbStore: unknown option "table"/)
+    })
   })
 
   describe('when a custom store lacks a required method', () => {
@@ -181,5 +214,17 @@ describe('invalidate(pattern)', () => {
       expect(await invalidate('posts:*')).to.equal(0)
       expect(await invalidate('posts:42:GET')).to.equal(0)
     })
+  })
+})
+
+describe('misspelt options of responseCache(), cacheRoute(), createCache() and cached()', () => {
+  it('should name the option probably meant', () => {
+    expect(() => responseCache({ storeTimout: 5 } as never)).to.throw(
+      TypeError,
+      /responseCache: unknown option "storeTimout" \(did you mean "storeTimeout"\?\)/,
+    )
+    expect(() => cacheRoute(5, { overide: true } as never)).to.throw(TypeError, /cacheRoute: unknown option "overide" \(did you mean "override"\?\)/)
+    expect(() => createCache({ lockTimout: 5 } as never)).to.throw(TypeError, /createCache: unknown option "lockTimout" \(did you mean "lockTimeout"\?\)/)
+    expect(() => cached(async () => 1, { namspace: 'x' } as never)).to.throw(TypeError, /cached: unknown option "namspace" \(did you mean "namespace"\?\)/)
   })
 })
