@@ -8,7 +8,7 @@ export type { Post }
 /**
  * The blog app on a Memcached-backed store. Memcached cannot list keys: `invalidate('posts:*')`
  * replaces the generation token of the `posts:` namespace, which makes every cached /posts…
- * response unreachable in one SET. Patterns like 'posts:4*' are refused with an error.
+ * response unreachable in one SET. A pattern like 'posts:4*' is widened to that namespace; '*:GET' is refused with an error.
  */
 export function createApp(store: Store, posts?: Post[]) {
   return createBlogApp(responseCache({ store }), posts)

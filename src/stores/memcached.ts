@@ -152,10 +152,12 @@ export type LocalMemcachedStore<C extends MemcachedClient = MemcachedClient> = M
 export class UnsupportedPatternError extends Error {
   constructor(readonly pattern: string) {
     super(
-      `memcachedStore cannot delete keys matching ${JSON.stringify(pattern)}: memcached cannot list keys, so ` +
-        'only these patterns are supported: "*" (everything), "<segments>:*" (a path and everything below it, ' +
-        'e.g. "posts:*", "posts:42:*"), "<primary>#*" (all variants of one key, e.g. "posts:GET#*"), ' +
-        '"<path>?*" (every query string of one path, e.g. "posts:GET?*"), or a literal key without "*"',
+      `memcachedStore cannot delete keys matching ${JSON.stringify(pattern)}: memcached cannot list keys, so a ` +
+        'pattern is honoured through the namespace its text before the first "*" lies in: "<segments>:*" ' +
+        '(a path and everything below it, e.g. "posts:*", "posts:42:*"), "<primary>#*" (all variants of one key, ' +
+        'e.g. "posts:GET#*"), "<path>?*" (every query string of one path, e.g. "posts:GET?*"); other patterns are ' +
+        'widened to it ("posts:4*" drops "posts:*"). This one lies in no namespace but the global one: use "*" to ' +
+        'drop everything, or a literal key without "*"',
     )
     this.name = 'UnsupportedPatternError'
   }
@@ -526,6 +528,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
       assertPattern(pattern)
       const target = classifyPattern(pattern)
       if (target.literal) return (await remove(pattern)) ? 1 : 0
+      if (target.widened) debug('invalidating %s for the pattern %s (memcached cannot list keys)', `${target.namespace}*`, pattern)
       forget(`${target.namespace}*`, false)
       await bump(target.namespace)
       return 0
@@ -599,25 +602,21 @@ export function namespacesOf(key: string): string[] {
 
 /**
  * Map a pattern to what memcached can do: a literal key, or one namespace to bump. Runs of `*`
- * are one `*` (as in every store). Throws UnsupportedPatternError for anything else.
+ * are one `*` (as in every store). A pattern that is not a namespace is widened to the narrowest
+ * namespace holding every key it matches (`posts:4*` → `posts:`, `posts:*:GET` → `posts:`):
+ * more becomes unreachable than asked, never less. Throws UnsupportedPatternError when that
+ * namespace would be the global one (`*:GET`, `post*`): say `*` to drop everything.
  */
-export function classifyPattern(pattern: string): { literal: true } | { literal: false; namespace: string } {
+export function classifyPattern(pattern: string): { literal: true } | { literal: false; namespace: string; widened: boolean } {
   const p = pattern.replace(/\*+/g, '*')
   const star = p.indexOf('*')
   if (star === -1) return { literal: true }
-  if (star !== p.length - 1) throw new UnsupportedPatternError(pattern)
-  const head = p.slice(0, -1)
-  if (head === '') return { literal: false, namespace: '' }
-  const last = head[head.length - 1]
-  // `<segments>:*` — the `:` must lie in the path, before any `?` or `#`.
-  if (last === ':' && !/[?#]/.test(head)) return { literal: false, namespace: head }
-  // `<path>?*` — the first `?`, in the primary key.
-  if (last === '?' && head.indexOf('?') === head.length - 1 && !head.includes('#')) {
-    return { literal: false, namespace: head }
-  }
-  // `<primary>#*` — the first `#`.
-  if (last === '#' && head.indexOf('#') === head.length - 1) return { literal: false, namespace: head }
-  throw new UnsupportedPatternError(pattern)
+  if (p === '*') return { literal: false, namespace: '', widened: false }
+  const head = p.slice(0, star)
+  const names = namespacesOf(head)
+  const namespace = names[names.length - 1]
+  if (namespace === '') throw new UnsupportedPatternError(pattern)
+  return { literal: false, namespace, widened: star !== p.length - 1 || namespace !== head }
 }
 
 function newToken(): string {

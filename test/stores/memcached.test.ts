@@ -144,24 +144,50 @@ describe('memcachedStore()', function () {
       assert.deepEqual(namespacesOf('a:GET?t=1:2#x:y'), ['', 'a:', 'a:GET?', 'a:GET?t=1:2#'])
     })
 
-    it('should classify the supported patterns and refuse the rest', function () {
-      assert.deepEqual(classifyPattern('*'), { literal: false, namespace: '' })
-      assert.deepEqual(classifyPattern('**'), { literal: false, namespace: '' })
-      assert.deepEqual(classifyPattern('posts:42:*'), { literal: false, namespace: 'posts:42:' })
-      assert.deepEqual(classifyPattern('posts:GET#*'), { literal: false, namespace: 'posts:GET#' })
-      assert.deepEqual(classifyPattern('posts:GET?a=1#*'), { literal: false, namespace: 'posts:GET?a=1#' })
-      assert.deepEqual(classifyPattern('posts:42:GET?*'), { literal: false, namespace: 'posts:42:GET?' })
+    it('should classify patterns by namespace, widen the rest to the narrowest namespace holding them, and refuse the global one', function () {
+      assert.deepEqual(classifyPattern('*'), { literal: false, namespace: '', widened: false })
+      assert.deepEqual(classifyPattern('**'), { literal: false, namespace: '', widened: false })
+      assert.deepEqual(classifyPattern('posts:42:*'), { literal: false, namespace: 'posts:42:', widened: false })
+      assert.deepEqual(classifyPattern('posts:GET#*'), { literal: false, namespace: 'posts:GET#', widened: false })
+      assert.deepEqual(classifyPattern('posts:GET?a=1#*'), { literal: false, namespace: 'posts:GET?a=1#', widened: false })
+      assert.deepEqual(classifyPattern('posts:42:GET?*'), { literal: false, namespace: 'posts:42:GET?', widened: false })
       assert.deepEqual(classifyPattern('posts:GET'), { literal: true })
-      for (const bad of ['posts:4*', '*:GET', 'posts:*:GET', 'posts:GET?a=*', 'a?b:*', 'a#b:*', 'a#b?*', 'a#b#*']) {
+      const widened: Array<[string, string]> = [
+        ['posts:4*', 'posts:'],
+        ['posts:*:GET', 'posts:'],
+        ['posts:42:GET?a=*', 'posts:42:GET?'],
+        ['a?b:*', 'a?'],
+        ['a#b:*', 'a#'],
+        ['a#b?*', 'a#'],
+        ['a#b#*', 'a#'],
+        ['users:7:posts:*:comments:*', 'users:7:posts:'],
+      ]
+      for (const [pattern, namespace] of widened) assert.deepEqual(classifyPattern(pattern), { literal: false, namespace, widened: true }, pattern)
+      for (const bad of ['*:GET', 'post*', '*posts', 'posts*:GET']) {
         assert.throws(
           () => classifyPattern(bad),
           (error: Error) => {
             assert.ok(error instanceof UnsupportedPatternError)
             assert.ok(error.message.includes(JSON.stringify(bad)), error.message)
-            assert.match(error.message, /"<segments>:\*".*"<primary>#\*".*"<path>\?\*"/)
+            assert.match(error.message, /"<segments>:\*".*"<primary>#\*".*"<path>\?\*".*use "\*" to drop everything/)
             return true
           },
         )
+      }
+    })
+
+    it('should make every key a widened pattern matches unreachable, in every process, and keep keys outside its namespace', async function () {
+      const prefix = unique()
+      const a = memcachedStore({ servers: two, prefix })
+      const b = memcachedStore({ servers: two, prefix })
+      try {
+        for (const key of ['posts:42:GET', 'posts:7:GET', 'posts:GET?page=2', 'users:7:GET']) await a.set(key, Buffer.from(key), 60_000)
+        assert.equal(await a.deleteMatching('posts:4*'), 0)
+        for (const key of ['posts:42:GET', 'posts:7:GET', 'posts:GET?page=2']) assert.equal(await b.get(key), undefined, key)
+        assert.equal(String(await b.get('users:7:GET')), 'users:7:GET')
+      } finally {
+        await a.close()
+        await b.close()
       }
     })
 
