@@ -1,5 +1,6 @@
 /** cache.serve(app): fresh stored responses answered before the app (Express 5, Express 4, connect), everything else handed to it unchanged. */
 import http from 'node:http'
+import https from 'node:https'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { once } from 'node:events'
@@ -9,6 +10,7 @@ import express4 from 'express4'
 import connect from 'connect'
 import request from 'supertest'
 import { responseCache, type ResponseCache } from '../../src/middleware.js'
+import { TLS_CERT, TLS_KEY } from '../support/tls.js'
 
 type Listener = (req: http.IncomingMessage, res: http.ServerResponse) => void
 
@@ -115,6 +117,44 @@ for (const kind of ['express5', 'express4', 'connect'] as const) {
     })
   })
 }
+
+describe('cache.serve(app) on https.createServer', () => {
+  /** GET over TLS, trusting the test certificate; resolves status, headers and body. */
+  function get(port: number, path: string, headers: http.OutgoingHttpHeaders = {}) {
+    return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
+      const req = https.get({ host: '127.0.0.1', port, path, headers, ca: TLS_CERT, agent: false }, (res) => {
+        let body = ''
+        res.setEncoding('utf8')
+        res.on('data', (chunk: string) => (body += chunk))
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
+      })
+      req.on('error', reject)
+    })
+  }
+
+  it('should answer stored responses before the app, keyed as the app inside keys them (https)', async () => {
+    const cache = responseCache()
+    const { app, seen } = site('express5', cache)
+    const server = https.createServer({ key: TLS_KEY, cert: TLS_CERT }, cache.serve(app))
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const { port } = server.address() as AddressInfo
+    try {
+      const miss = await get(port, '/secure')
+      expect([miss.status, miss.body, miss.headers['x-cache']]).to.deep.equal([200, 'page /secure -', 'MISS'])
+      const hit = await get(port, '/secure')
+      expect([hit.status, hit.body, hit.headers['x-cache']]).to.deep.equal([200, 'page /secure -', 'HIT'])
+      const conditional = await get(port, '/secure', { 'If-None-Match': '"v1"' })
+      expect(conditional.status).to.equal(304)
+      expect(seen.app).to.equal(1)
+      expect(cache.stats().hits).to.equal(2)
+    } finally {
+      server.closeAllConnections()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await cache.close()
+    }
+  })
+})
 
 describe('cache.serve(app) with an Express app that folds case', () => {
   it('should find what the app stored under its folded key', async () => {
