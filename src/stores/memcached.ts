@@ -6,7 +6,7 @@ import { LRUCache } from 'lru-cache'
 import { assertPattern, compilePattern } from '../pattern.js'
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
-import { ChangeLog, parseLocal, type LocalTierOptions } from './local-tier.js'
+import { ChangeLog, parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
 
 const debugStore = createDebug('cachet:memcached')
 const debugAll = createDebug('cachet')
@@ -117,8 +117,8 @@ export interface MemcachedStore<C extends MemcachedClient = MemcachedClient> ext
    * there were, and resolves 0. Literal keys are counted exactly.
    */
   readonly countsRemovals: false
-  /** The value, or undefined; a local-tier copy (`local`) is returned at once, without a promise. */
-  get(key: string): Buffer | Promise<Buffer | undefined>
+  /** The value, or undefined; a local-tier copy (`local`), of a value or of its absence, is returned at once, without a promise. */
+  get(key: string): Buffer | undefined | Promise<Buffer | undefined>
   /** Resolves false when the value was not stored because it is too large. */
   set(key: string, value: Uint8Array, ttlMs: number): Promise<boolean>
   delete(key: string): Promise<boolean>
@@ -194,7 +194,8 @@ const COPY_OVERHEAD = 512
 
 /** A value read from memcached, kept in process memory until `expiresAt` (the store's clock). */
 interface LocalCopy {
-  bytes: Buffer
+  /** `undefined`: the key was absent. */
+  bytes: Buffer | undefined
   /** The generation tokens it was read under, one per namespace of its key. */
   tokens: readonly string[]
   expiresAt: number
@@ -444,7 +445,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     return seconds > THIRTY_DAYS_S ? Math.ceil(now() / 1000) + seconds : seconds
   }
 
-  function get(key: string): Buffer | Promise<Buffer | undefined> {
+  function get(key: string): Buffer | undefined | Promise<Buffer | undefined> {
     if (copies === undefined) return fetch(key, 0)
     const startedAt = now()
     const held = copies.get(key)
@@ -470,9 +471,9 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     const tokens = await readGenerations(c, namespacesOf(key))
     // A namespace without a generation has never been written to (or was evicted): nothing
     // under it is reachable, so skip the second round trip.
-    if (tokens.includes(undefined)) return undefined
+    if (tokens.includes(undefined)) return absent(key, tokens, mark, startedAt)
     const { value } = await c.get(entryKey(key, tokens as string[]))
-    if (value === null || value === undefined) return undefined
+    if (value === null || value === undefined) return absent(key, tokens, mark, startedAt)
     if (copies === undefined || changes.changedSince(mark, key)) return value
     // An exact-size copy: replies are views into memjs's socket buffers.
     const own = Buffer.from(value)
@@ -480,6 +481,17 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     if (size > local!.maxBytes) return own
     copies.set(key, { bytes: own, tokens: tokens as string[], expiresAt: startedAt + local!.ttl, size })
     return own
+  }
+
+  /**
+   * An absent key, kept as a copy too (local tier), so that a key that mostly does not exist (a
+   * tag never invalidated) costs no round trip either, within the same `local.ttl` bound.
+   */
+  function absent(key: string, tokens: readonly (string | undefined)[], mark: LogMark, startedAt: number): undefined {
+    if (copies === undefined || changes.changedSince(mark, key)) return undefined
+    const known = tokens.map((token) => token ?? '')
+    copies.set(key, { bytes: undefined, tokens: known, expiresAt: startedAt + local!.ttl, size: key.length + COPY_OVERHEAD })
+    return undefined
   }
 
   async function set(key: string, value: Uint8Array, ttlMs: number): Promise<boolean> {

@@ -141,8 +141,8 @@ export interface RedisStore<C extends RedisClient = RedisClient> extends Store {
   readonly name: 'redis'
   /** The prefix in use (`cachet:` unless configured). */
   readonly prefix: string
-  /** The value, or null; a local-tier copy (`local`) is returned at once, without a promise. */
-  get(key: string): Buffer | Promise<Buffer | null>
+  /** The value, or null; a local-tier copy (`local`), of a value or of its absence, is returned at once, without a promise. */
+  get(key: string): Buffer | null | Promise<Buffer | null>
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
   /** Resolves true when the key existed. */
   delete(key: string): Promise<boolean>
@@ -442,14 +442,17 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
     const sentAt = now()
     const mark = channel.mark()
     const reply = (
-      held === undefined ? await runScript(c, READ_LOCAL, [prefix + key], []) : await runScript(c, VALIDATE_LOCAL, [prefix + key], [held.stamp])
+      held?.bytes == null ? await runScript(c, READ_LOCAL, [prefix + key], []) : await runScript(c, VALIDATE_LOCAL, [prefix + key], [held.stamp])
     ) as [Buffer | 1, number] | null
+    const trusted = channel.log.changedSince(mark, key) ? UNTRUSTED : mark
     if (reply === null) {
-      hot!.delete(key)
+      // Absent: kept as a copy too, so that a key that mostly does not exist (a tag never
+      // invalidated) costs no round trip either. A set anywhere publishes, and drops it.
+      const absent: HotCopy = { stamp: NO_STAMP, bytes: null, size: key.length + HOT_OVERHEAD, mark: trusted, expiresAt: sentAt + local!.ttl }
+      hot!.set(key, absent)
       return null
     }
     const [value, pttl] = reply
-    const trusted = channel.log.changedSince(mark, key) ? UNTRUSTED : mark
     const expiresAt = sentAt + Math.min(local!.ttl, pttl >= 0 ? pttl : Infinity)
     if (value === 1) {
       held!.mark = trusted
@@ -610,12 +613,16 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
 /** A value this process read recently; `size` is what it counts against `hotBytes`. */
 interface HotCopy {
   stamp: Buffer
-  bytes: Buffer
+  /** `null`: the key was absent (local tier only). */
+  bytes: Buffer | null
   size: number
   /** Local tier: the change-log mark it was fetched under, and until when it may be served locally. */
   mark: LogMark
   expiresAt: number
 }
+
+/** The stamp of an absent key's copy: matches no stored value. */
+const NO_STAMP = Buffer.alloc(0)
 
 /** A mark no session matches: the copy is checked with Redis before it is served. */
 const UNTRUSTED: LogMark = { seq: -1, session: -1 }

@@ -14,16 +14,17 @@ const STORES = storeFactories.filter((s) => s.name === 'memory' || s.name === 'r
 const CC60 = { 'Cache-Control': 'max-age=60' }
 
 /** A second store on the same backend and prefix as `h`'s: what another process would open. */
-async function sameBackend(s: StoreFactory, h: Harness): Promise<{ store: Store; close(): Promise<void> }> {
+async function sameBackend(s: StoreFactory, h: Harness, local?: object): Promise<{ store: Store; close(): Promise<void> }> {
   const prefix = h.created!.prefix!
   if (s.name === 'redis') {
     const server = h.created!.server as RedisServer
     const client = new Redis(server.port, server.host, { maxRetriesPerRequest: 1 })
     client.on('error', () => {})
-    return { store: redisStore({ client, prefix }), close: async () => void client.disconnect() }
+    const store = redisStore({ client, prefix, local })
+    return { store, close: async () => void (await store.close(), client.disconnect()) }
   }
   const m = await getMemcached()
-  const store = memcachedStore({ servers: [m.address] }, { prefix, maxItemSize: m.itemSize - 4096, clientOptions: { logger: { log() {} } } })
+  const store = memcachedStore({ servers: [m.address] }, { prefix, local, maxItemSize: m.itemSize - 4096, clientOptions: { logger: { log() {} } } })
   return { store, close: async () => void (await store.close()) }
 }
 
@@ -158,6 +159,29 @@ for (const s of STORES) {
             b.clock.advance(2000)
             b.O.status = 304
             await b.get('/x', { Host: 'site.example' }).expect('X-Cache', 'REVALIDATED')
+          } finally {
+            await other.close()
+          }
+        })
+
+        it('should invalidate there too when that process has the local tier, within the tier’s bound', async () => {
+          const a = await setup(s)
+          // Redis: the tier's bound is 2 × heartbeat; memcached: local.ttl.
+          const other = await sameBackend(s, a, s.name === 'redis' ? { heartbeat: 50 } : { ttl: 200 })
+          try {
+            const b = await setup(s, { store: other.store })
+            for (const h of [a, b]) h.O.headers = { ...CC60, ETag: '"x"', 'Surrogate-Key': 'tiered' }
+            await a.get('/t', { Host: 'site.example' }).expect('X-Cache', 'MISS')
+            await eventually(async () => (await b.get('/t', { Host: 'site.example' })).headers['x-cache'] === 'HIT', 'the entry in the other process')
+            const calls = b.O.calls
+            await a.cache.invalidateTags(['tiered'])
+            b.clock.advance(1000)
+            await eventually(
+              async () => (await b.get('/t', { Host: 'site.example' })).headers['x-cache'] === 'MISS',
+              'the invalidation in the other process',
+              5000,
+            )
+            expect(b.O.calls).to.equal(calls + 1)
           } finally {
             await other.close()
           }

@@ -76,6 +76,28 @@ describe('memcachedStore({ local })', function () {
     })
   })
 
+  describe('when a key is absent', function () {
+    it('should answer the absence from process memory within local.ttl (a tag with no invalidation), and see the key once it exists', async function () {
+      const { A, B, b, clock } = pair({ ttl: 1000 })
+      assert.equal(await B.get('cachet~tag:post:1'), undefined) // no namespace written yet
+      await A.set('other:1', Buffer.from('x'), 60_000)
+      assert.equal(await B.get('other:2'), undefined) // namespaces exist, the key does not
+      const before = b.sent
+      assert.equal(B.get('cachet~tag:post:1'), undefined, 'answered synchronously')
+      assert.equal(B.get('other:2'), undefined, 'answered synchronously')
+      assert.equal(b.sent, before, 'commands sent for local answers of absent keys')
+      await A.set('cachet~tag:post:1', Buffer.from('mark'), 60_000)
+      await A.set('other:2', Buffer.from('y'), 60_000)
+      clock.advance(1000)
+      assert.equal(text((await B.get('cachet~tag:post:1')) ?? null), 'mark')
+      assert.equal(text((await B.get('other:2')) ?? null), 'y')
+      // This process's own set drops its copy of the absence at once.
+      assert.equal(await B.get('mine:1'), undefined)
+      await B.set('mine:1', Buffer.from('z'), 60_000)
+      assert.equal(text((await B.get('mine:1')) ?? null), 'z')
+    })
+  })
+
   describe('when many reads of one key miss the local tier at once', function () {
     it('should send the commands of one read for all of them', async function () {
       const { A, B, b, clock } = pair({ ttl: 1000 })

@@ -183,6 +183,36 @@ describe('redisStore({ local })', function () {
     })
   })
 
+  describe('when a key is absent', function () {
+    it('should answer the absence from process memory too (a tag with no invalidation), with no command sent', async function () {
+      const { b, B } = pair()
+      assert.equal(await B.get('cachet~tag:post:1'), null)
+      await eventually(
+        async () => {
+          await B.get('cachet~tag:post:1')
+          const before = sent(b)
+          const value = await B.get('cachet~tag:post:1')
+          return value === null && sent(b) === before
+        },
+        'a local answer for an absent key',
+        WAIT,
+      )
+    })
+
+    it('should stop answering the absence once another process set the key, with or without a local tier', async function () {
+      const { a, b, A, B, prefix } = pair()
+      await servedLocally(B, b, 'mark:1')
+      assert.equal(await B.get('mark:1'), null)
+      await A.set('mark:1', Buffer.from('invalidated'), 60_000)
+      await eventually(async () => text(await B.get('mark:1')) === 'invalidated', 'the new key in B', WAIT)
+      for (let i = 0; i < 20; i++) assert.equal(text(await B.get('mark:1')), 'invalidated')
+      const strict = redisStore({ client: a, prefix })
+      await servedLocally(B, b, 'mark:2')
+      await strict.set('mark:2', Buffer.from('invalidated'), 60_000)
+      await eventually(async () => text(await B.get('mark:2')) === 'invalidated', 'the strict write in B', WAIT)
+    })
+  })
+
   describe('when an invalidation message is lost', function () {
     it('should not serve the old copy after its subscriber was killed and the key overwritten meanwhile', async function () {
       const name = `local-b-${randomUUID().slice(0, 8)}`
