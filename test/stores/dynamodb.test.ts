@@ -5,7 +5,8 @@ import { DeleteTableCommand, DescribeTableCommand, DynamoDBClient, QueryCommand,
 import { dynamodbStore, namespaceOf } from '../../src/stores/dynamodb.js'
 import { createApp, type Post } from '../../examples/dynamodb/app.js'
 import { runStoreContract } from '../support/store-contract.js'
-import { closeAll, landed, serve, setup, storeFactories, type Harness } from '../support/app.js'
+import { cachingResumes, expectSharedBlog } from '../support/shared-store.js'
+import { closeAll, landed, setup, storeFactories, type Harness } from '../support/app.js'
 import { startProxy, type FaultProxy } from '../support/proxy.js'
 import { getDynalite, startDynalite, type DynamoServer } from '../support/servers.js'
 
@@ -32,26 +33,6 @@ function recording(client: DynamoDBClient) {
       },
     },
   }
-}
-
-/** Resolves once `cache` has stored `count` responses (the write follows the response). */
-async function stored(cache: { stats(): { stores: number } }, count: number): Promise<void> {
-  const deadline = Date.now() + 3000
-  while (cache.stats().stores < count) {
-    if (Date.now() > deadline) throw new Error('the response was not stored within 3 s')
-    await sleep(5)
-  }
-}
-
-/** GET fresh paths twice until the second answer is a HIT (the circuit breaker cools down first); 30 s at most. */
-async function cachingResumes(h: Harness): Promise<void> {
-  const deadline = Date.now() + 30_000
-  for (let n = 0; Date.now() < deadline; n++) {
-    await h.get(`/resume/${n}`).timeout(5000).expect(200)
-    if ((await h.get(`/resume/${n}`).timeout(5000).expect(200)).headers['x-cache'] === 'HIT') return
-    await sleep(100)
-  }
-  throw new Error('caching did not resume within 30 s')
 }
 
 describe('dynamodbStore()', function () {
@@ -268,29 +249,7 @@ describe('dynamodbStore()', function () {
       const posts: Post[] = [{ id: 1, title: 'Hello' }]
       const one = createApp(dynamodbStore({ client, table: 'example' }, { prefix }), posts)
       const two = createApp(dynamodbStore({ client: clientFor(server.endpoint), table: 'example' }, { prefix }), posts)
-      const [a, b] = [await serve(one.app), await serve(two.app)]
-      try {
-        const get = (served: typeof a, url: string) => served.agent.get(url).set('Host', 'blog.example')
-        await get(a, '/posts')
-          .expect('X-Cache', 'MISS')
-          .expect(200, [{ id: 1, title: 'Hello' }])
-        await stored(one.cache, 1)
-        await get(b, '/posts').expect('X-Cache', 'HIT')
-        await b.agent.post('/posts').set('Host', 'blog.example').send({ title: 'Two' }).expect(201)
-        await get(a, '/posts')
-          .expect('X-Cache', 'MISS')
-          .expect(200, [
-            { id: 1, title: 'Hello' },
-            { id: 2, title: 'Two' },
-          ])
-        assert.equal(one.stats.listRenders + two.stats.listRenders, 2)
-      } finally {
-        await a.close()
-        await b.close()
-        await one.cache.clear()
-        await one.cache.close()
-        await two.cache.close()
-      }
+      await expectSharedBlog(one, two)
     })
   })
 })

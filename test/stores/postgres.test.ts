@@ -5,7 +5,8 @@ import pg from 'pg'
 import { postgresStore } from '../../src/stores/postgres.js'
 import { createApp, type Post } from '../../examples/postgres/app.js'
 import { runStoreContract } from '../support/store-contract.js'
-import { closeAll, landed, serve, setup, storeFactories, type Harness } from '../support/app.js'
+import { cachingResumes, expectSharedBlog } from '../support/shared-store.js'
+import { closeAll, landed, setup, storeFactories, type Harness } from '../support/app.js'
 import { startProxy, type FaultProxy } from '../support/proxy.js'
 import { getPostgres, startPostgres, type PostgresServer } from '../support/servers.js'
 
@@ -14,26 +15,6 @@ const memory = storeFactories.find((factory) => factory.name === 'memory')!
 const unique = () => `t${randomUUID().slice(0, 8)}:`
 const bytes = (text: string) => Buffer.from(text)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Resolves once `cache` has stored `count` responses (the write follows the response). */
-async function stored(cache: { stats(): { stores: number } }, count: number): Promise<void> {
-  const deadline = Date.now() + 3000
-  while (cache.stats().stores < count) {
-    if (Date.now() > deadline) throw new Error('the response was not stored within 3 s')
-    await sleep(5)
-  }
-}
-
-/** GET fresh paths twice until the second answer is a HIT (the circuit breaker cools down first); 30 s at most. */
-async function cachingResumes(h: Harness): Promise<void> {
-  const deadline = Date.now() + 30_000
-  for (let n = 0; Date.now() < deadline; n++) {
-    await h.get(`/resume/${n}`).timeout(5000).expect(200)
-    if ((await h.get(`/resume/${n}`).timeout(5000).expect(200)).headers['x-cache'] === 'HIT') return
-    await sleep(100)
-  }
-  throw new Error('caching did not resume within 30 s')
-}
 
 describe('postgresStore()', function () {
   let server: PostgresServer
@@ -292,29 +273,7 @@ describe('postgresStore()', function () {
       const posts: Post[] = [{ id: 1, title: 'Hello' }]
       const one = createApp(postgresStore({ pool }, { prefix }), posts)
       const two = createApp(postgresStore({ pool }, { prefix }), posts)
-      const [a, b] = [await serve(one.app), await serve(two.app)]
-      try {
-        const get = (served: typeof a, url: string) => served.agent.get(url).set('Host', 'blog.example')
-        await get(a, '/posts')
-          .expect('X-Cache', 'MISS')
-          .expect(200, [{ id: 1, title: 'Hello' }])
-        await stored(one.cache, 1)
-        await get(b, '/posts').expect('X-Cache', 'HIT')
-        await b.agent.post('/posts').set('Host', 'blog.example').send({ title: 'Two' }).expect(201)
-        await get(a, '/posts')
-          .expect('X-Cache', 'MISS')
-          .expect(200, [
-            { id: 1, title: 'Hello' },
-            { id: 2, title: 'Two' },
-          ])
-        assert.equal(one.stats.listRenders + two.stats.listRenders, 2)
-      } finally {
-        await a.close()
-        await b.close()
-        await one.cache.clear()
-        await one.cache.close()
-        await two.cache.close()
-      }
+      await expectSharedBlog(one, two)
     })
   })
 })

@@ -7,7 +7,8 @@ import Database from 'better-sqlite3'
 import { sqliteStore, type SqliteDatabase } from '../../src/stores/sqlite.js'
 import { createApp, type Post } from '../../examples/sqlite/app.js'
 import { runStoreContract } from '../support/store-contract.js'
-import { closeAll, landed, serve, setup, storeFactories } from '../support/app.js'
+import { expectSharedBlog } from '../support/shared-store.js'
+import { closeAll, landed, setup, storeFactories } from '../support/app.js'
 
 const dirs: string[] = []
 /** A fresh file name in a temp dir removed after the suite. */
@@ -19,15 +20,6 @@ function tempFile(): string {
 const bytes = (text: string) => Buffer.from(text)
 const CC60 = { 'Cache-Control': 'max-age=60' }
 const memory = storeFactories.find((factory) => factory.name === 'memory')!
-
-/** Resolves once `cache` has stored `count` responses (the write follows the response). */
-async function stored(cache: { stats(): { stores: number } }, count: number): Promise<void> {
-  const deadline = Date.now() + 3000
-  while (cache.stats().stores < count) {
-    if (Date.now() > deadline) throw new Error('the response was not stored within 3 s')
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
 
 /** A clock the contract can move. */
 function clock() {
@@ -292,29 +284,7 @@ describe('sqliteStore()', function () {
       const posts: Post[] = [{ id: 1, title: 'Hello' }]
       const one = createApp(sqliteStore({ path }, { prefix: 'blog:' }), posts)
       const two = createApp(sqliteStore({ path }, { prefix: 'blog:' }), posts)
-      const [a, b] = [await serve(one.app), await serve(two.app)]
-      try {
-        // One public host name for both processes: the Host is part of every key.
-        const get = (served: typeof a, url: string) => served.agent.get(url).set('Host', 'blog.example')
-        await get(a, '/posts')
-          .expect('X-Cache', 'MISS')
-          .expect(200, [{ id: 1, title: 'Hello' }])
-        await stored(one.cache, 1)
-        await get(b, '/posts').expect('X-Cache', 'HIT')
-        await b.agent.post('/posts').set('Host', 'blog.example').send({ title: 'Two' }).expect(201)
-        await get(a, '/posts')
-          .expect('X-Cache', 'MISS')
-          .expect(200, [
-            { id: 1, title: 'Hello' },
-            { id: 2, title: 'Two' },
-          ])
-        assert.equal(one.stats.listRenders + two.stats.listRenders, 2)
-      } finally {
-        await a.close()
-        await b.close()
-        await one.cache.close()
-        await two.cache.close()
-      }
+      await expectSharedBlog(one, two)
     })
   })
 })
