@@ -157,21 +157,22 @@ export function parseHttpDate(value: string | undefined): number {
   if (value === undefined || value.length > 64) return NaN
   const text = value.trim()
   let m = IMF_FIXDATE.exec(text)
-  if (m) return utc(+m[3], MONTHS[m[2]], +m[1], +m[4], +m[5], +m[6])
+  if (m) return utc([+m[3], MONTHS[m[2]], +m[1]], [+m[4], +m[5], +m[6]])
   m = RFC850_DATE.exec(text)
   if (m) {
     // RFC 9110 §5.6.7: a two-digit year more than 50 years in the future is in the past century.
     const thisYear = new Date().getUTCFullYear()
     let year = 2000 + +m[3]
     if (year > thisYear + 50) year -= 100
-    return utc(year, MONTHS[m[2]], +m[1], +m[4], +m[5], +m[6])
+    return utc([year, MONTHS[m[2]], +m[1]], [+m[4], +m[5], +m[6]])
   }
   m = ASCTIME_DATE.exec(text)
-  if (m) return utc(+m[6], MONTHS[m[1]], +m[2].trim(), +m[3], +m[4], +m[5])
+  if (m) return utc([+m[6], MONTHS[m[1]], +m[2].trim()], [+m[3], +m[4], +m[5]])
   return NaN
 }
 
-function utc(year: number, month: number, day: number, h: number, min: number, s: number): number {
+/** Epoch ms of a calendar date and a time of day (UTC); NaN for one that does not exist. */
+function utc([year, month, day]: [number, number, number], [h, min, s]: [number, number, number]): number {
   if (day < 1 || day > 31 || h > 23 || min > 59 || s > 60) return NaN
   const t = Date.UTC(year, month, day, h, min, s)
   // Reject rolled-over dates such as 31 Feb.
@@ -236,20 +237,26 @@ export interface Freshness {
   source: 's-maxage' | 'max-age' | 'expires' | 'route' | 'ttl' | 'heuristic' | 'none'
 }
 
+/** What a response says about its freshness (RFC 9111 §4.2.1). */
+export interface FreshnessFacts {
+  status: number
+  cc: Directives
+  /** The Expires field, as sent. */
+  expires: string | undefined
+  /** The response's Date, or the time it was received (epoch ms). */
+  dateValue: number
+  /** The Last-Modified field, as sent (for the heuristic, §4.2.2). */
+  lastModified: string | undefined
+}
+
 /**
  * Freshness lifetime (RFC 9111 §4.2.1): `s-maxage` > `max-age` > `Expires − Date` > the
  * configured ttl (route, then global) > heuristic (§4.2.2). An invalid max-age or Expires
  * means "already expired". `dateValue` is the response's Date, or the time it was received.
  * With `config.routeOverride` and a route ttl, the route ttl comes first of all.
  */
-export function freshnessLifetime(
-  status: number,
-  cc: Directives,
-  expires: string | undefined,
-  dateValue: number,
-  lastModified: string | undefined,
-  config: FreshnessConfig,
-): Freshness {
+export function freshnessLifetime(response: FreshnessFacts, config: FreshnessConfig): Freshness {
+  const { status, cc, expires, dateValue, lastModified } = response
   if (config.routeOverride === true && config.routeTtl !== undefined) return { lifetime: config.routeTtl, source: 'route' }
   if (cc['s-maxage'] !== undefined) return { lifetime: deltaSeconds(cc['s-maxage'], 0) * 1000, source: 's-maxage' }
   if (cc['max-age'] !== undefined) return { lifetime: deltaSeconds(cc['max-age'], 0) * 1000, source: 'max-age' }
@@ -438,11 +445,7 @@ export function storageDecision(input: StorageInput): StorageDecision {
   // Outside statusCodes only the response's own freshness counts (the check above saw it).
   const config = listed ? input.freshness : { ...input.freshness, routeOverride: false }
   const { lifetime, source } = freshnessLifetime(
-    status,
-    cc,
-    expires,
-    Number.isNaN(dateValue) ? input.now : dateValue,
-    firstValue(headers['last-modified']),
+    { status, cc, expires, dateValue: Number.isNaN(dateValue) ? input.now : dateValue, lastModified: firstValue(headers['last-modified']) },
     config,
   )
   if (lifetime === undefined) return { store: false, reason: 'response has no freshness information', bypass: false }

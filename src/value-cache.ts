@@ -322,19 +322,23 @@ export function instanceOf(cache: unknown, what: string): Instance {
 
 /** Fresh hit, stale hit (plus one background recompute), or a miss that leads or joins a flight. */
 export function getOrSet<T>(instance: Instance, key: string, compute: () => T | Promise<T>, times: Times): Promise<T> {
-  const since: Since = { generation: instance.storage.generation, finishes: instance.finishes }
+  const call: Call<T> = { key, compute, times, since: { generation: instance.storage.generation, finishes: instance.finishes } }
   const found = readValue(instance, key)
-  if (!isPromise(found)) return decide(instance, key, found, compute, times, since)
-  return found.then((entry) => decide(instance, key, entry, compute, times, since))
+  if (!isPromise(found)) return decide(instance, call, found)
+  return found.then((entry) => decide(instance, call, entry))
 }
 
-/** Where a lookup began: the store's invalidation generation, and how many computations had finished. */
-interface Since {
-  generation: number
-  finishes: number
+/** One getOrSet() call: its key, how to compute it, its times, and where its lookup began. */
+interface Call<T = unknown> {
+  key: string
+  compute: () => T | Promise<T>
+  times: Times
+  /** The store's invalidation generation, and how many computations had finished, when the lookup began. */
+  since: { generation: number; finishes: number }
 }
 
-function decide<T>(instance: Instance, key: string, found: Entry | undefined, compute: () => T | Promise<T>, times: Times, since: Since): Promise<T> {
+function decide<T>(instance: Instance, call: Call<T>, found: Entry | undefined): Promise<T> {
+  const { key, since } = call
   let entry = found
   const now = instance.config.now()
   if (entry === undefined || entry.kind !== 'value' || now >= entry.expires) {
@@ -351,7 +355,7 @@ function decide<T>(instance: Instance, key: string, found: Entry | undefined, co
     if (now < entry.staleUntil) {
       instance.counters.stale++
       if (!instance.flights.has(key)) {
-        flight(instance, key, compute, times, since).then(function refreshed(outcome) {
+        flight(instance, call).then(function refreshed(outcome) {
           if (!outcome.ok) instance.report(asError(outcome.error))
         })
       }
@@ -364,7 +368,7 @@ function decide<T>(instance: Instance, key: string, found: Entry | undefined, co
     instance.counters.coalesced++
     return running.promise.then(deliver<T>)
   }
-  return flight(instance, key, compute, times, since).then(deliver<T>)
+  return flight(instance, call).then(deliver<T>)
 }
 
 function deliver<T>(outcome: Outcome): Promise<T> {
@@ -379,9 +383,10 @@ function outcomeOf(entry: ValueEntry): Outcome {
 }
 
 /** Start the one computation of `key` in this process. */
-function flight(instance: Instance, key: string, compute: () => unknown, times: Times, since: Since): Promise<Outcome> {
-  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, since: since.generation, entry: undefined }
-  f.promise = lead(instance, key, compute, times, f)
+function flight(instance: Instance, call: Call): Promise<Outcome> {
+  const { key } = call
+  const f: Flight = { promise: undefined as unknown as Promise<Outcome>, since: call.since.generation, entry: undefined }
+  f.promise = lead(instance, call, f)
   instance.flights.set(key, f)
   f.promise.then(function landed() {
     if (instance.flights.get(key) === f) instance.flights.delete(key)
@@ -403,8 +408,9 @@ function flight(instance: Instance, key: string, compute: () => unknown, times: 
  * (src/flow/coalesce.ts). A result computed across a matching invalidation (one that began
  * after the lookup that started `f`) goes to the callers but is not stored.
  */
-async function lead(instance: Instance, key: string, compute: () => unknown, times: Times, f: Flight): Promise<Outcome> {
+async function lead(instance: Instance, call: Call, f: Flight): Promise<Outcome> {
   const { config, storage } = instance
+  const { key, compute, times } = call
   let token: string | undefined
   if (storage.locksUsable(config.lockTimeout)) {
     const deadline = config.now() + config.lockTimeout

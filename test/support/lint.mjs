@@ -1,6 +1,22 @@
 // The project's own checks, run by `npm run lint` (after `prettier --check`): cheap, mechanical rules of the codebase.
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import ts from 'typescript'
+
+/** Functions of the library that take more than five parameters: pass an object instead. */
+function wideFunctions(file, text) {
+  const source = ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true)
+  const found = []
+  const visit = (node) => {
+    if (ts.isFunctionLike(node) && node.parameters !== undefined && node.parameters.length > 5) {
+      const { line } = source.getLineAndCharacterOfPosition(node.getStart())
+      found.push(`${file}:${line + 1}: a function of ${node.parameters.length} parameters (at most 5: pass an object)`)
+    }
+    ts.forEachChild(node, visit)
+  }
+  visit(source)
+  return found
+}
 
 const files = execFileSync('git', ['ls-files', '-co', '--exclude-standard', 'src', 'test', 'examples', 'README.md'], { encoding: 'utf8' })
   .split('\n')
@@ -30,6 +46,7 @@ for (const file of files) {
     lines.forEach((line, i) => {
       if (/\bconsole\.(log|error|warn)\(/.test(line)) problems.push(`${file}:${i + 1}: console output in the library (use debug or onError)`)
     })
+    problems.push(...wideFunctions(file, text))
   }
 }
 if (problems.length > 0) {
