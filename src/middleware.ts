@@ -109,8 +109,13 @@ export function responseCache(options?: CacheOptions): ResponseCache {
     const soft = softOption(options)
     notify(instance, { patterns: [pattern], soft, source: 'invalidate' })
     if (!soft) return invalidatePattern(instance, pattern)
-    instance.storage.softInvalidate(pattern.endsWith('*') ? pattern : `${pattern}#*`)
-    return Promise.resolve(0)
+    return instance.storage.softInvalidate(pattern.endsWith('*') ? pattern : `${pattern}#*`).then(
+      () => 0,
+      (error) => {
+        instance.report(asError(error))
+        throw error
+      },
+    )
   }
   middleware.invalidateTags = async (tags, options) => {
     const list = checkTags(tags)

@@ -69,3 +69,30 @@ export function compilePattern(pattern: string): (key: string) => boolean {
 export function toRedisGlob(pattern: string): string {
   return pattern.replace(/[?[\]\\]/g, '\\$&')
 }
+
+/**
+ * The namespaces a key belongs to, most general first: the global one (`''`), each prefix ending
+ * at a `:` of the path (before the first `?` and `#`), the path up to its `?`, and the primary key
+ * up to its first `#`. The default key function escapes `:` `?` `#` `*` inside segments, so these
+ * boundaries are real ones.
+ */
+export function namespacesOf(key: string): string[] {
+  const names = ['']
+  const hash = key.indexOf('#')
+  const primary = hash === -1 ? key : key.slice(0, hash)
+  const query = primary.indexOf('?')
+  const path = query === -1 ? primary : primary.slice(0, query)
+  for (let i = path.indexOf(':'); i !== -1; i = path.indexOf(':', i + 1)) names.push(key.slice(0, i + 1))
+  if (query !== -1) names.push(key.slice(0, query + 1))
+  if (hash !== -1) names.push(key.slice(0, hash + 1))
+  return names
+}
+
+/**
+ * The narrowest namespace (see namespacesOf) holding every key that starts with `head`: the
+ * namespace `head` itself lies in. `''` (the global one) when it lies in no other.
+ */
+export function namespaceHolding(head: string): string {
+  const names = namespacesOf(head)
+  return names[names.length - 1]
+}

@@ -69,8 +69,7 @@ export async function invalidate(pattern: string, options?: InvalidateOptions): 
   assertPattern(pattern)
   const counts = await Promise.all([
     ...[...openCaches].map((cache) => cache.invalidate(pattern, options)),
-    // Value caches have no soft invalidation: a soft purge leaves their values alone.
-    ...(options?.soft === true ? [] : [...openValueCaches].map((cache) => cache.invalidate(pattern))),
+    ...[...openValueCaches].map((cache) => cache.invalidate(pattern, options)),
   ])
   return counts.reduce((sum, n) => sum + n, 0)
 }

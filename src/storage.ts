@@ -2,7 +2,7 @@
 import createDebug from 'debug'
 import { publishStoreRead, publishStoreWrite, storeCallStarted } from './diagnostics.js'
 import { CorruptEntryError } from './entry.js'
-import { compilePattern } from './pattern.js'
+import { compilePattern, namespaceHolding, namespacesOf } from './pattern.js'
 import { describe } from './validate.js'
 import { kEntryStore, type EntryStore } from './stores/memory.js'
 import type { Coder, Entry, ResponseEntry, Store, TagMark } from './types.js'
@@ -192,12 +192,24 @@ export class Storage {
     )
   }
 
-  /** Mark every entry matching `pattern` stale, lazily; this process only (see README "Soft purge"). */
-  softInvalidate(pattern: string): void {
+  /**
+   * Mark every entry matching `pattern` stale, lazily. In this process exactly; on a store with a
+   * local tier (`store.localTier`) in every process too, through a soft mark on the narrowest key
+   * namespace holding the pattern (namespaceHolding(); wider than the pattern, never narrower),
+   * which reads compare each entry's namespaces with at no round trip. Rejects when the store
+   * could not record that mark (this process has the purge already).
+   */
+  async softInvalidate(pattern: string): Promise<void> {
     const matches = compilePattern(pattern)
     this.recordInvalidation(matches)
     this.softPatterns.push({ at: this.now(), matches })
     if (this.softPatterns.length > MAX_INVALIDATIONS) this.softForgottenBefore = this.softPatterns.shift()!.at
+    if (this.sharedSoft) await this.markTags([namespaceTag(namespaceHolding(pattern.slice(0, starAt(pattern))))], true)
+  }
+
+  /** Soft pattern purges reach other processes: a byte store whose reads of marks cost no round trip. */
+  private get sharedSoft(): boolean {
+    return this.entries === undefined && this.store.localTier === true
   }
 
   /**
@@ -212,9 +224,10 @@ export class Storage {
       if (since < this.softForgottenBefore) stale = since
       for (const mark of this.softPatterns) if (mark.at >= since && mark.matches(key)) stale = Math.max(stale, mark.at)
     }
-    const tags = entry.tags
+    const own = entry.tags
+    const tags = this.sharedSoft ? [...(own ?? []), ...namespacesOf(key).map(namespaceTag)] : own
     if (tags === undefined) return stale === 0 ? OK : { state: 'stale', at: stale }
-    if (since < this.tagsForgottenBefore) return GONE
+    if (own !== undefined && since < this.tagsForgottenBefore) return GONE
     const judge = (marks: ({ hard: number; soft: number } | undefined)[]): InvalidationState => {
       for (const mark of marks) {
         if (mark === undefined) continue
@@ -226,14 +239,15 @@ export class Storage {
     const local = judge(tags.map((tag) => this.tagMarks.get(tag)))
     if (this.entries !== undefined || local === GONE) return local
     const reads = tags.map((tag) => this.read(markKey(tag), true, budget))
-    return Promise.all(reads).then((found) => {
-      const marks = found.map((mark, i) => {
+    const marksOf = (found: (Entry | undefined)[]) =>
+      found.map((mark, i) => {
         if (mark?.kind !== 'mark') return undefined
         this.noteMark(tags[i], mark)
         return mark
       })
-      return judge(marks)
-    })
+    // A local tier answers at once: no promise then.
+    if (!reads.some(isPromise)) return judge(marksOf(reads as (Entry | undefined)[]))
+    return Promise.all(reads).then((found) => judge(marksOf(found)))
   }
 
   /** True when this process knows of an invalidation of one of `tags` (hard or soft) from `since` on. */
@@ -708,6 +722,17 @@ const GONE: InvalidationState = Object.freeze({ state: 'gone' })
 const MAX_TAG_MARKS = 100_000
 /** How long a tag mark is kept in a store: longer than the entries it may cover are kept. */
 const MARK_TTL = 30 * 86_400_000
+
+/** The tag whose soft mark stands for a soft pattern purge of `namespace` (see softInvalidate). */
+function namespaceTag(namespace: string): string {
+  return `~ns:${namespace}`
+}
+
+/** Where the literal head of a pattern ends: its first `*`, or its end. */
+function starAt(pattern: string): number {
+  const star = pattern.indexOf('*')
+  return star === -1 ? pattern.length : star
+}
 
 /** Where a tag's mark is stored: outside every key the default key function makes (they never contain `~`). */
 function markKey(tag: string): string {

@@ -20,6 +20,12 @@ export type MaybePromise<T> = T | Promise<T>
 export interface Store {
   /** A short name for logs and errors, e.g. `'memory'`, `'redis'`. */
   readonly name?: string
+  /**
+   * True when `get` answers from a local tier kept coherent with the other processes (see
+   * redisStore's and memcachedStore's `local`): reading small keys on every hit costs no round
+   * trip, so soft pattern purges are checked across processes too.
+   */
+  readonly localTier?: boolean
   /** The bytes stored under `key`, or `undefined`/`null` when there are none (or they expired). */
   get(key: string): MaybePromise<Uint8Array | undefined | null>
   /** Store `value` under `key` for `ttlMs` milliseconds (always > 0). */

@@ -130,8 +130,13 @@ export interface ValueCache {
    * `compute` once in this process, and once across processes on a store with `lock`.
    */
   getOrSet<T>(key: string, compute: () => T | Promise<T>, options?: GetOrSetOptions): Promise<T>
-  /** Remove every key matching `pattern` (`*` is the only wildcard); resolves how many were removed. */
-  invalidate(pattern: string): Promise<number>
+  /**
+   * Remove every key matching `pattern` (`*` is the only wildcard); resolves how many were
+   * removed. `soft` marks them stale instead (resolves 0): served within their stale window
+   * while one recompute runs, recomputed otherwise — in this process, and in every process on a
+   * store with a local tier (see README "Soft purge").
+   */
+  invalidate(pattern: string, options?: { soft?: boolean }): Promise<number>
   /**
    * Invalidate every value carrying any of `tags` — and every response carrying them, when a
    * responseCache() shares the store — at constant cost (see README "Cache tags"); `soft` makes
@@ -282,8 +287,12 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
       if (typeof compute !== 'function') throw new TypeError(`getOrSet: compute must be a function, got ${describe(compute)}`)
       return getOrSet(instance, key, compute, resolveTimes(instance.defaults, options, 'getOrSet'))
     },
-    invalidate(pattern) {
+    invalidate(pattern, options) {
       assertPattern(pattern)
+      if (options !== undefined && (options === null || typeof options !== 'object' || (options.soft !== undefined && typeof options.soft !== 'boolean'))) {
+        throw new TypeError(`invalidate options must be { soft?: boolean }, got ${describe(options)}`)
+      }
+      if (options?.soft === true) return softInvalidate(instance, pattern)
       return invalidate(instance, pattern)
     },
     async invalidateTags(tags, options) {
@@ -502,13 +511,14 @@ function tagsOf(instance: Instance, times: Times, value: unknown): string[] | un
 }
 
 /**
- * Read a value as tag invalidations leave it (src/storage.ts `invalidationState`): gone after a
- * hard one, stale from the moment of a soft one (served within its stale window, if any).
+ * Read a value as tag invalidations and soft pattern purges leave it (src/storage.ts
+ * `invalidationState`): gone after a hard one, stale from the moment of a soft one (served
+ * within its stale window, if any).
  */
 function readValue(instance: Instance, key: string, fromStore = false): Maybe<Entry | undefined> {
   const { storage } = instance
   const apply = (entry: Entry | undefined): Maybe<Entry | undefined> => {
-    if (entry?.kind !== 'value' || entry.tags === undefined) return entry
+    if (entry?.kind !== 'value') return entry
     const state = storage.invalidationState(key, { since: entry.since, responseTime: entry.storedAt, tags: entry.tags })
     const judged = (s: InvalidationState): Entry | undefined => {
       if (s.state === 'ok') return entry
@@ -551,6 +561,18 @@ export function invalidate(instance: Instance, pattern: string): Promise<number>
       if (err instanceof TypeError || err.name === 'UnsupportedPatternError') throw err
       instance.report(err)
       return 0
+    },
+  )
+}
+
+/** Mark every matching value stale (see ValueCache.invalidate); rejects when the store could not record it. */
+function softInvalidate(instance: Instance, pattern: string): Promise<number> {
+  forgetFinished(instance, compilePattern(pattern))
+  return instance.storage.softInvalidate(pattern).then(
+    () => 0,
+    (error) => {
+      instance.report(asError(error))
+      throw error
     },
   )
 }

@@ -3,10 +3,12 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
 import { LRUCache } from 'lru-cache'
-import { assertPattern, compilePattern } from '../pattern.js'
+import { assertPattern, compilePattern, namespaceHolding, namespacesOf } from '../pattern.js'
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 import { ChangeLog, parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
+
+export { namespacesOf }
 
 const debugStore = createDebug('cachet:memcached')
 const debugAll = createDebug('cachet')
@@ -531,6 +533,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   return {
     name: 'memcached',
     prefix,
+    localTier: copies !== undefined,
     countsRemovals: false,
     get,
     set,
@@ -595,24 +598,6 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
 }
 
 /**
- * The namespaces a key belongs to, most general first: the global one (`''`), each prefix ending
- * at a `:` of the path (before the first `?` and `#`), the path up to its `?`, and the primary key
- * up to its first `#`. The middleware escapes `:` `?` `#` `*` inside segments, so these
- * boundaries are real ones.
- */
-export function namespacesOf(key: string): string[] {
-  const names = ['']
-  const hash = key.indexOf('#')
-  const primary = hash === -1 ? key : key.slice(0, hash)
-  const query = primary.indexOf('?')
-  const path = query === -1 ? primary : primary.slice(0, query)
-  for (let i = path.indexOf(':'); i !== -1; i = path.indexOf(':', i + 1)) names.push(key.slice(0, i + 1))
-  if (query !== -1) names.push(key.slice(0, query + 1))
-  if (hash !== -1) names.push(key.slice(0, hash + 1))
-  return names
-}
-
-/**
  * Map a pattern to what memcached can do: a literal key, or one namespace to bump. Runs of `*`
  * are one `*` (as in every store). A pattern that is not a namespace is widened to the narrowest
  * namespace holding every key it matches (`posts:4*` → `posts:`, `posts:*:GET` → `posts:`):
@@ -625,8 +610,7 @@ export function classifyPattern(pattern: string): { literal: true } | { literal:
   if (star === -1) return { literal: true }
   if (p === '*') return { literal: false, namespace: '', widened: false }
   const head = p.slice(0, star)
-  const names = namespacesOf(head)
-  const namespace = names[names.length - 1]
+  const namespace = namespaceHolding(head)
   if (namespace === '') throw new UnsupportedPatternError(pattern)
   return { literal: false, namespace, widened: star !== p.length - 1 || namespace !== head }
 }

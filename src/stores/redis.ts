@@ -533,6 +533,7 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
 
   return {
     name: 'redis',
+    localTier: tier !== undefined,
     prefix,
 
     get(key) {

@@ -164,6 +164,33 @@ for (const s of STORES) {
           }
         })
 
+        it('should mark entries stale there too on a soft pattern purge, when both processes have the local tier', async () => {
+          const base = await setup(s)
+          const local = s.name === 'redis' ? { heartbeat: 50 } : { ttl: 200 }
+          const [one, two] = [await sameBackend(s, base, local), await sameBackend(s, base, local)]
+          try {
+            const a = await setup(s, { store: one.store })
+            const b = await setup(s, { store: two.store })
+            for (const h of [a, b]) h.O.headers = { ...CC60, ETag: '"p"' }
+            await a.get('/posts/1', { Host: 'site.example' }).expect('X-Cache', 'MISS')
+            await eventually(async () => (await b.get('/posts/1', { Host: 'site.example' })).headers['x-cache'] === 'HIT', 'the entry in the other process')
+            await a.cache.invalidate('posts:*', { soft: true })
+            b.clock.advance(1000)
+            b.O.status = 304
+            const calls = b.O.calls
+            await eventually(
+              async () => (await b.get('/posts/1', { Host: 'site.example' })).headers['x-cache'] === 'REVALIDATED',
+              'the soft purge in the other process',
+              5000,
+            )
+            expect(b.O.calls).to.equal(calls + 1)
+            await b.get('/posts/1', { Host: 'site.example' }).expect('X-Cache', 'HIT')
+          } finally {
+            await one.close()
+            await two.close()
+          }
+        })
+
         it('should invalidate there too when that process has the local tier, within the tier’s bound', async () => {
           const a = await setup(s)
           // Redis: the tier's bound is 2 × heartbeat; memcached: local.ttl.

@@ -1,7 +1,7 @@
-/** Tags on the value cache: createCache() and cached() values invalidated by invalidateTags(), alone and together with responses on one store. */
+/** Tags and soft purges on the value cache: createCache() and cached() values invalidated by invalidateTags() and invalidate(pattern, { soft }), alone and together with responses on one store. */
 import { expect } from 'chai'
 import { cached } from '../../src/cached.js'
-import { invalidateTags } from '../../src/route.js'
+import { invalidate, invalidateTags } from '../../src/route.js'
 import { createCache } from '../../src/value-cache.js'
 import { closeAll, setup, sleep, storeFactories } from '../support/app.js'
 
@@ -62,6 +62,36 @@ for (const s of STORES) {
     })
   })
 }
+
+describe('soft pattern purges of values', function () {
+  this.timeout(20_000)
+  afterEach(closeAll)
+
+  it('should serve a soft-purged value stale while one recompute runs (values.invalidate and the module-level invalidate), then the new one', async () => {
+    const h = await setup(storeFactories[0])
+    const values = createCache({ store: h.store, now: h.clock.now })
+    try {
+      let computed = 0
+      const load = () => values.getOrSet('posts:list:1', () => `list ${++computed}`)
+      expect(await load()).to.equal('list 1')
+      expect(await values.invalidate('posts:*', { soft: true })).to.equal(0)
+      h.clock.advance(1000)
+      expect(await load()).to.equal('list 1') // stale, while one recompute runs
+      await sleep(30)
+      expect(computed).to.equal(2)
+      expect(await load()).to.equal('list 2')
+      await invalidate('posts:*', { soft: true })
+      h.clock.advance(1000)
+      expect(await load()).to.equal('list 2')
+      await sleep(30)
+      expect(await load()).to.equal('list 3')
+      expect(computed).to.equal(3)
+      expect(() => values.invalidate('posts:*', { soft: 'yes' } as never)).to.throw(TypeError, /soft/)
+    } finally {
+      await values.close()
+    }
+  })
+})
 
 describe('value cache tags: input checks', () => {
   it('should reject invalid tags with a TypeError', async () => {
