@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import etag from 'etag'
 import { capture, type HeadDecision } from '../capture.js'
 import { clientNotModified, hasConditionals, holdConditionals, restoreConditionals, toNotModified, toNotModifiedAsApp } from '../conditional.js'
+import { compressEntry, mayCompress } from '../compress.js'
 import { buildEntry, currentAge, prepare } from '../entry.js'
 import type { Config } from '../options.js'
 import {
@@ -160,6 +161,8 @@ function watch(ctx: Context): void {
         routeStatusHeader: ctx.route?.statusHeader,
         tags: pending.tags,
       })
+      // After buildEntry: the ETag it adds is the identity form's, computed from the bytes the app sent.
+      if (pending.compress && body.byteLength >= cache.config.compressMinBytes) compressEntry(entry, cache.config.compress as 'br' | 'gzip')
       save(ctx, entry, decision.vary)
     },
     aborted() {
@@ -202,7 +205,11 @@ function decideOnResponse(ctx: Context, completeBody: Uint8Array | undefined, co
   }
   // The head is kept before the cache marks it: its own status header and Cache-Status member
   // describe this response, not the stored one.
-  ctx.pending = { decision, status, headers: rawHeaders(res), tags }
+  const compress = compressing(ctx, completeBody)
+  ctx.pending = { decision, status, headers: rawHeaders(res), tags, compress }
+  // Hits of a compressed entry vary on Accept-Encoding: so does this response, the identity form
+  // the app made (it goes out as it is). Not stored: the stored Vary selects variants.
+  if (compress) varyOnAcceptEncoding(res)
   mark(cache, res, ctx.route, 'MISS', { fwd: forwardReason(ctx), stored: true, ttl: Math.floor(decision.lifetime / 1000) })
   // The client's own conditional request, answered against the response just produced.
   if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
@@ -210,6 +217,31 @@ function decideOnResponse(ctx: Context, completeBody: Uint8Array | undefined, co
     return { action: 'replace', capture: true, body: undefined }
   }
   return { action: 'pass', capture: true }
+}
+
+/**
+ * Will the response be stored compressed (src/compress.ts mayCompress)? Its size is checked
+ * here when it is known (the whole body, or Content-Length), else once the body is complete.
+ */
+function compressing(ctx: Context, completeBody: Uint8Array | undefined): boolean {
+  const { res } = ctx
+  const { config } = ctx.cache
+  if (config.compress === false) return false
+  const field = (name: string) => {
+    const value = res.getHeader(name)
+    return value === undefined ? undefined : Array.isArray(value) ? value.join(', ') : String(value)
+  }
+  if (!mayCompress({ status: res.statusCode, field })) return false
+  const length = completeBody?.byteLength ?? Number(field('content-length') ?? Infinity)
+  return !(length < config.compressMinBytes)
+}
+
+/** Add Accept-Encoding to the response's Vary, unless it is there. */
+function varyOnAcceptEncoding(res: ServerResponse): void {
+  const present = res.getHeader('vary')
+  const value = present === undefined ? '' : Array.isArray(present) ? present.join(', ') : String(present)
+  if (/(?:^|,)\s*accept-encoding\s*(?:$|,)/i.test(value)) return
+  res.setHeader('Vary', value.trim() === '' ? 'Accept-Encoding' : `${value}, Accept-Encoding`)
 }
 
 /** The storage decision for the app's response (RFC 9111 §3), with the flow's own exclusions first. */

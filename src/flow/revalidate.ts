@@ -78,6 +78,8 @@ function freshen(ctx: Context, stale: ResponseEntry, control: CacheControlFor): 
     routeStatusHeader: ctx.route?.statusHeader ?? stale.statusHeader,
     tags: stale.tags,
   })
+  // The body stays as stored, compressed or not (its ETag, the identity form's, came with the headers).
+  if (stale.encoding !== undefined) entry.encoding = stale.encoding
   save(ctx, entry, decision.vary)
   return entry
 }
