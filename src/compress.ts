@@ -1,5 +1,7 @@
 /** Compressed storage: which responses are stored compressed, how, and which form of a compressed entry a request gets (Accept-Encoding, RFC 9110 §12.5.3). */
+import { createHash } from 'node:crypto'
 import { brotliCompressSync, brotliDecompressSync, constants, gunzipSync, gzipSync } from 'node:zlib'
+import type { IncomingHttpHeaders } from 'node:http'
 import { LRUCache } from 'lru-cache'
 import type { ResponseEntry } from './types.js'
 
@@ -59,16 +61,21 @@ export interface CompressionCandidate {
   field(name: string): string | undefined
 }
 
+/** Fields that describe the bytes or the representation exactly (RFC 9530, RFC 1864): another coding would not match them. */
+const DIGEST_FIELDS = ['content-digest', 'repr-digest', 'digest', 'content-md5']
+
 /**
  * May this response be stored compressed? A 200 or 203 (a 206 is never stored; other statuses
  * are error pages and redirects, small and rarely served), of a compressible type, with no
  * Content-Encoding or Content-Range of its own (the app compressed it: stored as it is), no
- * `Cache-Control: no-transform` (RFC 9110 §7.7, RFC 9111 §5.2.2.6) and no `Vary` on
- * Accept-Encoding or `*` (the app negotiates encodings itself). The body size is checked apart.
+ * digest of its bytes, no `Cache-Control: no-transform` (RFC 9110 §7.7, RFC 9111 §5.2.2.6) and
+ * no `Vary` on Accept-Encoding or `*` (the app negotiates encodings itself). The body size is
+ * checked apart.
  */
 export function mayCompress(c: CompressionCandidate): boolean {
   if (c.status !== 200 && c.status !== 203) return false
   if (c.field('content-encoding') !== undefined || c.field('content-range') !== undefined) return false
+  for (const name of DIGEST_FIELDS) if (c.field(name) !== undefined) return false
   if (!compressible(c.field('content-type'))) return false
   const cc = c.field('cache-control')
   if (cc !== undefined && /(?:^|,)\s*no-transform\s*(?:$|[,=])/i.test(cc)) return false
@@ -205,6 +212,17 @@ export function chooseForm(stored: Coding, field: string | undefined): Form {
   return a[other] > 0 && a[other] >= a.identity ? other : 'identity'
 }
 
+/**
+ * The form a request gets: chooseForm() on its Accept-Encoding, or identity, the representation
+ * the app sent, when it asks that nothing be transformed (`Cache-Control: no-transform`, RFC 9111
+ * §5.2.1.6).
+ */
+export function formFor(stored: Coding, headers: IncomingHttpHeaders): Form {
+  const cc = headers['cache-control']
+  if (cc !== undefined && /(?:^|,)\s*no-transform\s*(?:$|,)/i.test(cc)) return 'identity'
+  return chooseForm(stored, headers['accept-encoding'])
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decoded and transcoded copies
 
@@ -213,18 +231,30 @@ type Copies = Partial<Record<Form, Uint8Array>>
 
 /**
  * Copies of stored bodies in the forms clients asked for, so repeated hits in another form do
- * not decode (0.2 ms for 100 KB of brotli) or transcode (0.75 ms) each time. Keyed by the stored
- * body itself: entries held as objects (memoryStore, redisStore's hot copies) keep theirs. Bounded
- * by bytes (the stored body counts too, since the key holds it), least recently used first out.
+ * not decode (0.2 ms for 100 KB of brotli) or transcode (0.75 ms) each time. Keyed by a digest
+ * of the stored bytes, so the same bytes find their copies whatever entry object holds them (a
+ * store without hot copies decodes a new one per hit) and a copy can never belong to other bytes.
+ * Bounded by bytes, least recently used first out.
  */
-const copies = new LRUCache<Uint8Array, Copies>({
+const copies = new LRUCache<string, Copies>({
   maxSize: 16 * 1024 * 1024,
   sizeCalculation: (value, key) => {
-    let size = key.byteLength + 64
+    let size = key.length + 64
     for (const form of Object.values(value)) size += form.byteLength
     return size
   },
 })
+
+/** Digests of stored bodies already hashed, by body: entries held as objects hash theirs once. */
+const digests = new WeakMap<Uint8Array, string>()
+
+function digestOf(body: Uint8Array, coding: Coding): string {
+  const known = digests.get(body)
+  if (known !== undefined) return known
+  const digest = coding + ':' + createHash('sha256').update(body).digest('base64')
+  digests.set(body, digest)
+  return digest
+}
 
 /**
  * The body of a compressed entry in `form`: the stored bytes, or a copy decoded (and for the
@@ -233,11 +263,12 @@ const copies = new LRUCache<Uint8Array, Copies>({
 export function bodyIn(entry: ResponseEntry, form: Form, limit: number): Uint8Array {
   const stored = entry.encoding
   if (stored === undefined || form === stored) return entry.body
-  const known = copies.get(entry.body)
+  const digest = digestOf(entry.body, stored)
+  const known = copies.get(digest)
   const found = known?.[form]
   if (found !== undefined) return found
   const identity = known?.identity ?? decode(entry.body, stored, limit)
   const body = form === 'identity' ? identity : encode(identity, form)
-  copies.set(entry.body, { ...known, identity, [form]: body })
+  copies.set(digest, { ...known, identity, [form]: body })
   return body
 }

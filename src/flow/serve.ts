@@ -2,7 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type ForwardReason } from '../cache-status.js'
 import { hasConditionals, notModified } from '../conditional.js'
-import { bodyIn, chooseForm, type Form } from '../compress.js'
+import { bodyIn, formFor, type Form } from '../compress.js'
 import { CorruptEntryError, SLOTS, currentAge, notModifiedHeaders, prepare, prepareForm, type Prepared, type ReplayHead } from '../entry.js'
 import type { Config, RouteConfig } from '../options.js'
 import { firstValue } from '../policy.js'
@@ -56,7 +56,7 @@ export function serve(ctx: Context, found: Found, how: Replay): boolean {
  */
 export function writeEntry(cache: Instance, req: IncomingMessage, res: ServerResponse, entry: ResponseEntry, how: Replay): void {
   const { config } = cache
-  let form: Form | undefined = entry.encoding === undefined ? undefined : chooseForm(entry.encoding, req.headers['accept-encoding'])
+  let form: Form | undefined = entry.encoding === undefined ? undefined : formFor(entry.encoding, req.headers)
   let answer: RangeAnswer | undefined
   if (req.headers.range !== undefined && req.method === 'GET') {
     const request = { range: req.headers.range, ifRange: firstValue(req.headers['if-range']) }
@@ -124,7 +124,7 @@ export function replaceWith(ctx: Context, entry: ResponseEntry, label: 'REVALIDA
   const { res } = ctx
   for (const name of res.getHeaderNames()) res.removeHeader(name)
   const limit = ctx.cache.config.maxBodySize
-  const form = entry.encoding === undefined ? undefined : chooseForm(entry.encoding, ctx.req.headers['accept-encoding'])
+  const form = entry.encoding === undefined ? undefined : formFor(entry.encoding, ctx.req.headers)
   const p = form === undefined ? prepare(entry) : prepareForm(entry, form, limit)
   const useNotModified = entry.status >= 200 && entry.status < 300 && hasConditionals(ctx.conditionals) && notModified(ctx.conditionals, p)
   const headers = useNotModified ? notModifiedHeaders(entry, p) : p.head

@@ -233,6 +233,21 @@ describe('compressed storage: what is compressed', function () {
     expect(one(svg.hit, 'content-encoding')).to.equal('br')
   })
 
+  it('should send the identity form to a request with Cache-Control: no-transform (RFC 9111 §5.2.1.6)', async () => {
+    const { h } = await firstHit(JSON_HEADERS)
+    const res = await rawRequest(h.port, '/x', { 'Accept-Encoding': 'br, gzip', 'Cache-Control': 'no-transform' })
+    expect(one(res, 'x-cache')).to.equal('HIT')
+    expect(one(res, 'content-encoding')).to.equal(undefined)
+    expect(one(res, 'etag')).to.equal('"v1"')
+    expect(res.body.toString()).to.equal(JSON_BODY)
+  })
+
+  it('should leave a response carrying a digest of its bytes uncompressed', async () => {
+    const { hit } = await firstHit({ ...JSON_HEADERS, 'Repr-Digest': 'sha-256=:AAAA:' })
+    expect(one(hit, 'content-encoding')).to.equal(undefined)
+    expect(one(hit, 'repr-digest')).to.equal('sha-256=:AAAA:')
+  })
+
   it('should keep a status other than 200 uncompressed', async () => {
     const h = await setup(memory, { options: { compress: 'br' } })
     h.O.status = 404

@@ -34,6 +34,7 @@ describe('mayCompress()', () => {
   it('should leave what the app encoded, what must not be transformed and what the app negotiates itself', () => {
     expect(mayCompress(candidate(200, { ...json, 'content-encoding': 'gzip' }))).to.equal(false)
     expect(mayCompress(candidate(200, { ...json, 'content-range': 'bytes 0-1/2' }))).to.equal(false)
+    expect(mayCompress(candidate(200, { ...json, 'content-digest': 'sha-256=:AAAA:' }))).to.equal(false)
     expect(mayCompress(candidate(200, { ...json, 'cache-control': 'max-age=60, No-Transform' }))).to.equal(false)
     expect(mayCompress(candidate(200, { ...json, 'cache-control': 'max-age=60, no-transformer' }))).to.equal(true)
     expect(mayCompress(candidate(200, { ...json, vary: 'Origin, accept-encoding' }))).to.equal(false)
