@@ -56,13 +56,14 @@ export function serve(ctx: Context, found: Found, how: Replay): boolean {
  */
 export function writeEntry(cache: Instance, req: IncomingMessage, res: ServerResponse, entry: ResponseEntry, how: Replay): void {
   const { config } = cache
-  let form: Form | undefined = entry.encoding === undefined ? undefined : formFor(entry.encoding, req.headers)
+  const ranged = req.headers.range !== undefined && req.method === 'GET'
+  let form: Form | undefined
   let answer: RangeAnswer | undefined
-  if (req.headers.range !== undefined && req.method === 'GET') {
-    const request = { range: req.headers.range, ifRange: firstValue(req.headers['if-range']) }
-    if (form === undefined) answer = rangeResponse(entry, request)
-    else if (entry.status === 200) {
-      answer = rangeResponse({ status: entry.status, headers: entry.headers, body: bodyIn(entry, 'identity', config.maxBodySize) }, request)
+  if (entry.encoding !== undefined) {
+    form = formFor(entry.encoding, req.headers)
+    // A range it can answer is answered from the identity form: that decides the validators too.
+    if (ranged && entry.status === 200) {
+      answer = rangeResponse({ status: 200, headers: entry.headers, body: bodyIn(entry, 'identity', config.maxBodySize) }, rangeRequest(req))
       if (answer !== undefined) form = 'identity'
     }
   }
@@ -72,14 +73,18 @@ export function writeEntry(cache: Instance, req: IncomingMessage, res: ServerRes
   let body: Uint8Array | undefined
   if (status >= 200 && status < 300 && notModified(req.headers, p)) {
     status = 304
+    // Not p.head: the identity form of a compressed entry would decode its body for a length.
     headers = notModifiedHeaders(entry, p)
-  } else if (answer !== undefined) {
-    status = answer.status
-    headers = rangeHead(p.head, answer)
-    body = answer.body
   } else {
     headers = p.head
-    if (req.method !== 'HEAD') body = form === undefined ? entry.body : bodyIn(entry, form, config.maxBodySize)
+    if (ranged && entry.encoding === undefined) answer = rangeResponse(entry, rangeRequest(req))
+    if (answer !== undefined) {
+      status = answer.status
+      headers = rangeHead(headers, answer)
+      body = answer.body
+    } else if (req.method !== 'HEAD') {
+      body = form === undefined ? entry.body : bodyIn(entry, form, config.maxBodySize)
+    }
   }
   const statusHeader = entry.statusHeader !== undefined ? entry.statusHeader : statusHeaderFor(config, how.route)
   const member = config.cacheStatus === false ? undefined : hitStatus(config.cacheStatus, p, entry, how)
@@ -97,6 +102,10 @@ export function writeEntry(cache: Instance, req: IncomingMessage, res: ServerRes
   res.writeHead(status, headers)
   if (body === undefined || body.byteLength === 0 || req.method === 'HEAD') res.end()
   else res.end(body)
+}
+
+function rangeRequest(req: IncomingMessage): { range: string | undefined; ifRange: string | undefined } {
+  return { range: req.headers.range, ifRange: firstValue(req.headers['if-range']) }
 }
 
 /** The `Cache-Status` of a replay: the stored members, then `<name>; hit; ttl=<fresh seconds left>`. */
