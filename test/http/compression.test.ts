@@ -356,6 +356,22 @@ describe('compressed storage: what is compressed', function () {
     expect(identity.body.toString()).to.equal(JSON_BODY)
   })
 
+  it('should decode the stored body when a revalidation’s 304 adds Cache-Control: no-transform', async () => {
+    const h = await setup(memory, { options: { compress: 'br' } })
+    h.O.headers = { ...JSON_HEADERS, 'Cache-Control': 'max-age=1' }
+    h.O.script = (n) => (n === 1 ? { body: JSON_BODY } : { status: 304, headers: { ETag: '"v1"', 'Cache-Control': 'max-age=60, no-transform' } })
+    await rawRequest(h.port, '/t')
+    h.clock.advance(2000)
+    const revalidated = await rawRequest(h.port, '/t', { 'Accept-Encoding': 'br' })
+    expect(one(revalidated, 'x-cache')).to.equal('REVALIDATED')
+    const hit = await rawRequest(h.port, '/t', { 'Accept-Encoding': 'br' })
+    expect(one(hit, 'x-cache')).to.equal('HIT')
+    expect(one(hit, 'content-encoding')).to.equal(undefined)
+    expect(one(hit, 'etag')).to.equal('"v1"')
+    expect(hit.body.toString()).to.equal(JSON_BODY)
+    expect(h.O.calls).to.equal(2)
+  })
+
   it('should store a response compressed by compression() inside the cache as it is (Content-Encoding set)', async () => {
     const h = await setup(memory, {
       options: { compress: 'br' },
