@@ -3,8 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import etag from 'etag'
 import { capture, type HeadDecision } from '../capture.js'
 import { clientNotModified, hasConditionals, holdConditionals, restoreConditionals, toNotModified, toNotModifiedAsApp } from '../conditional.js'
-import { compressEntry, mayCompress } from '../compress.js'
-import { buildEntry, currentAge, prepare } from '../entry.js'
+import { bodyIn, compressEntry, formFor, mayCompress } from '../compress.js'
+import { CorruptEntryError, buildEntry, currentAge, prepare } from '../entry.js'
 import type { Config } from '../options.js'
 import {
   NO_REQUEST_RULES,
@@ -15,6 +15,7 @@ import {
   type StorageDecision,
   type SurrogateControl,
 } from '../policy.js'
+import { asError } from '../storage.js'
 import { targetedDirectives } from '../targeted.js'
 import type { PassEntry, ResponseEntry } from '../types.js'
 import { settle } from './coalesce.js'
@@ -38,6 +39,10 @@ export interface CacheControlFor {
  */
 export function compute(ctx: Context, stale: ResponseEntry | undefined, fallback: boolean): void {
   const { cache, req } = ctx
+  if (stale?.encoding !== undefined && !replayable(ctx, stale)) {
+    stale = undefined
+    fallback = false
+  }
   ctx.requestTime = cache.config.now()
   ctx.epoch = cache.storage.generation
   // The app sees the request as the client sent it whenever its answer will not be stored
@@ -58,6 +63,22 @@ export function compute(ctx: Context, stale: ResponseEntry | undefined, fallback
   if (fallback) staleOnTimeout(ctx)
   contexts.set(req, ctx)
   ctx.next()
+}
+
+/**
+ * Can a compressed stale entry be replayed in the form this request takes? Its copy is made now,
+ * before the app is asked: a body that does not decode (bytes written by another hand) is
+ * reported and the request goes on as a plain miss, instead of failing later inside the app's
+ * own `res.end()` (a REVALIDATED 304, stale-if-error). Decoding gives the same result each time.
+ */
+function replayable(ctx: Context, stale: ResponseEntry): boolean {
+  try {
+    bodyIn(stale, formFor(stale.encoding!, ctx.req.headers), ctx.cache.config.maxBodySize)
+    return true
+  } catch (error) {
+    ctx.cache.report(new CorruptEntryError(`cannot be replayed (${asError(error).message})`), ctx.req)
+    return false
+  }
 }
 
 /**
@@ -95,7 +116,14 @@ function staleOnTimeout(ctx: Context): void {
     restoreConditionals(ctx)
     ctx.phase = REPLAYING
     ctx.pending = undefined
-    writeEntry(cache, req, res, phase.stale, { ageMs: currentAge(phase.stale, cache.config.now()), label: 'STALE', route: ctx.route })
+    try {
+      writeEntry(cache, req, res, phase.stale, { ageMs: currentAge(phase.stale, cache.config.now()), label: 'STALE', route: ctx.route })
+    } catch (error) {
+      // A compressed body that does not decode, a header Node refuses: thrown from a timer, it
+      // would end the process. Nothing was written: the app's response goes out when it comes.
+      cache.report(new CorruptEntryError(`cannot be replayed (${asError(error).message})`), req)
+      return
+    }
     detach(res)
   }, cache.config.lockTimeout)
   timer.unref?.()

@@ -8,6 +8,10 @@ import compression from 'compression'
 import express from 'express'
 import { responseCache } from '../../src/middleware.js'
 import { hostPart, storageKey } from '../../src/key.js'
+import { jsonCoder } from '../../src/coders/json.js'
+import { CorruptEntryError } from '../../src/entry.js'
+import { kEntryStore, type MemoryStore } from '../../src/stores/memory.js'
+import { responseEntry } from '../support/entries.js'
 import { closeAll, eventually, landed, rawRequest, rawValues, setup, storeFactories, type Harness, type RawResponse } from '../support/app.js'
 
 const STORES = storeFactories.filter((s) => s.name === 'memory' || s.name === 'redis' || s.name === 'memcached')
@@ -453,6 +457,70 @@ describe('compressed storage: what is compressed', function () {
     expect(one(hit, 'etag')).to.equal(tag.slice(0, -1) + '-br"')
     const notModified = await rawRequest(h.port, '/x', { 'Accept-Encoding': 'br', 'If-None-Match': one(hit, 'etag')! })
     expect(notModified.status).to.equal(304)
+  })
+})
+
+describe('compressed storage: stored bytes that do not decode', function () {
+  this.timeout(20_000)
+  afterEach(closeAll)
+
+  it('should report a compressed entry that does not decode and answer from the app (Redis, bytes written by another hand)', async () => {
+    const redis = storeFactories.find((f) => f.name === 'redis')!
+    const errors: Error[] = []
+    const h = await setup(redis, { options: { compress: 'br', onError: (error) => void errors.push(error) } })
+    h.O.headers = JSON_HEADERS
+    h.O.script = () => ({ body: JSON_BODY })
+    const entry = responseEntry('', ['Content-Type', 'application/json', 'ETag', '"v0"'])
+    entry.body = Buffer.from('not brotli at all, not brotli at all')
+    entry.encoding = 'br'
+    await h.created!.putRaw!(storageKey('bad:GET', hostPart(h.host)), jsonCoder().encode(entry), 60_000)
+    const res = await rawRequest(h.port, '/bad')
+    expect(res.status).to.equal(200)
+    expect(res.body.toString()).to.equal(JSON_BODY)
+    expect(h.O.calls).to.equal(1)
+    expect(errors.some((e) => e instanceof CorruptEntryError)).to.equal(true)
+  })
+
+  it('should not end the process when stale-if-error on a slow origin meets such an entry: the app’s late answer goes out', async () => {
+    const memory = storeFactories[0]
+    const errors: Error[] = []
+    const h = await setup(memory, { options: { compress: 'br', lockTimeout: '100ms', onError: (error) => void errors.push(error) } })
+    h.O.headers = JSON_HEADERS
+    h.O.script = () => ({ body: 'late answer', delay: 300 })
+    const entry = responseEntry('', ['Content-Type', 'application/json', 'ETag', '"v0"'], h.clock.now() - 5000)
+    entry.body = Buffer.from('not brotli at all, not brotli at all')
+    entry.encoding = 'br'
+    entry.lifetime = 1000
+    entry.staleIfError = 600_000
+    ;(h.store as MemoryStore)[kEntryStore].setEntry(storageKey('slow:GET', hostPart(h.host)), entry, 600_000)
+    const res = await rawRequest(h.port, '/slow')
+    expect(res.status).to.equal(200)
+    expect(res.body.toString()).to.equal('late answer')
+    expect(errors.some((e) => e instanceof CorruptEntryError)).to.equal(true)
+  })
+})
+
+describe('compressed storage: a stale entry that does not decode', function () {
+  this.timeout(20_000)
+  afterEach(closeAll)
+
+  it('should go to the app as a plain miss instead of revalidating it (no failure inside the app’s res.end())', async () => {
+    const memory = storeFactories[0]
+    const errors: Error[] = []
+    const h = await setup(memory, { options: { compress: 'br', onError: (error) => void errors.push(error) } })
+    h.O.headers = JSON_HEADERS
+    // An app that would answer 304 to the stale entry's validators, from a callback.
+    h.O.script = (_n, req) => (req.headers['if-none-match'] === '"v0"' ? { status: 304, delay: 20 } : { body: JSON_BODY, delay: 20 })
+    const entry = responseEntry('', ['Content-Type', 'application/json', 'ETag', '"v0"'], h.clock.now() - 5000)
+    entry.body = Buffer.from('not brotli at all, not brotli at all')
+    entry.encoding = 'br'
+    entry.lifetime = 1000
+    ;(h.store as MemoryStore)[kEntryStore].setEntry(storageKey('old:GET', hostPart(h.host)), entry, 600_000)
+    const res = await rawRequest(h.port, '/old')
+    expect(res.status).to.equal(200)
+    expect(res.body.toString()).to.equal(JSON_BODY)
+    expect(h.O.seen[0].headers['if-none-match']).to.equal(undefined)
+    expect(errors.some((e) => e instanceof CorruptEntryError)).to.equal(true)
   })
 })
 
