@@ -252,8 +252,8 @@ class PreparedEntry implements Prepared {
     readonly etag: string | undefined,
     readonly lastModified: string | undefined,
     readonly upstreamStatus: string | undefined,
-    /** The body this form sends: its length goes in the head. */
-    private readonly body: () => Uint8Array,
+    /** The body a compressed entry's form sends (its length goes in the head); unset: the stored body. */
+    private readonly body: (() => Uint8Array) | undefined,
   ) {}
 
   get head(): ReplayHead {
@@ -266,7 +266,9 @@ class PreparedEntry implements Prepared {
     // concat() allocates exactly the length needed; push() would leave spare capacity.
     const fields = replayFields(this.upstreamStatus === undefined ? headers : without(headers, 'cache-status'))
     this.replay =
-      status === 204 || status === 304 ? fields.concat(HIT_SLOTS) : fields.concat('Content-Length', intern(String(this.body().byteLength)), HIT_SLOTS)
+      status === 204 || status === 304
+        ? fields.concat(HIT_SLOTS)
+        : fields.concat('Content-Length', intern(String((this.body?.() ?? this.entry.body).byteLength)), HIT_SLOTS)
     if (this.fields === this.entry.headers) prepared.set(this.entry, this)
     return this.replay
   }
@@ -285,10 +287,10 @@ export const NOT_MODIFIED_FIELDS: ReadonlySet<string> = new Set(['cache-control'
 export function prepare(entry: ResponseEntry): Prepared {
   const known = prepared.get(entry)
   if (known !== undefined) return known
-  return prepareFields(entry, entry.headers, () => entry.body)
+  return prepareFields(entry, entry.headers, undefined)
 }
 
-function prepareFields(entry: ResponseEntry, h: readonly string[], body: () => Uint8Array): PreparedEntry {
+function prepareFields(entry: ResponseEntry, h: readonly string[], body: (() => Uint8Array) | undefined): PreparedEntry {
   let tag: string | undefined
   let lastModified: string | undefined
   let date: string | undefined
