@@ -426,7 +426,11 @@ async function memorySection(): Promise<MemoryRow[]> {
 // --- MISS overhead ----------------------------------------------------------------------------
 
 async function missSection(): Promise<MissRow[]> {
-  const names = ['express5-uncached', 'cachet-express5-memory-json', ...(quick ? [] : ['cachet-express5-redis-msgpack'])]
+  const names = [
+    'express5-uncached',
+    'cachet-express5-memory-json',
+    ...(quick ? [] : ['cachet-express5-redis-msgpack', 'cachet-express5-memory-json-compress-br-ae']),
+  ]
   const runs = new Map<string, { p50: number[]; p99: number[]; rps: number[]; cpuUs: number[]; skipped?: string }>()
   for (let rep = 1; rep <= settings.missReps; rep++) {
     for (const bodyBytes of settings.sizes) {
