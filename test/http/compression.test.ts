@@ -6,13 +6,13 @@ import { brotliDecompressSync, gunzipSync } from 'node:zlib'
 import { expect } from 'chai'
 import compression from 'compression'
 import express from 'express'
-import { responseCache } from '../../src/middleware.js'
+import { responseCache, type ResponseCache } from '../../src/middleware.js'
 import { hostPart, storageKey } from '../../src/key.js'
 import { jsonCoder } from '../../src/coders/json.js'
 import { CorruptEntryError } from '../../src/entry.js'
 import { kEntryStore, type MemoryStore } from '../../src/stores/memory.js'
 import { responseEntry } from '../support/entries.js'
-import { closeAll, eventually, landed, rawRequest, rawValues, setup, storeFactories, type Harness, type RawResponse } from '../support/app.js'
+import { closeAll, eventually, rawRequest, rawValues, setup, storeFactories, type Harness, type RawResponse } from '../support/app.js'
 
 const STORES = storeFactories.filter((s) => s.name === 'memory' || s.name === 'redis' || s.name === 'memcached')
 
@@ -35,6 +35,9 @@ function decoded(res: RawResponse): string {
   return res.body.toString()
 }
 
+/** Resolves once the store confirmed `n` response writes (remote stores land them a little later). */
+const writes = (cache: ResponseCache, n: number) => eventually(() => cache.stats().stores >= n, `${n} stored responses`)
+
 const varyNames = (res: RawResponse) =>
   rawValues(res.rawHeaders, 'vary')
     .join(',')
@@ -54,7 +57,7 @@ for (const s of STORES) {
       const miss = await rawRequest(h.port, '/data', { 'Accept-Encoding': 'br, gzip' })
       expect(one(miss, 'x-cache')).to.equal('MISS')
       expect(miss.body.toString()).to.equal(JSON_BODY)
-      if (s.name !== 'memory') await landed(h, 'data:GET')
+      await writes(h.cache, 1)
       return h
     }
 
@@ -179,6 +182,7 @@ describe('compressed storage: what is compressed', function () {
     h.O.headers = headers
     h.O.script = () => ({ body })
     const miss = await rawRequest(h.port, '/x', { 'Accept-Encoding': 'br, gzip' })
+    await writes(h.cache, 1)
     const hit = await rawRequest(h.port, '/x', { 'Accept-Encoding': 'br, gzip' })
     expect(one(hit, 'x-cache')).to.equal('HIT')
     expect(h.O.calls).to.equal(1)
@@ -282,6 +286,7 @@ describe('compressed storage: what is compressed', function () {
     h.O.headers = JSON_HEADERS
     h.O.script = () => ({ body: JSON_BODY })
     await rawRequest(h.port, '/q')
+    await writes(h.cache, 1)
     const cases: [string, string | undefined][] = [
       ['br;q=0, gzip', 'gzip'],
       ['gzip;q=0.5, br;q=0.1', 'br'],
@@ -334,6 +339,7 @@ describe('compressed storage: what is compressed', function () {
     h.O.headers = { ...JSON_HEADERS, 'Cache-Control': 'max-age=1, stale-while-revalidate=60' }
     h.O.script = () => ({ body: JSON_BODY })
     await rawRequest(h.port, '/s')
+    await writes(h.cache, 1)
     h.clock.advance(2000)
     const stale = await rawRequest(h.port, '/s', { 'Accept-Encoding': 'gzip' })
     expect(one(stale, 'x-cache')).to.equal('STALE')
@@ -347,6 +353,7 @@ describe('compressed storage: what is compressed', function () {
     h.O.headers = { ...JSON_HEADERS, 'Cache-Control': 'max-age=1' }
     h.O.script = (n, req) => (n === 1 ? { body: JSON_BODY } : req.headers['if-none-match'] === '"v1"' ? { status: 304 } : { body: 'changed' })
     await rawRequest(h.port, '/r')
+    await writes(h.cache, 1)
     h.clock.advance(2000)
     const revalidated = await rawRequest(h.port, '/r', { 'Accept-Encoding': 'br' })
     expect(one(revalidated, 'x-cache')).to.equal('REVALIDATED')
@@ -365,6 +372,7 @@ describe('compressed storage: what is compressed', function () {
     h.O.headers = { ...JSON_HEADERS, 'Cache-Control': 'max-age=1' }
     h.O.script = (n) => (n === 1 ? { body: JSON_BODY } : { status: 304, headers: { ETag: '"v1"', 'Cache-Control': 'max-age=60, no-transform' } })
     await rawRequest(h.port, '/t')
+    await writes(h.cache, 1)
     h.clock.advance(2000)
     const revalidated = await rawRequest(h.port, '/t', { 'Accept-Encoding': 'br' })
     expect(one(revalidated, 'x-cache')).to.equal('REVALIDATED')
@@ -406,6 +414,7 @@ describe('compressed storage: what is compressed', function () {
     h.O.headers = JSON_HEADERS
     h.O.script = () => ({ body: JSON_BODY })
     await rawRequest(h.port, '/b', { 'Accept-Encoding': 'gzip' })
+    await writes(h.cache, 1)
     for (const ae of ['gzip', 'br', 'br, gzip', 'identity']) {
       const hit = await rawRequest(h.port, '/b', { 'Accept-Encoding': ae })
       expect(one(hit, 'x-cache')).to.equal('HIT')
@@ -433,6 +442,7 @@ describe('compressed storage: what is compressed', function () {
     const port = (server.address() as AddressInfo).port
     try {
       await rawRequest(port, '/f')
+      await writes(cache, 1)
       for (const ae of ['br', 'gzip', 'identity']) {
         const hit = await rawRequest(port, '/f', { 'Accept-Encoding': ae })
         expect(one(hit, 'x-cache')).to.equal('HIT')
