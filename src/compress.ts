@@ -115,6 +115,10 @@ export function decode(body: Uint8Array, coding: Coding, limit: number): Buffer 
  * Store `entry` compressed in `coding` when that makes it smaller: its body is replaced and the
  * coding recorded. The headers stay those of the identity form (ETag included). Returns whether
  * it did. The caller has checked mayCompress() and the size threshold.
+ *
+ * Synchronous, on the event loop: node:zlib's callback form (the thread pool) took 1.6–1.8 ms of
+ * CPU against 1.2 ms for 100 KB of JSON with brotli, and the entry is stored before the next
+ * request for it arrives, as without compression.
  */
 export function compressEntry(entry: ResponseEntry, coding: Coding): boolean {
   const compressed = encode(entry.body, coding)
