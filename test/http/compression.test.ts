@@ -1,4 +1,5 @@
 /** responseCache({ compress }): one compressed entry per response, served as br, gzip or identity per Accept-Encoding, on memory, Redis and Memcached. */
+import diagnostics from 'node:diagnostics_channel'
 import http from 'node:http'
 import { once } from 'node:events'
 import type { AddressInfo } from 'node:net'
@@ -10,6 +11,7 @@ import { responseCache, type ResponseCache } from '../../src/middleware.js'
 import { hostPart, storageKey } from '../../src/key.js'
 import { jsonCoder } from '../../src/coders/json.js'
 import { CorruptEntryError } from '../../src/entry.js'
+import { STORE_WRITE_CHANNEL, type StoreWriteMessage } from '../../src/diagnostics.js'
 import { kEntryStore, type MemoryStore } from '../../src/stores/memory.js'
 import { responseEntry } from '../support/entries.js'
 import { closeAll, eventually, rawRequest, rawValues, setup, storeFactories, type Harness, type RawResponse } from '../support/app.js'
@@ -150,6 +152,24 @@ for (const s of STORES) {
       // JSON coder: base64 of the body plus the header list; the original alone is 6 KB.
       expect(bytes!.byteLength).to.be.below(JSON_BODY.length / 2)
     })
+
+    if (s.name !== 'memory') {
+      it('should report the compressed size on the cachet:store:write channel', async () => {
+        const sizes: number[] = []
+        const listen = (message: unknown) => {
+          const m = message as StoreWriteMessage
+          if (m.outcome === 'landed' && m.bytes !== undefined) sizes.push(m.bytes)
+        }
+        diagnostics.subscribe(STORE_WRITE_CHANNEL, listen)
+        try {
+          await stored('br')
+        } finally {
+          diagnostics.unsubscribe(STORE_WRITE_CHANNEL, listen)
+        }
+        expect(sizes.length).to.equal(1)
+        expect(sizes[0]).to.be.below(JSON_BODY.length / 2)
+      })
+    }
 
     it('should give coalesced waiters with different Accept-Encoding their own form of one response', async () => {
       const h = await setup(s, { options: { compress: 'br' } })
