@@ -1,7 +1,17 @@
 /** The stored response: build it from a captured response, check it after decoding, prepare its replay. */
 import etag from 'etag'
 import { UNSTORED_HEADERS, connectionTokens, deltaSeconds, parseHttpDate } from './policy.js'
-import { FORMAT_VERSION, type Entry, type PassEntry, type TagMark, type ResponseEntry, type ValueEntry, type VaryEntry } from './types.js'
+import { bodyIn, type Form } from './compress.js'
+import {
+  COMPRESSED_FORMAT_VERSION,
+  FORMAT_VERSION,
+  type Entry,
+  type PassEntry,
+  type TagMark,
+  type ResponseEntry,
+  type ValueEntry,
+  type VaryEntry,
+} from './types.js'
 
 /** An entry that cannot be used: undecodable, truncated, from another version, or unsafe to replay. */
 export class CorruptEntryError extends Error {
@@ -168,6 +178,8 @@ export interface Prepared {
   readonly head: ReplayHead
   /** Headers for a 304 (RFC 9110 §15.4.5), ending in the same slots; built on first use. */
   notModified: ReplayHead | undefined
+  /** The stored fields of the form replayed (a compressed entry's form: its own ETag, Vary, Content-Encoding). */
+  readonly fields: readonly string[]
   readonly etag: string | undefined
   /** Last-Modified, or Date when there is none: what If-Modified-Since is compared with. */
   readonly lastModified: string | undefined
@@ -234,23 +246,36 @@ class PreparedEntry implements Prepared {
   notModified: ReplayHead | undefined = undefined
   private replay: ReplayHead | undefined = undefined
 
+  readonly etag: string | undefined
+  readonly lastModified: string | undefined
+  readonly upstreamStatus: string | undefined
+
   constructor(
     private readonly entry: ResponseEntry,
-    readonly etag: string | undefined,
-    readonly lastModified: string | undefined,
-    readonly upstreamStatus: string | undefined,
-  ) {}
+    readonly fields: readonly string[],
+    read: { etag: string | undefined; lastModified: string | undefined; upstreamStatus: string | undefined },
+    /** The body a compressed entry's form sends (its length goes in the head); unset: the stored body. */
+    private readonly body: (() => Uint8Array) | undefined,
+  ) {
+    this.etag = read.etag
+    this.lastModified = read.lastModified
+    this.upstreamStatus = read.upstreamStatus
+  }
 
   get head(): ReplayHead {
     return this.replay ?? this.buildHead()
   }
 
   private buildHead(): ReplayHead {
-    const { status, body, headers } = this.entry
+    const { status } = this.entry
+    const headers = this.fields
     // concat() allocates exactly the length needed; push() would leave spare capacity.
     const fields = replayFields(this.upstreamStatus === undefined ? headers : without(headers, 'cache-status'))
-    this.replay = status === 204 || status === 304 ? fields.concat(HIT_SLOTS) : fields.concat('Content-Length', intern(String(body.byteLength)), HIT_SLOTS)
-    prepared.set(this.entry, this)
+    this.replay =
+      status === 204 || status === 304
+        ? fields.concat(HIT_SLOTS)
+        : fields.concat('Content-Length', intern(String((this.body?.() ?? this.entry.body).byteLength)), HIT_SLOTS)
+    if (this.fields === this.entry.headers) prepared.set(this.entry, this)
     return this.replay
   }
 }
@@ -260,10 +285,18 @@ const prepared = new WeakMap<ResponseEntry, PreparedEntry>()
 /** Fields a 304 carries when the full response would (RFC 9110 §15.4.5). */
 export const NOT_MODIFIED_FIELDS: ReadonlySet<string> = new Set(['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary'])
 
+/**
+ * What a hit needs to replay `entry` as stored. For an entry stored compressed, these are its
+ * validators (the identity form's, as the app sent them: what a revalidation sends); its replays
+ * go through prepareForm().
+ */
 export function prepare(entry: ResponseEntry): Prepared {
   const known = prepared.get(entry)
   if (known !== undefined) return known
-  const h = entry.headers
+  return prepareFields(entry, entry.headers, undefined)
+}
+
+function prepareFields(entry: ResponseEntry, h: readonly string[], body: (() => Uint8Array) | undefined): PreparedEntry {
   let tag: string | undefined
   let lastModified: string | undefined
   let date: string | undefined
@@ -275,18 +308,68 @@ export function prepare(entry: ResponseEntry): Prepared {
     else if (name === 'date') date ??= h[i + 1]
     else if (name === 'cache-status') upstream = upstream === undefined ? h[i + 1] : `${upstream}, ${h[i + 1]}`
   }
-  return new PreparedEntry(entry, tag, lastModified ?? date, upstream)
+  return new PreparedEntry(entry, h, { etag: tag, lastModified: lastModified ?? date, upstreamStatus: upstream }, body)
+}
+
+/** The forms of compressed entries prepared so far, by entry. */
+const forms = new WeakMap<ResponseEntry, Partial<Record<Form, PreparedEntry>>>()
+
+/**
+ * What a hit needs to replay a compressed entry in `form` (src/compress.ts chooses it): the
+ * stored fields with `Vary` naming Accept-Encoding (merged into the app's, once), and for an
+ * encoded form `Content-Encoding` and an entity tag of its own (RFC 9110 §8.8.3: another content
+ * coding is another representation): `"abc"` becomes `"abc-br"`, `W/"abc"` becomes `W/"abc-br"`.
+ * An entry stored as the app sent it: prepare(). `limit` bounds a decoded body.
+ */
+export function prepareForm(entry: ResponseEntry, form: Form, limit: number): Prepared {
+  let known = forms.get(entry)
+  const found = known?.[form]
+  if (found !== undefined) return found
+  const p = prepareFields(entry, formFields(entry.headers, form), () => bodyIn(entry, form, limit))
+  if (known === undefined) forms.set(entry, (known = {}))
+  known[form] = p
+  return p
+}
+
+function formFields(headers: readonly string[], form: Form): string[] {
+  const out: string[] = []
+  let vary: string | undefined
+  let varyName = 'Vary'
+  for (let i = 0; i < headers.length; i += 2) {
+    const name = headers[i].toLowerCase()
+    if (name === 'vary') {
+      if (vary === undefined) varyName = headers[i]
+      const value = headers[i + 1].trim()
+      if (value !== '') vary = vary === undefined ? value : `${vary}, ${value}`
+      continue
+    }
+    if (name === 'etag' && form !== 'identity') {
+      const tag = codedTag(headers[i + 1], form)
+      if (tag !== undefined) out.push(headers[i], tag)
+      continue
+    }
+    out.push(headers[i], headers[i + 1])
+  }
+  out.push(varyName, vary === undefined ? 'Accept-Encoding' : `${vary}, Accept-Encoding`)
+  if (form !== 'identity') out.push('Content-Encoding', form)
+  return out
+}
+
+/** The entity tag of an encoded form; undefined (no validator) when the stored one is not a valid tag. */
+function codedTag(tag: string, coding: string): string | undefined {
+  const m = /^\s*(W\/)?"([^"]*)"\s*$/.exec(tag)
+  return m === null ? undefined : intern(`${m[1] ?? ''}"${m[2]}-${coding}"`)
 }
 
 /** The 304 headers of an entry (RFC 9110 §15.4.5), built once, when a 304 is first sent. */
 export function notModifiedHeaders(entry: ResponseEntry, p: Prepared): ReplayHead {
   if (p.notModified !== undefined) return p.notModified
   const out: string[] = []
-  const h = entry.headers
+  const h = p.fields
   for (let i = 0; i < h.length; i += 2) if (NOT_MODIFIED_FIELDS.has(h[i].toLowerCase())) out.push(h[i], h[i + 1])
   p.notModified = replayFields(out).concat(HIT_SLOTS)
   // Keep it (and the validators) with the entry for the next conditional hit.
-  if (p instanceof PreparedEntry) prepared.set(entry, p)
+  if (p instanceof PreparedEntry && h === entry.headers) prepared.set(entry, p)
   return p.notModified
 }
 
@@ -311,6 +394,8 @@ export interface WireResponse {
   g?: string[]
   /** When its request reached the app (tagged entries only). */
   q?: number
+  /** The content coding the body is stored in (then `v` is COMPRESSED_FORMAT_VERSION). */
+  z?: 'br' | 'gzip'
 }
 
 export interface WireVary {
@@ -360,7 +445,7 @@ export function toWire(entry: Entry): WireResponse | WireVary | WireValue | Wire
   if (entry.kind === 'vary') return { v: FORMAT_VERSION, k: 'v', y: entry.vary, n: entry.variants, x: entry.expires }
   if (entry.kind === 'pass') return { v: FORMAT_VERSION, k: 'p', x: entry.expires }
   return {
-    v: FORMAT_VERSION,
+    v: entry.encoding === undefined ? FORMAT_VERSION : COMPRESSED_FORMAT_VERSION,
     k: 'r',
     s: entry.status,
     h: entry.headers,
@@ -373,6 +458,7 @@ export function toWire(entry: Entry): WireResponse | WireVary | WireValue | Wire
     m: entry.mustRevalidate ? 1 : 0,
     ...(entry.statusHeader === undefined ? {} : { c: entry.statusHeader === false ? 0 : entry.statusHeader }),
     ...(entry.tags === undefined ? {} : { g: entry.tags, q: entry.since ?? entry.responseTime }),
+    ...(entry.encoding === undefined ? {} : { z: entry.encoding }),
   }
 }
 
@@ -385,7 +471,9 @@ const UNSAFE_VALUE = /[^\t\x20-\x7e\x80-\xff]/
 export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array, data: (raw: unknown) => unknown = identity): Entry {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new CorruptEntryError('not an object')
   const w = value as Record<string, unknown>
-  if (w.v !== FORMAT_VERSION) throw new CorruptEntryError(`format version ${String(w.v)}, expected ${FORMAT_VERSION}`)
+  // A compressed response entry has a version of its own (src/types.ts COMPRESSED_FORMAT_VERSION).
+  const compressed = w.v === COMPRESSED_FORMAT_VERSION && w.k === 'r'
+  if (w.v !== FORMAT_VERSION && !compressed) throw new CorruptEntryError(`format version ${String(w.v)}, expected ${FORMAT_VERSION}`)
   if (w.k === 'd') return valueFromWire(w, data)
   if (w.k === 'v') {
     const vary = stringArray(w.y, 'vary')
@@ -432,6 +520,17 @@ export function fromWire(value: unknown, body: (raw: unknown) => Uint8Array, dat
   if (w.g !== undefined) {
     entry.tags = stringArray(w.g, 'tags')
     entry.since = finite(w.q, 'since')
+  }
+  if (compressed) {
+    if (w.z !== 'br' && w.z !== 'gzip') throw new CorruptEntryError(`content coding ${String(w.z)}`)
+    // The stored fields describe the identity form: a Content-Encoding among them would be sent twice.
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i].toLowerCase()
+      if (name === 'content-encoding' || name === 'content-range') throw new CorruptEntryError(`a compressed entry with a stored ${headers[i]} field`)
+    }
+    entry.encoding = w.z
+  } else if (w.z !== undefined) {
+    throw new CorruptEntryError(`a content coding in a version ${FORMAT_VERSION} entry`)
   }
   return entry
 }

@@ -129,6 +129,17 @@ export interface CacheOptions {
    * throws go to `onError`. @default undefined
    */
   onInvalidate?: (event: InvalidationEvent) => void
+  /**
+   * Store responses compressed, in this content coding, and serve each request the form its
+   * Accept-Encoding takes: the stored bytes as they are, or a copy decoded (or re-encoded in the
+   * other coding) from them. One entry per response, not one per encoding. Only responses worth
+   * it: 200 or 203, a compressible Content-Type, at least `compressMinBytes`, no Content-Encoding
+   * of their own, no `Cache-Control: no-transform`, no `Vary` on Accept-Encoding. See README
+   * "Compressed storage" for when it pays. @default false
+   */
+  compress?: 'br' | 'gzip' | false
+  /** Smallest body `compress` compresses, in bytes. @default 1024 */
+  compressMinBytes?: number
   /** Called with each store, coder or entry failure. @default debug output only */
   onError?: ErrorHandler
   /** Clock in epoch ms (tests move it instead of sleeping). @default Date.now */
@@ -204,6 +215,9 @@ export interface Config {
   /** Targeted field names (lower case) removed from the response. */
   removeTargets: ReadonlySet<string>
   forwardTags: boolean
+  /** The content coding responses are stored in, or false to store them as sent. */
+  compress: 'br' | 'gzip' | false
+  compressMinBytes: number
   onInvalidate: ((event: InvalidationEvent) => void) | undefined
   onError: ErrorHandler | undefined
   now: () => number
@@ -250,6 +264,8 @@ const KNOWN_OPTIONS = new Set([
   'removeTargets',
   'forwardTags',
   'onInvalidate',
+  'compress',
+  'compressMinBytes',
 ])
 
 /** Validate `options` and resolve every default; throws a TypeError naming the bad option. */
@@ -279,6 +295,8 @@ export function resolveOptions(options: CacheOptions = {}): Config {
       o.cacheStatus === undefined || o.cacheStatus === false ? (o.cacheStatus ?? 'cachet') : checkCacheStatusName(o.cacheStatus, 'option "cacheStatus"'),
     ...targetOptions(o.targets, o.removeTargets),
     forwardTags: boolean('forwardTags', o.forwardTags, false),
+    compress: compressOption(o.compress),
+    compressMinBytes: integer('compressMinBytes', o.compressMinBytes, 1024, 0),
     onInvalidate: optionalFunction('onInvalidate', o.onInvalidate) as Config['onInvalidate'],
     onError: optionalFunction('onError', o.onError) as ErrorHandler | undefined,
     now: (optionalFunction('now', o.now) as (() => number) | undefined) ?? Date.now,
@@ -347,6 +365,12 @@ function statusCodes(value: unknown): number[] {
   for (const s of value) {
     if (s === 206 || s === 304) throw new TypeError(`option "statusCodes" cannot include ${s}: partial and 304 responses are never stored`)
   }
+  return value
+}
+
+function compressOption(value: unknown): 'br' | 'gzip' | false {
+  if (value === undefined || value === false) return false
+  if (value !== 'br' && value !== 'gzip') throw new TypeError(`option "compress" must be 'br', 'gzip' or false, got ${describe(value)}`)
   return value
 }
 

@@ -59,6 +59,14 @@ export interface Coder {
 /** Version of the entry layout; an entry written with another version decodes as a miss. */
 export const FORMAT_VERSION = 3
 
+/**
+ * Version of a response entry stored compressed (`ResponseEntry.encoding`). Its own number, so a
+ * reader that predates compressed storage sees a version it does not know (a miss) instead of
+ * replaying compressed bytes without Content-Encoding; every other entry keeps FORMAT_VERSION,
+ * readable by both.
+ */
+export const COMPRESSED_FORMAT_VERSION = 4
+
 /** A stored response. Times are epoch milliseconds; durations are milliseconds. */
 export interface ResponseEntry {
   kind: 'response'
@@ -90,6 +98,12 @@ export interface ResponseEntry {
   tags?: string[]
   /** When the request that produced a tagged entry reached the app: tag invalidations from then on cover it. */
   since?: number
+  /**
+   * The content coding `body` is stored in (the `compress` option); absent: as the app sent it.
+   * `headers` then describe the identity form (no Content-Encoding; the ETag is the identity
+   * form's), and each replay picks the form the request accepts (src/compress.ts).
+   */
+  encoding?: 'br' | 'gzip'
 }
 
 /**

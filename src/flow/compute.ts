@@ -3,7 +3,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import etag from 'etag'
 import { capture, type HeadDecision } from '../capture.js'
 import { clientNotModified, hasConditionals, holdConditionals, restoreConditionals, toNotModified, toNotModifiedAsApp } from '../conditional.js'
-import { buildEntry, currentAge, prepare } from '../entry.js'
+import { bodyIn, compressEntry, formFor, mayCompress } from '../compress.js'
+import { CorruptEntryError, buildEntry, currentAge, prepare } from '../entry.js'
 import type { Config } from '../options.js'
 import {
   NO_REQUEST_RULES,
@@ -14,6 +15,7 @@ import {
   type StorageDecision,
   type SurrogateControl,
 } from '../policy.js'
+import { asError } from '../storage.js'
 import { targetedDirectives } from '../targeted.js'
 import type { PassEntry, ResponseEntry } from '../types.js'
 import { settle } from './coalesce.js'
@@ -37,6 +39,10 @@ export interface CacheControlFor {
  */
 export function compute(ctx: Context, stale: ResponseEntry | undefined, fallback: boolean): void {
   const { cache, req } = ctx
+  if (stale?.encoding !== undefined && !replayable(ctx, stale)) {
+    stale = undefined
+    fallback = false
+  }
   ctx.requestTime = cache.config.now()
   ctx.epoch = cache.storage.generation
   // The app sees the request as the client sent it whenever its answer will not be stored
@@ -57,6 +63,22 @@ export function compute(ctx: Context, stale: ResponseEntry | undefined, fallback
   if (fallback) staleOnTimeout(ctx)
   contexts.set(req, ctx)
   ctx.next()
+}
+
+/**
+ * Can a compressed stale entry be replayed in the form this request takes? Its copy is made now,
+ * before the app is asked: a body that does not decode (bytes written by another hand) is
+ * reported and the request goes on as a plain miss, instead of failing later inside the app's
+ * own `res.end()` (a REVALIDATED 304, stale-if-error). Decoding gives the same result each time.
+ */
+function replayable(ctx: Context, stale: ResponseEntry): boolean {
+  try {
+    bodyIn(stale, formFor(stale.encoding!, ctx.req.headers), ctx.cache.config.maxBodySize)
+    return true
+  } catch (error) {
+    ctx.cache.report(new CorruptEntryError(`cannot be replayed (${asError(error).message})`), ctx.req)
+    return false
+  }
 }
 
 /**
@@ -94,7 +116,14 @@ function staleOnTimeout(ctx: Context): void {
     restoreConditionals(ctx)
     ctx.phase = REPLAYING
     ctx.pending = undefined
-    writeEntry(cache, req, res, phase.stale, { ageMs: currentAge(phase.stale, cache.config.now()), label: 'STALE', route: ctx.route })
+    try {
+      writeEntry(cache, req, res, phase.stale, { ageMs: currentAge(phase.stale, cache.config.now()), label: 'STALE', route: ctx.route })
+    } catch (error) {
+      // A compressed body that does not decode, a header Node refuses: thrown from a timer, it
+      // would end the process. Nothing was written: the app's response goes out when it comes.
+      cache.report(new CorruptEntryError(`cannot be replayed (${asError(error).message})`), req)
+      return
+    }
     detach(res)
   }, cache.config.lockTimeout)
   timer.unref?.()
@@ -160,6 +189,8 @@ function watch(ctx: Context): void {
         routeStatusHeader: ctx.route?.statusHeader,
         tags: pending.tags,
       })
+      // After buildEntry: the ETag it adds is the identity form's, computed from the bytes the app sent.
+      if (pending.compress && body.byteLength >= cache.config.compressMinBytes) compressEntry(entry, cache.config.compress as 'br' | 'gzip')
       save(ctx, entry, decision.vary)
     },
     aborted() {
@@ -202,7 +233,11 @@ function decideOnResponse(ctx: Context, completeBody: Uint8Array | undefined, co
   }
   // The head is kept before the cache marks it: its own status header and Cache-Status member
   // describe this response, not the stored one.
-  ctx.pending = { decision, status, headers: rawHeaders(res), tags }
+  const compress = compressing(ctx, completeBody)
+  ctx.pending = { decision, status, headers: rawHeaders(res), tags, compress }
+  // Hits of a compressed entry vary on Accept-Encoding: so does this response, the identity form
+  // the app made (it goes out as it is). Not stored: the stored Vary selects variants.
+  if (compress) varyOnAcceptEncoding(res)
   mark(cache, res, ctx.route, 'MISS', { fwd: forwardReason(ctx), stored: true, ttl: Math.floor(decision.lifetime / 1000) })
   // The client's own conditional request, answered against the response just produced.
   if (hasConditionals(ctx.conditionals) && status >= 200 && status < 300 && clientNotModified(ctx.conditionals, res)) {
@@ -210,6 +245,31 @@ function decideOnResponse(ctx: Context, completeBody: Uint8Array | undefined, co
     return { action: 'replace', capture: true, body: undefined }
   }
   return { action: 'pass', capture: true }
+}
+
+/**
+ * Will the response be stored compressed (src/compress.ts mayCompress)? Its size is checked
+ * here when it is known (the whole body, or Content-Length), else once the body is complete.
+ */
+function compressing(ctx: Context, completeBody: Uint8Array | undefined): boolean {
+  const { res } = ctx
+  const { config } = ctx.cache
+  if (config.compress === false) return false
+  const field = (name: string) => {
+    const value = res.getHeader(name)
+    return value === undefined ? undefined : Array.isArray(value) ? value.join(', ') : String(value)
+  }
+  if (!mayCompress({ status: res.statusCode, field })) return false
+  const length = completeBody?.byteLength ?? Number(field('content-length') ?? Infinity)
+  return !(length < config.compressMinBytes)
+}
+
+/** Add Accept-Encoding to the response's Vary, unless it is there. */
+function varyOnAcceptEncoding(res: ServerResponse): void {
+  const present = res.getHeader('vary')
+  const value = present === undefined ? '' : Array.isArray(present) ? present.join(', ') : String(present)
+  if (/(?:^|,)\s*accept-encoding\s*(?:$|,)/i.test(value)) return
+  res.setHeader('Vary', value.trim() === '' ? 'Accept-Encoding' : `${value}, Accept-Encoding`)
 }
 
 /** The storage decision for the app's response (RFC 9111 §3), with the flow's own exclusions first. */

@@ -1,6 +1,7 @@
 /** Revalidate: wraps the app's answer to a request sent with a stored entry's validators — a 304 freshens the entry (RFC 9111 §4.3.3–4.3.4), a 5xx may be answered with it (RFC 5861 §4). */
 import type { OutgoingHttpHeaders } from 'node:http'
 import type { HeadDecision } from '../capture.js'
+import { bodyIn, listField, mayCompress } from '../compress.js'
 import { buildEntry, freshenHeaders } from '../entry.js'
 import { storageDecision } from '../policy.js'
 import { targetedDirectives } from '../targeted.js'
@@ -78,6 +79,12 @@ function freshen(ctx: Context, stale: ResponseEntry, control: CacheControlFor): 
     routeStatusHeader: ctx.route?.statusHeader ?? stale.statusHeader,
     tags: stale.tags,
   })
+  // The body stays as stored (its ETag, the identity form's, came with the headers), unless the
+  // 304 brought a field that forbids the compressed form, `no-transform` say: then it is decoded.
+  if (stale.encoding !== undefined) {
+    if (mayCompress({ status: entry.status, field: (name) => listField(entry.headers, name) })) entry.encoding = stale.encoding
+    else entry.body = bodyIn(stale, 'identity', config.maxBodySize)
+  }
   save(ctx, entry, decision.vary)
   return entry
 }

@@ -2,7 +2,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { appendCacheStatus, cacheStatusMember, type CacheStatusParams, type ForwardReason } from '../cache-status.js'
 import { hasConditionals, notModified } from '../conditional.js'
-import { CorruptEntryError, SLOTS, currentAge, notModifiedHeaders, prepare, type Prepared, type ReplayHead } from '../entry.js'
+import { bodyIn, formFor, type Form } from '../compress.js'
+import { CorruptEntryError, SLOTS, currentAge, notModifiedHeaders, prepare, prepareForm, type Prepared, type ReplayHead } from '../entry.js'
 import type { Config, RouteConfig } from '../options.js'
 import { firstValue } from '../policy.js'
 import { rangeResponse, type RangeAnswer } from '../range.js'
@@ -48,23 +49,41 @@ export function serve(ctx: Context, found: Found, how: Replay): boolean {
  * Replay a stored response: a 304 when the request's validators match it, a 206 or 416 for a
  * Range request (RFC 9110 §14, from a stored 200), else the whole response. The prepared head's
  * slots take `Age`, the status header and `Cache-Status` (RFC 9211: the stored members, then ours).
+ *
+ * An entry stored compressed is replayed in the form the request's Accept-Encoding takes
+ * (src/compress.ts), validators and all; a Range request it can answer is answered from the
+ * identity form, the one its `If-Range` is compared with.
  */
 export function writeEntry(cache: Instance, req: IncomingMessage, res: ServerResponse, entry: ResponseEntry, how: Replay): void {
   const { config } = cache
-  const p = prepare(entry)
+  const ranged = req.headers.range !== undefined && req.method === 'GET'
+  let form: Form | undefined
+  let answer: RangeAnswer | undefined
+  if (entry.encoding !== undefined) {
+    form = formFor(entry.encoding, req.headers)
+    // A range it can answer is answered from the identity form: that decides the validators too.
+    if (ranged && entry.status === 200) {
+      answer = rangeResponse({ status: 200, headers: entry.headers, body: bodyIn(entry, 'identity', config.maxBodySize) }, rangeRequest(req))
+      if (answer !== undefined) form = 'identity'
+    }
+  }
+  const p = form === undefined ? prepare(entry) : prepareForm(entry, form, config.maxBodySize)
   let status = entry.status
-  let headers = p.head
-  let body: Uint8Array | undefined = entry.body
+  let headers: ReplayHead
+  let body: Uint8Array | undefined
   if (status >= 200 && status < 300 && notModified(req.headers, p)) {
     status = 304
+    // Not p.head: the identity form of a compressed entry would decode its body for a length.
     headers = notModifiedHeaders(entry, p)
-    body = undefined
-  } else if (req.headers.range !== undefined && req.method === 'GET') {
-    const answer = rangeResponse(entry, { range: req.headers.range, ifRange: firstValue(req.headers['if-range']) })
+  } else {
+    headers = p.head
+    if (ranged && entry.encoding === undefined) answer = rangeResponse(entry, rangeRequest(req))
     if (answer !== undefined) {
       status = answer.status
       headers = rangeHead(headers, answer)
       body = answer.body
+    } else if (req.method !== 'HEAD') {
+      body = form === undefined ? entry.body : bodyIn(entry, form, config.maxBodySize)
     }
   }
   const statusHeader = entry.statusHeader !== undefined ? entry.statusHeader : statusHeaderFor(config, how.route)
@@ -83,6 +102,10 @@ export function writeEntry(cache: Instance, req: IncomingMessage, res: ServerRes
   res.writeHead(status, headers)
   if (body === undefined || body.byteLength === 0 || req.method === 'HEAD') res.end()
   else res.end(body)
+}
+
+function rangeRequest(req: IncomingMessage): { range: string | undefined; ifRange: string | undefined } {
+  return { range: req.headers.range, ifRange: firstValue(req.headers['if-range']) }
 }
 
 /** The `Cache-Status` of a replay: the stored members, then `<name>; hit; ttl=<fresh seconds left>`. */
@@ -109,7 +132,9 @@ function rangeHead(head: ReplayHead, answer: RangeAnswer): ReplayHead {
 export function replaceWith(ctx: Context, entry: ResponseEntry, label: 'REVALIDATED' | 'STALE', forwarded: number): HeadDecision {
   const { res } = ctx
   for (const name of res.getHeaderNames()) res.removeHeader(name)
-  const p = prepare(entry)
+  const limit = ctx.cache.config.maxBodySize
+  const form = entry.encoding === undefined ? undefined : formFor(entry.encoding, ctx.req.headers)
+  const p = form === undefined ? prepare(entry) : prepareForm(entry, form, limit)
   const useNotModified = entry.status >= 200 && entry.status < 300 && hasConditionals(ctx.conditionals) && notModified(ctx.conditionals, p)
   const headers = useNotModified ? notModifiedHeaders(entry, p) : p.head
   setHeaderList(res, headers.slice(0, -SLOTS))
@@ -118,7 +143,8 @@ export function replaceWith(ctx: Context, entry: ResponseEntry, label: 'REVALIDA
   if (p.upstreamStatus !== undefined) res.setHeader('Cache-Status', p.upstreamStatus)
   mark(ctx.cache, res, ctx.route, label, { fwd: 'stale', fwdStatus: forwarded, ttl: Math.floor((entry.lifetime - age) / 1000) })
   res.statusCode = useNotModified ? 304 : entry.status
-  return { action: 'replace', capture: false, body: useNotModified || ctx.req.method === 'HEAD' ? undefined : entry.body }
+  const body = useNotModified || ctx.req.method === 'HEAD' ? undefined : form === undefined ? entry.body : bodyIn(entry, form, limit)
+  return { action: 'replace', capture: false, body }
 }
 
 /** Set a replay head on a response being produced: each field once, repeated lines as an array. */

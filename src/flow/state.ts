@@ -98,6 +98,8 @@ export interface Pending {
   headers: string[]
   /** The response's cache tags (Surrogate-Key, Cache-Tag, the route's). */
   tags: string[] | undefined
+  /** Store it compressed (the `compress` option) if its body is large enough. */
+  compress: boolean
 }
 
 /** The client's conditional fields, held aside while the app runs. */

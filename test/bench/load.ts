@@ -12,6 +12,8 @@ export interface LoadOptions {
   seconds: number
   /** Requests per second over all connections (autocannon overallRate); unset: as fast as possible. */
   rate?: number
+  /** Request header fields sent with every request. */
+  headers?: Record<string, string>
 }
 
 export interface LoadResult {
@@ -44,7 +46,7 @@ export function median(values: number[]): number {
 export function runLoad(options: LoadOptions): Promise<LoadResult> {
   let counter = 0
   const prefix = options.uniquePrefix
-  const request: autocannon.Request = { method: 'GET', path: options.path ?? '/items/1' }
+  const request: autocannon.Request = { method: 'GET', path: options.path ?? '/items/1', ...(options.headers ? { headers: options.headers } : {}) }
   if (prefix !== undefined) request.setupRequest = (req) => ({ ...req, path: `${prefix}${counter++}` })
   const latencies: number[] = []
   return new Promise((resolve, reject) => {
@@ -85,9 +87,9 @@ export interface Probe {
   bytes: number
 }
 
-export function get(port: number, path: string, agent?: http.Agent): Promise<Probe> {
+export function get(port: number, path: string, agent?: http.Agent, headers?: Record<string, string>): Promise<Probe> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent, headers }, (res) => {
       let bytes = 0
       res.on('data', (chunk: Buffer) => (bytes += chunk.length))
       res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, bytes }))

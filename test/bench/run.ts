@@ -313,13 +313,15 @@ async function hitSection(): Promise<HitRow[]> {
         const profile = profiling(v.name, bodyBytes, rep)
         try {
           const outcome = await withServer(v, bodyBytes, profile, async (h) => {
-            await get(h.port, '/items/1')
-            const probe = await get(h.port, '/items/1')
+            const headers = v.acceptEncoding === undefined ? undefined : { 'accept-encoding': v.acceptEncoding }
+            await get(h.port, '/items/1', undefined, headers)
+            const probe = await get(h.port, '/items/1', undefined, headers)
             row.probe = String(probe.headers['x-cache'] ?? probe.status)
-            await runLoad({ port: h.port, connections: settings.connections, seconds: settings.warmup })
+            await runLoad({ port: h.port, connections: settings.connections, seconds: settings.warmup, headers })
             await h.request({ type: 'reset' }, 'ok')
-            const run = await measured(h, () => runLoad({ port: h.port, connections: settings.connections, seconds: settings.duration }))
+            const run = await measured(h, () => runLoad({ port: h.port, connections: settings.connections, seconds: settings.duration, headers }))
             const stats = await h.request({ type: 'stats' }, 'stats')
+            if (v.compress !== undefined || v.acceptEncoding !== undefined) row.notes.push(compressionNote(probe, stats.cacheStats))
             return { result: run.value, cpu: run.cpu, serverCores: run.serverCores, stats }
           })
           if (isSkip(outcome)) {
@@ -367,6 +369,13 @@ async function hitSection(): Promise<HitRow[]> {
     row.notes = [...new Set(row.notes)]
   }
   return [...rows.values()]
+}
+
+/** Compressed-storage rows: what the client received, and what the store holds for the one entry. */
+function compressionNote(probe: Awaited<ReturnType<typeof get>>, stats: unknown): string {
+  const bytes = (stats as { bytes?: unknown } | undefined)?.bytes
+  const held = typeof bytes === 'number' && entriesOf(stats) === 1 ? `, store holds ${bytes} B for the entry` : ''
+  return `sent ${probe.bytes} B ${String(probe.headers['content-encoding'] ?? 'identity')}${held}`
 }
 
 // --- memory per entry -------------------------------------------------------------------------
@@ -417,7 +426,11 @@ async function memorySection(): Promise<MemoryRow[]> {
 // --- MISS overhead ----------------------------------------------------------------------------
 
 async function missSection(): Promise<MissRow[]> {
-  const names = ['express5-uncached', 'cachet-express5-memory-json', ...(quick ? [] : ['cachet-express5-redis-msgpack'])]
+  const names = [
+    'express5-uncached',
+    'cachet-express5-memory-json',
+    ...(quick ? [] : ['cachet-express5-redis-msgpack', 'cachet-express5-memory-json-compress-br-ae']),
+  ]
   const runs = new Map<string, { p50: number[]; p99: number[]; rps: number[]; cpuUs: number[]; skipped?: string }>()
   for (let rep = 1; rep <= settings.missReps; rep++) {
     for (const bodyBytes of settings.sizes) {

@@ -113,7 +113,7 @@ async function cachetMiddleware(v: Variant): Promise<Handler> {
     cacheErrors++
     lastCacheError = error instanceof Error ? error.message : String(error)
   }
-  cache = api.responseCache({ store, coder, ttl: '5m', onError })
+  cache = api.responseCache({ store, coder, ttl: '5m', onError, ...(v.compress ? { compress: v.compress } : {}) })
   const opened = cache
   closers.push(() => opened.close?.())
   return cache

@@ -23,6 +23,10 @@ export interface Variant {
   frontDoor?: boolean
   /** The remote store with its local tier on (`local: {}`). */
   local?: boolean
+  /** responseCache({ compress }): compressed storage. */
+  compress?: 'br' | 'gzip'
+  /** The Accept-Encoding every request of the measurement sends (none when unset). */
+  acceptEncoding?: string
 }
 
 const baselines: Variant[] = [
@@ -128,6 +132,37 @@ for (const store of ['redis', 'memcached'] as const) {
       local: true,
       description: `cachet HIT, ${store} store with local: {}, ${coder}Coder(), Express 5`,
     })
+  }
+}
+
+// Compressed storage (README "Compressed storage"): the same JSON stored compressed, for a client
+// taking the stored coding, one taking only the other, and one sending no Accept-Encoding.
+// Today's storage for the first client is cachet-express5-<store>-json-ae.
+for (const store of ['memory', 'redis'] as const) {
+  const clients = [
+    ['ae', 'br, gzip', 'Accept-Encoding: br, gzip'],
+    ['identity', undefined, 'no Accept-Encoding'],
+    ['gzipclient', 'gzip', 'Accept-Encoding: gzip'],
+  ] as const
+  const configs = [undefined, 'br', 'gzip'] as const
+  for (const compress of configs) {
+    for (const [suffix, acceptEncoding, client] of clients) {
+      // Today's storage sends the same bytes to every client: one row is enough; gzip storage for a br/gzip client only.
+      if (compress === undefined && suffix !== 'ae') continue
+      if (compress === 'gzip' && suffix !== 'ae') continue
+      if (store === 'redis' && suffix === 'gzipclient') continue
+      cachetVariants.push({
+        name: `cachet-express5-${store}-json-${compress === undefined ? '' : `compress-${compress}-`}${suffix}`,
+        kind: 'cachet',
+        framework: 'express5',
+        store,
+        coder: 'json',
+        cached: true,
+        compress,
+        acceptEncoding,
+        description: `cachet HIT, ${store} store, jsonCoder(), ${compress === undefined ? 'stored as sent' : `compress: '${compress}'`}, ${client}, Express 5`,
+      })
+    }
   }
 }
 

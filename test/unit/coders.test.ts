@@ -1,7 +1,7 @@
 /** Coders round-trip entries byte for byte and turn anything unreadable into CorruptEntryError. */
 import { expect } from 'chai'
 import { jsonCoder, msgpackCoder, CorruptEntryError } from '../../src/index.js'
-import type { Coder, ResponseEntry, VaryEntry } from '../../src/types.js'
+import { COMPRESSED_FORMAT_VERSION, FORMAT_VERSION, type Coder, type ResponseEntry, type VaryEntry } from '../../src/types.js'
 
 const allBytes = Buffer.alloc(65536)
 for (let i = 0; i < allBytes.length; i++) allBytes[i] = i % 256
@@ -65,7 +65,44 @@ for (const coder of [jsonCoder(), msgpackCoder()] as Coder[]) {
       const bytes = jsonOrPack(coder, JSON.parse('{"__proto__":{"k":"r"},"v":1}'))
       expect(() => coder.decode(bytes)).to.throw(CorruptEntryError)
     })
+    it('should round-trip the content coding of a compressed entry, under a format version of its own', () => {
+      for (const encoding of ['br', 'gzip'] as const) {
+        const back = coder.decode(coder.encode(entry({ encoding }))) as ResponseEntry
+        expect(back.encoding).to.equal(encoding)
+        expect(Buffer.compare(Buffer.from(back.body), allBytes)).to.equal(0)
+        expect(wireOf(coder, coder.encode(entry({ encoding })))).to.include({ v: COMPRESSED_FORMAT_VERSION, z: encoding })
+      }
+      const plain = coder.decode(coder.encode(entry())) as ResponseEntry
+      expect(plain).not.to.have.property('encoding')
+      // Entries stored as sent keep the version every reader knows.
+      expect(wireOf(coder, coder.encode(entry())))
+        .to.include({ v: FORMAT_VERSION })
+        .and.not.to.have.property('z')
+    })
+    it('should reject a compressed entry a reader could replay without its Content-Encoding', () => {
+      const wire = wireOf(coder, coder.encode(entry({ encoding: 'br' })))
+      // A coding without the compressed version, the version without a coding, an unknown coding.
+      expect(() => coder.decode(rewire(coder, { ...wire, v: FORMAT_VERSION }))).to.throw(CorruptEntryError, /content coding/)
+      expect(() => coder.decode(rewire(coder, { ...wire, z: undefined }))).to.throw(CorruptEntryError, /content coding/)
+      expect(() => coder.decode(rewire(coder, { ...wire, z: 'deflate' }))).to.throw(CorruptEntryError, /content coding/)
+      // Its stored fields describe the identity form: never a Content-Encoding of their own.
+      const twice = coder.encode(entry({ encoding: 'gzip', headers: ['Content-Type', 'text/plain', 'Content-Encoding', 'gzip'] }))
+      expect(() => coder.decode(twice)).to.throw(CorruptEntryError, /Content-Encoding/)
+      // Only response entries have a compressed version.
+      expect(() => coder.decode(jsonOrPack(coder, { v: COMPRESSED_FORMAT_VERSION, k: 'v', y: [], n: [], x: 5 }))).to.throw(CorruptEntryError, /format version/)
+    })
   })
+}
+
+/** The wire object of encoded bytes (JSON: the body stays base64). */
+function wireOf(coder: Coder, bytes: Uint8Array): Record<string, unknown> {
+  return coder.name === 'json' ? JSON.parse(Buffer.from(bytes).toString()) : (unpack(Buffer.from(bytes)) as Record<string, unknown>)
+}
+
+/** Encode a wire object as `coder` writes it; an undefined field is left out. */
+function rewire(coder: Coder, wire: Record<string, unknown>): Uint8Array {
+  const defined = Object.fromEntries(Object.entries(wire).filter(([, v]) => v !== undefined))
+  return coder.name === 'json' ? Buffer.from(JSON.stringify(defined)) : msgpackBytes(defined)
 }
 
 describe('jsonCoder() bodies', () => {
@@ -94,7 +131,7 @@ function jsonOrPack(coder: Coder, value: unknown): Uint8Array {
   return msgpackBytes(value)
 }
 
-import { pack } from 'msgpackr'
+import { pack, unpack } from 'msgpackr'
 function msgpackBytes(value: unknown): Uint8Array {
   return pack(value)
 }
