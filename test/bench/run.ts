@@ -191,7 +191,7 @@ await build({
 })
 const loadBefore = os.loadavg()
 const needed = new Set<Service['name']>()
-for (const v of sections.has('hit') ? selected : []) if (v.store === 'redis' || v.store === 'memcached') needed.add(v.store)
+for (const v of sections.has('hit') ? selected : []) if (v.store && v.store !== 'memory' && v.store !== 'sqlite') needed.add(v.store)
 if (sections.has('invalidate') || sections.has('coalesce') || sections.has('miss')) needed.add('redis')
 const services = await startServices([...needed])
 const servicePids = services.flatMap((s) => (s.endpoint ? [pidListeningOn(s.endpoint.port)] : [])).filter((pid): pid is number => pid !== undefined)
@@ -230,6 +230,11 @@ function serverOptions(v: Variant, extra: ServerOptions = {}): ServerOptions | s
   if (v.store === 'memcached') {
     if (!endpoint('memcached')) return service('memcached')?.skipped ?? 'no memcached server'
     options.memcached = endpoint('memcached')
+  }
+  if (v.store === 'postgres' || v.store === 'dynamodb') {
+    const url = service(v.store)?.url
+    if (!url) return service(v.store)?.skipped ?? `no ${v.store} server`
+    options[v.store] = url
   }
   return options
 }
