@@ -41,6 +41,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     sizes: { type: 'string' },
     out: { type: 'string' },
+    rev: { type: 'string' },
     render: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -57,6 +58,7 @@ if (args.help) {
   --warmup <s>         warm-up seconds before each measurement (default 1.5)
   --connections <n>    autocannon connections for HIT runs (default 100)
   --sizes <list>       body sizes in bytes (default 1024,102400)
+  --rev <commit>       measure src/ of that commit (git archive, built the same way) instead of the working tree's
   --render <json>      recompute targets, re-render latest.md/json and chart.svg from a results JSON (no measuring)
   --out <dir>          output directory (default test/bench/results for a full run, .tmp/bench otherwise)`)
   process.exit(0)
@@ -76,7 +78,7 @@ if (args.render) {
 
 const quick = args.quick
 const filters = (args.filter ?? []).flatMap((f) => f.split(',')).filter(Boolean)
-const partial = quick || filters.length > 0 || args.sections !== undefined || args['cpu-prof']
+const partial = quick || filters.length > 0 || args.sections !== undefined || args['cpu-prof'] || args.rev !== undefined
 const settings = {
   reps: Number(args.reps ?? (quick ? 1 : 3)),
   duration: Number(args.duration ?? (quick ? 1 : 4)),
@@ -133,10 +135,12 @@ function versionOf(command: string, flag: string): string | undefined {
   }
 }
 
+const git = (...a: string[]) => execFileSync('git', a, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+
 /** The commit measured, and whether src/ differs from it. */
 function revision(): string {
   try {
-    const git = (...a: string[]) => execFileSync('git', a, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    if (rev) return `${rev.slice(0, 7)} (--rev; runner and servers from ${git('rev-parse', '--short', 'HEAD')})`
     const dirty = git('status', '--porcelain', '--', 'src') !== ''
     return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' (src/ has uncommitted changes)' : ''}`
   } catch {
@@ -178,9 +182,16 @@ const pinning = pinCpus()
  * external, like `npm run build`), not src/*.ts through tsx, whose transform adds a
  * keep-names call to every closure created and so would charge cachet for code it does not ship.
  */
-const cachetBuild = path.join(repoRoot, '.tmp/bench/cachet/index.js')
+// --rev: that commit's src/ (git archive) under .tmp/bench/, so the build resolves the same node_modules.
+const rev = args.rev === undefined ? undefined : git('rev-parse', '--verify', `${args.rev}^{commit}`)
+const srcRoot = rev ? path.join(repoRoot, `.tmp/bench/rev-${rev.slice(0, 12)}`) : repoRoot
+if (rev) {
+  mkdirSync(srcRoot, { recursive: true })
+  execFileSync('sh', ['-c', `git archive ${rev} src | tar -x -C '${srcRoot}'`], { cwd: repoRoot, stdio: 'inherit' })
+}
+const cachetBuild = path.join(repoRoot, rev ? `.tmp/bench/cachet-${rev.slice(0, 12)}/index.js` : '.tmp/bench/cachet/index.js')
 await build({
-  entry: { index: path.join(repoRoot, 'src/index.ts') },
+  entry: { index: path.join(srcRoot, 'src/index.ts') },
   format: ['esm'],
   target: 'node18',
   outDir: path.dirname(cachetBuild),
