@@ -134,7 +134,7 @@ for (const store of ['redis', 'memcached'] as const) {
 }
 
 // Tagged responses (README "Keys and invalidation"): the same HIT as the untagged variant of the store, in the same run.
-for (const store of ['memory', 'redis'] as const) {
+for (const store of ['memory', 'redis', 'memcached'] as const) {
   cachetVariants.push({
     name: `cachet-express5-${store}-tags-json`,
     kind: 'cachet',
@@ -143,7 +143,7 @@ for (const store of ['memory', 'redis'] as const) {
     coder: 'json',
     cached: true,
     tags: true,
-    quick: true,
+    quick: store !== 'memcached',
     description: `cachet HIT of a tagged response (Surrogate-Key: items item:<id>), ${store} store, jsonCoder(), Express 5`,
   })
 }
