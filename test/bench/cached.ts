@@ -1,28 +1,34 @@
-/** cached() hit overhead per call on the memory store, against a plain Map-backed memoiser in the same run: `node --import tsx test/bench/cached.ts [--calls n] [--rounds n]`. */
+/** cached() hit overhead per call on the memory store, against a plain Map-backed memoiser in the same run: `node --import tsx test/bench/cached.ts [--calls n] [--rounds n] [--json] [--cachet built/index.js]` (the runner's `cached` section runs it with `--json`). */
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import { build } from 'tsup'
 
-const { values: args } = parseArgs({ options: { calls: { type: 'string' }, rounds: { type: 'string' } } })
+const { values: args } = parseArgs({
+  options: { calls: { type: 'string' }, rounds: { type: 'string' }, json: { type: 'boolean', default: false }, cachet: { type: 'string' } },
+})
 const calls = Number(args.calls ?? 200_000)
 const rounds = Number(args.rounds ?? 7)
 
-// cachet as it is published (see README.md here): src/ built by tsup, not run through tsx.
+// cachet as it is published (see README.md here): src/ built by tsup, not run through tsx; the runner passes its build.
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
-const outDir = path.join(repoRoot, '.tmp/bench/cached')
-await build({
-  entry: { index: path.join(repoRoot, 'src/index.ts') },
-  format: ['esm'],
-  target: 'node18',
-  outDir,
-  dts: false,
-  clean: true,
-  silent: true,
-  config: false,
-})
-const cachet = (await import(pathToFileURL(path.join(outDir, 'index.js')).href)) as typeof import('../../src/index.js')
+let entry = args.cachet
+if (entry === undefined) {
+  const outDir = path.join(repoRoot, '.tmp/bench/cached')
+  await build({
+    entry: { index: path.join(repoRoot, 'src/index.ts') },
+    format: ['esm'],
+    target: 'node18',
+    outDir,
+    dts: false,
+    clean: true,
+    silent: true,
+    config: false,
+  })
+  entry = path.join(outDir, 'index.js')
+}
+const cachet = (await import(pathToFileURL(path.resolve(entry)).href)) as typeof import('../../src/index.js')
 
 interface Post {
   id: number
@@ -77,18 +83,26 @@ for (let r = 0; r < rounds; r++) {
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]
-const base = results.get('Map memoiser (JSON.stringify key)')!
-const baseCpu = median(base.map((r) => r.cpu))
-console.log(
-  `${calls} sequential hits × ${rounds} interleaved rounds, node ${process.version}, two arguments (a number and a 2-key object), load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} CPUs\n`,
-)
-console.log('| subject | wall ns/op (median) | min–max | CPU ns/op (median) | overhead vs Map (CPU) |')
-console.log('| --- | ---: | ---: | ---: | ---: |')
-for (const [name, rs] of results) {
+const BASELINE = 'Map memoiser (JSON.stringify key)'
+const baseCpu = median(results.get(BASELINE)!.map((r) => r.cpu))
+const table = [...results].map(([subject, rs]) => {
   const walls = rs.map((r) => r.wall)
   const cpu = median(rs.map((r) => r.cpu))
-  console.log(
-    `| ${name} | ${median(walls).toFixed(0)} | ${Math.min(...walls).toFixed(0)}–${Math.max(...walls).toFixed(0)} | ${cpu.toFixed(0)} | ${(cpu - baseCpu).toFixed(0)} ns |`,
-  )
-}
+  return { subject, wallNs: median(walls), wallMinNs: Math.min(...walls), wallMaxNs: Math.max(...walls), cpuNs: cpu, overheadNs: cpu - baseCpu }
+})
 await cache.close()
+if (args.json) {
+  // For the runner: one JSON line on stdout.
+  process.stdout.write(JSON.stringify({ calls, rounds, baseline: BASELINE, rows: table }) + '\n')
+} else {
+  console.log(
+    `${calls} sequential hits × ${rounds} interleaved rounds, node ${process.version}, two arguments (a number and a 2-key object), load average ${os.loadavg()[0].toFixed(2)} on ${os.cpus().length} CPUs\n`,
+  )
+  console.log('| subject | wall ns/op (median) | min–max | CPU ns/op (median) | overhead vs Map (CPU) |')
+  console.log('| --- | ---: | ---: | ---: | ---: |')
+  for (const r of table) {
+    console.log(
+      `| ${r.subject} | ${r.wallNs.toFixed(0)} | ${r.wallMinNs.toFixed(0)}–${r.wallMaxNs.toFixed(0)} | ${r.cpuNs.toFixed(0)} | ${r.overheadNs.toFixed(0)} ns |`,
+    )
+  }
+}

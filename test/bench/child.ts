@@ -10,6 +10,10 @@ export interface ServerOptions {
   delayMs?: number
   redis?: string
   memcached?: string
+  /** `postgres://…` of the PostgreSQL server. */
+  postgres?: string
+  /** `http://…` of the DynamoDB-compatible server. */
+  dynamodb?: string
   maxEntries?: number
   exposeGc?: boolean
   /** Write a CPU profile of the server into this directory (node --cpu-prof). */
@@ -43,6 +47,8 @@ export function serverCommand(variant: string, bodyBytes: number, options: Serve
     String(options.delayMs ?? 5),
     ...(options.redis ? ['--redis', options.redis] : []),
     ...(options.memcached ? ['--memcached', options.memcached] : []),
+    ...(options.postgres ? ['--postgres', options.postgres] : []),
+    ...(options.dynamodb ? ['--dynamodb', options.dynamodb] : []),
     ...(options.maxEntries ? ['--max-entries', String(options.maxEntries)] : []),
     ...(options.cachet ? ['--cachet', options.cachet] : []),
   ]

@@ -132,6 +132,8 @@ export interface PacedSample {
   /** performance.now() when the request was sent. */
   start: number
   latency: number
+  /** The X-Cache header of the answer, else its status code. */
+  outcome: string
 }
 
 /**
@@ -139,7 +141,16 @@ export interface PacedSample {
  * `connections / rate` seconds (or as soon as the previous answer arrives when late). Unlike
  * autocannon's per-second bursts, requests are spread evenly, so a short stall is seen.
  */
-export async function pacedLoad(options: { port: number; path: string; connections: number; rate: number; seconds: number }): Promise<PacedSample[]> {
+export async function pacedLoad(options: {
+  port: number
+  /** One path, or the path of the n-th request sent. */
+  path: string | ((n: number) => string)
+  connections: number
+  rate: number
+  seconds: number
+}): Promise<PacedSample[]> {
+  const pathOf = typeof options.path === 'string' ? () => options.path as string : options.path
+  let sent = 0
   const agent = new http.Agent({ keepAlive: true, maxSockets: options.connections })
   const interval = (1000 * options.connections) / options.rate
   const end = performance.now() + options.seconds * 1000
@@ -150,8 +161,8 @@ export async function pacedLoad(options: { port: number; path: string; connectio
       const wait = next - performance.now()
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait))
       const start = performance.now()
-      await get(options.port, options.path, agent)
-      samples.push({ start, latency: performance.now() - start })
+      const probe = await get(options.port, pathOf(sent++), agent)
+      samples.push({ start, latency: performance.now() - start, outcome: String(probe.headers['x-cache'] ?? probe.status) })
       next = Math.max(next + interval, performance.now())
     }
   }

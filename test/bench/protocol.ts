@@ -1,6 +1,12 @@
 /** Messages between the benchmark runner and a server child, over the IPC channel. */
 
-export type Command = { type: 'stats' } | { type: 'reset' } | { type: 'memory' } | { type: 'invalidate'; pattern: string } | { type: 'stop' }
+export type Command =
+  | { type: 'stats' }
+  | { type: 'reset' }
+  | { type: 'memory' }
+  | { type: 'invalidate'; pattern: string }
+  | { type: 'invalidateTags'; tags: string[] }
+  | { type: 'stop' }
 
 export type Reply =
   | { type: 'ready'; port: number; pid: number }
@@ -10,3 +16,4 @@ export type Reply =
   | { type: 'stats'; originCalls: number; cacheErrors: number; lastCacheError?: string; cacheStats?: unknown }
   | { type: 'memory'; usage: NodeJS.MemoryUsage }
   | { type: 'invalidated'; ms: number; removed: number }
+  | { type: 'tagsInvalidated'; ms: number }

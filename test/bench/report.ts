@@ -73,12 +73,55 @@ export interface InvalidateRow {
   skipped?: string
 }
 
+export interface TagsRow {
+  variant: string
+  /** Entries filled under the tag `items` (each also `item:<id>`). */
+  keys: number
+  keysBefore?: number
+  /** invalidateTags(['items']) as timed in the server. */
+  ms?: number
+  connections: number
+  rate?: number
+  /** Tagged keys the paced load cycles over (HITs before the purge, each one MISS after it). */
+  hotKeys?: number
+  baselineP99?: number
+  /** Requests served during the loaded window, and those in flight while invalidateTags() ran. */
+  served?: number
+  overlapping?: number
+  duringP99?: number
+  duringMax?: number
+  /** X-Cache of the requests sent after the purge, and their p99. */
+  afterOutcomes?: Record<string, number>
+  afterP99?: number
+  /** Filled entries outside the hot set requested after the load: how many were no longer served as HITs. */
+  verified?: number
+  verifySample?: number
+  longestStoreCommandMs?: number
+  skipped?: string
+}
+
 export interface CoalesceRow {
   variant: string
   delayMs: number
   concurrent: number
   originCalls?: number
   xcache?: Record<string, number>
+  skipped?: string
+}
+
+/** One subject of the cached() micro-benchmark (test/bench/cached.ts): ns per awaited hit. */
+export interface CachedRow {
+  subject: string
+  calls: number
+  rounds: number
+  /** Wall time per call: median, min and max over the rounds. */
+  wallNs: number
+  wallMinNs: number
+  wallMaxNs: number
+  /** CPU time (user + system) per call, median over the rounds. */
+  cpuNs: number
+  /** cpuNs minus the Map memoiser's: what cached() adds per call. */
+  overheadNs: number
   skipped?: string
 }
 
@@ -121,6 +164,9 @@ export interface Results {
   miss: MissRow[]
   invalidate: InvalidateRow[]
   coalesce: CoalesceRow[]
+  /** Absent from results written before the sections existed. */
+  cached?: CachedRow[]
+  tags?: TagsRow[]
   /** Sections that failed. */
   errors: string[]
   targets: Target[]
@@ -252,6 +298,34 @@ export function markdown(results: Results): string {
     }
   }
 
+  if (results.tags?.length) {
+    out.push(
+      '',
+      "## invalidateTags(['items'])",
+      '',
+      'Entries filled through the middleware, every response tagged `Surrogate-Key: items item:<id>`; then a paced load cycles over',
+      "a hot set of those keys (HITs) while `invalidateTags(['items'])` runs. Tag invalidation is lazy: it records a mark for the tag",
+      'and entries are compared with it when read, so each hot key is one MISS after the purge, then a HIT again. "held before" counts',
+      'store keys (memory: entries; Redis: DBSIZE; memcached: curr_items, where an entry may take more than one item). "in flight"',
+      'counts requests overlapping the purge call\'s round trip from the runner; "no longer HIT" requests filled keys outside the',
+      'hot set afterwards.',
+      '',
+      '| variant | entries under the tag | held before | purge ms | paced load | p99 ms before | requests served | in flight during purge | p99 / max ms in flight | after the purge | p99 ms after | no longer HIT | longest Redis command ms |',
+      '| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |',
+    )
+    for (const r of results.tags) {
+      if (r.skipped) out.push(`| ${r.variant} | ${int(r.keys)} | | | | | | | | | | | skipped: ${cell(r.skipped)} |`)
+      else {
+        const after = Object.entries(r.afterOutcomes ?? {})
+          .map(([k, v]) => `${k}×${v}`)
+          .join(', ')
+        out.push(
+          `| ${r.variant} | ${int(r.keys)} | ${int(r.keysBefore)} | ${fmt(r.ms, 2)} | ${r.rate} req/s over ${r.connections} conns, ${int(r.hotKeys)} hot keys | ${fmt(r.baselineP99)} | ${int(r.served)} | ${int(r.overlapping)} | ${fmt(r.duringP99)} / ${fmt(r.duringMax)} | ${after} | ${fmt(r.afterP99)} | ${int(r.verified)} of ${int(r.verifySample)} | ${r.longestStoreCommandMs === undefined ? 'n/a' : fmt(r.longestStoreCommandMs, 2)} |`,
+        )
+      }
+    }
+  }
+
   if (results.coalesce.length) {
     out.push(
       '',
@@ -268,6 +342,25 @@ export function markdown(results: Results): string {
           .join(', ')
         out.push(`| ${c.variant} | ${c.delayMs} ms | ${c.concurrent} | ${int(c.originCalls)} | ${seen} |`)
       }
+    }
+  }
+
+  if (results.cached?.length) {
+    const first = results.cached.find((c) => !c.skipped)
+    out.push(
+      '',
+      '## cached(): hit overhead per call',
+      '',
+      `${first ? `${int(first.calls)} sequential awaited hits of one key × ${first.rounds} interleaved rounds` : 'not measured'}, in one process pinned like a server (two arguments: a`,
+      'number and a 2-key object; cachet built as published). The baseline is a plain `Map`-backed async memoiser keyed by',
+      '`JSON.stringify(args)` in the same process; "overhead" is the difference in CPU time per call.',
+      '',
+      '| subject | wall ns/op | wall min–max | CPU ns/op | overhead vs Map (CPU) |',
+      '| --- | ---: | ---: | ---: | ---: |',
+    )
+    for (const c of results.cached) {
+      if (c.skipped) out.push(`| ${c.subject} | | | | skipped: ${cell(c.skipped)} |`)
+      else out.push(`| ${c.subject} | ${int(c.wallNs)} | ${int(c.wallMinNs)}–${int(c.wallMaxNs)} | ${int(c.cpuNs)} | ${int(c.overheadNs)} ns |`)
     }
   }
 

@@ -1,5 +1,5 @@
-/** Benchmark runner: `npm run bench [-- --quick] [--filter <substring>] [--cpu-prof] [--reps n] [--duration s] [--sections hit,memory,miss,invalidate,coalesce]`. */
-import { execFileSync } from 'node:child_process'
+/** Benchmark runner: `npm run bench [-- --quick] [--filter <substring>] [--cpu-prof] [--reps n] [--duration s] [--sections hit,memory,miss,invalidate,tags,coalesce,cached]`. */
+import { execFile, execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import path from 'node:path'
@@ -13,20 +13,22 @@ import {
   markdown,
   size,
   svgChart,
+  type CachedRow,
   type CoalesceRow,
   type HitRow,
   type InvalidateRow,
   type Machine,
   type MemoryRow,
   type MissRow,
+  type TagsRow,
   type Results,
   type Target,
 } from './report.js'
 import { cpuWindow, pidListeningOn, waitForQuiet, type CpuSample } from './cpu.js'
-import { flush, longestRedisCommand, redisKeyCount, startServices, stopServices, type Service } from './services.js'
+import { flush, longestRedisCommand, memcachedItemCount, redisKeyCount, startServices, stopServices, type Service } from './services.js'
 import { findVariant, variants, type Variant } from './variants.js'
 
-const SECTIONS = ['hit', 'memory', 'miss', 'invalidate', 'coalesce'] as const
+const SECTIONS = ['hit', 'memory', 'miss', 'invalidate', 'tags', 'coalesce', 'cached'] as const
 type Section = (typeof SECTIONS)[number]
 
 const { values: args } = parseArgs({
@@ -41,6 +43,7 @@ const { values: args } = parseArgs({
     connections: { type: 'string' },
     sizes: { type: 'string' },
     out: { type: 'string' },
+    rev: { type: 'string' },
     render: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
@@ -57,6 +60,7 @@ if (args.help) {
   --warmup <s>         warm-up seconds before each measurement (default 1.5)
   --connections <n>    autocannon connections for HIT runs (default 100)
   --sizes <list>       body sizes in bytes (default 1024,102400)
+  --rev <commit>       measure src/ of that commit (git archive, built the same way) instead of the working tree's
   --render <json>      recompute targets, re-render latest.md/json and chart.svg from a results JSON (no measuring)
   --out <dir>          output directory (default test/bench/results for a full run, .tmp/bench otherwise)`)
   process.exit(0)
@@ -76,7 +80,7 @@ if (args.render) {
 
 const quick = args.quick
 const filters = (args.filter ?? []).flatMap((f) => f.split(',')).filter(Boolean)
-const partial = quick || filters.length > 0 || args.sections !== undefined || args['cpu-prof']
+const partial = quick || filters.length > 0 || args.sections !== undefined || args['cpu-prof'] || args.rev !== undefined
 const settings = {
   reps: Number(args.reps ?? (quick ? 1 : 3)),
   duration: Number(args.duration ?? (quick ? 1 : 4)),
@@ -88,12 +92,18 @@ const settings = {
   /** Request rate of the HIT load that runs while invalidate() does (fixed, so the runner's CPU is not saturated). */
   invalidateRate: 1000,
   invalidateLoadSeconds: quick ? 1.5 : 4,
+  /** Entries under one tag for invalidateTags(), and the tagged keys the paced load cycles over meanwhile. */
+  tagKeys: quick ? 2_000 : 100_000,
+  tagHotKeys: 100,
   missConnections: 10,
   missSeconds: quick ? 1 : 4,
   /** More repetitions than the HIT runs: a 5 ms timer's phase moves one run's p50 by ±0.3 ms. */
   missReps: Number(args.reps ?? (quick ? 1 : 5)),
   coalesceConcurrent: 100,
   coalesceDelays: quick ? [5] : [5, 50],
+  /** cached() micro-benchmark: sequential hits per round, interleaved rounds. */
+  cachedCalls: quick ? 20_000 : 200_000,
+  cachedRounds: quick ? 3 : 7,
   /** Before each measurement, wait (up to quietWaitMs) until other processes use less than this many cores. */
   quietThreshold: 0.25,
   quietWaitMs: 5_000,
@@ -133,10 +143,12 @@ function versionOf(command: string, flag: string): string | undefined {
   }
 }
 
+const git = (...a: string[]) => execFileSync('git', a, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+
 /** The commit measured, and whether src/ differs from it. */
 function revision(): string {
   try {
-    const git = (...a: string[]) => execFileSync('git', a, { cwd: repoRoot, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+    if (rev) return `${rev.slice(0, 7)} (--rev; runner and servers from ${git('rev-parse', '--short', 'HEAD')})`
     const dirty = git('status', '--porcelain', '--', 'src') !== ''
     return `${git('rev-parse', '--short', 'HEAD')}${dirty ? ' (src/ has uncommitted changes)' : ''}`
   } catch {
@@ -178,9 +190,16 @@ const pinning = pinCpus()
  * external, like `npm run build`), not src/*.ts through tsx, whose transform adds a
  * keep-names call to every closure created and so would charge cachet for code it does not ship.
  */
-const cachetBuild = path.join(repoRoot, '.tmp/bench/cachet/index.js')
+// --rev: that commit's src/ (git archive) under .tmp/bench/, so the build resolves the same node_modules.
+const rev = args.rev === undefined ? undefined : git('rev-parse', '--verify', `${args.rev}^{commit}`)
+const srcRoot = rev ? path.join(repoRoot, `.tmp/bench/rev-${rev.slice(0, 12)}`) : repoRoot
+if (rev) {
+  mkdirSync(srcRoot, { recursive: true })
+  execFileSync('sh', ['-c', `git archive ${rev} src | tar -x -C '${srcRoot}'`], { cwd: repoRoot, stdio: 'inherit' })
+}
+const cachetBuild = path.join(repoRoot, rev ? `.tmp/bench/cachet-${rev.slice(0, 12)}/index.js` : '.tmp/bench/cachet/index.js')
 await build({
-  entry: { index: path.join(repoRoot, 'src/index.ts') },
+  entry: { index: path.join(srcRoot, 'src/index.ts') },
   format: ['esm'],
   target: 'node18',
   outDir: path.dirname(cachetBuild),
@@ -191,8 +210,9 @@ await build({
 })
 const loadBefore = os.loadavg()
 const needed = new Set<Service['name']>()
-for (const v of sections.has('hit') ? selected : []) if (v.store === 'redis' || v.store === 'memcached') needed.add(v.store)
-if (sections.has('invalidate') || sections.has('coalesce') || sections.has('miss')) needed.add('redis')
+for (const v of sections.has('hit') ? selected : []) if (v.store && v.store !== 'memory' && v.store !== 'sqlite') needed.add(v.store)
+if (sections.has('invalidate') || sections.has('tags') || sections.has('coalesce') || sections.has('miss')) needed.add('redis')
+if (sections.has('tags') && !quick) needed.add('memcached')
 const services = await startServices([...needed])
 const servicePids = services.flatMap((s) => (s.endpoint ? [pidListeningOn(s.endpoint.port)] : [])).filter((pid): pid is number => pid !== undefined)
 const ownPids = (h: ServerHandle) => [process.pid, h.pid, ...servicePids]
@@ -230,6 +250,11 @@ function serverOptions(v: Variant, extra: ServerOptions = {}): ServerOptions | s
   if (v.store === 'memcached') {
     if (!endpoint('memcached')) return service('memcached')?.skipped ?? 'no memcached server'
     options.memcached = endpoint('memcached')
+  }
+  if (v.store === 'postgres' || v.store === 'dynamodb') {
+    const url = service(v.store)?.url
+    if (!url) return service(v.store)?.skipped ?? `no ${v.store} server`
+    options[v.store] = url
   }
   return options
 }
@@ -546,6 +571,97 @@ async function invalidateSection(): Promise<InvalidateRow[]> {
   return rows
 }
 
+// --- invalidateTags(['items']) ---------------------------------------------------------------
+
+async function tagsSection(): Promise<TagsRow[]> {
+  const rows: TagsRow[] = []
+  const keys = settings.tagKeys
+  const hotKeys = Math.min(settings.tagHotKeys, keys)
+  const connections = 10
+  const names = ['cachet-express5-memory-tags-json', 'cachet-express5-redis-tags-json', ...(quick ? [] : ['cachet-express5-memcached-tags-json'])]
+  for (const name of names) {
+    const v = findVariant(name)
+    const redis = v.store === 'redis' ? service('redis')?.endpoint : undefined
+    const memcached = v.store === 'memcached' ? service('memcached')?.endpoint : undefined
+    const count = async (h: ServerHandle) =>
+      redis ? redisKeyCount(redis) : memcached ? memcachedItemCount(memcached) : entriesOf((await h.request({ type: 'stats' }, 'stats')).cacheStats)
+    const outcome = await withServer(v, 1024, { delayMs: 0, maxEntries: keys * 2 }, async (h) => {
+      // As in the invalidate section: fill again until (nearly) every key is held.
+      let keysBefore: number | undefined
+      for (let pass = 0; pass < 3 && !((keysBefore ?? 0) >= keys * 0.99); pass++) {
+        const failures = await fill(h.port, keys, (i) => `/items/${i}`, 16)
+        if (failures) throw new Error(`${failures} failed requests while filling`)
+        keysBefore = await count(h)
+      }
+      const load = {
+        port: h.port,
+        path: (n: number) => `/items/${n % hotKeys}`,
+        connections,
+        rate: settings.invalidateRate,
+        seconds: settings.invalidateLoadSeconds,
+      }
+      const baseline = (await pacedLoad(load)).map((s) => s.latency).sort((a, b) => a - b)
+      if (!quick) await waitForQuiet(ownPids(h), settings.quietThreshold, settings.quietWaitMs)
+      const during = pacedLoad(load)
+      await sleep((settings.invalidateLoadSeconds * 1000) / 4)
+      // The window is the IPC round trip of the purge alone, not the SLOWLOG set-up and read around it.
+      let [start, end] = [0, 0]
+      const purge = async () => {
+        start = performance.now()
+        const reply = await h.request({ type: 'invalidateTags', tags: ['items'] }, 'tagsInvalidated')
+        end = performance.now()
+        return reply
+      }
+      // On Redis, also the longest single command the server ran meanwhile (SLOWLOG at a 0 µs threshold).
+      const timed = redis ? await longestRedisCommand(redis, purge) : { result: await purge(), longestMs: undefined }
+      const samples = await during
+      const overlapping = samples.filter((s) => s.start <= end && s.start + s.latency >= start).map((s) => s.latency)
+      overlapping.sort((a, b) => a - b)
+      const after = samples.filter((s) => s.start > end)
+      const afterOutcomes: Record<string, number> = {}
+      for (const s of after) afterOutcomes[s.outcome] = (afterOutcomes[s.outcome] ?? 0) + 1
+      // Keys outside the hot set, untouched since the fill: a request must not be a HIT any more.
+      const sample = Math.min(200, keys - hotKeys)
+      let verified = 0
+      for (let i = 0; i < sample; i++) {
+        const probe = await get(h.port, `/items/${hotKeys + Math.floor(((keys - hotKeys) * i) / sample)}`)
+        if (probe.headers['x-cache'] !== 'HIT') verified++
+      }
+      const row: TagsRow = {
+        variant: name,
+        keys,
+        keysBefore,
+        ms: timed.result.ms,
+        connections,
+        rate: settings.invalidateRate,
+        hotKeys,
+        baselineP99: percentile(baseline, 99),
+        served: samples.length,
+        overlapping: overlapping.length,
+        duringP99: percentile(overlapping, 99),
+        duringMax: overlapping[overlapping.length - 1],
+        afterOutcomes,
+        afterP99: percentile(
+          after.map((s) => s.latency).sort((a, b) => a - b),
+          99,
+        ),
+        verified,
+        verifySample: sample,
+        longestStoreCommandMs: timed.longestMs,
+      }
+      return row
+    }).catch((error: Error) => ({ skipped: `error: ${error.message}` }))
+    if (isSkip(outcome)) rows.push({ variant: name, keys, connections, skipped: outcome.skipped })
+    else {
+      rows.push(outcome)
+      log(
+        `tags ${name}: purge ${outcome.ms?.toFixed(2)} ms over ${outcome.keysBefore} held, ${outcome.overlapping} requests in flight, after: ${JSON.stringify(outcome.afterOutcomes)}, ${outcome.verified}/${outcome.verifySample} no longer HIT${outcome.longestStoreCommandMs === undefined ? '' : `, longest Redis command ${outcome.longestStoreCommandMs.toFixed(2)} ms`}`,
+      )
+    }
+  }
+  return rows
+}
+
 // --- coalescing -------------------------------------------------------------------------------
 
 async function coalesceSection(): Promise<CoalesceRow[]> {
@@ -567,6 +683,25 @@ async function coalesceSection(): Promise<CoalesceRow[]> {
       }
     }
   }
+  return rows
+}
+
+// --- cached() hit overhead ---------------------------------------------------------------------
+
+/** test/bench/cached.ts in its own process, pinned like a server, on the build the servers load. */
+async function cachedSection(): Promise<CachedRow[]> {
+  const script = path.join(repoRoot, 'test/bench/cached.ts')
+  const node = [process.execPath, '--import', 'tsx', script, '--json', '--cachet', cachetBuild]
+  node.push('--calls', String(settings.cachedCalls), '--rounds', String(settings.cachedRounds))
+  const [command, ...rest] = pinning.serverCpu === undefined ? node : ['taskset', '-c', String(pinning.serverCpu), ...node]
+  if (!quick) await waitForQuiet([process.pid], settings.quietThreshold, settings.quietWaitMs)
+  const stdout = await new Promise<string>((resolve, reject) =>
+    execFile(command, rest, { cwd: repoRoot, timeout: 300_000, maxBuffer: 1 << 20 }, (error, out) => (error ? reject(error) : resolve(out))),
+  )
+  const line = stdout.trim().split('\n').pop() ?? ''
+  const parsed = JSON.parse(line) as { calls: number; rounds: number; rows: Omit<CachedRow, 'calls' | 'rounds'>[] }
+  const rows = parsed.rows.map((r) => ({ ...r, calls: parsed.calls, rounds: parsed.rounds }))
+  for (const r of rows) log(`cached ${r.subject}: ${r.wallNs.toFixed(0)} ns/op wall, ${r.cpuNs.toFixed(0)} ns/op CPU (${r.overheadNs.toFixed(0)} ns vs Map)`)
   return rows
 }
 
@@ -680,6 +815,24 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
       note: m.skipped ?? cpu,
     })
   }
+  for (const store of ['memory', 'redis', 'memcached']) {
+    for (const bodyBytes of [1024, 102400]) {
+      ratio(`${store} HIT with tags ≥ 0.95 × without`, `cachet-express5-${store}-tags-json`, `cachet-express5-${store}-json`, bodyBytes, 0.95)
+    }
+  }
+  for (const t of (r.tags ?? []).filter((t) => t.variant === 'cachet-express5-memory-tags-json')) {
+    list.push({
+      name: `invalidateTags() over ${t.keys.toLocaleString('en-US')} entries under one tag in memory`,
+      value: t.ms,
+      threshold: 1,
+      comparison: '<',
+      unit: ' ms',
+      pass: t.ms === undefined ? undefined : t.ms < 1,
+      note:
+        t.skipped ??
+        (t.verified !== undefined && t.verified < (t.verifySample ?? 0) ? `only ${t.verified} of ${t.verifySample} sampled entries no longer HIT` : undefined),
+    })
+  }
   for (const i of r.invalidate.filter((i) => i.variant === 'cachet-express5-memory-json')) {
     list.push({
       name: `invalidate('items:*') over ${i.keys.toLocaleString('en-US')} keys in memory`,
@@ -731,7 +884,9 @@ async function main(): Promise<void> {
   const memory = await section('memory', memorySection)
   const miss = await section('miss', missSection)
   const invalidate = await section('invalidate', invalidateSection)
+  const tags = await section('tags', tagsSection)
   const coalesce = await section('coalesce', coalesceSection)
+  const cached = await section('cached', cachedSection)
   const partialResults = {
     date: new Date().toISOString(),
     command,
@@ -752,6 +907,8 @@ async function main(): Promise<void> {
     miss,
     invalidate,
     coalesce,
+    cached,
+    tags,
     errors,
   }
   const results: Results = { ...partialResults, targets: targets(partialResults) }

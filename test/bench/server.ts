@@ -1,7 +1,10 @@
-/** One benchmark server process: `node --import tsx test/bench/server.ts <variant> <bodyBytes> [--delay ms] [--redis host:port] [--memcached host:port] [--max-entries n] [--cachet built/index.js]`. */
+/** One benchmark server process: `node --import tsx test/bench/server.ts <variant> <bodyBytes> [--delay ms] [--redis host:port] [--memcached host:port] [--postgres url] [--dynamodb url] [--max-entries n] [--cachet built/index.js]`. */
 import http from 'node:http'
+import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
-import { existsSync } from 'node:fs'
+import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import os from 'node:os'
+import path from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { parseArgs } from 'node:util'
 import express from 'express'
@@ -21,9 +24,13 @@ interface CachetApi {
     close?(): unknown
   }
   invalidate?(pattern: string): unknown
+  invalidateTags?(tags: string[]): Promise<void>
   memoryStore(options?: Record<string, unknown>): unknown
   redisStore(options: Record<string, unknown>): unknown
   memcachedStore(options: Record<string, unknown>): unknown
+  sqliteStore?(options: Record<string, unknown>): unknown
+  postgresStore?(options: Record<string, unknown>): unknown
+  dynamodbStore?(options: Record<string, unknown>): unknown
   jsonCoder(): unknown
   msgpackCoder(): unknown
 }
@@ -37,6 +44,8 @@ const { positionals, values } = parseArgs({
     delay: { type: 'string', default: '5' },
     redis: { type: 'string' },
     memcached: { type: 'string' },
+    postgres: { type: 'string' },
+    dynamodb: { type: 'string' },
     'max-entries': { type: 'string' },
     cachet: { type: 'string' },
   },
@@ -55,10 +64,11 @@ let cache: ReturnType<CachetApi['responseCache']> | undefined
 let cachet: CachetApi | undefined
 const closers: (() => unknown)[] = []
 
-/** The origin: a simulated database call, then the precomputed body. */
+/** The origin: a simulated database call, then the precomputed body (tagged `items item:<id>` for a tags variant). */
 function origin(sendBody: (res: http.ServerResponse) => void): Handler {
-  return (_req, res) => {
+  return (req, res) => {
     originCalls++
+    if (variant.tags) res.setHeader('Surrogate-Key', `items item:${req.url?.split('/')[2] ?? ''}`)
     if (delayMs > 0) setTimeout(() => sendBody(res), delayMs)
     else sendBody(res)
   }
@@ -91,6 +101,9 @@ async function loadCachet(): Promise<CachetApi> {
 async function cachetMiddleware(v: Variant): Promise<Handler> {
   cachet = await loadCachet()
   const api = cachet
+  // The SDK's notice about future Node versions is not a benchmark result: keep it out of the run's output.
+  if (v.store === 'dynamodb') process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
+  const { DynamoDBClient } = v.store === 'dynamodb' ? await import('@aws-sdk/client-dynamodb') : { DynamoDBClient: undefined }
   const store = (() => {
     try {
       if (v.store === 'redis') {
@@ -100,6 +113,26 @@ async function cachetMiddleware(v: Variant): Promise<Handler> {
       if (v.store === 'memcached') {
         if (!values.memcached) throw new Skip('no memcached server available')
         return api.memcachedStore({ servers: [values.memcached], ...(v.local ? { local: {} } : {}) })
+      }
+      // Each server its own prefix: the store starts cold without a flush (the SQL tables and dynalite are shared by the run).
+      const prefix = `bench${randomUUID().slice(0, 8)}:`
+      if (v.store === 'sqlite') {
+        if (!api.sqliteStore) throw new Skip('cachet has no sqliteStore')
+        const dir = mkdtempSync(path.join(os.tmpdir(), 'cachet-bench-sqlite-'))
+        closers.push(() => rmSync(dir, { recursive: true, force: true }))
+        return api.sqliteStore({ path: path.join(dir, 'cache.db') })
+      }
+      if (v.store === 'postgres') {
+        if (!values.postgres) throw new Skip('no PostgreSQL server available')
+        if (!api.postgresStore) throw new Skip('cachet has no postgresStore')
+        return api.postgresStore({ connectionString: values.postgres, prefix })
+      }
+      if (v.store === 'dynamodb') {
+        if (!values.dynamodb) throw new Skip('no DynamoDB-compatible server available')
+        if (!api.dynamodbStore || !DynamoDBClient) throw new Skip('cachet has no dynamodbStore')
+        const client = new DynamoDBClient({ endpoint: values.dynamodb, region: 'us-east-1', credentials: { accessKeyId: 'bench', secretAccessKey: 'bench' } })
+        closers.push(() => client.destroy())
+        return api.dynamodbStore({ client, table: 'cachet_bench', prefix })
       }
       const maxEntries = values['max-entries'] ? Number(values['max-entries']) : undefined
       return api.memoryStore(maxEntries ? { maxEntries, maxBytes: 4 * 1024 ** 3 } : {})
@@ -237,10 +270,20 @@ async function handle(command: Command, server: http.Server): Promise<Reply> {
       const removed = Number(await invalidate(command.pattern))
       return { type: 'invalidated', ms: performance.now() - start, removed }
     }
+    case 'invalidateTags': {
+      if (!cachet?.invalidateTags) throw new Error('this cachet has no invalidateTags()')
+      const start = performance.now()
+      await cachet.invalidateTags(command.tags)
+      return { type: 'tagsInvalidated', ms: performance.now() - start }
+    }
     case 'stop':
       server.closeAllConnections()
       server.close()
-      for (const close of closers) await Promise.resolve(close()).catch(() => {})
+      // Last opened, first closed: the cache before its client and its SQLite file.
+      for (const close of [...closers].reverse())
+        await Promise.resolve()
+          .then(close)
+          .catch(() => {})
       setImmediate(() => process.exit(0))
       return { type: 'ok' }
   }

@@ -1,4 +1,4 @@
-/** Redis and memcached for the benchmark: test/support/servers.ts when it exists, else our own throwaway servers on free loopback ports. */
+/** Redis, memcached, PostgreSQL and dynalite for the benchmark: test/support/servers.ts when it exists (Redis and memcached: else our own throwaway servers on free loopback ports). */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import net from 'node:net'
@@ -10,8 +10,10 @@ export interface Endpoint {
 }
 
 export interface Service {
-  name: 'redis' | 'memcached'
+  name: 'redis' | 'memcached' | 'postgres' | 'dynamodb'
   endpoint?: Endpoint
+  /** How a client names it: `postgres://…` for PostgreSQL, `http://…` for dynalite. */
+  url?: string
   /** Why there is no endpoint. */
   skipped?: string
   /** Where it came from: test/support/servers.ts or a server started here. */
@@ -41,9 +43,9 @@ export function sendCommand(endpoint: Endpoint, command: string, timeoutMs = 30_
   })
 }
 
-/** Empty the service between variants, so every server child starts from a cold store. */
+/** Empty the service between variants, so every server child starts from a cold store (PostgreSQL and dynalite: each server uses its own prefix instead). */
 export async function flush(service: Service): Promise<void> {
-  if (!service.endpoint) return
+  if (!service.endpoint || (service.name !== 'redis' && service.name !== 'memcached')) return
   const reply = await sendCommand(service.endpoint, service.name === 'redis' ? 'FLUSHALL\r\n' : 'flush_all\r\n')
   if (!/^\+?OK/.test(reply)) throw new Error(`${service.name} flush failed: ${reply}`)
 }
@@ -51,6 +53,23 @@ export async function flush(service: Service): Promise<void> {
 /** Number of keys in Redis (DBSIZE). */
 export async function redisKeyCount(endpoint: Endpoint): Promise<number> {
   return Number((await sendCommand(endpoint, 'DBSIZE\r\n')).slice(1))
+}
+
+/** Items held by memcached (`stats` curr_items). */
+export function memcachedItemCount(endpoint: Endpoint, timeoutMs = 10_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(endpoint.port, endpoint.host)
+    let data = ''
+    socket.setTimeout(timeoutMs, () => socket.destroy(new Error('stats timed out')))
+    socket.on('connect', () => socket.write('stats\r\n'))
+    socket.on('data', (chunk) => {
+      data += chunk.toString('latin1')
+      if (!data.endsWith('END\r\n')) return
+      socket.end()
+      resolve(Number(/^STAT curr_items (\d+)/m.exec(data)?.[1] ?? NaN))
+    })
+    socket.on('error', reject)
+  })
 }
 
 async function freePort(): Promise<number> {
@@ -95,27 +114,50 @@ async function startOwn(name: Service['name']): Promise<Endpoint> {
   return endpoint
 }
 
-type Getter = () => Endpoint | Promise<Endpoint>
+type Getter = () => Promise<Endpoint & { connectionString?: string; endpoint?: string }>
 
-/** Start (or borrow) the Redis and memcached servers the requested variants need. */
+/** Start (or borrow) the Redis, memcached, PostgreSQL and dynalite servers the requested variants need. */
 export async function startServices(names: Service['name'][]): Promise<Service[]> {
   const supportPath = fileURLToPath(new URL('../support/servers.ts', import.meta.url))
-  let support: { getRedis?: Getter; getMemcached?: Getter } = {}
+  let support: {
+    getRedis?: Getter
+    startMemcached?: (options: { memoryMb: number }) => ReturnType<Getter>
+    getPostgres?: Getter
+    getDynalite?: Getter
+  } = {}
   if (existsSync(supportPath)) {
     const specifier = '../support/servers.js'
     support = (await import(specifier).catch(() => ({}))) as typeof support
   }
   const services: Service[] = []
   for (const name of names) {
-    const getter = name === 'redis' ? support.getRedis : support.getMemcached
+    // memcached with room for the 100,000-entry invalidation sections (the tests' shared one has 64 MB).
+    const getter =
+      name === 'redis'
+        ? support.getRedis
+        : name === 'memcached'
+          ? support.startMemcached && (() => support.startMemcached!({ memoryMb: 1024 }))
+          : name === 'postgres'
+            ? support.getPostgres
+            : support.getDynalite
     try {
       if (getter) {
-        const { host, port } = await getter()
-        services.push({ name, endpoint: { host, port }, source: 'test/support/servers.ts' })
+        const server = await getter()
+        const url = name === 'postgres' ? server.connectionString : name === 'dynamodb' ? server.endpoint : undefined
+        services.push({ name, endpoint: { host: server.host, port: server.port }, url, source: 'test/support/servers.ts' })
         continue
       }
     } catch (error) {
-      console.error(`[bench] test/support/servers.ts could not start ${name} (${(error as Error).message}); starting one here`)
+      const reason = (error as Error).message.split('\n')[0]
+      if (name === 'postgres' || name === 'dynamodb') {
+        services.push({ name, skipped: `${name} unavailable: ${reason}` })
+        continue
+      }
+      console.error(`[bench] test/support/servers.ts could not start ${name} (${reason}); starting one here`)
+    }
+    if (name === 'postgres' || name === 'dynamodb') {
+      services.push({ name, skipped: `${name} unavailable: test/support/servers.ts does not start it` })
+      continue
     }
     try {
       services.push({ name, endpoint: await startOwn(name), source: `${name === 'redis' ? 'redis-server' : 'memcached'} started by the benchmark` })

@@ -1,7 +1,7 @@
 /** The catalogue of benchmark variants shared by the runner and the server child. */
 
 export type Framework = 'node' | 'express5' | 'express4' | 'connect'
-export type StoreName = 'memory' | 'redis' | 'memcached'
+export type StoreName = 'memory' | 'redis' | 'memcached' | 'sqlite' | 'postgres' | 'dynamodb'
 export type CoderName = 'json' | 'msgpack'
 export type Kind = 'raw' | 'ceiling' | 'send' | 'uncached' | 'apicache' | 'route-cache' | 'cachet'
 
@@ -27,6 +27,8 @@ export interface Variant {
   compress?: 'br' | 'gzip'
   /** The Accept-Encoding every request of the measurement sends (none when unset). */
   acceptEncoding?: string
+  /** The origin tags its responses (`Surrogate-Key: items item:<id>`): a tagged HIT checks the tags' invalidation marks. */
+  tags?: boolean
 }
 
 const baselines: Variant[] = [
@@ -164,6 +166,35 @@ for (const store of ['memory', 'redis'] as const) {
       })
     }
   }
+}
+
+// Tagged responses (README "Keys and invalidation"): the same HIT as the untagged variant of the store, in the same run.
+for (const store of ['memory', 'redis', 'memcached'] as const) {
+  cachetVariants.push({
+    name: `cachet-express5-${store}-tags-json`,
+    kind: 'cachet',
+    framework: 'express5',
+    store,
+    coder: 'json',
+    cached: true,
+    tags: true,
+    quick: store !== 'memcached',
+    description: `cachet HIT of a tagged response (Surrogate-Key: items item:<id>), ${store} store, jsonCoder(), Express 5`,
+  })
+}
+
+// The SQL and DynamoDB stores (README "Stores"): SQLite on a temp file, PostgreSQL and dynalite started by the runner.
+for (const store of ['sqlite', 'postgres', 'dynamodb'] as const) {
+  cachetVariants.push({
+    name: `cachet-express5-${store}-json`,
+    kind: 'cachet',
+    framework: 'express5',
+    store,
+    coder: 'json',
+    cached: true,
+    quick: true,
+    description: `cachet HIT, ${store}Store, jsonCoder(), Express 5`,
+  })
 }
 
 export const variants: readonly Variant[] = [...baselines, ...peers, ...cachetVariants]
