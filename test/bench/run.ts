@@ -820,6 +820,17 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
       ratio(`${store} HIT with tags ≥ 0.95 × without`, `cachet-express5-${store}-tags-json`, `cachet-express5-${store}-json`, bodyBytes, 0.95)
     }
   }
+  for (const store of ['redis', 'memcached']) {
+    for (const bodyBytes of [1024, 102400]) {
+      ratio(
+        `${store} HIT with local: {} and tags ≥ 0.95 × without tags`,
+        `cachet-express5-${store}-local-tags-json`,
+        `cachet-express5-${store}-local-json`,
+        bodyBytes,
+        0.95,
+      )
+    }
+  }
   for (const t of (r.tags ?? []).filter((t) => t.variant === 'cachet-express5-memory-tags-json')) {
     list.push({
       name: `invalidateTags() over ${t.keys.toLocaleString('en-US')} entries under one tag in memory`,

@@ -182,6 +182,20 @@ for (const store of ['memory', 'redis', 'memcached'] as const) {
     description: `cachet HIT of a tagged response (Surrogate-Key: items item:<id>), ${store} store, jsonCoder(), Express 5`,
   })
 }
+// The same with the local tier: the tags' marks (absent ones included) are answered from process memory.
+for (const store of ['redis', 'memcached'] as const) {
+  cachetVariants.push({
+    name: `cachet-express5-${store}-local-tags-json`,
+    kind: 'cachet',
+    framework: 'express5',
+    store,
+    coder: 'json',
+    cached: true,
+    local: true,
+    tags: true,
+    description: `cachet HIT of a tagged response (Surrogate-Key: items item:<id>), ${store} store with local: {}, jsonCoder(), Express 5`,
+  })
+}
 
 // The SQL and DynamoDB stores (README "Stores"): SQLite on a temp file, PostgreSQL and dynalite started by the runner.
 for (const store of ['sqlite', 'postgres', 'dynamodb'] as const) {
