@@ -52,7 +52,7 @@ const { values: args } = parseArgs({
 if (args.help) {
   console.log(`npm run bench -- [options]
   --quick              smoke run (< 1 min): few variants, 1 KB, 1 repetition, short runs
-  --filter <text>      only HIT variants whose name contains <text> (repeatable, or comma-separated)
+  --filter <text>      only HIT variants whose name contains <text>, or is exactly <text> without a final $ (repeatable, or comma-separated)
   --sections <list>    ${SECTIONS.join(',')} (default: all; only "hit" with --filter or --cpu-prof)
   --cpu-prof           write a CPU profile of each server process (hit and miss sections) to .tmp/cpu-profiles/ and summarise it
   --reps <n>           repetitions per variant (default 3)
@@ -111,7 +111,9 @@ const settings = {
 const sections = new Set<Section>(
   args.sections ? (args.sections.split(',') as Section[]).filter((s) => SECTIONS.includes(s)) : filters.length || args['cpu-prof'] ? ['hit'] : SECTIONS,
 )
-const selected = variants.filter((v) => (filters.length ? filters.some((f) => v.name.includes(f)) : quick ? v.quick : true))
+/** A filter ending in `$` names one variant exactly; any other is a substring of the names it selects. */
+const matchesFilter = (name: string, f: string) => (f.endsWith('$') ? name === f.slice(0, -1) : name.includes(f))
+const selected = variants.filter((v) => (filters.length ? filters.some((f) => matchesFilter(v.name, f)) : quick ? v.quick : true))
 const outDir = path.resolve(repoRoot, args.out ?? (partial ? '.tmp/bench' : 'test/bench/results'))
 const profileDir = path.join(repoRoot, '.tmp/cpu-profiles')
 const command = `npm run bench${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`
