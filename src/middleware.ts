@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import { checkKey, escapePart, hostPart, routingOf, storageKey, targetKey } from './key.js'
 import { resolveOptions, type CacheOptions, type InvalidationEvent } from './options.js'
 import { assertPattern } from './pattern.js'
-import { describe } from './validate.js'
+import { describe, softOption } from './validate.js'
 import { NO_REQUEST_RULES, parseCacheControl, requestBypassReason, requestRules, type RequestRules } from './policy.js'
 import { Storage, asError, checkTags, isPromise } from './storage.js'
 import { miss, settle } from './flow/coalesce.js'
@@ -106,7 +106,7 @@ export function responseCache(options?: CacheOptions): ResponseCache {
 
   middleware.invalidate = (pattern, options) => {
     assertPattern(pattern)
-    const soft = softOption(options)
+    const soft = softOption('invalidate', options)
     notify(instance, { patterns: [pattern], soft, source: 'invalidate' })
     if (!soft) return invalidatePattern(instance, pattern)
     return instance.storage.softInvalidate(pattern.endsWith('*') ? pattern : `${pattern}#*`).then(
@@ -119,7 +119,7 @@ export function responseCache(options?: CacheOptions): ResponseCache {
   }
   middleware.invalidateTags = async (tags, options) => {
     const list = checkTags(tags)
-    const soft = softOption(options)
+    const soft = softOption('invalidateTags', options)
     notify(instance, { tags: list, soft, source: 'invalidateTags' })
     try {
       await instance.storage.markTags(list, soft)
@@ -148,14 +148,6 @@ export function responseCache(options?: CacheOptions): ResponseCache {
   }
   openCaches.add(middleware)
   return middleware
-}
-
-function softOption(options: InvalidateOptions | undefined): boolean {
-  if (options === undefined) return false
-  if (options === null || typeof options !== 'object' || (options.soft !== undefined && typeof options.soft !== 'boolean')) {
-    throw new TypeError(`invalidate options must be { soft?: boolean }, got ${describe(options)}`)
-  }
-  return options.soft === true
 }
 
 /** Arrival: pass what may not be cached, build the key and the request's rules, then look it up. */

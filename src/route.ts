@@ -7,6 +7,7 @@ import { openCaches, restartUnderKey, type InvalidateOptions } from './middlewar
 import { resolveRoute, type Duration, type RouteOptions } from './options.js'
 import { assertPattern } from './pattern.js'
 import { checkTags } from './storage.js'
+import { softOption } from './validate.js'
 import { openValueCaches } from './value-cache.js'
 
 type Next = (error?: unknown) => void
@@ -67,6 +68,7 @@ export function cacheRoute(ttl: Duration | false, options?: RouteOptions) {
  */
 export async function invalidate(pattern: string, options?: InvalidateOptions): Promise<number> {
   assertPattern(pattern)
+  softOption('invalidate', options)
   const counts = await Promise.all([
     ...[...openCaches].map((cache) => cache.invalidate(pattern, options)),
     ...[...openValueCaches].map((cache) => cache.invalidate(pattern, options)),
@@ -87,6 +89,7 @@ export async function invalidate(pattern: string, options?: InvalidateOptions): 
  */
 export async function invalidateTags(tags: readonly string[], options?: InvalidateOptions): Promise<void> {
   const list = checkTags(tags)
+  softOption('invalidateTags', options)
   await Promise.all([
     ...[...openCaches].map((cache) => cache.invalidateTags(list, options)),
     ...[...openValueCaches].map((cache) => cache.invalidateTags(list, options)),

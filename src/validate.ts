@@ -156,3 +156,15 @@ export function optionalFunction(name: string, value: unknown, what = 'option'):
   if (typeof value !== 'function') throw new TypeError(`${what} "${name}" must be a function, got ${describe(value)}`)
   return value
 }
+
+/**
+ * The options of an invalidation (`invalidate()`, `invalidateTags()` of either cache): true for a
+ * soft one (`{ soft: true }`), false when none are given. `what` names the method in errors.
+ */
+export function softOption(what: string, options: unknown): boolean {
+  if (options === undefined) return false
+  assertOptionsObject(what, options)
+  assertKnownOptions(what, options, INVALIDATE_OPTIONS)
+  return boolean('soft', (options as { soft?: unknown }).soft, false, `${what} option`)
+}
+const INVALIDATE_OPTIONS = ['soft']

@@ -5,7 +5,17 @@ import createDebug from 'debug'
 import { jsonCoder } from './coders/json.js'
 import type { Duration } from './options.js'
 import { assertPattern, compilePattern } from './pattern.js'
-import { assertKnownOptions, assertOptionsObject, checkCoder, checkStore, describe, optionalFunction, parseDuration, positiveDuration } from './validate.js'
+import {
+  assertKnownOptions,
+  assertOptionsObject,
+  checkCoder,
+  checkStore,
+  describe,
+  optionalFunction,
+  parseDuration,
+  positiveDuration,
+  softOption,
+} from './validate.js'
 import {
   POLL_FIRST,
   POLL_MAX,
@@ -289,15 +299,12 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
     },
     invalidate(pattern, options) {
       assertPattern(pattern)
-      if (options !== undefined && (options === null || typeof options !== 'object' || (options.soft !== undefined && typeof options.soft !== 'boolean'))) {
-        throw new TypeError(`invalidate options must be { soft?: boolean }, got ${describe(options)}`)
-      }
-      if (options?.soft === true) return softInvalidate(instance, pattern)
+      if (softOption('invalidate', options)) return softInvalidate(instance, pattern)
       return invalidate(instance, pattern)
     },
     async invalidateTags(tags, options) {
       const list = checkTags(tags)
-      const soft = options?.soft === true
+      const soft = softOption('invalidateTags', options)
       try {
         await instance.storage.markTags(list, soft)
       } catch (error) {

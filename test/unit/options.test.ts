@@ -7,6 +7,7 @@ import {
   createCache,
   dynamodbStore,
   invalidate,
+  invalidateTags,
   memoryStore,
   memcachedStore,
   postgresStore,
@@ -214,6 +215,41 @@ describe('invalidate(pattern)', () => {
       expect(await invalidate('posts:*')).to.equal(0)
       expect(await invalidate('posts:42:GET')).to.equal(0)
     })
+  })
+})
+
+describe('invalidation options ({ soft })', () => {
+  it('should be checked alike by every invalidate() and invalidateTags(), naming the option', async () => {
+    const cache = responseCache()
+    const values = createCache()
+    try {
+      const calls: [string, () => unknown][] = [
+        ['invalidate', () => invalidate('posts:*', { soft: 'yes' } as never)],
+        ['invalidateTags', () => invalidateTags(['post:1'], { soft: 'yes' } as never)],
+        ['cache.invalidate', () => cache.invalidate('posts:*', { soft: 'yes' } as never)],
+        ['cache.invalidateTags', () => cache.invalidateTags(['post:1'], { soft: 'yes' } as never)],
+        ['values.invalidate', () => values.invalidate('posts:*', { soft: 'yes' } as never)],
+        ['values.invalidateTags', () => values.invalidateTags(['post:1'], { soft: 'yes' } as never)],
+      ]
+      for (const [name, call] of calls) {
+        const error = await errorOf(call)
+        expect(error, name).to.be.instanceOf(TypeError)
+        expect(error.message, name).to.equal(`${name.replace(/^(cache|values)\./, '')} option "soft" must be true or false, got "yes"`)
+      }
+      for (const [name, call] of [
+        ['values.invalidateTags', () => values.invalidateTags(['post:1'], { sfot: true } as never)],
+        ['cache.invalidate', () => cache.invalidate('posts:*', { sfot: true } as never)],
+      ] as [string, () => unknown][]) {
+        expect((await errorOf(call)).message, name).to.match(/unknown option "sfot" \(did you mean "soft"\?\)/)
+      }
+      expect((await errorOf(() => values.invalidateTags(['post:1'], null as never))).message).to.equal('invalidateTags options must be an object, got null')
+    } finally {
+      await cache.close()
+      await values.close()
+    }
+    // The module-level functions check them before any cache is asked, so also with none open.
+    expect((await errorOf(() => invalidate('posts:*', { soft: 1 } as never))).message).to.equal('invalidate option "soft" must be true or false, got 1')
+    expect((await errorOf(() => invalidateTags(['a'], [] as never))).message).to.equal('invalidateTags options must be an object, got []')
   })
 })
 
