@@ -1,30 +1,20 @@
 /** cache.serve() in front of Koa and Fastify: hits answered before the framework, misses stored by the cache mounted inside it. */
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { once } from 'node:events'
 import { expect } from 'chai'
 import Koa from 'koa'
 import c2k from 'koa-connect'
 import Fastify from 'fastify'
 import middie from '@fastify/middie'
 import { responseCache, type ResponseCache } from '../../src/middleware.js'
+import { getText, listenOn } from '../support/app.js'
 
 type Listener = (req: http.IncomingMessage, res: http.ServerResponse) => void
 
-/**
- * GET with node:http (fetch() adds `Cache-Control: no-cache` to a conditional request, as the
- * Fetch standard asks); resolves status, X-Cache and body.
- */
-function get(port: number, path: string, headers: http.OutgoingHttpHeaders = {}) {
-  return new Promise<{ status: number; cache: string | undefined; body: string }>((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (chunk: string) => (body += chunk))
-      res.on('end', () => resolve({ status: res.statusCode!, cache: res.headers['x-cache'] as string | undefined, body }))
-    })
-    req.on('error', reject)
-  })
+/** A GET's status, X-Cache and body. */
+async function get(port: number, path: string, headers: http.OutgoingHttpHeaders = {}) {
+  const res = await getText(port, path, { headers })
+  return { status: res.status, cache: res.headers['x-cache'], body: res.body }
 }
 
 /** Three GETs of one path: a miss stored inside the framework, then a hit and a 304 from the front. */
@@ -37,12 +27,6 @@ async function expectFrontDoor(port: number, cache: ResponseCache, reached: () =
   expect(cache.stats().hits).to.equal(2)
   expect(await get(port, '/posts/2')).to.deep.equal({ status: 200, cache: 'MISS', body: 'post 2' })
   expect(reached()).to.equal(2)
-}
-
-async function listen(server: http.Server): Promise<number> {
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  return (server.address() as AddressInfo).port
 }
 
 describe('cache.serve() in front of Koa', () => {
@@ -62,12 +46,11 @@ describe('cache.serve() in front of Koa', () => {
       ctx.body = `post ${ctx.path.split('/')[2]}`
     })
     const server = http.createServer(cache.serve(app.callback() as Listener))
-    const port = await listen(server)
+    const { port, close } = await listenOn(server)
     try {
       await expectFrontDoor(port, cache, () => reached)
     } finally {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await close()
       await cache.close()
     }
   })

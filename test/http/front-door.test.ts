@@ -2,7 +2,6 @@
 import http from 'node:http'
 import https from 'node:https'
 import net from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { once } from 'node:events'
 import { expect } from 'chai'
 import express from 'express'
@@ -10,6 +9,7 @@ import express4 from 'express4'
 import connect from 'connect'
 import request from 'supertest'
 import { responseCache, type ResponseCache } from '../../src/middleware.js'
+import { getText, listenOn, type Listening } from '../support/app.js'
 import { TLS_CERT, TLS_KEY } from '../support/tls.js'
 
 type Listener = (req: http.IncomingMessage, res: http.ServerResponse) => void
@@ -50,6 +50,7 @@ function site(kind: 'express5' | 'express4' | 'connect', cache: ResponseCache) {
 for (const kind of ['express5', 'express4', 'connect'] as const) {
   describe(`cache.serve(app) in front of ${kind}`, () => {
     let server: http.Server
+    let listening: Listening
     let cache: ResponseCache
     let seen: { app: number; handler: number }
     let agent: ReturnType<typeof request>
@@ -59,13 +60,11 @@ for (const kind of ['express5', 'express4', 'connect'] as const) {
       const built = site(kind, cache)
       seen = built.seen
       server = http.createServer(cache.serve(built.app))
-      server.listen(0, '127.0.0.1')
-      await once(server, 'listening')
+      listening = await listenOn(server)
       agent = request(server)
     })
     afterEach(async () => {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await listening.close()
       await cache.close()
     })
 
@@ -101,7 +100,7 @@ for (const kind of ['express5', 'express4', 'connect'] as const) {
 
     it('should answer pipelined keep-alive requests in order', async () => {
       await agent.get('/k').expect('X-Cache', 'MISS')
-      const { port } = server.address() as AddressInfo
+      const { port } = listening
       const socket = net.connect(port, '127.0.0.1')
       await once(socket, 'connect')
       const host = `127.0.0.1:${port}`
@@ -119,26 +118,12 @@ for (const kind of ['express5', 'express4', 'connect'] as const) {
 }
 
 describe('cache.serve(app) on https.createServer', () => {
-  /** GET over TLS, trusting the test certificate; resolves status, headers and body. */
-  function get(port: number, path: string, headers: http.OutgoingHttpHeaders = {}) {
-    return new Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }>((resolve, reject) => {
-      const req = https.get({ host: '127.0.0.1', port, path, headers, ca: TLS_CERT, agent: false }, (res) => {
-        let body = ''
-        res.setEncoding('utf8')
-        res.on('data', (chunk: string) => (body += chunk))
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
-      })
-      req.on('error', reject)
-    })
-  }
+  const get = (port: number, path: string, headers: http.OutgoingHttpHeaders = {}) => getText(port, path, { headers, tls: true })
 
   it('should answer stored responses before the app, keyed as the app inside keys them (https)', async () => {
     const cache = responseCache()
     const { app, seen } = site('express5', cache)
-    const server = https.createServer({ key: TLS_KEY, cert: TLS_CERT }, cache.serve(app))
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    const { port } = server.address() as AddressInfo
+    const { port, close } = await listenOn(https.createServer({ key: TLS_KEY, cert: TLS_CERT }, cache.serve(app)))
     try {
       const miss = await get(port, '/secure')
       expect([miss.status, miss.body, miss.headers['x-cache']]).to.deep.equal([200, 'page /secure -', 'MISS'])
@@ -149,8 +134,7 @@ describe('cache.serve(app) on https.createServer', () => {
       expect(seen.app).to.equal(1)
       expect(cache.stats().hits).to.equal(2)
     } finally {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await close()
       await cache.close()
     }
   })
@@ -164,16 +148,14 @@ describe('cache.serve(app) with an Express app that folds case', () => {
     app.use(cache)
     app.get('/posts/:id', (_req, res) => void (handled++, res.set('Cache-Control', 'max-age=60').send('post')))
     const server = http.createServer(cache.serve(app))
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
+    const { close } = await listenOn(server)
     try {
       const agent = request(server)
       await agent.get('/Posts/1').expect(200, 'post')
       await agent.get('/Posts/1').expect('X-Cache', 'HIT')
       expect(handled).to.equal(1)
     } finally {
-      server.closeAllConnections()
-      await new Promise<void>((resolve) => server.close(() => resolve()))
+      await close()
       await cache.close()
     }
   })

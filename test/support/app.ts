@@ -1,5 +1,6 @@
 /** Behaviour-test helpers: the counting origin `O`, a fake clock, one-server supertest agents, app builders. */
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
+import https from 'node:https'
 import { once } from 'node:events'
 import net from 'node:net'
 import type { AddressInfo } from 'node:net'
@@ -13,6 +14,7 @@ import { memoryStore, type MemoryStoreOptions } from '../../src/stores/memory.js
 import { hostPart, storageKey } from '../../src/key.js'
 import type { Store } from '../../src/types.js'
 import { mapStore } from '../../examples/custom-store/store.js'
+import { TLS_CERT } from './tls.js'
 import { storeFactories as sharedFactories, type CreatedStore, type StoreFactory } from './stores.js'
 
 type Next = (error?: unknown) => void
@@ -152,23 +154,31 @@ export interface Served {
   close(): Promise<void>
 }
 
-/** Listen once on a loopback port and bind a supertest agent to that one server (one Host). */
-export async function serve(app: (req: IncomingMessage, res: ServerResponse) => void): Promise<Served> {
-  const server = http.createServer(app)
+/** A server listening on a loopback port: its port, and a close() that ends open connections too. */
+export interface Listening {
+  port: number
+  close(): Promise<void>
+}
+
+/** Listen on a free loopback port (node:http or node:https alike). */
+export async function listenOn(server: http.Server | https.Server): Promise<Listening> {
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
-  const port = (server.address() as AddressInfo).port
   return {
-    server,
-    agent: request(server),
-    port,
-    host: `127.0.0.1:${port}`,
+    port: (server.address() as AddressInfo).port,
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections?.()
         server.close(() => resolve())
       }),
   }
+}
+
+/** Listen once on a loopback port and bind a supertest agent to that one server (one Host). */
+export async function serve(app: (req: IncomingMessage, res: ServerResponse) => void): Promise<Served> {
+  const server = http.createServer(app)
+  const { port, close } = await listenOn(server)
+  return { server, agent: request(server), port, host: `127.0.0.1:${port}`, close }
 }
 
 /** An Express 5 app. */
@@ -317,6 +327,32 @@ export interface RawResponse {
   /** Name/value pairs exactly as received, duplicates kept. */
   rawHeaders: string[]
   body: Buffer
+}
+
+/** What getText() resolves: status, headers and the body as text. */
+export interface TextResponse {
+  status: number
+  headers: IncomingHttpHeaders
+  body: string
+}
+
+/**
+ * GET on node:http, or over TLS trusting the test certificate (`tls: true`). Not fetch(): it adds
+ * `Cache-Control: no-cache` to a conditional request, as the Fetch standard asks.
+ */
+export function getText(port: number, path: string, options: { headers?: http.OutgoingHttpHeaders; tls?: boolean } = {}): Promise<TextResponse> {
+  return new Promise((resolve, reject) => {
+    const target = { host: '127.0.0.1', port, path, headers: options.headers ?? {}, agent: false as const }
+    const answered = (res: IncomingMessage) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => (body += chunk))
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }))
+      res.on('error', reject)
+    }
+    const req = options.tls ? https.get({ ...target, ca: TLS_CERT }, answered) : http.get(target, answered)
+    req.on('error', reject)
+  })
 }
 
 /** A request on node:http, for checks supertest hides (duplicate header lines). */
