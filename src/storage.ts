@@ -452,9 +452,11 @@ export class Storage {
   /**
    * Store an entry; failures are reported, never thrown. Responses are counted in `writes` once
    * the store has answered: landed, failed (or skipped while the circuit is open), or refused
-   * (a store's `set` resolving `false`, e.g. memcached's item-size limit).
+   * (a store's `set` resolving `false`, e.g. memcached's item-size limit). `startedAt`: when the
+   * computation of `entry` began; on a byte store, a write that lands after another process began
+   * invalidating the key since then is deleted again (`retractIfInvalidated`).
    */
-  write(key: string, entry: Entry, ttlMs: number): Maybe<void> {
+  write(key: string, entry: Entry, ttlMs: number, startedAt?: number): Maybe<void> {
     const counted = entry.kind === 'response'
     const t = counted ? storeCallStarted() : 0
     if (this.entries !== undefined) {
@@ -485,7 +487,20 @@ export class Storage {
     }
     const slot: InFlight = { entry, invalidated: false, settled: undefined }
     const tally = counted ? { key, t, bytes: bytes.byteLength } : undefined
-    const set = () => this.call('set', () => this.store.set(key, bytes, ttlMs), tally)
+    // Whether the store refused or failed this write (then there is nothing to take back).
+    let lost = false
+    const attempt = () => {
+      const answer = this.store.set(key, bytes, ttlMs)
+      if (!isPromise(answer)) return answer
+      return answer.then(
+        (value) => ((lost = value === false), value),
+        (error) => {
+          lost = true
+          throw error
+        },
+      )
+    }
+    const set = () => this.call('set', attempt, tally)
     const sweeps = this.sweepsOf(key)
     const written = sweeps === undefined ? set() : settledWithin(Promise.all(sweeps), this.sweepWait).then(() => (slot.invalidated ? undefined : set()))
     if (!isPromise(written)) return
@@ -494,6 +509,7 @@ export class Storage {
       if (this.inFlight.get(key) === slot) this.inFlight.delete(key)
       // An invalidation ran while this write was on its way: it must not bring the entry back.
       if (slot.invalidated) return this.remove(key)
+      if (startedAt !== undefined && !lost) return this.retractIfInvalidated(key, startedAt)
     })
     return slot.settled
   }
@@ -515,7 +531,41 @@ export class Storage {
    */
   invalidateKey(key: string): Maybe<void> {
     this.recordInvalidation((candidate) => candidate === key)
-    return this.remove(key)
+    if (this.entries !== undefined) return this.remove(key)
+    return this.markForWriters(key).then(() => this.remove(key))
+  }
+
+  /**
+   * Before an invalidation of keys starting with `head` deletes anything from a byte store: record
+   * its time for writes in other processes of entries computed before it, twice — on the
+   * narrowest key namespace holding those keys (namespaceHolding(); wider, never narrower), and
+   * on one mark every invalidation updates. Each such write, once landed, reads that one mark,
+   * and only when it is newer than the write's computation the marks of its key's namespaces,
+   * and deletes its entry again if one of them is (`retractIfInvalidated`). Either those reads see
+   * this invalidation's marks, or the write landed before they were written, and so before the
+   * deletion, which then removes it (on memcached: leaves it under a replaced generation). A mark
+   * that cannot be written is reported; the deletion goes on.
+   */
+  private markForWriters(head: string): Promise<void> {
+    return this.markTags([writersTag(namespaceHolding(head)), ANY_INVALIDATION], false).catch((error) => this.report(asError(error)))
+  }
+
+  /**
+   * A write of `key` computed from `startedAt` on has landed: delete it again if an invalidation
+   * of one of its namespaces began since, in any process (see `markForWriters`). This process's
+   * own invalidations were checked before writing.
+   */
+  private async retractIfInvalidated(key: string, startedAt: number): Promise<void> {
+    // Strictly newer: an invalidation in the very millisecond the computation began is taken to
+    // have come first. Across processes that is within the clocks' skew anyway, and this
+    // process's own invalidations were checked exactly before writing.
+    const newer = (mark: Entry | undefined) => mark?.kind === 'mark' && mark.hard > startedAt
+    // The common case: no invalidation anywhere since the computation began, one read.
+    if (!newer(await this.read(markKey(ANY_INVALIDATION), true))) return
+    const marks = await Promise.all(namespacesOf(key).map((name) => this.read(markKey(writersTag(name)), true)))
+    if (!marks.some(newer)) return
+    debug('retracted: an invalidation from another process began while it was computed (%s)', key)
+    await this.remove(key)
   }
 
   /** Empty the store; writes on their way must not bring their entries back afterwards. */
@@ -523,6 +573,7 @@ export class Storage {
     this.recordInvalidation(() => true)
     // An object store deletes at once and never has writes on their way.
     if (this.entries !== undefined) return void (await this.store.clear?.())
+    await this.markForWriters('')
     const landing = this.invalidateInFlight(() => true)
     await this.sweep(
       () => true,
@@ -544,6 +595,7 @@ export class Storage {
     if (this.entries !== undefined) {
       removed = await this.store.deleteMatching(pattern)
     } else {
+      await this.markForWriters(pattern.slice(0, starAt(pattern)))
       const landing = this.invalidateInFlight(matches)
       removed = await this.sweep(matches, () => this.store.deleteMatching(pattern))
       await landing
@@ -726,6 +778,14 @@ const MARK_TTL = 30 * 86_400_000
 /** The tag whose soft mark stands for a soft pattern purge of `namespace` (see softInvalidate). */
 function namespaceTag(namespace: string): string {
   return `~ns:${namespace}`
+}
+
+/** The tag whose hard mark records the latest invalidation of any key, for writers (see markForWriters). */
+const ANY_INVALIDATION = '~invalidations'
+
+/** The tag whose hard mark records invalidations of `namespace` for writers (see markForWriters). */
+function writersTag(namespace: string): string {
+  return `~inv:${namespace}`
 }
 
 /** Where the literal head of a pattern ends: its first `*`, or its end. */

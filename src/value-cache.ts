@@ -497,7 +497,7 @@ function write(instance: Instance, key: string, outcome: Outcome, times: Times, 
     }
   }
   instance.counters.sets++
-  return { entry, written: instance.storage.write(key, entry, ttl) }
+  return { entry, written: instance.storage.write(key, entry, ttl, startedAt) }
 }
 
 /** The value's tags: the call's, or computed from the value; a tags function that fails is reported and gives none. */

@@ -26,7 +26,7 @@ export function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
     return settle(ctx, undefined)
   }
   const result: FlightResult = { entry, vary, variant: variantPart(vary, varyHeaders(ctx.req, vary)) }
-  if (vary.length === 0) return settle(ctx, result, cache.storage.write(ctx.headKey, entry, ttl))
+  if (vary.length === 0) return settle(ctx, result, cache.storage.write(ctx.headKey, entry, ttl, ctx.requestTime))
   // A varying response: the head key holds the list of variants, each variant its own key.
   const variantKey = ctx.headKey + '#' + result.variant
   // The record lists variants oldest first. Only a record that is written evicts: the
@@ -46,7 +46,7 @@ export function save(ctx: Context, entry: ResponseEntry, vary: string[]): void {
     }
     return { kind: 'vary', vary, variants, expires }
   }
-  const written = cache.storage.write(variantKey, entry, ttl)
+  const written = cache.storage.write(variantKey, entry, ttl, ctx.requestTime)
   if (!isPromise(written)) {
     // A store that holds objects: nothing is in flight, and the current record is at hand.
     const record = recordOf(cache.storage.peek(ctx.headKey), true)

@@ -306,6 +306,48 @@ describe('createCache()', () => {
         })
       })
 
+      if (factory.name !== 'memory') {
+        describe('when another process invalidates while a value is computed', () => {
+          it('should delete the value again once its write lands', async () => {
+            let now = 1_700_000_000_000
+            const clock = () => now
+            const a = open({ now: clock })
+            // The other process's store: the same backend, telling when its write of the key landed.
+            const landed = gate()
+            const store = created.store
+            const watched: Store = {
+              get: (key) => store.get(key),
+              set: async (key, value, ttl) => {
+                const stored = await store.set(key, value, ttl)
+                if (key.includes('posts:list:5')) landed.open()
+                return stored
+              },
+              delete: (key) => store.delete(key),
+              deleteMatching: (pattern) => store.deleteMatching(pattern),
+            }
+            const b = createCache({ store: watched, storeTimeout: SLOW_MACHINE, now: clock })
+            opened.push(b)
+            const held = gate()
+            let started = false
+            const computing = b.getOrSet('posts:list:5', async () => {
+              started = true
+              await held.promise
+              return 'old'
+            })
+            await waitFor(() => started)
+            now += 1000 // the invalidation comes a moment after the computation began
+            await a.invalidate('posts:*')
+            held.open()
+            expect(await computing).to.equal('old')
+            await landed.promise
+            await waitFor(async () => (await a.get('posts:list:5')) === undefined)
+            now += 1000
+            expect(await b.getOrSet('posts:list:5', async () => 'new')).to.equal('new')
+            await waitFor(async () => (await a.get('posts:list:5')) === 'new')
+          })
+        })
+      }
+
       describe('when health() is asked', () => {
         it('should report one round trip to the store', async () => {
           const report = await open().health()

@@ -7,7 +7,7 @@ import { memcachedStore } from '../../../src/stores/memcached.js'
 import { redisStore } from '../../../src/stores/redis.js'
 import type { Store } from '../../../src/types.js'
 import { mapStore } from '../../../examples/custom-store/store.js'
-import { closeAll, landed, rawRequest, setup, sleep, slowWrites, storeFactories, type Harness, type StoreFactory } from '../../support/app.js'
+import { closeAll, eventually, landed, rawRequest, setup, sleep, slowWrites, storeFactories, type Harness, type StoreFactory } from '../../support/app.js'
 import { monitorRedis } from '../../support/monitor.js'
 import { getMemcached, getMemcached2, type RedisCluster, type RedisServer } from '../../support/servers.js'
 
@@ -226,6 +226,49 @@ for (const s of storeFactories) {
           await other.close()
         }
       })
+
+      for (const [name, purge] of [
+        ["invalidate('users:1:*')", (h: Harness) => h.cache.invalidate('users:1:*')],
+        ["delete('users:1:GET')", (h: Harness) => h.cache.delete('users:1:GET')],
+      ] as const) {
+        it(`53f: across processes — a response computed in one process while another ran ${name} is not kept for later requests`, async () => {
+          let row = 'old'
+          let release!: () => void
+          const held = new Promise<void>((resolve) => (release = resolve))
+          let reached = 0
+          const a = await setup(s, { routes: (app) => app.get('/users/:id', (_req, res) => void res.set(CC60).send(row)) })
+          const other = await sameBackend(s, a)
+          try {
+            const b = await setup(s, {
+              store: other.store,
+              routes: (app) =>
+                app.get('/users/:id', async (_req, res) => {
+                  reached++
+                  const read = row
+                  await held
+                  res.set(CC60).send(read)
+                }),
+            })
+            const host = { Host: 'shared.test' }
+            const inFlight = b.get('/users/1', host).then((r) => r)
+            await eventually(() => reached === 1, 'the request in the other process to reach its app')
+            row = 'new'
+            // Times compare across processes: the invalidation comes a moment after that request began.
+            a.clock.advance(1000)
+            await purge(a)
+            a.clock.advance(1000)
+            release()
+            expect((await inFlight).text).to.equal('old')
+            // The other process's write lands after the purge, and is taken back.
+            await eventually(async () => (await a.get('/users/1', host)).text === 'new', 'the old response to leave the store')
+            await a.get('/users/1', host).expect(200, 'new').expect('X-Cache', 'HIT')
+            await b.get('/users/1', host).expect(200, 'new').expect('X-Cache', 'HIT')
+          } finally {
+            await closeAll()
+            await other.close()
+          }
+        })
+      }
     }
   })
 }
