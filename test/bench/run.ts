@@ -348,7 +348,7 @@ async function hitSection(): Promise<HitRow[]> {
             await h.request({ type: 'reset' }, 'ok')
             const run = await measured(h, () => runLoad({ port: h.port, connections: settings.connections, seconds: settings.duration, headers }))
             const stats = await h.request({ type: 'stats' }, 'stats')
-            if (v.compress !== undefined || v.acceptEncoding !== undefined) row.notes.push(compressionNote(probe, stats.cacheStats))
+            if (v.compress !== undefined || v.acceptEncoding !== undefined) row.notes.push(compressionNote(probe, stats))
             return { result: run.value, cpu: run.cpu, serverCores: run.serverCores, stats }
           })
           if (isSkip(outcome)) {
@@ -398,10 +398,23 @@ async function hitSection(): Promise<HitRow[]> {
   return [...rows.values()]
 }
 
-/** Compressed-storage rows: what the client received, and what the store holds for the one entry. */
-function compressionNote(probe: Awaited<ReturnType<typeof get>>, stats: unknown): string {
-  const bytes = (stats as { bytes?: unknown } | undefined)?.bytes
-  const held = typeof bytes === 'number' && entriesOf(stats) === 1 ? `, store holds ${bytes} B for the entry` : ''
+/**
+ * Compressed-storage rows: what the client received, and what the store holds for the one entry:
+ * the memory store's own count (body, headers, key and a fixed overhead), or for a byte store the
+ * encoded entry its one response write carried (the store-write channel; the key and the store's
+ * own per-item overhead not included).
+ */
+function compressionNote(probe: Awaited<ReturnType<typeof get>>, stats: { cacheStats?: unknown; written?: Record<string, number> }): string {
+  const bytes = (stats.cacheStats as { bytes?: unknown } | undefined)?.bytes
+  const writes = Object.values(stats.written ?? {})
+  const held =
+    typeof bytes === 'number' && entriesOf(stats.cacheStats) === 1
+      ? `, store holds ${bytes} B for the entry`
+      : writes.length === 1
+        ? `, store holds ${writes[0]} B for the entry (encoded)`
+        : writes.length > 1
+          ? `, ${writes.length} entries written (${writes.join(' + ')} B encoded)`
+          : ''
   return `sent ${probe.bytes} B ${String(probe.headers['content-encoding'] ?? 'identity')}${held}`
 }
 
