@@ -131,7 +131,8 @@ function pinCpus(): { serverCpu?: number; description: string } {
   }
   return {
     serverCpu: 1,
-    description: 'server process on CPU 1 (taskset -c 1); runner with autocannon on CPU 0, Redis/memcached started by the runner inherit CPU 0',
+    description:
+      'server process on CPU 1 (taskset -c 1); runner with autocannon on CPU 0, Redis, memcached, PostgreSQL and dynalite started by the runner inherit CPU 0',
   }
 }
 
