@@ -1,9 +1,9 @@
 /** postgresStore(): a Store in an UNLOGGED PostgreSQL table on `pg`, shared by every process that reaches the database. */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
 import { assertPattern, isLiteral } from '../pattern.js'
-import { assertKnownOptions, describe, describeObject } from '../validate.js'
+import { assertKnownOptions, boolean, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 
 const debug = createDebug('cachet:postgres')
@@ -14,6 +14,13 @@ export interface PostgresResult {
   rowCount: number | null
 }
 
+/** A query with a name: pg parses it once per connection and then sends only its parameters. */
+export interface PostgresQuery {
+  name?: string
+  text: string
+  values?: unknown[]
+}
+
 /** A connection checked out of a pool (`pg.PoolClient`): used only to create the schema in one transaction. */
 export interface PostgresPoolClient {
   query(text: string, values?: unknown[]): Promise<PostgresResult>
@@ -22,7 +29,8 @@ export interface PostgresPoolClient {
 
 /** The parts of a `pg.Pool` the store uses (described here so cachet never needs pg's types). */
 export interface PostgresPool {
-  query(text: string, values?: unknown[]): Promise<PostgresResult>
+  /** SQL text and values, or (with `prepare`, the default) a named query in pg's config form. */
+  query(text: string | PostgresQuery, values?: unknown[]): Promise<PostgresResult>
   connect(): Promise<PostgresPoolClient>
   end(): Promise<void>
   on?(event: 'error', listener: (error: Error) => void): unknown
@@ -79,6 +87,13 @@ export interface PostgresStoreOptions {
    * @default {}
    */
   poolOptions?: Record<string, unknown>
+  /**
+   * Reads and writes as named prepared statements: each connection parses them once, then sends
+   * only the parameters. `false` behind a pooler that cannot keep prepared statements (PgBouncer
+   * in transaction mode before 1.21, or without `max_prepared_statements`).
+   * @default true
+   */
+  prepare?: boolean
 }
 
 /** A PostgreSQL-backed store; `lock`/`unlock` are shared by every process using the table. */
@@ -155,6 +170,7 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
   if (typeof createTable !== 'boolean') throw new TypeError(`postgresStore option "createTable" must be a boolean, got ${describe(createTable)}`)
   const sweepInterval = integer('sweepInterval', merged.sweepInterval, 60_000)
   const batchSize = integer('batchSize', merged.batchSize, 1000)
+  const prepare = boolean('prepare', merged.prepare, true, 'postgresStore option')
   const poolOptions = merged.poolOptions === undefined ? {} : merged.poolOptions
   if (poolOptions === null || typeof poolOptions !== 'object') {
     throw new TypeError(`postgresStore option "poolOptions" must be an object, got ${describe(poolOptions)}`)
@@ -174,7 +190,10 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
   const q = schema === undefined ? `"${name}"` : `"${schema}"."${name}"`
   const locks = schema === undefined ? `"${name}_locks"` : `"${schema}"."${name}_locks"`
   const sql = {
-    get: `SELECT value FROM ${q} WHERE key = $1 AND expires_at > clock_timestamp()`,
+    // The value as base64 text: pg reads every column as text, and bytea's text form is hex, twice
+    // the value's size to send, decode from UTF-8 and decode again (base64 is 4/3, with a newline
+    // every 76 characters, which Buffer.from(…, 'base64') skips).
+    get: `SELECT encode(value, 'base64') AS value FROM ${q} WHERE key = $1 AND expires_at > clock_timestamp()`,
     set: `INSERT INTO ${q} (key, value, expires_at) VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
           ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
     delete: `DELETE FROM ${q} WHERE key = $1`,
@@ -214,6 +233,17 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     return pool.query(text, values)
   }
 
+  // The read and the write, named after their text: stores of other tables on one pool never share
+  // a name (pg refuses one name for two texts on a connection).
+  const named = (text: string) => (prepare ? { name: `cachet_${createHash('sha256').update(text).digest('hex').slice(0, 16)}`, text } : { text })
+  const getQuery = named(sql.get)
+  const setQuery = named(sql.set)
+
+  async function run(statement: { name?: string; text: string }, values: unknown[]): Promise<PostgresResult> {
+    await prepared()
+    return pool.query({ ...statement, values })
+  }
+
   async function sweep(): Promise<number> {
     const removed = (await query(sql.sweep, [batchSize])).rowCount ?? 0
     await query(sql.sweepLocks, [batchSize])
@@ -245,14 +275,14 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     prefix,
 
     async get(key) {
-      const { rows } = await query(sql.get, [prefix + key])
-      return rows.length === 0 ? undefined : (rows[0].value as Buffer)
+      const { rows } = await run(getQuery, [prefix + key])
+      return rows.length === 0 ? undefined : Buffer.from(rows[0].value as string, 'base64')
     },
 
     async set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) throw new TypeError(`postgresStore.set expects bytes, got ${describe(value)}`)
       const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
-      await query(sql.set, [prefix + key, bytes, Math.max(1, Math.ceil(ttlMs))])
+      await run(setQuery, [prefix + key, bytes, Math.max(1, Math.ceil(ttlMs))])
     },
 
     async delete(key) {
@@ -357,7 +387,7 @@ function integer(name: string, value: unknown, fallback: number): number {
 }
 
 /** Options that may sit beside the connection or in the second argument. */
-const POSTGRES_OPTIONS = ['prefix', 'table', 'createTable', 'sweepInterval', 'batchSize', 'poolOptions'] as const
+const POSTGRES_OPTIONS = ['prefix', 'table', 'createTable', 'sweepInterval', 'batchSize', 'poolOptions', 'prepare'] as const
 
 function pickOptions(source: PostgresStoreOptions): PostgresStoreOptions {
   const picked: PostgresStoreOptions = {}

@@ -1,6 +1,6 @@
 /** CPU used by other processes while we measure (Linux /proc), so contention from other work on the machine is visible and avoidable. */
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readFileSync, readdirSync } from 'node:fs'
 
 const clockTicks = (() => {
   try {
@@ -41,6 +41,33 @@ export function pidListeningOn(port: number): number | undefined {
   } catch {
     return undefined
   }
+}
+
+/**
+ * The children of these processes, from /proc: PostgreSQL forks a backend per connection, whose
+ * CPU is the service's, not other work on the machine.
+ */
+export function childrenOf(parents: number[]): number[] {
+  if (parents.length === 0) return []
+  let entries: string[]
+  try {
+    entries = readdirSync('/proc')
+  } catch {
+    return []
+  }
+  const children: number[] = []
+  for (const entry of entries) {
+    if (!/^\d+$/.test(entry)) continue
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
+      // Fields after the parenthesised name: state ppid …
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+      if (parents.includes(ppid)) children.push(Number(entry))
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return children
 }
 
 export interface CpuSample {

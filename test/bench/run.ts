@@ -24,7 +24,7 @@ import {
   type Results,
   type Target,
 } from './report.js'
-import { cpuWindow, pidListeningOn, waitForQuiet, type CpuSample } from './cpu.js'
+import { childrenOf, cpuWindow, pidListeningOn, waitForQuiet, type CpuSample } from './cpu.js'
 import { flush, longestRedisCommand, memcachedItemCount, redisKeyCount, startServices, stopServices, type Service } from './services.js'
 import { findVariant, variants, type Variant } from './variants.js'
 
@@ -131,7 +131,8 @@ function pinCpus(): { serverCpu?: number; description: string } {
   }
   return {
     serverCpu: 1,
-    description: 'server process on CPU 1 (taskset -c 1); runner with autocannon on CPU 0, Redis/memcached started by the runner inherit CPU 0',
+    description:
+      'server process on CPU 1 (taskset -c 1); runner with autocannon on CPU 0, Redis, memcached, PostgreSQL and dynalite started by the runner inherit CPU 0',
   }
 }
 
@@ -217,21 +218,26 @@ if (sections.has('invalidate') || sections.has('tags') || sections.has('coalesce
 if (sections.has('tags') && !quick) needed.add('memcached')
 const services = await startServices([...needed])
 const servicePids = services.flatMap((s) => (s.endpoint ? [pidListeningOn(s.endpoint.port)] : [])).filter((pid): pid is number => pid !== undefined)
-const ownPids = (h: ServerHandle) => [process.pid, h.pid, ...servicePids]
+// The runner, the server, the services and their children (PostgreSQL's backends): the rest is other work.
+const ownPids = (h: ServerHandle) => [process.pid, h.pid, ...servicePids, ...childrenOf(servicePids)]
 const cpuLog: { foreign: number; waitedMs: number }[] = []
 
 /**
  * Wait for a quiet machine, then run `measure` and report the CPU other processes used meanwhile,
  * and the cores the server itself used (`serverCores`, undefined where /proc is not available).
  */
-async function measured<T>(h: ServerHandle, measure: () => Promise<T>): Promise<{ value: T; cpu?: CpuSample; serverCores?: number; waitedMs: number }> {
+async function measured<T>(
+  h: ServerHandle,
+  measure: () => Promise<T>,
+): Promise<{ value: T; cpu?: CpuSample; serverCores?: number; serviceCores?: number; waitedMs: number }> {
   const quiet = quick ? { waitedMs: 0 } : await waitForQuiet(ownPids(h), settings.quietThreshold, settings.quietWaitMs)
   const end = cpuWindow(ownPids(h))
   const value = await measure()
   const cpu = end()
   if (cpu) cpuLog.push({ foreign: cpu.foreign, waitedMs: quiet.waitedMs })
-  // ownPids(h)[1] is the server.
-  return { value, cpu, serverCores: cpu?.perPid[1], waitedMs: quiet.waitedMs }
+  // ownPids(h)[1] is the server; from [2] on, the services and their children.
+  const serviceCores = cpu?.perPid.slice(2).reduce((sum, cores) => sum + cores, 0)
+  return { value, cpu, serverCores: cpu?.perPid[1], serviceCores, waitedMs: quiet.waitedMs }
 }
 
 process.once('SIGINT', () => process.exit(130))
@@ -311,6 +317,9 @@ function entriesOf(stats: unknown): number | undefined {
 async function hitSection(): Promise<HitRow[]> {
   const rows = new Map<string, HitRow>()
   const skipped = new Map<string, string>()
+  // Per row: the share of requests answered by a store read, and the cores the store's server used.
+  const storeShares = new Map<string, number[]>()
+  const serviceCpu = new Map<string, number[]>()
   for (let rep = 1; rep <= settings.reps; rep++) {
     for (const bodyBytes of settings.sizes) {
       for (const v of selected) {
@@ -348,8 +357,8 @@ async function hitSection(): Promise<HitRow[]> {
             await h.request({ type: 'reset' }, 'ok')
             const run = await measured(h, () => runLoad({ port: h.port, connections: settings.connections, seconds: settings.duration, headers }))
             const stats = await h.request({ type: 'stats' }, 'stats')
-            if (v.compress !== undefined || v.acceptEncoding !== undefined) row.notes.push(compressionNote(probe, stats.cacheStats))
-            return { result: run.value, cpu: run.cpu, serverCores: run.serverCores, stats }
+            if (v.compress !== undefined || v.acceptEncoding !== undefined) row.notes.push(compressionNote(probe, stats))
+            return { result: run.value, cpu: run.cpu, serverCores: run.serverCores, serviceCores: run.serviceCores, stats }
           })
           if (isSkip(outcome)) {
             skipped.set(v.name, outcome.skipped)
@@ -357,8 +366,12 @@ async function hitSection(): Promise<HitRow[]> {
             log(`${v.name} ${size(bodyBytes)}: skipped: ${outcome.skipped}`)
             continue
           }
-          const { result, stats, cpu, serverCores } = outcome
+          const { result, stats, cpu, serverCores, serviceCores } = outcome
           row.runs.push(result)
+          if (stats.storeReads) storeShares.set(key, [...(storeShares.get(key) ?? []), stats.storeReads.hit / Math.max(1, result.requests)])
+          if (serviceCores !== undefined && (v.store === 'postgres' || v.store === 'dynamodb')) {
+            serviceCpu.set(key, [...(serviceCpu.get(key) ?? []), serviceCores])
+          }
           if (cpu) row.foreignCpu.push(cpu.foreign)
           if (serverCores !== undefined) {
             // Requests per CPU-second the server used: robust to contention.
@@ -376,6 +389,20 @@ async function hitSection(): Promise<HitRow[]> {
           log(`${v.name} ${size(bodyBytes)} rep ${rep}: error: ${(error as Error).message}`)
         }
       }
+    }
+  }
+  for (const [key, row] of rows) {
+    const shares = storeShares.get(key) ?? []
+    if (shares.some((share) => share < 0.99)) {
+      const percent = shares.map((share) => `${(100 * share).toFixed(1)} %`).join(' / ')
+      row.notes.push(
+        `a store read answered ${percent} of requests (per repetition); the others were answered by the origin or, after a read timed out, from the entry of a write still on its way: such a repetition's req/s is not the store's`,
+      )
+    }
+    const cores = serviceCpu.get(key) ?? []
+    if (cores.length) {
+      const server = row.variant.includes('-postgres-') ? 'PostgreSQL (backends)' : 'dynalite'
+      row.notes.push(`${server} used ${cores.map((c) => c.toFixed(2)).join(' / ')} cores, on the load generator's CPU`)
     }
   }
   for (const row of rows.values()) {
@@ -398,10 +425,23 @@ async function hitSection(): Promise<HitRow[]> {
   return [...rows.values()]
 }
 
-/** Compressed-storage rows: what the client received, and what the store holds for the one entry. */
-function compressionNote(probe: Awaited<ReturnType<typeof get>>, stats: unknown): string {
-  const bytes = (stats as { bytes?: unknown } | undefined)?.bytes
-  const held = typeof bytes === 'number' && entriesOf(stats) === 1 ? `, store holds ${bytes} B for the entry` : ''
+/**
+ * Compressed-storage rows: what the client received, and what the store holds for the one entry:
+ * the memory store's own count (body, headers, key and a fixed overhead), or for a byte store the
+ * encoded entry its one response write carried (the store-write channel; the key and the store's
+ * own per-item overhead not included).
+ */
+function compressionNote(probe: Awaited<ReturnType<typeof get>>, stats: { cacheStats?: unknown; written?: Record<string, number> }): string {
+  const bytes = (stats.cacheStats as { bytes?: unknown } | undefined)?.bytes
+  const writes = Object.values(stats.written ?? {})
+  const held =
+    typeof bytes === 'number' && entriesOf(stats.cacheStats) === 1
+      ? `, store holds ${bytes} B for the entry`
+      : writes.length === 1
+        ? `, store holds ${writes[0]} B for the entry (encoded)`
+        : writes.length > 1
+          ? `, ${writes.length} entries written (${writes.join(' + ')} B encoded)`
+          : ''
   return `sent ${probe.bytes} B ${String(probe.headers['content-encoding'] ?? 'identity')}${held}`
 }
 

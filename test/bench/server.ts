@@ -1,4 +1,5 @@
 /** One benchmark server process: `node --import tsx test/bench/server.ts <variant> <bodyBytes> [--delay ms] [--redis host:port] [--memcached host:port] [--postgres url] [--dynamodb url] [--max-entries n] [--cachet built/index.js]`. */
+import diagnostics from 'node:diagnostics_channel'
 import http from 'node:http'
 import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
@@ -60,6 +61,10 @@ const rawHeaders = { 'Content-Type': jsonType, 'Content-Length': String(body.buf
 let originCalls = 0
 let cacheErrors = 0
 let lastCacheError: string | undefined
+/** Bytes of the last response write that landed, per key, from the store-write channel (README "Metrics and tracing"). */
+const written = new Map<string, number>()
+/** SQL and DynamoDB variants: store reads since the last reset, by outcome (the store-read channel). */
+let storeReads: { hit: number; miss: number; error: number } | undefined
 let cache: ReturnType<CachetApi['responseCache']> | undefined
 let cachet: CachetApi | undefined
 const closers: (() => unknown)[] = []
@@ -145,6 +150,20 @@ async function cachetMiddleware(v: Variant): Promise<Handler> {
   const onError = (error: unknown) => {
     cacheErrors++
     lastCacheError = error instanceof Error ? error.message : String(error)
+  }
+  // A byte store reports no size of its own: the compressed-storage rows read what each response write sent it.
+  if ((v.compress !== undefined || v.acceptEncoding !== undefined) && v.store !== 'memory') {
+    diagnostics.subscribe('cachet:store:write', (message) => {
+      const { key, outcome, bytes } = message as { key: string; outcome: string; bytes?: number }
+      if (outcome === 'landed' && bytes !== undefined) written.set(key, bytes)
+    })
+  }
+  // Whether each HIT really read the store: after a read timed out, requests are answered by the
+  // origin, or from the entry of a write still on its way, with no store read.
+  if (v.store === 'sqlite' || v.store === 'postgres' || v.store === 'dynamodb') {
+    const reads = { hit: 0, miss: 0, error: 0 }
+    storeReads = reads
+    diagnostics.subscribe('cachet:store:read', (message) => void reads[(message as { outcome: 'hit' | 'miss' | 'error' }).outcome]++)
   }
   cache = api.responseCache({ store, coder, ttl: '5m', onError, ...(v.compress ? { compress: v.compress } : {}) })
   const opened = cache
@@ -256,10 +275,19 @@ async function gcAndMeasure(): Promise<NodeJS.MemoryUsage> {
 async function handle(command: Command, server: http.Server): Promise<Reply> {
   switch (command.type) {
     case 'stats':
-      return { type: 'stats', originCalls, cacheErrors, lastCacheError, cacheStats: cache?.stats?.() }
+      return {
+        type: 'stats',
+        originCalls,
+        cacheErrors,
+        lastCacheError,
+        cacheStats: cache?.stats?.(),
+        written: Object.fromEntries(written),
+        storeReads: storeReads && { ...storeReads },
+      }
     case 'reset':
       originCalls = 0
       cacheErrors = 0
+      if (storeReads) Object.assign(storeReads, { hit: 0, miss: 0, error: 0 })
       return { type: 'ok' }
     case 'memory':
       return { type: 'memory', usage: await gcAndMeasure() }

@@ -140,7 +140,7 @@ for (const store of ['redis', 'memcached'] as const) {
 // Compressed storage (README "Compressed storage"): the same JSON stored compressed, for a client
 // taking the stored coding, one taking only the other, and one sending no Accept-Encoding.
 // Today's storage for the first client is cachet-express5-<store>-json-ae.
-for (const store of ['memory', 'redis'] as const) {
+for (const store of ['memory', 'redis', 'memcached'] as const) {
   const clients = [
     ['ae', 'br, gzip', 'Accept-Encoding: br, gzip'],
     ['identity', undefined, 'no Accept-Encoding'],
@@ -152,7 +152,7 @@ for (const store of ['memory', 'redis'] as const) {
       // Today's storage sends the same bytes to every client: one row is enough; gzip storage for a br/gzip client only.
       if (compress === undefined && suffix !== 'ae') continue
       if (compress === 'gzip' && suffix !== 'ae') continue
-      if (store === 'redis' && suffix === 'gzipclient') continue
+      if (store !== 'memory' && suffix === 'gzipclient') continue
       cachetVariants.push({
         name: `cachet-express5-${store}-json-${compress === undefined ? '' : `compress-${compress}-`}${suffix}`,
         kind: 'cachet',
@@ -199,16 +199,18 @@ for (const store of ['redis', 'memcached'] as const) {
 
 // The SQL and DynamoDB stores (README "Stores"): SQLite on a temp file, PostgreSQL and dynalite started by the runner.
 for (const store of ['sqlite', 'postgres', 'dynamodb'] as const) {
-  cachetVariants.push({
-    name: `cachet-express5-${store}-json`,
-    kind: 'cachet',
-    framework: 'express5',
-    store,
-    coder: 'json',
-    cached: true,
-    quick: true,
-    description: `cachet HIT, ${store}Store, jsonCoder(), Express 5`,
-  })
+  for (const coder of ['json', 'msgpack'] as const) {
+    cachetVariants.push({
+      name: `cachet-express5-${store}-${coder}`,
+      kind: 'cachet',
+      framework: 'express5',
+      store,
+      coder,
+      cached: true,
+      quick: coder === 'json',
+      description: `cachet HIT, ${store}Store, ${coder}Coder(), Express 5`,
+    })
+  }
 }
 
 export const variants: readonly Variant[] = [...baselines, ...peers, ...cachetVariants]

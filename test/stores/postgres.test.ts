@@ -1,6 +1,7 @@
 /** postgresStore() on a real PostgreSQL: the Store contract, schema, index use, locks, HTTP, and a paused, killed or slow server. */
 import assert from 'node:assert/strict'
-import { randomUUID } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
+import net from 'node:net'
 import pg from 'pg'
 import { postgresStore } from '../../src/stores/postgres.js'
 import { createApp, type Post } from '../../examples/postgres/app.js'
@@ -209,6 +210,72 @@ describe('postgresStore()', function () {
     })
   })
 
+  describe('what a read sends and receives', function () {
+    let counter: ByteCounter
+    let counted: pg.Pool
+
+    before(async function () {
+      counter = await countBytes(server.port)
+      // One connection: every statement below runs on it, and pg_prepared_statements shows its own.
+      counted = new pg.Pool({ connectionString: `postgres://postgres@127.0.0.1:${counter.port}/postgres`, max: 1 })
+      counted.on('error', () => {})
+    })
+    after(async function () {
+      await counted?.end()
+      await counter?.close()
+    })
+
+    /** Bytes each way per get(), over `reads` gets of `key` after a first one. */
+    async function perRead(store: ReturnType<typeof postgresStore>, key: string, expected: Buffer, reads = 5) {
+      assert.deepEqual(await store.get(key), expected)
+      counter.reset()
+      for (let i = 0; i < reads; i++) assert.deepEqual(await store.get(key), expected)
+      return { sent: counter.sent / reads, received: counter.received / reads }
+    }
+
+    it('should receive a 100 KB value as base64 (at most 1.4 × its size per read), not as hex text (2 ×)', async function () {
+      const store = postgresStore({ pool: counted }, { prefix: unique() })
+      const value = randomBytes(100_000)
+      await store.set('big', value, 60_000)
+      const { received } = await perRead(store, 'big', value)
+      assert.ok(received >= value.length, `a read received ${received} B, less than the value`)
+      assert.ok(received <= 1.4 * value.length, `a read received ${received} B for a ${value.length} B value`)
+      // Empty and short values come back exactly too.
+      await store.set('empty', Buffer.alloc(0), 60_000)
+      assert.deepEqual(await store.get('empty'), Buffer.alloc(0))
+      await store.set('short', Buffer.from([0, 255, 10, 13]), 60_000)
+      assert.deepEqual(await store.get('short'), Buffer.from([0, 255, 10, 13]))
+      await store.clear()
+    })
+
+    it('should parse its read once per connection (a named prepared statement): a later read sends less than the SQL text', async function () {
+      const store = postgresStore({ pool: counted }, { prefix: unique() })
+      await store.set('k', bytes('v'), 60_000)
+      const { sent } = await perRead(store, 'k', bytes('v'))
+      const statements = (await counted.query('SELECT name, statement FROM pg_prepared_statements')).rows as { name: string; statement: string }[]
+      const read = statements.find((row) => /FROM "cachet" WHERE key = \$1 AND expires_at > clock_timestamp\(\)/.test(row.statement))
+      assert.ok(read, `the read is a prepared statement of the connection (it has ${JSON.stringify(statements.map((row) => row.name))})`)
+      assert.ok(sent < Buffer.byteLength(read.statement), `a read sent ${sent} B, its SQL text is ${Buffer.byteLength(read.statement)} B`)
+      await store.clear()
+    })
+
+    it('should prepare nothing with prepare: false, and validate the option', async function () {
+      const client = await counted.connect()
+      try {
+        await client.query('DEALLOCATE ALL')
+      } finally {
+        client.release()
+      }
+      const store = postgresStore({ pool: counted }, { prefix: unique(), prepare: false })
+      await store.set('k', bytes('v'), 60_000)
+      const { sent } = await perRead(store, 'k', bytes('v'))
+      assert.equal((await counted.query('SELECT count(*)::int AS n FROM pg_prepared_statements')).rows[0].n, 0)
+      assert.ok(sent > 100, `each read sends its SQL text (${sent} B)`)
+      assert.throws(() => postgresStore({ pool }, { prepare: 'yes' as never }), /postgresStore option "prepare" must be true or false, got "yes"/)
+      await store.clear()
+    })
+  })
+
   describe('faults (storeTimeout 200 ms)', function () {
     this.timeout(60_000)
     let own: PostgresServer
@@ -277,3 +344,49 @@ describe('postgresStore()', function () {
     })
   })
 })
+
+interface ByteCounter {
+  port: number
+  /** Bytes from the client to PostgreSQL since the last reset. */
+  sent: number
+  /** Bytes from PostgreSQL to the client since the last reset. */
+  received: number
+  reset(): void
+  close(): Promise<void>
+}
+
+/** A loopback TCP relay to `port` that counts the bytes each way. */
+async function countBytes(port: number): Promise<ByteCounter> {
+  const sockets = new Set<net.Socket>()
+  const counter = { port: 0, sent: 0, received: 0 }
+  const relay = net.createServer((client) => {
+    const upstream = net.connect(port, '127.0.0.1')
+    for (const socket of [client, upstream]) {
+      sockets.add(socket)
+      socket.on('error', () => {})
+      socket.on('close', () => sockets.delete(socket))
+    }
+    client.on('data', (chunk: Buffer) => {
+      counter.sent += chunk.length
+      upstream.write(chunk)
+    })
+    upstream.on('data', (chunk: Buffer) => {
+      counter.received += chunk.length
+      client.write(chunk)
+    })
+    client.on('close', () => upstream.destroy())
+    upstream.on('close', () => client.destroy())
+  })
+  await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve))
+  counter.port = (relay.address() as net.AddressInfo).port
+  return Object.assign(counter, {
+    reset() {
+      counter.sent = 0
+      counter.received = 0
+    },
+    close() {
+      for (const socket of sockets) socket.destroy()
+      return new Promise<void>((resolve) => relay.close(() => resolve()))
+    },
+  })
+}
