@@ -229,7 +229,7 @@ for (const s of STORES) {
  * `hold()` makes each round wait for a `step()` (or `release()`).
  */
 function steppedClient(inner: memjs.Client) {
-  const counts = { rounds: 0, gets: 0 }
+  const counts = { rounds: 0, gets: 0, keys: [] as string[] }
   type Reply = { value: Buffer | null }
   let waiting: { reply: Promise<Reply>; settle: (result: PromiseSettledResult<Reply>) => void }[] = []
   let held = false
@@ -246,6 +246,7 @@ function steppedClient(inner: memjs.Client) {
     servers: inner.servers,
     get(key: string): Promise<Reply> {
       counts.gets++
+      counts.keys.push(key)
       const reply = inner.get(key) as Promise<Reply>
       // Handled when its round is answered.
       reply.catch(() => undefined)
@@ -276,6 +277,8 @@ describe('tagged HITs on memcached', function () {
   this.timeout(20_000)
   afterEach(closeAll)
   const memcached = storeFactories.find((s) => s.name === 'memcached')!
+  /** Wait until `h` has written `n` responses to the store: HITs read memcached from then on. */
+  const landed = (h: Harness, n: number) => eventually(() => h.cache.stats().stores >= n, `${n} writes to land`)
 
   async function steppedSetup(): Promise<{ h: Harness; stepped: ReturnType<typeof steppedClient>; close(): void }> {
     const server = await getMemcached()
@@ -296,18 +299,24 @@ describe('tagged HITs on memcached', function () {
       await h.cache.invalidateTags(['items', 'item:1'])
       h.clock.advance(1000)
       for (const path of ['/plain/1', '/tagged/1']) await h.get(path).expect('X-Cache', 'MISS')
-      // The writes land: HITs read memcached from now on.
-      await sleep(50)
-      const roundsOf = async (path: string) => {
+      await landed(h, 2)
+      const hit = async (path: string) => {
         stepped.counts.rounds = 0
+        stepped.counts.keys.length = 0
         await h.get(path).expect('X-Cache', 'HIT')
-        return stepped.counts.rounds
+        return { rounds: stepped.counts.rounds, keys: [...stepped.counts.keys] }
       }
-      const plain = await roundsOf('/plain/1')
-      expect(plain).to.equal(2)
+      const plain = await hit('/plain/1')
+      expect(plain.rounds).to.equal(2)
       // The MISS wrote the entry's tags down here: their marks are read with it.
-      expect(await roundsOf('/tagged/1')).to.equal(plain)
-      expect(await roundsOf('/tagged/1')).to.equal(plain)
+      for (let i = 0; i < 2; i++) {
+        const tagged = await hit('/tagged/1')
+        expect(tagged.rounds).to.equal(plain.rounds)
+        // Each memcached key once: the namespaces both marks and the entry share are read once.
+        expect(new Set(tagged.keys).size, tagged.keys.join(' ')).to.equal(tagged.keys.length)
+        // Beyond the untagged HIT's GETs: the two marks and their own namespaces (cachet~tag:, cachet~tag:item:).
+        expect(tagged.keys.length).to.equal(plain.keys.length + 4)
+      }
     } finally {
       close()
     }
@@ -319,14 +328,14 @@ describe('tagged HITs on memcached', function () {
     try {
       const b = await setup(memcached, { store: other.store })
       await h.get('/tagged/1', SITE).expect('X-Cache', 'MISS')
-      await sleep(50)
+      await landed(h, 1)
       await h.get('/tagged/1', SITE).expect('X-Cache', 'HIT')
       // Another process replaces the entry with one carrying another tag.
       b.O.headers = { ...CC60, 'Surrogate-Key': 'renamed' }
       b.clock.advance(1000)
       await b.cache.invalidate('tagged:1:GET#*')
       await b.get('/tagged/1', SITE).expect('X-Cache', 'MISS')
-      await sleep(50)
+      await landed(b, 1)
       h.clock.advance(1000)
       await h.get('/tagged/1', SITE).expect('X-Cache', 'HIT')
       b.clock.advance(1000)
@@ -345,7 +354,7 @@ describe('tagged HITs on memcached', function () {
     try {
       const b = await setup(memcached, { store: other.store })
       await h.get('/tagged/7').expect('X-Cache', 'MISS')
-      await sleep(50)
+      await landed(h, 1)
       await h.get('/tagged/7').expect('X-Cache', 'HIT')
       // The first request's reads: every round trip of it sent to memcached, the answers held.
       stepped.hold()
