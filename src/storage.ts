@@ -116,6 +116,13 @@ export class Storage {
    */
   private readonly tagMarks = new Map<string, { hard: number; soft: number }>()
   private tagsForgottenBefore = 0
+  /**
+   * What a hit on a byte store reads to judge the entry of a key, by key: the tags its entry
+   * carried when this process last read or wrote it, and their mark keys (see `planOf`). Lookups
+   * read those marks together with the entry (`marksAhead`). At most MAX_MARK_PLANS keys, the
+   * oldest dropped first; a key whose entry's tags changed gets a new plan when it is read.
+   */
+  private readonly markPlans = new Map<string, MarkPlan>()
   /** Soft pattern invalidations, newest last: a matching entry from before `at` is served as stale. */
   private readonly softPatterns: { at: number; matches: (key: string) => boolean }[] = []
   private softForgottenBefore = 0
@@ -213,11 +220,29 @@ export class Storage {
   }
 
   /**
+   * Start reading, on a byte store, the tag marks `key`'s entry needed when this process last read
+   * or wrote it (see `markPlans`), for a lookup about to read the entry: started together, the
+   * mark reads share the entry read's round trips. Pass the result to `invalidationState` for the
+   * entry this same lookup reads, and to nothing else: reads begun before a request began must
+   * never judge its entry (an invalidation that ended meanwhile would go unseen). Undefined when
+   * nothing is known of the key's tags.
+   */
+  marksAhead(key: string, budget = this.timeout): MarksAhead | undefined {
+    if (this.entries !== undefined) return undefined
+    const plan = this.markPlans.get(key)
+    if (plan === undefined) return undefined
+    const reads = new Array<Maybe<Entry | undefined>>(plan.keys.length)
+    for (let i = 0; i < reads.length; i++) reads[i] = this.read(plan.keys[i], true, budget)
+    return { plan, reads }
+  }
+
+  /**
    * What the invalidations recorded since `entry` was computed mean for it: `'ok'`, `'stale'`
    * (a soft one: revalidate, or serve stale where the entry allows) or `'gone'` (a hard one),
-   * with the time from which it counts as stale. A byte store's tag marks are read within `budget`.
+   * with the time from which it counts as stale. A byte store's tag marks are read within `budget`,
+   * those `ahead` (see `marksAhead`) started already.
    */
-  invalidationState(key: string, entry: Invalidatable, budget = this.timeout): Maybe<InvalidationState> {
+  invalidationState(key: string, entry: Invalidatable, budget = this.timeout, ahead?: MarksAhead): Maybe<InvalidationState> {
     const since = entry.since ?? entry.responseTime
     let stale = 0
     if (this.softPatterns.length > 0) {
@@ -225,8 +250,12 @@ export class Storage {
       for (const mark of this.softPatterns) if (mark.at >= since && mark.matches(key)) stale = Math.max(stale, mark.at)
     }
     const own = entry.tags
-    const tags = this.sharedSoft ? [...(own ?? []), ...namespacesOf(key).map(namespaceTag)] : own
-    if (tags === undefined) return stale === 0 ? OK : { state: 'stale', at: stale }
+    const plan = this.entries === undefined && (own !== undefined || this.sharedSoft) ? this.planOf(key, own) : undefined
+    const tags = plan === undefined ? own : plan.tags
+    if (tags === undefined) {
+      if (ahead !== undefined) this.forgetMarks(key)
+      return stale === 0 ? OK : { state: 'stale', at: stale }
+    }
     if (own !== undefined && since < this.tagsForgottenBefore) return GONE
     const judge = (marks: ({ hard: number; soft: number } | undefined)[]): InvalidationState => {
       for (const mark of marks) {
@@ -237,17 +266,48 @@ export class Storage {
       return stale === 0 ? OK : { state: 'stale', at: stale }
     }
     const local = judge(tags.map((tag) => this.tagMarks.get(tag)))
-    if (this.entries !== undefined || local === GONE) return local
-    const reads = tags.map((tag) => this.read(markKey(tag), true, budget))
-    const marksOf = (found: (Entry | undefined)[]) =>
+    if (plan === undefined || local === GONE) return local
+    const reads = this.markReads(plan, budget, ahead)
+    const marksOf = (found: readonly (Entry | undefined)[]) =>
       found.map((mark, i) => {
         if (mark?.kind !== 'mark') return undefined
         this.noteMark(tags[i], mark)
         return mark
       })
     // A local tier answers at once: no promise then.
-    if (!reads.some(isPromise)) return judge(marksOf(reads as (Entry | undefined)[]))
+    if (!reads.some(isPromise)) return judge(marksOf(reads as readonly (Entry | undefined)[]))
     return Promise.all(reads).then((found) => judge(marksOf(found)))
+  }
+
+  /** The entry under `key` is judged by no mark (a Vary record, say): lookups stop reading any ahead. */
+  forgetMarks(key: string): void {
+    this.markPlans.delete(key)
+  }
+
+  /** The reads of `plan`'s marks: those begun `ahead` where it read the same mark, the others now. */
+  private markReads(plan: MarkPlan, budget: number, ahead: MarksAhead | undefined): readonly Maybe<Entry | undefined>[] {
+    if (ahead?.plan === plan) return ahead.reads
+    const known = ahead?.plan.keys
+    return plan.keys.map((markKey) => {
+      const at = known === undefined ? -1 : known.indexOf(markKey)
+      return at === -1 ? this.read(markKey, true, budget) : ahead!.reads[at]
+    })
+  }
+
+  /**
+   * The marks an entry of `key` carrying `own` is judged by (byte stores): its tags and, with
+   * `sharedSoft`, its namespaces' soft-purge tags, and the store keys of their marks. Kept per key
+   * (see `markPlans`) so that a hit neither rebuilds them nor misses the chance to read them ahead.
+   */
+  private planOf(key: string, own: readonly string[] | undefined): MarkPlan {
+    const known = this.markPlans.get(key)
+    if (known !== undefined && sameTags(known.own, own)) return known
+    const tags = this.sharedSoft ? [...(own ?? []), ...namespacesOf(key).map(namespaceTag)] : own!
+    const plan: MarkPlan = { own, tags, keys: tags.map(markKey) }
+    this.markPlans.delete(key)
+    this.markPlans.set(key, plan)
+    if (this.markPlans.size > MAX_MARK_PLANS) this.markPlans.delete(this.markPlans.keys().next().value as string)
+    return plan
   }
 
   /** True when this process knows of an invalidation of one of `tags` (hard or soft) from `since` on. */
@@ -474,6 +534,10 @@ export class Storage {
       }
       return
     }
+    // A hit on this key reads the marks this entry needs with the entry (see marksAhead).
+    const tagged = (entry.kind === 'response' || entry.kind === 'value') && (entry.tags !== undefined || this.sharedSoft)
+    if (tagged) this.planOf(key, entry.tags)
+    else this.forgetMarks(key)
     let bytes: Uint8Array
     try {
       bytes = this.coder.encode(entry)
@@ -769,6 +833,33 @@ export type Invalidatable = Pick<ResponseEntry, 'since' | 'responseTime' | 'tags
 export type InvalidationState = { state: 'ok' } | { state: 'gone' } | { state: 'stale'; at: number }
 const OK: InvalidationState = Object.freeze({ state: 'ok' })
 const GONE: InvalidationState = Object.freeze({ state: 'gone' })
+
+/** The marks an entry of one key is judged by on a byte store (see `markPlans`). */
+export interface MarkPlan {
+  /** The entry's own tags. */
+  own: readonly string[] | undefined
+  /** Those and, with a local tier, the soft-purge tags of the key's namespaces. */
+  tags: readonly string[]
+  /** Where each tag's mark is stored (`markKey`). */
+  keys: readonly string[]
+}
+
+/** Mark reads a lookup started before it read the entry they judge (see `Storage.marksAhead`). */
+export interface MarksAhead {
+  readonly plan: MarkPlan
+  readonly reads: readonly Maybe<Entry | undefined>[]
+}
+
+/** Whether two entries carry the same tags, in the same order. */
+function sameTags(a: readonly string[] | undefined, b: readonly string[] | undefined): boolean {
+  if (a === b) return true
+  if (a === undefined || b === undefined || a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** Keys whose mark plan is kept (see `markPlans`). */
+const MAX_MARK_PLANS = 10_000
 
 /** Tags whose invalidation this process remembers; beyond that the oldest is forgotten (see tagMarks). */
 const MAX_TAG_MARKS = 100_000

@@ -2,7 +2,7 @@
 import type { IncomingMessage } from 'node:http'
 import { HELD_CONDITIONALS } from '../conditional.js'
 import { variantPart } from '../key.js'
-import { isPromise, type InvalidationState, type Maybe } from '../storage.js'
+import { isPromise, type InvalidationState, type MarksAhead, type Maybe } from '../storage.js'
 import type { Entry, ResponseEntry, VaryEntry } from '../types.js'
 import { contexts, type Context, type Instance } from './state.js'
 
@@ -20,34 +20,46 @@ const PASS: Found = Object.freeze({ entry: undefined, vary: undefined, pass: tru
 /** Read the head key, and the variant it points to when the response varies. */
 export function lookup(cache: Instance, headKey: string, req: IncomingMessage): Maybe<Found> {
   const first = cache.storage.read(headKey)
-  if (!isPromise(first)) return follow(cache, { headKey, req }, first, cache.config.storeTimeout)
+  if (!isPromise(first)) return follow(cache, { headKey, req, ahead: undefined }, first, cache.config.storeTimeout)
+  // The tag marks the entry had last time are read with it, in the same round trips (src/storage.ts `marksAhead`).
+  const ahead = cache.storage.marksAhead(headKey)
   // One storeTimeout for the whole lookup: the variant read gets what the head read left.
   const started = cache.config.now()
-  return first.then((entry) => follow(cache, { headKey, req }, entry, cache.config.storeTimeout - (cache.config.now() - started)))
+  return first.then((entry) => follow(cache, { headKey, req, ahead }, entry, cache.config.storeTimeout - (cache.config.now() - started)))
 }
 
-function follow(cache: Instance, at: { headKey: string; req: IncomingMessage }, entry: Entry | undefined, budget: number): Maybe<Found> {
+/** Where a lookup is: the request, its head key, and the mark reads it started with the head read. */
+interface At {
+  headKey: string
+  req: IncomingMessage
+  ahead: MarksAhead | undefined
+}
+
+function follow(cache: Instance, at: At, entry: Entry | undefined, budget: number): Maybe<Found> {
   if (entry === undefined) return NOT_FOUND
-  if (entry.kind === 'response') return checked(cache, at.headKey, { entry, vary: undefined }, budget)
+  if (entry.kind === 'response') return checked(cache, at.headKey, { entry, vary: undefined }, budget, at.ahead)
+  if (at.ahead !== undefined) cache.storage.forgetMarks(at.headKey)
   if (entry.kind === 'pass') return entry.expires > cache.config.now() ? PASS : NOT_FOUND
   if (entry.kind !== 'vary') return NOT_FOUND // a value (createCache) stored under a response key
   if (budget <= 0) return NOT_FOUND
   const key = at.headKey + '#' + variantPart(entry.vary, varyHeaders(at.req, entry.vary))
   const started = cache.config.now()
   const variant = cache.storage.read(key, false, budget)
+  const ahead = isPromise(variant) ? cache.storage.marksAhead(key, budget) : undefined
   const found = (v: Entry | undefined) =>
-    checked(cache, key, { entry: v?.kind === 'response' ? v : undefined, vary: entry }, budget - (cache.config.now() - started))
+    checked(cache, key, { entry: v?.kind === 'response' ? v : undefined, vary: entry }, budget - (cache.config.now() - started), ahead)
   return isPromise(variant) ? variant.then(found) : found(variant)
 }
 
 /**
  * A found entry as invalidations recorded since it was computed leave it (src/storage.ts
  * `invalidationState`): gone after a hard tag invalidation, stale from the moment of a soft one.
+ * `ahead`: the mark reads this lookup started with the entry's read, never an earlier one's.
  */
-function checked(cache: Instance, key: string, found: Found, budget: number): Maybe<Found> {
+function checked(cache: Instance, key: string, found: Found, budget: number, ahead: MarksAhead | undefined): Maybe<Found> {
   const entry = found.entry
   if (entry === undefined) return found
-  const state = cache.storage.invalidationState(key, entry, Math.max(1, budget))
+  const state = cache.storage.invalidationState(key, entry, Math.max(1, budget), ahead)
   const apply = (s: InvalidationState): Found => {
     if (s.state === 'ok') return found
     if (s.state === 'gone') {

@@ -305,9 +305,40 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   const copies = local === undefined ? undefined : new LRUCache<string, LocalCopy>({ maxSize: local.maxBytes, sizeCalculation: (copy) => copy.size })
   const changes = new ChangeLog()
 
+  /**
+   * The GETs sent in this run of the event loop (one callback, then its ticks and microtasks), by
+   * memcached key: reads issued together share one GET — the generations every key shares, a
+   * tag's mark, a hot key that concurrent requests read at once. A request is served in one run
+   * only once it has arrived, so a GET shared there was sent after it began; and every change made
+   * through this store starts afresh (`forget`, and `sentChange` as its command is sent), so a read
+   * never shares a GET sent before a change this process made.
+   */
+  let sentThisRun: Map<string, Promise<{ value: Buffer | null }>> | undefined
+  const endRun = () => void (sentThisRun = undefined)
+
+  /** GET `name`, or join the GET of it sent in this run (see `sentThisRun`). */
+  function getShared(c: MemcachedClient, name: string): Promise<{ value: Buffer | null }> {
+    if (sentThisRun === undefined) {
+      sentThisRun = new Map()
+      process.nextTick(endRun)
+    }
+    let reply = sentThisRun.get(name)
+    if (reply === undefined) {
+      reply = c.get(name)
+      sentThisRun.set(name, reply)
+    }
+    return reply
+  }
+
+  /** A change is being sent to memcached: later reads must not share a GET sent before it. */
+  function sentChange(): void {
+    sentThisRun = undefined
+  }
+
   /** Drop local copies of one key (`literal`) or of keys matching `pattern`: a change made here. */
   function forget(pattern: string, literal: boolean): void {
     changes.note(pattern, literal)
+    sentThisRun = undefined
     if (copies === undefined) return
     if (literal) {
       copies.delete(pattern)
@@ -386,7 +417,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
         }
         // memjs writes each GET to the server's socket right away: these are pipelined, so all
         // the namespaces cost one round trip of latency (per server, in parallel).
-        const { value } = await c.get(physical('g', name))
+        const { value } = await getShared(c, physical('g', name))
         const token = value ? value.toString('latin1') : undefined
         if (token !== undefined) remember(name, token)
         return token
@@ -411,6 +442,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
           const fresh = newToken()
           // ADD, not SET: if another process created the namespace meanwhile, its token wins
           // and every process agrees on one.
+          sentChange()
           if (await c.add(physical('g', name), fresh, { expires: 0 })) {
             remember(name, fresh)
             return fresh
@@ -435,6 +467,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   async function bump(name: string): Promise<void> {
     const c = await use()
     const token = newToken()
+    sentChange()
     await c.set(physical('g', name), token, { expires: 0 })
     // This process sees its own invalidation at once, whatever generationCacheMs says.
     if (generationCacheMs > 0) generationCache.set(name, { token, until: now() + generationCacheMs })
@@ -474,7 +507,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     // A namespace without a generation has never been written to (or was evicted): nothing
     // under it is reachable, so skip the second round trip.
     if (tokens.includes(undefined)) return absent(key, tokens, mark, startedAt)
-    const { value } = await c.get(entryKey(key, tokens as string[]))
+    const { value } = await getShared(c, entryKey(key, tokens as string[]))
     if (value === null || value === undefined) return absent(key, tokens, mark, startedAt)
     if (copies === undefined || changes.changedSince(mark, key)) return value
     // An exact-size copy: replies are views into memjs's socket buffers.
@@ -510,6 +543,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     const tokens = await ensureGenerations(c, namespacesOf(key))
     const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
     try {
+      sentChange()
       return await c.set(entryKey(key, tokens), bytes, { expires: expiry(ttlMs) })
     } catch (error) {
       // The server's -I is smaller than maxItemSize says: count it like an over-size value.
@@ -527,6 +561,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     const c = client ?? (await open())
     const tokens = await readGenerations(c, namespacesOf(key))
     if (tokens.includes(undefined)) return false
+    sentChange()
     return c.delete(entryKey(key, tokens as string[]))
   }
 

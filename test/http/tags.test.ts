@@ -1,6 +1,8 @@
 /** Cache tags and soft purge: Surrogate-Key / Cache-Tag / cacheRoute({ tags }), invalidateTags(), soft invalidation, onInvalidate, on every store and across processes. */
+import { randomUUID } from 'node:crypto'
 import { expect } from 'chai'
 import { Redis } from 'ioredis'
+import memjs from 'memjs'
 import { invalidate, invalidateTags, cacheRoute } from '../../src/route.js'
 import { memcachedStore } from '../../src/stores/memcached.js'
 import { redisStore } from '../../src/stores/redis.js'
@@ -12,10 +14,12 @@ import { getMemcached, type RedisServer } from '../support/servers.js'
 
 const STORES = storeFactories.filter((s) => s.name === 'memory' || s.name === 'redis' || s.name === 'memcached')
 const CC60 = { 'Cache-Control': 'max-age=60' }
+/** One host for two processes' requests: the host is part of the key. */
+const SITE = { Host: 'site.example' }
 
 /** A second store on the same backend and prefix as `h`'s: what another process would open. */
 async function sameBackend(s: StoreFactory, h: Harness, local?: object): Promise<{ store: Store; close(): Promise<void> }> {
-  const prefix = h.created!.prefix!
+  const prefix = h.created?.prefix ?? (h.store as Store & { prefix: string }).prefix
   if (s.name === 'redis') {
     const server = h.created!.server as RedisServer
     const client = new Redis(server.port, server.host, { maxRetriesPerRequest: 1 })
@@ -217,6 +221,164 @@ for (const s of STORES) {
     }
   })
 }
+
+/**
+ * A memjs client whose GETs are answered in rounds: each GET goes to memcached at once, but its
+ * answer waits until every GET sent while no answer came back has been answered too, and all of
+ * them are answered together. `rounds` then counts the round trips that followed one another;
+ * `hold()` makes each round wait for a `step()` (or `release()`).
+ */
+function steppedClient(inner: memjs.Client) {
+  const counts = { rounds: 0, gets: 0, keys: [] as string[] }
+  type Reply = { value: Buffer | null }
+  let waiting: { reply: Promise<Reply>; settle: (result: PromiseSettledResult<Reply>) => void }[] = []
+  let held = false
+  const parked: (() => void)[] = []
+  const answer = async () => {
+    const round = waiting
+    waiting = []
+    counts.rounds++
+    const results = await Promise.allSettled(round.map((w) => w.reply))
+    if (held) await new Promise<void>((resolve) => parked.push(resolve))
+    round.forEach((w, i) => w.settle(results[i]))
+  }
+  const client = {
+    servers: inner.servers,
+    get(key: string): Promise<Reply> {
+      counts.gets++
+      counts.keys.push(key)
+      const reply = inner.get(key) as Promise<Reply>
+      // Handled when its round is answered.
+      reply.catch(() => undefined)
+      return new Promise((resolve, reject) => {
+        if (waiting.length === 0) setImmediate(answer)
+        waiting.push({ reply, settle: (r) => (r.status === 'fulfilled' ? resolve(r.value) : reject(r.reason)) })
+      })
+    },
+    set: (key: string, value: string | Buffer, options: { expires?: number }) => inner.set(key, value, options),
+    add: (key: string, value: string | Buffer, options: { expires?: number }) => inner.add(key, value, options),
+    delete: (key: string) => inner.delete(key),
+    close: () => inner.close(),
+  }
+  return {
+    client,
+    counts,
+    parked,
+    hold: () => void (held = true),
+    step: () => parked.shift()?.(),
+    release() {
+      held = false
+      for (const resume of parked.splice(0)) resume()
+    },
+  }
+}
+
+describe('tagged HITs on memcached', function () {
+  this.timeout(20_000)
+  afterEach(closeAll)
+  const memcached = storeFactories.find((s) => s.name === 'memcached')!
+  /** Wait until `h` has written `n` responses to the store: HITs read memcached from then on. */
+  const landed = (h: Harness, n: number) => eventually(() => h.cache.stats().stores >= n, `${n} writes to land`)
+
+  async function steppedSetup(): Promise<{ h: Harness; stepped: ReturnType<typeof steppedClient>; close(): void }> {
+    const server = await getMemcached()
+    const inner = memjs.Client.create(server.address, { logger: { log() {} }, retries: 1 })
+    const stepped = steppedClient(inner)
+    const store = memcachedStore({ client: stepped.client }, { prefix: `tags-${randomUUID().slice(0, 8)}:`, maxItemSize: server.itemSize - 4096 })
+    const h = await setup(memcached, { store })
+    h.O.script = (_n, req) => ({
+      headers: req.url!.startsWith('/tagged/') ? { ...CC60, ETag: '"t"', 'Surrogate-Key': `items item:${req.url!.split('/')[2]}` } : CC60,
+    })
+    return { h, stepped, close: () => inner.close() }
+  }
+
+  it('should take no more round trips to memcached than an untagged HIT', async () => {
+    const { h, stepped, close } = await steppedSetup()
+    try {
+      // Tags invalidated before: their marks exist in memcached, as in any app that uses them.
+      await h.cache.invalidateTags(['items', 'item:1'])
+      h.clock.advance(1000)
+      for (const path of ['/plain/1', '/tagged/1']) await h.get(path).expect('X-Cache', 'MISS')
+      await landed(h, 2)
+      const hit = async (path: string) => {
+        stepped.counts.rounds = 0
+        stepped.counts.keys.length = 0
+        await h.get(path).expect('X-Cache', 'HIT')
+        return { rounds: stepped.counts.rounds, keys: [...stepped.counts.keys] }
+      }
+      const plain = await hit('/plain/1')
+      expect(plain.rounds).to.equal(2)
+      // The MISS wrote the entry's tags down here: their marks are read with it.
+      for (let i = 0; i < 2; i++) {
+        const tagged = await hit('/tagged/1')
+        expect(tagged.rounds).to.equal(plain.rounds)
+        // Each memcached key once: the namespaces both marks and the entry share are read once.
+        expect(new Set(tagged.keys).size, tagged.keys.join(' ')).to.equal(tagged.keys.length)
+        // Beyond the untagged HIT's GETs: the two marks and their own namespaces (cachet~tag:, cachet~tag:item:).
+        expect(tagged.keys.length).to.equal(plain.keys.length + 4)
+      }
+    } finally {
+      close()
+    }
+  })
+
+  it('should read the marks of tags the entry gained since this process last read it', async () => {
+    const { h, close } = await steppedSetup()
+    const other = await sameBackend(memcached, h)
+    try {
+      const b = await setup(memcached, { store: other.store })
+      await h.get('/tagged/1', SITE).expect('X-Cache', 'MISS')
+      await landed(h, 1)
+      await h.get('/tagged/1', SITE).expect('X-Cache', 'HIT')
+      // Another process replaces the entry with one carrying another tag.
+      b.O.headers = { ...CC60, 'Surrogate-Key': 'renamed' }
+      b.clock.advance(1000)
+      await b.cache.invalidate('tagged:1:GET#*')
+      await b.get('/tagged/1', SITE).expect('X-Cache', 'MISS')
+      await landed(b, 1)
+      h.clock.advance(1000)
+      await h.get('/tagged/1', SITE).expect('X-Cache', 'HIT')
+      b.clock.advance(1000)
+      await b.cache.invalidateTags(['renamed'])
+      h.clock.advance(1000)
+      await h.get('/tagged/1', SITE).expect('X-Cache', 'MISS')
+    } finally {
+      await other.close()
+      close()
+    }
+  })
+
+  it('should never judge an entry by a mark read sent before its request began', async () => {
+    const { h, stepped, close } = await steppedSetup()
+    const other = await sameBackend(memcached, h)
+    try {
+      const b = await setup(memcached, { store: other.store })
+      await h.get('/tagged/7').expect('X-Cache', 'MISS')
+      await landed(h, 1)
+      await h.get('/tagged/7').expect('X-Cache', 'HIT')
+      // The first request's reads: every round trip of it sent to memcached, the answers held.
+      stepped.hold()
+      const first = h.get('/tagged/7').then((res) => res)
+      await eventually(() => stepped.parked.length === 1, 'the first round trip')
+      stepped.step()
+      await eventually(() => stepped.parked.length === 1, 'the second round trip')
+      // Another process invalidates the tag; a request that begins afterwards must see it.
+      b.clock.advance(1000)
+      await b.cache.invalidateTags(['item:7'])
+      h.clock.advance(1000)
+      const gets = stepped.counts.gets
+      const second = h.get('/tagged/7').then((res) => res)
+      await eventually(() => stepped.counts.gets > gets, 'the second request to read')
+      stepped.release()
+      await first
+      expect((await second).headers['x-cache']).to.equal('MISS')
+    } finally {
+      stepped.release()
+      await other.close()
+      close()
+    }
+  })
+})
 
 describe('invalidateTags() cost', () => {
   afterEach(closeAll)

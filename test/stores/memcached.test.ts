@@ -211,6 +211,37 @@ describe('memcachedStore()', function () {
       }
     })
 
+    it('should send one GET per memcached key for reads issued together, and fresh ones for a later read', async function () {
+      const { client, sent } = spiedClient(one)
+      const store = memcachedStore({ client }, { prefix: unique() })
+      try {
+        await store.set('posts:1:GET#h', Buffer.from('one'), 60_000)
+        await store.set('posts:2:GET#h', Buffer.from('two'), 60_000)
+        sent.length = 0
+        const read = await Promise.all([store.get('posts:1:GET#h'), store.get('posts:2:GET#h'), store.get('posts:1:GET#h')])
+        assert.deepEqual(read.map(String), ['one', 'two', 'one'])
+        const keys = sent.map((s) => s.key)
+        assert.equal(new Set(keys).size, keys.length, `each key once: ${keys.join(' ')}`)
+        // Namespaces '', posts:, posts:1:, posts:2:, posts:1:GET#, posts:2:GET#, and the two entries.
+        assert.equal(keys.length, 8)
+        // Reads issued one after the other never share a GET.
+        for (const expected of ['one', 'one']) {
+          sent.length = 0
+          assert.equal(String(await store.get('posts:1:GET#h')), expected)
+          assert.equal(sent.length, 5)
+        }
+        // Nor does a read issued after a change made here, in the same turn of the event loop.
+        const before = store.get('posts:1:GET#h')
+        const removed = store.delete('posts:1:GET#h')
+        const after = store.get('posts:1:GET#h')
+        assert.equal(String(await before), 'one')
+        assert.equal(await removed, true)
+        assert.equal(await after, undefined)
+      } finally {
+        client.close()
+      }
+    })
+
     it('should not resurrect old entries when a generation is evicted', async function () {
       const { client } = spiedClient(one)
       const prefix = unique()
