@@ -249,6 +249,7 @@ class Proc implements ServerHandle {
       if (Date.now() > deadline) throw new Error(`${this.name} (pid ${this.pid}) did not stop within ${START_TIMEOUT_MS} ms of SIGSTOP`)
       await sleep(1)
     }
+    await laterRun()
   }
 
   resume(): void {
@@ -479,6 +480,15 @@ export function getRedisCluster(): Promise<RedisCluster> {
 }
 
 /**
+ * Resolve in a later run of the event loop. pause() may find the server stopped at once, and the
+ * caller would then go on in the run that sent its last commands: memcachedStore() lets reads of
+ * one run share a GET, and a read there could join one sent, and answered, before the stop.
+ */
+function laterRun(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve))
+}
+
+/**
  * Whether every thread of `pid` is in the stopped state ('T' in /proc/<pid>/task/<tid>/stat).
  * Where /proc is missing (not Linux), there is nothing to read: the signal is taken as delivered.
  */
@@ -677,6 +687,7 @@ class PostgresProc implements PostgresServer {
       if (Date.now() > deadline) throw new Error(`postgres (pid ${this.pid}) and its backends did not stop within ${START_TIMEOUT_MS} ms of SIGSTOP`)
       await sleep(1)
     }
+    await laterRun()
   }
 
   resume(): void {
