@@ -228,21 +228,18 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     return ready
   }
 
-  async function query(text: string, values: unknown[]): Promise<PostgresResult> {
+  /** Run SQL text, or a named statement (`named`), once the schema is there. */
+  async function query(statement: string | PostgresQuery, values: unknown[]): Promise<PostgresResult> {
     await prepared()
-    return pool.query(text, values)
+    return typeof statement === 'string' ? pool.query(statement, values) : pool.query({ ...statement, values })
   }
 
   // The read and the write, named after their text: stores of other tables on one pool never share
-  // a name (pg refuses one name for two texts on a connection).
-  const named = (text: string) => (prepare ? { name: `cachet_${createHash('sha256').update(text).digest('hex').slice(0, 16)}`, text } : { text })
+  // a name (pg refuses one name for two texts on a connection). Without `prepare`, plain text.
+  const named = (text: string): string | PostgresQuery =>
+    prepare ? { name: `cachet_${createHash('sha256').update(text).digest('hex').slice(0, 16)}`, text } : text
   const getQuery = named(sql.get)
   const setQuery = named(sql.set)
-
-  async function run(statement: { name?: string; text: string }, values: unknown[]): Promise<PostgresResult> {
-    await prepared()
-    return pool.query({ ...statement, values })
-  }
 
   async function sweep(): Promise<number> {
     const removed = (await query(sql.sweep, [batchSize])).rowCount ?? 0
@@ -275,14 +272,14 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     prefix,
 
     async get(key) {
-      const { rows } = await run(getQuery, [prefix + key])
+      const { rows } = await query(getQuery, [prefix + key])
       return rows.length === 0 ? undefined : Buffer.from(rows[0].value as string, 'base64')
     },
 
     async set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) throw new TypeError(`postgresStore.set expects bytes, got ${describe(value)}`)
       const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
-      await run(setQuery, [prefix + key, bytes, Math.max(1, Math.ceil(ttlMs))])
+      await query(setQuery, [prefix + key, bytes, Math.max(1, Math.ceil(ttlMs))])
     },
 
     async delete(key) {
