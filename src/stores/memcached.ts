@@ -338,7 +338,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   /** Drop local copies of one key (`literal`) or of keys matching `pattern`: a change made here. */
   function forget(pattern: string, literal: boolean): void {
     changes.note(pattern, literal)
-    sentThisRun = undefined
+    sentChange()
     if (copies === undefined) return
     if (literal) {
       copies.delete(pattern)
