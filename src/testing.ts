@@ -64,6 +64,11 @@ export interface StoreCapabilities {
    * @default { ms: 300, waitMs: 700 }
    */
   ttl?: { ms: number; waitMs: number }
+  /**
+   * The store has the optional `getMany`, and the contract tests it.
+   * @default false
+   */
+  getMany?: boolean
 }
 
 /** Makes a fresh, empty store for each test (and, once per test, a sibling on the same backend). */
@@ -180,6 +185,32 @@ export function runStoreContract(test: TestFunctions, name: string, factory: Con
         assert.equal((await read(b))!.toString(), 'B')
       })
     })
+
+    if (capabilities.getMany === true)
+      describe('getMany()', function () {
+        it('should answer what get() answers for each key, in order, repeats and misses included', async function () {
+          assert.equal(typeof store.getMany, 'function', 'the store has getMany()')
+          const large = randomBytes(200_000)
+          await store.set('many:a:GET', bytes('A'), 60_000)
+          await store.set('many:large:GET', large, 60_000)
+          await store.set('many:empty:GET', new Uint8Array(0), 60_000)
+          const keys = ['many:a:GET', 'many:none:GET', 'many:large:GET', 'many:a:GET', 'many:empty:GET', `many:ü ${'x'.repeat(600)}:GET`]
+          const found = await store.getMany!(keys)
+          assert.equal(found.length, keys.length)
+          const text = found.map((v) => (v === undefined || v === null ? null : Buffer.from(v.buffer, v.byteOffset, v.byteLength)))
+          assert.equal(text[0]!.toString(), 'A')
+          assert.equal(text[1], null)
+          assert.equal(text[2]!.equals(large), true)
+          assert.equal(text[3]!.toString(), 'A')
+          assert.equal(text[4]!.length, 0)
+          assert.equal(text[5], null)
+          await store.delete('many:a:GET')
+          const again = await store.getMany!(['many:a:GET', 'many:large:GET'])
+          assert.equal(again[0] ?? null, null)
+          assert.equal(Buffer.from(again[1]!).equals(large), true)
+          assert.deepEqual([...(await store.getMany!([]))], [])
+        })
+      })
 
     describe('ttl', function () {
       it('should expire an entry after its ttl', async function (this: unknown) {

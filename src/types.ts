@@ -22,12 +22,17 @@ export interface Store {
   readonly name?: string
   /**
    * True when `get` answers from a local tier kept coherent with the other processes (see
-   * redisStore's and memcachedStore's `local`): reading small keys on every hit costs no round
-   * trip, so soft pattern purges are checked across processes too.
+   * redisStore's and memcachedStore's `local`). Informational: the cache works the same either way.
    */
   readonly localTier?: boolean
   /** The bytes stored under `key`, or `undefined`/`null` when there are none (or they expired). */
   get(key: string): MaybePromise<Uint8Array | undefined | null>
+  /**
+   * Optional: what `get` answers for each of `keys`, in order, read in one round trip. A hit reads
+   * its entry and the small marks that judge it (tag and purge records) together through it; a
+   * store without it gets one `get` per key, sent together.
+   */
+  getMany?(keys: readonly string[]): MaybePromise<readonly (Uint8Array | undefined | null)[]>
   /** Store `value` under `key` for `ttlMs` milliseconds (always > 0). */
   set(key: string, value: Uint8Array, ttlMs: number): MaybePromise<unknown>
   /** Remove one key. Resolves whether it existed, where the store can tell. */
