@@ -71,6 +71,13 @@ export function toRedisGlob(pattern: string): string {
 }
 
 /**
+ * The head of every key the cache keeps its own records under (tag and purge marks, see
+ * src/storage.ts `markKey`). No key the default key function makes contains `~`; a store may keep
+ * these keys apart from the entries (memcachedStore keeps them outside namespace generations).
+ */
+export const RECORD_PREFIX = 'cachet~'
+
+/**
  * The namespaces a key belongs to, most general first: the global one (`''`), each prefix ending
  * at a `:` of the path (before the first `?` and `#`), the path up to its `?`, and the primary key
  * up to its first `#`. The default key function escapes `:` `?` `#` `*` inside segments, so these

@@ -2,7 +2,7 @@
 import createDebug from 'debug'
 import { publishStoreRead, publishStoreWrite, storeCallStarted } from './diagnostics.js'
 import { CorruptEntryError } from './entry.js'
-import { compilePattern, namespaceHolding, namespacesOf } from './pattern.js'
+import { compilePattern, namespaceHolding, namespacesOf, RECORD_PREFIX } from './pattern.js'
 import { describe } from './validate.js'
 import { kEntryStore, type EntryStore } from './stores/memory.js'
 import type { Coder, Entry, ResponseEntry, Store, TagMark } from './types.js'
@@ -119,12 +119,18 @@ export class Storage {
   /**
    * What a hit on a byte store reads to judge the entry of a key, by key: the tags its entry
    * carried when this process last read or wrote it, and their mark keys (see `planOf`). Lookups
-   * read those marks together with the entry (`marksAhead`). At most MAX_MARK_PLANS keys, the
+   * read those marks together with the entry (`readAhead`). At most MAX_MARK_PLANS keys, the
    * oldest dropped first; a key whose entry's tags changed gets a new plan when it is read.
    */
   private readonly markPlans = new Map<string, MarkPlan>()
   /** Soft pattern invalidations, newest last: a matching entry from before `at` is served as stale. */
   private readonly softPatterns: { at: number; matches: (key: string) => boolean }[] = []
+  /**
+   * Soft pattern purges reach the other processes (see `softInvalidate`): a byte store that reads
+   * an entry's marks with it in one round trip (`getMany`) or from a local tier. On other stores
+   * the record they need would cost every hit a read of its own, so they stay in-process.
+   */
+  private readonly softShared: boolean
   private softForgottenBefore = 0
   /** Shared locks this process holds but failed to release, by name. */
   private readonly orphanLocks = new Map<string, string>()
@@ -165,6 +171,7 @@ export class Storage {
     this.coolDown = options.coolDown ?? 5000
     this.now = options.now
     this.report = options.report
+    this.softShared = this.entries === undefined && (typeof this.store.getMany === 'function' || this.store.localTier === true)
   }
 
   /** False while the circuit is open: the store is being skipped after repeated failures. */
@@ -200,47 +207,80 @@ export class Storage {
   }
 
   /**
-   * Mark every entry matching `pattern` stale, lazily. In this process exactly; on a store with a
-   * local tier (`store.localTier`) in every process too, through a soft mark on the narrowest key
-   * namespace holding the pattern (namespaceHolding(); wider than the pattern, never narrower),
-   * which reads compare each entry's namespaces with at no round trip. Rejects when the store
-   * could not record that mark (this process has the purge already).
+   * Mark every entry matching `pattern` stale, lazily. In this process exactly; with `softShared`
+   * in every process too, through two soft marks: one on the narrowest key namespace holding the
+   * pattern (namespaceHolding(); wider than the pattern, never narrower), then one every soft
+   * pattern purge updates (SOFT_PATTERNS). Every hit reads the second with its entry, and the
+   * marks of its key's namespaces only when it is newer than the entry (see `softPatternAt`).
+   * Written in that order, a reader that sees the second finds the first. Rejects when the store
+   * could not record them (this process has the purge already).
    */
   async softInvalidate(pattern: string): Promise<void> {
     const matches = compilePattern(pattern)
     this.recordInvalidation(matches)
     this.softPatterns.push({ at: this.now(), matches })
     if (this.softPatterns.length > MAX_INVALIDATIONS) this.softForgottenBefore = this.softPatterns.shift()!.at
-    if (this.sharedSoft) await this.markTags([namespaceTag(namespaceHolding(pattern.slice(0, starAt(pattern))))], true)
-  }
-
-  /** Soft pattern purges reach other processes: a byte store whose reads of marks cost no round trip. */
-  private get sharedSoft(): boolean {
-    return this.entries === undefined && this.store.localTier === true
+    if (!this.softShared) return
+    await this.markTags([namespaceTag(namespaceHolding(pattern.slice(0, starAt(pattern))))], true)
+    await this.markTags([SOFT_PATTERNS], true)
   }
 
   /**
-   * Start reading, on a byte store, the tag marks `key`'s entry needed when this process last read
-   * or wrote it (see `markPlans`), for a lookup about to read the entry: started together, the
-   * mark reads share the entry read's round trips. Pass the result to `invalidationState` for the
-   * entry this same lookup reads, and to nothing else: reads begun before a request began must
-   * never judge its entry (an invalidation that ended meanwhile would go unseen). Undefined when
-   * nothing is known of the key's tags.
+   * Read `key`'s entry and, on a byte store, the marks that judged it when this process last read
+   * or wrote it (see `markPlans`; for a key not known yet, the record of soft pattern purges), in
+   * one round trip: one `getMany` where the store has it, else reads sent together. Pass `ahead`
+   * to `invalidationState` for the entry this same read found, and to nothing else: reads begun
+   * before a request began must never judge its entry (an invalidation that ended meanwhile would
+   * go unseen). `ahead` is undefined when the entry is known at once (no mark was read).
    */
-  marksAhead(key: string, budget = this.timeout): MarksAhead | undefined {
-    if (this.entries !== undefined) return undefined
-    const plan = this.markPlans.get(key)
-    if (plan === undefined) return undefined
+  readAhead(key: string, budget = this.timeout, fromStore = false): { entry: Maybe<Entry | undefined>; ahead: MarksAhead | undefined } {
+    if (this.entries !== undefined) return { entry: this.read(key), ahead: undefined }
+    const pending = fromStore ? undefined : this.inFlight.get(key)
+    if (pending !== undefined && !pending.invalidated) return { entry: pending.entry, ahead: undefined }
+    const plan = this.markPlans.get(key) ?? (this.softShared ? UNKNOWN_PLAN : NO_MARKS)
+    if (typeof this.store.getMany === 'function' && !this.isOpen()) return this.readMany(key, plan, budget)
+    const entry = this.read(key, true, budget)
+    if (!isPromise(entry)) return { entry, ahead: undefined }
     const reads = new Array<Maybe<Entry | undefined>>(plan.keys.length)
     for (let i = 0; i < reads.length; i++) reads[i] = this.read(plan.keys[i], true, budget)
-    return { plan, reads }
+    return { entry, ahead: { plan, reads } }
+  }
+
+  /** `readAhead` through the store's `getMany`: the entry and the plan's marks in one call. */
+  private readMany(key: string, plan: MarkPlan, budget: number): { entry: Maybe<Entry | undefined>; ahead: MarksAhead | undefined } {
+    const t = storeCallStarted()
+    let raw: Maybe<readonly (Uint8Array | undefined | null)[]>
+    try {
+      raw = this.store.getMany!([key, ...plan.keys])
+    } catch (error) {
+      publishStoreRead(key, 'error', t)
+      this.failed(error)
+      return { entry: undefined, ahead: undefined }
+    }
+    const all = isPromise(raw)
+      ? this.bounded(raw, 'get', Math.max(1, Math.min(budget, this.timeout))).then(
+          (found) => (this.succeeded(), found),
+          (error) => {
+            publishStoreRead(key, 'error', t)
+            this.failed(error)
+            return undefined
+          },
+        )
+      : raw
+    const decodeAt = (found: readonly (Uint8Array | undefined | null)[] | undefined, i: number): Entry | undefined =>
+      found === undefined ? undefined : this.decode(i === 0 ? key : plan.keys[i - 1], found[i])
+    if (!isPromise(all)) return { entry: readOutcome(key, decodeAt(all, 0), t), ahead: { plan, reads: plan.keys.map((_, i) => decodeAt(all, i + 1)) } }
+    const entry = all.then((found) => (found === undefined ? undefined : readOutcome(key, decodeAt(found, 0), t)))
+    return { entry, ahead: { plan, reads: plan.keys.map((_, i) => all.then((found) => decodeAt(found, i + 1))) } }
   }
 
   /**
    * What the invalidations recorded since `entry` was computed mean for it: `'ok'`, `'stale'`
    * (a soft one: revalidate, or serve stale where the entry allows) or `'gone'` (a hard one),
-   * with the time from which it counts as stale. A byte store's tag marks are read within `budget`,
-   * those `ahead` (see `marksAhead`) started already.
+   * with the time from which it counts as stale. A byte store's marks are read within `budget`,
+   * those `ahead` (see `readAhead`) started already: the entry's tags' marks and the record of
+   * soft pattern purges, then — only when that record is newer than the entry — the soft marks
+   * of the key's namespaces (`softPatternAt`).
    */
   invalidationState(key: string, entry: Invalidatable, budget = this.timeout, ahead?: MarksAhead): Maybe<InvalidationState> {
     const since = entry.since ?? entry.responseTime
@@ -250,38 +290,78 @@ export class Storage {
       for (const mark of this.softPatterns) if (mark.at >= since && mark.matches(key)) stale = Math.max(stale, mark.at)
     }
     const own = entry.tags
-    const plan = this.entries === undefined && (own !== undefined || this.sharedSoft) ? this.planOf(key, own) : undefined
-    const tags = plan === undefined ? own : plan.tags
-    if (tags === undefined) {
-      if (ahead !== undefined) this.forgetMarks(key)
-      return stale === 0 ? OK : { state: 'stale', at: stale }
-    }
     if (own !== undefined && since < this.tagsForgottenBefore) return GONE
-    const judge = (marks: ({ hard: number; soft: number } | undefined)[]): InvalidationState => {
-      for (const mark of marks) {
-        if (mark === undefined) continue
+    /** Fold the marks of `tags` into the state; GONE once one is hard and newer than the entry. */
+    const judge = (tags: readonly string[], marks: readonly ({ hard: number; soft: number } | undefined)[]): InvalidationState | undefined => {
+      for (let i = 0; i < tags.length; i++) {
+        const mark = marks[i]
+        if (mark === undefined || tags[i] === SOFT_PATTERNS) continue
         if (mark.hard >= since) return GONE
         if (mark.soft >= since) stale = Math.max(stale, mark.soft)
       }
-      return stale === 0 ? OK : { state: 'stale', at: stale }
+      return undefined
     }
-    const local = judge(tags.map((tag) => this.tagMarks.get(tag)))
-    if (plan === undefined || local === GONE) return local
+    const result = (): InvalidationState => (stale === 0 ? OK : { state: 'stale', at: stale })
+    if (
+      own !== undefined &&
+      judge(
+        own,
+        own.map((tag) => this.tagMarks.get(tag)),
+      ) === GONE
+    )
+      return GONE
+    if (this.entries !== undefined) return result()
+    const plan = this.planOf(key, own)
     const reads = this.markReads(plan, budget, ahead)
-    const marksOf = (found: readonly (Entry | undefined)[]) =>
-      found.map((mark, i) => {
+    const settle = (found: readonly (Entry | undefined)[]): Maybe<InvalidationState> => {
+      const marks = found.map((mark, i) => {
         if (mark?.kind !== 'mark') return undefined
-        this.noteMark(tags[i], mark)
+        this.noteMark(plan.tags[i], mark)
         return mark
       })
+      if (judge(plan.tags, marks) === GONE) return GONE
+      const last = plan.tags.length - 1
+      const anySoft = plan.tags[last] === SOFT_PATTERNS ? (marks[last]?.soft ?? 0) : 0
+      if (anySoft < since) return result()
+      const at = this.softPatternAt(key, plan, anySoft, budget)
+      const apply = (soft: number): InvalidationState => {
+        if (soft >= since) stale = Math.max(stale, soft)
+        return result()
+      }
+      return isPromise(at) ? at.then(apply) : apply(at)
+    }
     // A local tier answers at once: no promise then.
-    if (!reads.some(isPromise)) return judge(marksOf(reads as readonly (Entry | undefined)[]))
-    return Promise.all(reads).then((found) => judge(marksOf(found)))
+    if (!reads.some(isPromise)) return settle(reads as readonly (Entry | undefined)[])
+    return Promise.all(reads).then(settle)
+  }
+
+  /**
+   * The latest soft pattern purge, in any process, of a namespace holding `key`: read from the
+   * namespaces' soft marks when the record of soft pattern purges (SOFT_PATTERNS) says `anySoft`,
+   * once per value of that record and key (kept in the key's plan). A purge writes its namespace's
+   * mark before the record, so marks read after the record cover every purge it counts.
+   */
+  private softPatternAt(key: string, plan: MarkPlan, anySoft: number, budget: number): Maybe<number> {
+    const known = plan.softPatterns
+    if (known !== undefined && known.recordAt === anySoft) return known.at
+    const names = namespacesOf(key)
+    const reads = names.map((name) => this.read(markKey(namespaceTag(name)), true, budget))
+    const settle = (found: readonly (Entry | undefined)[]): number => {
+      let at = 0
+      for (const mark of found) if (mark?.kind === 'mark') at = Math.max(at, mark.soft)
+      plan.softPatterns = { recordAt: anySoft, at }
+      return at
+    }
+    if (!reads.some(isPromise)) return settle(reads as readonly (Entry | undefined)[])
+    return Promise.all(reads).then(settle)
   }
 
   /** The entry under `key` is judged by no mark (a Vary record, say): lookups stop reading any ahead. */
   forgetMarks(key: string): void {
+    if (this.entries !== undefined || this.markPlans.get(key) === NO_MARKS) return
     this.markPlans.delete(key)
+    this.markPlans.set(key, NO_MARKS)
+    if (this.markPlans.size > MAX_MARK_PLANS) this.markPlans.delete(this.markPlans.keys().next().value as string)
   }
 
   /** The reads of `plan`'s marks: those begun `ahead` where it read the same mark, the others now. */
@@ -296,13 +376,13 @@ export class Storage {
 
   /**
    * The marks an entry of `key` carrying `own` is judged by (byte stores): its tags and, with
-   * `sharedSoft`, its namespaces' soft-purge tags, and the store keys of their marks. Kept per key
-   * (see `markPlans`) so that a hit neither rebuilds them nor misses the chance to read them ahead.
+   * `softShared`, the record of soft pattern purges, last; and the store keys of their marks. Kept per key (see
+   * `markPlans`) so that a hit neither rebuilds them nor misses the chance to read them ahead.
    */
   private planOf(key: string, own: readonly string[] | undefined): MarkPlan {
     const known = this.markPlans.get(key)
-    if (known !== undefined && sameTags(known.own, own)) return known
-    const tags = this.sharedSoft ? [...(own ?? []), ...namespacesOf(key).map(namespaceTag)] : own!
+    if (known !== undefined && known !== NO_MARKS && sameTags(known.own, own)) return known
+    const tags = this.softShared ? [...(own ?? []), SOFT_PATTERNS] : (own ?? [])
     const plan: MarkPlan = { own, tags, keys: tags.map(markKey) }
     this.markPlans.delete(key)
     this.markPlans.set(key, plan)
@@ -534,9 +614,8 @@ export class Storage {
       }
       return
     }
-    // A hit on this key reads the marks this entry needs with the entry (see marksAhead).
-    const tagged = (entry.kind === 'response' || entry.kind === 'value') && (entry.tags !== undefined || this.sharedSoft)
-    if (tagged) this.planOf(key, entry.tags)
+    // A hit on this key reads the marks this entry needs with the entry (see readAhead).
+    if (entry.kind === 'response' || entry.kind === 'value') this.planOf(key, entry.tags)
     else this.forgetMarks(key)
     let bytes: Uint8Array
     try {
@@ -838,13 +917,15 @@ const GONE: InvalidationState = Object.freeze({ state: 'gone' })
 export interface MarkPlan {
   /** The entry's own tags. */
   own: readonly string[] | undefined
-  /** Those and, with a local tier, the soft-purge tags of the key's namespaces. */
+  /** Those and, with `softShared`, SOFT_PATTERNS, last; none for a key judged by no mark (NO_MARKS). */
   tags: readonly string[]
   /** Where each tag's mark is stored (`markKey`). */
   keys: readonly string[]
+  /** What the key's namespaces' soft marks said when SOFT_PATTERNS read `recordAt` (see `softPatternAt`). */
+  softPatterns?: { recordAt: number; at: number }
 }
 
-/** Mark reads a lookup started before it read the entry they judge (see `Storage.marksAhead`). */
+/** Mark reads a lookup started before it read the entry they judge (see `Storage.readAhead`). */
 export interface MarksAhead {
   readonly plan: MarkPlan
   readonly reads: readonly Maybe<Entry | undefined>[]
@@ -871,6 +952,17 @@ function namespaceTag(namespace: string): string {
   return `~ns:${namespace}`
 }
 
+/**
+ * The tag whose soft mark records the latest soft pattern purge of any namespace (see
+ * softInvalidate): every hit on a byte store reads it with its entry.
+ */
+const SOFT_PATTERNS = '~soft-patterns'
+
+/** The plan of a key this process has not read or written yet: the record of soft pattern purges. */
+const UNKNOWN_PLAN: MarkPlan = Object.freeze({ own: undefined, tags: [SOFT_PATTERNS], keys: [markKey(SOFT_PATTERNS)] })
+/** The plan of a key whose entry is judged by no mark (a Vary record). */
+const NO_MARKS: MarkPlan = Object.freeze({ own: undefined, tags: [], keys: [] })
+
 /** The tag whose hard mark records the latest invalidation of any key, for writers (see markForWriters). */
 const ANY_INVALIDATION = '~invalidations'
 
@@ -887,7 +979,7 @@ function starAt(pattern: string): number {
 
 /** Where a tag's mark is stored: outside every key the default key function makes (they never contain `~`). */
 function markKey(tag: string): string {
-  return `cachet~tag:${tag}`
+  return `${RECORD_PREFIX}tag:${tag}`
 }
 
 /**

@@ -526,7 +526,7 @@ function readValue(instance: Instance, key: string, fromStore = false): Maybe<En
   const { storage } = instance
   const apply = (entry: Entry | undefined): Maybe<Entry | undefined> => {
     if (entry?.kind !== 'value') return entry
-    const state = storage.invalidationState(key, { since: entry.since, responseTime: entry.storedAt, tags: entry.tags })
+    const state = storage.invalidationState(key, { since: entry.since, responseTime: entry.storedAt, tags: entry.tags }, undefined, ahead)
     const judged = (s: InvalidationState): Entry | undefined => {
       if (s.state === 'ok') return entry
       if (s.state === 'gone') {
@@ -537,7 +537,8 @@ function readValue(instance: Instance, key: string, fromStore = false): Maybe<En
     }
     return isPromise(state) ? state.then(judged) : judged(state)
   }
-  const found = storage.read(key, fromStore)
+  // The marks that judged the value last time are read with it (src/storage.ts `readAhead`).
+  const { entry: found, ahead } = storage.readAhead(key, undefined, fromStore)
   return isPromise(found) ? found.then(apply) : apply(found)
 }
 

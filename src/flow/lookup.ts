@@ -19,10 +19,9 @@ const PASS: Found = Object.freeze({ entry: undefined, vary: undefined, pass: tru
 
 /** Read the head key, and the variant it points to when the response varies. */
 export function lookup(cache: Instance, headKey: string, req: IncomingMessage): Maybe<Found> {
-  const first = cache.storage.read(headKey)
-  if (!isPromise(first)) return follow(cache, { headKey, req, ahead: undefined }, first, cache.config.storeTimeout)
-  // The tag marks the entry had last time are read with it, in the same round trips (src/storage.ts `marksAhead`).
-  const ahead = cache.storage.marksAhead(headKey)
+  // The marks that judged the entry last time are read with it, in the same round trip (src/storage.ts `readAhead`).
+  const { entry: first, ahead } = cache.storage.readAhead(headKey)
+  if (!isPromise(first)) return follow(cache, { headKey, req, ahead }, first, cache.config.storeTimeout)
   // One storeTimeout for the whole lookup: the variant read gets what the head read left.
   const started = cache.config.now()
   return first.then((entry) => follow(cache, { headKey, req, ahead }, entry, cache.config.storeTimeout - (cache.config.now() - started)))
@@ -44,8 +43,7 @@ function follow(cache: Instance, at: At, entry: Entry | undefined, budget: numbe
   if (budget <= 0) return NOT_FOUND
   const key = at.headKey + '#' + variantPart(entry.vary, varyHeaders(at.req, entry.vary))
   const started = cache.config.now()
-  const variant = cache.storage.read(key, false, budget)
-  const ahead = isPromise(variant) ? cache.storage.marksAhead(key, budget) : undefined
+  const { entry: variant, ahead } = cache.storage.readAhead(key, budget)
   const found = (v: Entry | undefined) =>
     checked(cache, key, { entry: v?.kind === 'response' ? v : undefined, vary: entry }, budget - (cache.config.now() - started), ahead)
   return isPromise(variant) ? variant.then(found) : found(variant)

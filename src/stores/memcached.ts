@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
 import { LRUCache } from 'lru-cache'
-import { assertPattern, compilePattern, namespaceHolding, namespacesOf } from '../pattern.js'
+import { assertPattern, compilePattern, namespaceHolding, namespacesOf, RECORD_PREFIX } from '../pattern.js'
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 import { ChangeLog, parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
@@ -359,7 +359,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
 
   /** Whether the generations cached here still name the ones a copy was read under. */
   function sameGenerations(key: string, tokens: readonly string[]): boolean {
-    if (generationCacheMs <= 0) return true
+    if (generationCacheMs <= 0 || isRecord(key)) return true
     const names = namespacesOf(key)
     const at = now()
     for (let i = 0; i < names.length; i++) {
@@ -395,7 +395,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   const use = (): MemcachedClient | Promise<MemcachedClient> => client ?? open()
 
   /** The memcached key for `body` under one of the store's key spaces (`tag`). */
-  function physical(tag: 'e' | 'g' | 'l', body: string): string {
+  function physical(tag: 'e' | 'g' | 'l' | 'r', body: string): string {
     const plain = `${prefix}${tag}:${body}`
     // Length in UTF-16 units equals length in bytes once the text is known to be ASCII.
     if (plain.length <= MAX_KEY && KEY_SAFE.test(plain)) return plain
@@ -458,6 +458,11 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     )
   }
 
+  /** Where `key` lives: a record (RECORD_PREFIX) by itself, an entry under `tokens` (see `entryKey`). */
+  function physicalKey(key: string, tokens: readonly string[]): string {
+    return isRecord(key) ? physical('r', key) : entryKey(key, tokens)
+  }
+
   /** The physical key of an entry under the current generations of its namespaces. */
   function entryKey(key: string, tokens: readonly string[]): string {
     const fold = createHash('sha256').update(tokens.join('.')).digest('base64url').slice(0, 16)
@@ -503,11 +508,11 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   async function fetch(key: string, startedAt: number): Promise<Buffer | undefined> {
     const mark = changes.mark(true)
     const c = client ?? (await open())
-    const tokens = await readGenerations(c, namespacesOf(key))
+    const tokens = isRecord(key) ? NO_TOKENS : await readGenerations(c, namespacesOf(key))
     // A namespace without a generation has never been written to (or was evicted): nothing
     // under it is reachable, so skip the second round trip.
     if (tokens.includes(undefined)) return absent(key, tokens, mark, startedAt)
-    const { value } = await getShared(c, entryKey(key, tokens as string[]))
+    const { value } = await getShared(c, physicalKey(key, tokens as string[]))
     if (value === null || value === undefined) return absent(key, tokens, mark, startedAt)
     if (copies === undefined || changes.changedSince(mark, key)) return value
     // An exact-size copy: replies are views into memjs's socket buffers.
@@ -540,11 +545,11 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     }
     forget(key, true)
     const c = client ?? (await open())
-    const tokens = await ensureGenerations(c, namespacesOf(key))
+    const tokens = isRecord(key) ? [] : await ensureGenerations(c, namespacesOf(key))
     const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
     try {
       sentChange()
-      return await c.set(entryKey(key, tokens), bytes, { expires: expiry(ttlMs) })
+      return await c.set(physicalKey(key, tokens), bytes, { expires: expiry(ttlMs) })
     } catch (error) {
       // The server's -I is smaller than maxItemSize says: count it like an over-size value.
       if (/too large/i.test((error as Error).message)) {
@@ -559,10 +564,10 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   async function remove(key: string): Promise<boolean> {
     forget(key, true)
     const c = client ?? (await open())
-    const tokens = await readGenerations(c, namespacesOf(key))
+    const tokens = isRecord(key) ? NO_TOKENS : await readGenerations(c, namespacesOf(key))
     if (tokens.includes(undefined)) return false
     sentChange()
-    return c.delete(entryKey(key, tokens as string[]))
+    return c.delete(physicalKey(key, tokens as string[]))
   }
 
   return {
@@ -571,6 +576,9 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     localTier: copies !== undefined,
     countsRemovals: false,
     get,
+    // Reads issued together share their round trips (see `sentThisRun`). With the local tier,
+    // each get may answer from memory: the cache calls get() per key then.
+    getMany: copies === undefined ? (keys) => Promise.all(keys.map((key) => fetch(key, 0))) : undefined,
     set,
     delete: remove,
 
@@ -708,3 +716,11 @@ function assertInstalled(name: string, message: string): void {
     throw new Error(message, { cause: error })
   }
 }
+
+/** A key of the cache's own records (tag and purge marks): kept outside the namespace generations. */
+function isRecord(key: string): boolean {
+  return key.startsWith(RECORD_PREFIX)
+}
+
+/** The generation tokens of a record: it has none. */
+const NO_TOKENS: readonly (string | undefined)[] = []

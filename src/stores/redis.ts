@@ -205,6 +205,16 @@ function script(source: string): Script {
   return { source, sha: createHash('sha1').update(source).digest('hex') }
 }
 
+/**
+ * Several hot gets in one round trip (getMany): for each key, 1 when it still carries the stamp
+ * given for it (ARGV[i]; NO_STAMP when no copy is held), else its value (nil when there is none).
+ */
+const VALIDATE_MANY = script(
+  `local r = {} for i = 1, #KEYS do ` +
+    `if ARGV[i] ~= '' and redis.call('getrange', KEYS[i], 0, ${STAMP_BYTES - 1}) == ARGV[i] then r[i] = 1 else r[i] = redis.call('get', KEYS[i]) end ` +
+    `end return r`,
+)
+
 // The local tier's scripts. Reads answer the value and its PTTL, so a copy never outlives the key.
 const READ_LOCAL = script(`local v = redis.call('get', KEYS[1]) if not v then return nil end return {v, redis.call('pttl', KEYS[1])}`)
 const VALIDATE_LOCAL = script(
@@ -471,6 +481,24 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
     return reply === 1 ? held.bytes : keep(key, reply)
   }
 
+  /**
+   * getMany without the local tier: one script validating each hot copy held and reading the
+   * other keys. A Cluster (keys in any slot) gets one get per key, sent together.
+   */
+  async function getManyRemote(keys: readonly string[]): Promise<(Buffer | null)[]> {
+    if (keys.length === 0) return []
+    const c = client ?? (await open())
+    if (c.isCluster) return Promise.all(keys.map(getRemote))
+    const held = keys.map((key) => hot?.get(key))
+    const reply = (await runScript(
+      c,
+      VALIDATE_MANY,
+      keys.map((key) => prefix + key),
+      held.map((copy) => copy?.stamp ?? NO_STAMP),
+    )) as (Buffer | null | 1)[]
+    return keys.map((key, i) => (reply[i] === 1 ? held[i]!.bytes : keep(key, reply[i] as Buffer | null)))
+  }
+
   async function unlinkBatch(node: RedisClient, keys: Buffer[], cluster: RedisClient, pattern?: string): Promise<number> {
     if (publishes && pattern !== undefined) {
       // The keys go and their message is published in one script: no change without its message.
@@ -548,6 +576,9 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
       }
       return getRemote(key)
     },
+
+    // With the local tier, each get may answer from memory: the cache calls get() per key then.
+    getMany: local === undefined ? getManyRemote : undefined,
 
     async set(key, value, ttlMs) {
       const c = client ?? (await open())

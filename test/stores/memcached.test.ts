@@ -36,6 +36,7 @@ function crossProcess(writer: Store, reader: Store): Store {
   return {
     name: 'memcached (two instances)',
     get: (key) => reader.get(key),
+    getMany: (keys) => reader.getMany!(keys),
     set: (key, value, ttl) => writer.set(key, value, ttl),
     delete: (key) => reader.delete(key),
     deleteMatching: (pattern) => reader.deleteMatching(pattern),
@@ -56,7 +57,7 @@ describe('memcachedStore()', function () {
     itemSize = Math.min(a.itemSize, b.itemSize)
   })
 
-  const capabilities = { patterns: 'namespaces', counts: false, ttl: REAL_TTL } as const
+  const capabilities = { patterns: 'namespaces', counts: false, ttl: REAL_TTL, getMany: true } as const
 
   describe('on one server, with a client it was given', function () {
     runStoreContract(

@@ -43,55 +43,67 @@ describe('redisStore()', function () {
   })
 
   describe('with a single-node client', function () {
-    runStoreContract('redisStore({ client })', () => {
-      const prefix = unique()
-      const foreignKey = `foreign-${prefix}`
-      const store = redisStore({ client }, { prefix })
-      return {
-        store,
-        foreign: {
-          put: async () => void (await client.set(foreignKey, 'x', 'PX', 60_000)),
-          exists: async () => (await client.exists(foreignKey)) === 1,
-        },
-        async cleanup() {
-          await store.clear()
-          await client.unlink(foreignKey)
-        },
-      }
-    })
+    runStoreContract(
+      'redisStore({ client })',
+      () => {
+        const prefix = unique()
+        const foreignKey = `foreign-${prefix}`
+        const store = redisStore({ client }, { prefix })
+        return {
+          store,
+          foreign: {
+            put: async () => void (await client.set(foreignKey, 'x', 'PX', 60_000)),
+            exists: async () => (await client.exists(foreignKey)) === 1,
+          },
+          async cleanup() {
+            await store.clear()
+            await client.unlink(foreignKey)
+          },
+        }
+      },
+      { getMany: true },
+    )
   })
 
   describe('with a url (the store opens its own client)', function () {
-    runStoreContract('redisStore({ url })', async () => {
-      const server = await getRedis()
-      const store = redisStore({ url: server.url, prefix: unique() })
-      return {
-        store,
-        async cleanup() {
-          await store.clear()
-          await store.close()
-        },
-      }
-    })
+    runStoreContract(
+      'redisStore({ url })',
+      async () => {
+        const server = await getRedis()
+        const store = redisStore({ url: server.url, prefix: unique() })
+        return {
+          store,
+          async cleanup() {
+            await store.clear()
+            await store.close()
+          },
+        }
+      },
+      { getMany: true },
+    )
   })
 
   describe('with a Cluster client', function () {
-    runStoreContract('redisStore({ client: cluster })', () => {
-      const prefix = unique()
-      const foreignKey = `foreign-${prefix}`
-      const store = redisStore({ client: cluster, prefix })
-      return {
-        store,
-        foreign: {
-          put: async () => void (await cluster.set(foreignKey, 'x', 'PX', 60_000)),
-          exists: async () => (await cluster.exists(foreignKey)) === 1,
-        },
-        async cleanup() {
-          await store.clear()
-          await cluster.unlink(foreignKey)
-        },
-      }
-    })
+    runStoreContract(
+      'redisStore({ client: cluster })',
+      () => {
+        const prefix = unique()
+        const foreignKey = `foreign-${prefix}`
+        const store = redisStore({ client: cluster, prefix })
+        return {
+          store,
+          foreign: {
+            put: async () => void (await cluster.set(foreignKey, 'x', 'PX', 60_000)),
+            exists: async () => (await cluster.exists(foreignKey)) === 1,
+          },
+          async cleanup() {
+            await store.clear()
+            await cluster.unlink(foreignKey)
+          },
+        }
+      },
+      { getMany: true },
+    )
 
     it('should find keys on every master', async function () {
       const store = redisStore({ client: cluster, prefix: unique() })
