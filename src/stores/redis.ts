@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
 import { LRUCache } from 'lru-cache'
-import { assertPattern, compilePattern, isLiteral, toRedisGlob } from '../pattern.js'
+import { assertPattern, compilePattern, isLiteral, RECORD_PREFIX, toRedisGlob } from '../pattern.js'
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 import { parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
@@ -333,6 +333,9 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
   // not on every request.
   if (url !== undefined) assertInstalled('ioredis', MISSING_IOREDIS)
 
+  /** Where the cache's own records begin (see RECORD_PREFIX): deleteMatching() leaves them. */
+  const recordHead = Buffer.from(prefix + RECORD_PREFIX)
+
   // Every character of the prefix is literal in SCAN MATCH, `*` included.
   const matchPrefix = prefix.replace(/[*?[\]\\]/g, '\\$&')
 
@@ -525,8 +528,11 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
     let removed = 0
     let cursor = '0'
     do {
-      const [next, keys] = await node.scanBuffer(cursor, 'MATCH', match, 'COUNT', scanCount)
+      const [next, found] = await node.scanBuffer(cursor, 'MATCH', match, 'COUNT', scanCount)
       cursor = next.toString()
+      // The cache's own records (tag and purge marks) outlive every pattern: another process
+      // checks its writes against the very marks this invalidation has just written.
+      const keys = found.filter((key) => !key.subarray(0, recordHead.length).equals(recordHead))
       for (let i = 0; i < keys.length; i += UNLINK_BATCH) {
         removed += await unlinkBatch(node, keys.slice(i, i + UNLINK_BATCH), owner, pattern)
       }

@@ -148,7 +148,7 @@ for (const s of STORES) {
           const a = await setup(s)
           const other = await sameBackend(s, a)
           try {
-            const b = await setup(s, { store: other.store })
+            const b = await setup(s, { store: other.store, clockFrom: a })
             for (const h of [a, b]) h.O.headers = { ...CC60, ETag: '"x"', 'Surrogate-Key': 'shared' }
             await a.get('/x', { Host: 'site.example' }).expect('X-Cache', 'MISS')
             await eventually(async () => (await b.get('/x', { Host: 'site.example' })).headers['x-cache'] === 'HIT', 'the entry in the other process')
@@ -175,7 +175,7 @@ for (const s of STORES) {
             const [one, two] = [await sameBackend(s, base, local), await sameBackend(s, base, local)]
             try {
               const a = await setup(s, { store: one.store })
-              const b = await setup(s, { store: two.store })
+              const b = await setup(s, { store: two.store, clockFrom: a })
               for (const h of [a, b]) h.O.headers = { ...CC60, ETag: '"p"' }
               await a.get('/posts/1', { Host: 'site.example' }).expect('X-Cache', 'MISS')
               await eventually(async () => (await b.get('/posts/1', { Host: 'site.example' })).headers['x-cache'] === 'HIT', 'the entry in the other process')
@@ -214,7 +214,7 @@ for (const s of STORES) {
           // Redis: the tier's bound is 2 × heartbeat; memcached: local.ttl.
           const other = await sameBackend(s, a, s.name === 'redis' ? { heartbeat: 50 } : { ttl: 200 })
           try {
-            const b = await setup(s, { store: other.store })
+            const b = await setup(s, { store: other.store, clockFrom: a })
             for (const h of [a, b]) h.O.headers = { ...CC60, ETag: '"x"', 'Surrogate-Key': 'tiered' }
             await a.get('/t', { Host: 'site.example' }).expect('X-Cache', 'MISS')
             await eventually(async () => (await b.get('/t', { Host: 'site.example' })).headers['x-cache'] === 'HIT', 'the entry in the other process')
@@ -340,7 +340,7 @@ describe('tagged HITs on memcached', function () {
     const { h, close } = await steppedSetup()
     const other = await sameBackend(memcached, h)
     try {
-      const b = await setup(memcached, { store: other.store })
+      const b = await setup(memcached, { store: other.store, clockFrom: h })
       await h.get('/tagged/1', SITE).expect('X-Cache', 'MISS')
       await landed(h, 1)
       await h.get('/tagged/1', SITE).expect('X-Cache', 'HIT')
@@ -366,7 +366,7 @@ describe('tagged HITs on memcached', function () {
     const { h, stepped, close } = await steppedSetup()
     const other = await sameBackend(memcached, h)
     try {
-      const b = await setup(memcached, { store: other.store })
+      const b = await setup(memcached, { store: other.store, clockFrom: h })
       await h.get('/tagged/7').expect('X-Cache', 'MISS')
       await landed(h, 1)
       await h.get('/tagged/7').expect('X-Cache', 'HIT')

@@ -243,6 +243,12 @@ export interface SetupOptions {
   routes?: (app: express.Express, O: Origin) => void
   /** A store to use as it is (instead of creating one from the factory). */
   store?: Store
+  /**
+   * Another process on the same machine: this harness's fake clock starts where that one's is
+   * now, as two processes' clocks agree (each otherwise starts at the whole second it was made in,
+   * and a second may pass between two set-ups).
+   */
+  clockFrom?: Harness
 }
 
 const open = new Set<Harness>()
@@ -259,7 +265,7 @@ export async function closeAll(): Promise<void> {
  * on one server. A fresh store per call (memory: driven by the same fake clock).
  */
 export async function setup(factory: StoreFactory, opts: SetupOptions = {}): Promise<Harness> {
-  const clock = opts.realTime ? realClock() : fakeClock()
+  const clock = opts.realTime ? realClock() : fakeClock(opts.clockFrom?.clock.now())
   // The memory store runs on the same fake clock as the cache, so its TTLs move with it.
   const created = opts.store !== undefined || isMemory(factory) ? undefined : await factory.create()
   const store = opts.store ?? created?.store ?? memoryStore({ ...opts.memory, now: clock.now })

@@ -209,7 +209,7 @@ for (const s of storeFactories) {
         const a = await setup(s)
         const other = await sameBackend(s, a)
         try {
-          const b = await setup(s, { store: other.store })
+          const b = await setup(s, { store: other.store, clockFrom: a })
           a.O.headers = CC60
           b.O.headers = CC60
           const host = { Host: 'shared.test' }
@@ -230,6 +230,8 @@ for (const s of storeFactories) {
       for (const [name, purge] of [
         ["invalidate('users:1:*')", (h: Harness) => h.cache.invalidate('users:1:*')],
         ["delete('users:1:GET')", (h: Harness) => h.cache.delete('users:1:GET')],
+        ["invalidate('*')", (h: Harness) => h.cache.invalidate('*')],
+        ['clear()', (h: Harness) => h.cache.clear()],
       ] as const) {
         it(`53f: across processes — a response computed in one process while another ran ${name} is not kept for later requests`, async () => {
           let row = 'old'
@@ -241,6 +243,7 @@ for (const s of storeFactories) {
           try {
             const b = await setup(s, {
               store: other.store,
+              clockFrom: a,
               routes: (app) =>
                 app.get('/users/:id', async (_req, res) => {
                   reached++
