@@ -339,7 +339,9 @@ export class Storage {
    * The latest soft pattern purge, in any process, of a namespace holding `key`: read from the
    * namespaces' soft marks when the record of soft pattern purges (SOFT_PATTERNS) says `anySoft`,
    * once per value of that record and key (kept in the key's plan). A purge writes its namespace's
-   * mark before the record, so marks read after the record cover every purge it counts.
+   * mark before the record, so marks read after the record cover every purge it counts. Not kept
+   * with a local tier: its copy of a namespace mark may be older than its copy of the record (each
+   * within the tier's bound), and a kept answer would outlive that bound.
    */
   private softPatternAt(key: string, plan: MarkPlan, anySoft: number, budget: number): Maybe<number> {
     const known = plan.softPatterns
@@ -349,7 +351,7 @@ export class Storage {
     const settle = (found: readonly (Entry | undefined)[]): number => {
       let at = 0
       for (const mark of found) if (mark?.kind === 'mark') at = Math.max(at, mark.soft)
-      plan.softPatterns = { recordAt: anySoft, at }
+      if (this.store.localTier !== true) plan.softPatterns = { recordAt: anySoft, at }
       return at
     }
     if (!reads.some(isPromise)) return settle(reads as readonly (Entry | undefined)[])

@@ -336,6 +336,29 @@ describe('tagged HITs on memcached', function () {
     }
   })
 
+  it("should read its namespaces' soft marks once per soft pattern purge, not on every hit", async () => {
+    const { h, stepped, close } = await steppedSetup()
+    try {
+      await h.get('/plain/1').expect('X-Cache', 'MISS')
+      await landed(h, 1)
+      const rounds = async () => {
+        stepped.counts.rounds = 0
+        await h.get('/plain/1').expect('X-Cache', 'HIT')
+        return stepped.counts.rounds
+      }
+      expect(await rounds()).to.equal(2)
+      h.clock.advance(1000)
+      await h.cache.invalidate('users:*', { soft: true })
+      // The record of soft pattern purges is newer than the entry: its namespaces' marks are read.
+      expect(await rounds()).to.equal(3)
+      // None covers it, and the record has not changed since: nothing more to read.
+      expect(await rounds()).to.equal(2)
+      expect(await rounds()).to.equal(2)
+    } finally {
+      close()
+    }
+  })
+
   it('should read the marks of tags the entry gained since this process last read it', async () => {
     const { h, close } = await steppedSetup()
     const other = await sameBackend(memcached, h)
