@@ -220,10 +220,11 @@ describe('postgresStore()', function () {
       await store.clear()
     })
 
-    it('should read with plain SQL text under prepare: false', async function () {
+    it('should read with plain SQL text under prepare: false, keys with array-literal characters included', async function () {
       const store = postgresStore({ pool }, { prefix: unique(), prepare: false })
-      await store.set('a:GET', bytes('A'), 60_000)
-      assert.deepEqual(await store.getMany(['none:GET', 'a:GET', 'a:GET']), [undefined, bytes('A'), bytes('A')])
+      const odd = ['a"b\\c,{d}:GET', 'NULL', ' spaced :GET ']
+      for (const key of odd) await store.set(key, bytes(key), 60_000)
+      assert.deepEqual(await store.getMany(['none:GET', ...odd, odd[0]]), [undefined, ...odd.map(bytes), bytes(odd[0])])
       await store.clear()
     })
   })
