@@ -64,6 +64,12 @@ export interface DynamodbStore extends Store {
   /** The prefix in use (`cachet:` unless configured). */
   readonly prefix: string
   get(key: string): Promise<Uint8Array | undefined>
+  /**
+   * What `get` answers for each of `keys`, in order: one `BatchGetItem` for up to 100 distinct keys
+   * (none for no keys). Keys DynamoDB leaves unprocessed are asked again, up to 3 requests in all,
+   * then read by `get`.
+   */
+  getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]>
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
   /** Resolves true when the key existed. */
   delete(key: string): Promise<boolean>
@@ -91,6 +97,10 @@ const MATCH_BYTES = 500
 const HASHED = '\u0001'
 const CHUNK = '\u0000'
 const TABLE_READY_TIMEOUT_MS = 60_000
+/** Keys one BatchGetItem may ask for. */
+const BATCH_GET_KEYS = 100
+/** BatchGetItem requests per batch of keys before what is left unprocessed is read by GetItem. */
+const BATCH_GET_ATTEMPTS = 3
 
 /**
  * A store in one DynamoDB table.
@@ -258,42 +268,91 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
     return removed
   }
 
+  async function get(key: string): Promise<Uint8Array | undefined> {
+    const pk = partition(namespaceOf(key))
+    const sk = shorten(key)
+    const { Item: item } = await send<{ Item?: Item }>(
+      new sdk.GetItemCommand({ TableName: table, Key: { pk: { S: pk }, sk: { S: sk } }, ConsistentRead: consistentRead }),
+    )
+    return valueOf(pk, sk, item)
+  }
+
+  /** The value an entry's item holds: a miss when past its expiry; the other parts read when it is split. */
+  async function valueOf(pk: string, sk: string, item: Item | undefined): Promise<Uint8Array | undefined> {
+    // DynamoDB's TTL deletes late: the expiry is checked here.
+    if (item === undefined || numberOf(item.expiresMs) <= now()) return undefined
+    const first = item.v === undefined ? new Uint8Array(0) : (item.v as { B: Uint8Array }).B
+    if (item.parts === undefined) return first
+    const parts = numberOf(item.parts)
+    const version = (item.ver as { S: string }).S
+    const chunks: Uint8Array[] = new Array(parts)
+    chunks[0] = first
+    let start: Item | undefined
+    do {
+      const page = await send<{ Items?: Item[]; LastEvaluatedKey?: Item }>(
+        new sdk.QueryCommand({
+          TableName: table,
+          KeyConditionExpression: 'pk = :pk AND begins_with(sk, :c)',
+          ExpressionAttributeValues: { ':pk': { S: pk }, ':c': { S: `${sk}${CHUNK}${version}:` } },
+          ConsistentRead: consistentRead,
+          ExclusiveStartKey: start,
+        }),
+      )
+      for (const chunk of page.Items ?? []) chunks[numberOf(chunk.c)] = (chunk.v as { B: Uint8Array }).B
+      start = page.LastEvaluatedKey
+    } while (start !== undefined)
+    // A reader can come between the writes of one set(): a part still missing is a miss.
+    for (let i = 0; i < parts; i++) if (chunks[i] === undefined) return undefined
+    return Buffer.concat(chunks)
+  }
+
+  async function getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
+    if (keys.length === 0) return []
+    // BatchGetItem refuses a request naming one item twice.
+    const distinct = [...new Set(keys)]
+    const found = new Map<string, Uint8Array | undefined>()
+    const batches: Promise<void>[] = []
+    for (let i = 0; i < distinct.length; i += BATCH_GET_KEYS) batches.push(readBatch(distinct.slice(i, i + BATCH_GET_KEYS), found))
+    await Promise.all(batches)
+    return keys.map((key) => found.get(key))
+  }
+
+  /** Read up to 100 distinct keys into `found`: BatchGetItem, again for what it left unprocessed, then GetItem for the rest. */
+  async function readBatch(keys: string[], found: Map<string, Uint8Array | undefined>): Promise<void> {
+    // Distinct keys have distinct sort keys (a hashed one keeps a SHA-256 of the whole key).
+    const bySk = new Map<string, { key: string; pk: string }>()
+    for (const key of keys) bySk.set(shorten(key), { key, pk: partition(namespaceOf(key)) })
+    let pending: Item[] = [...bySk].map(([sk, { pk }]) => ({ pk: { S: pk }, sk: { S: sk } }))
+    const items: Item[] = []
+    for (let attempt = 0; pending.length > 0 && attempt < BATCH_GET_ATTEMPTS; attempt++) {
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 20 * 2 ** attempt))
+      const reply = await send<{ Responses?: Record<string, Item[]>; UnprocessedKeys?: Record<string, { Keys?: Item[] }> }>(
+        new sdk.BatchGetItemCommand({ RequestItems: { [table]: { Keys: pending, ConsistentRead: consistentRead } } }),
+      )
+      items.push(...(reply.Responses?.[table] ?? []))
+      pending = reply.UnprocessedKeys?.[table]?.Keys ?? []
+    }
+    if (pending.length > 0)
+      debug('%d of %d keys unprocessed after %d BatchGetItem requests: reading them one by one', pending.length, keys.length, BATCH_GET_ATTEMPTS)
+    // Decoded once every request is answered: a split value's parts are a Query each.
+    const reads = items.map(async (item) => {
+      const sk = (item.sk as { S: string }).S
+      const entry = bySk.get(sk)
+      if (entry !== undefined) found.set(entry.key, await valueOf(entry.pk, sk, item))
+    })
+    for (const left of pending) {
+      const { key } = bySk.get((left.sk as { S: string }).S)!
+      reads.push(get(key).then((value) => void found.set(key, value)))
+    }
+    await Promise.all(reads)
+  }
+
   return {
     name: 'dynamodb',
     prefix,
 
-    async get(key) {
-      const pk = partition(namespaceOf(key))
-      const sk = shorten(key)
-      const { Item: item } = await send<{ Item?: Item }>(
-        new sdk.GetItemCommand({ TableName: table, Key: { pk: { S: pk }, sk: { S: sk } }, ConsistentRead: consistentRead }),
-      )
-      // DynamoDB's TTL deletes late: the expiry is checked here.
-      if (item === undefined || numberOf(item.expiresMs) <= now()) return undefined
-      const first = item.v === undefined ? new Uint8Array(0) : (item.v as { B: Uint8Array }).B
-      if (item.parts === undefined) return first
-      const parts = numberOf(item.parts)
-      const version = (item.ver as { S: string }).S
-      const chunks: Uint8Array[] = new Array(parts)
-      chunks[0] = first
-      let start: Item | undefined
-      do {
-        const page = await send<{ Items?: Item[]; LastEvaluatedKey?: Item }>(
-          new sdk.QueryCommand({
-            TableName: table,
-            KeyConditionExpression: 'pk = :pk AND begins_with(sk, :c)',
-            ExpressionAttributeValues: { ':pk': { S: pk }, ':c': { S: `${sk}${CHUNK}${version}:` } },
-            ConsistentRead: consistentRead,
-            ExclusiveStartKey: start,
-          }),
-        )
-        for (const chunk of page.Items ?? []) chunks[numberOf(chunk.c)] = (chunk.v as { B: Uint8Array }).B
-        start = page.LastEvaluatedKey
-      } while (start !== undefined)
-      // A reader can come between the writes of one set(): a part still missing is a miss.
-      for (let i = 0; i < parts; i++) if (chunks[i] === undefined) return undefined
-      return Buffer.concat(chunks)
-    },
+    get,
+    getMany,
 
     async set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) throw new TypeError(`dynamodbStore.set expects bytes, got ${describe(value)}`)
@@ -454,6 +513,7 @@ function numberOf(attribute: Attribute | undefined): number {
 
 interface Sdk {
   GetItemCommand: new (input: object) => object
+  BatchGetItemCommand: new (input: object) => object
   PutItemCommand: new (input: object) => object
   DeleteItemCommand: new (input: object) => object
   QueryCommand: new (input: object) => object

@@ -102,6 +102,11 @@ export interface PostgresStore extends Store {
   /** The prefix in use (`cachet:` unless configured). */
   readonly prefix: string
   get(key: string): Promise<Buffer | undefined>
+  /**
+   * What `get` answers for each of `keys`, in order: one `SELECT … WHERE key = ANY($1)` for all of
+   * them (none for no keys).
+   */
+  getMany(keys: readonly string[]): Promise<(Buffer | undefined)[]>
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
   /** Resolves true when the key existed. */
   delete(key: string): Promise<boolean>
@@ -194,6 +199,8 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     // the value's size to send, decode from UTF-8 and decode again (base64 is 4/3, with a newline
     // every 76 characters, which Buffer.from(…, 'base64') skips).
     get: `SELECT encode(value, 'base64') AS value FROM ${q} WHERE key = $1 AND expires_at > clock_timestamp()`,
+    // Several keys at once, as one text array; each row names its key, so the rows come back in any order.
+    getMany: `SELECT key, encode(value, 'base64') AS value FROM ${q} WHERE key = ANY($1::text[]) AND expires_at > clock_timestamp()`,
     set: `INSERT INTO ${q} (key, value, expires_at) VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
           ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
     delete: `DELETE FROM ${q} WHERE key = $1`,
@@ -234,11 +241,12 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     return typeof statement === 'string' ? pool.query(statement, values) : pool.query({ ...statement, values })
   }
 
-  // The read and the write, named after their text: stores of other tables on one pool never share
+  // The reads and the write, named after their text: stores of other tables on one pool never share
   // a name (pg refuses one name for two texts on a connection). Without `prepare`, plain text.
   const named = (text: string): string | PostgresQuery =>
     prepare ? { name: `cachet_${createHash('sha256').update(text).digest('hex').slice(0, 16)}`, text } : text
   const getQuery = named(sql.get)
+  const getManyQuery = named(sql.getMany)
   const setQuery = named(sql.set)
 
   async function sweep(): Promise<number> {
@@ -274,6 +282,15 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     async get(key) {
       const { rows } = await query(getQuery, [prefix + key])
       return rows.length === 0 ? undefined : Buffer.from(rows[0].value as string, 'base64')
+    },
+
+    async getMany(keys) {
+      if (keys.length === 0) return []
+      const unique = [...new Set(keys.map((key) => prefix + key))]
+      const { rows } = await query(getManyQuery, [unique])
+      const found = new Map<string, Buffer>()
+      for (const row of rows) found.set(row.key as string, Buffer.from(row.value as string, 'base64'))
+      return keys.map((key) => found.get(prefix + key))
     },
 
     async set(key, value, ttlMs) {

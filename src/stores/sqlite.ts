@@ -106,6 +106,11 @@ export interface SqliteStore extends Store {
   /** The prefix in use (`cachet:` unless configured). */
   readonly prefix: string
   get(key: string): Buffer | undefined
+  /**
+   * What `get` answers for each of `keys`, in order, synchronously: one `SELECT … WHERE key IN (…)`
+   * for up to 16 distinct keys, a statement per count of keys prepared on first use and kept.
+   */
+  getMany(keys: readonly string[]): (Buffer | undefined)[]
   set(key: string, value: Uint8Array, ttlMs: number): void
   /** True when the key existed. */
   delete(key: string): boolean
@@ -128,6 +133,8 @@ const MAX_BYTES_DEFAULT = 256 * 1024 * 1024
 const MAX_PENDING_TOUCHES = 10_000
 /** Bounded eviction deletes per write. */
 const EVICT_ROUNDS = 4
+/** Most keys one statement of getMany() reads; more are read 16 at a time. */
+const MANY_KEYS = 16
 
 /**
  * A store in one SQLite file via better-sqlite3 (synchronous: every method answers at once).
@@ -270,6 +277,42 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
   }, sweepInterval)
   timer.unref()
 
+  /** Note that `name` (a prefixed key) was read at `at`, for the write-back of read times. */
+  function touch(name: string, at: number): void {
+    if (touched.size >= MAX_PENDING_TOUCHES) touched.delete(touched.keys().next().value!)
+    touched.set(name, at)
+  }
+
+  function get(key: string): Buffer | undefined {
+    const row = sql.get.get(prefix + key) as { value: Buffer; expires: number } | undefined
+    if (row === undefined) return undefined
+    const at = now()
+    if (row.expires <= at) return undefined
+    touch(prefix + key, at)
+    return row.value
+  }
+
+  // The reads of getMany(), by how many keys they take: at most MANY_KEYS statements, ever.
+  const readMany: SqliteStatement[] = []
+  function getMany(keys: readonly string[]): (Buffer | undefined)[] {
+    const names = [...new Set(keys.map((key) => prefix + key))]
+    if (names.length <= 1) return keys.map((key) => get(key))
+    const rows: { key: string; value: Buffer; expires: number }[] = []
+    for (let i = 0; i < names.length; i += MANY_KEYS) {
+      const part = names.slice(i, i + MANY_KEYS)
+      readMany[part.length] ??= db.prepare(`SELECT key, value, expires FROM ${q} WHERE key IN (${'?, '.repeat(part.length - 1)}?)`)
+      rows.push(...(readMany[part.length].all(...part) as typeof rows))
+    }
+    const at = now()
+    const found = new Map<string, Buffer>()
+    for (const row of rows) {
+      if (row.expires <= at) continue
+      found.set(row.key, row.value)
+      touch(row.key, at)
+    }
+    return keys.map((key) => found.get(prefix + key))
+  }
+
   function deleteMatching(pattern: string): number {
     assertPattern(pattern)
     if (isLiteral(pattern)) return sql.delete.run(prefix + pattern).changes
@@ -288,15 +331,8 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
     name: 'sqlite',
     prefix,
 
-    get(key) {
-      const row = sql.get.get(prefix + key) as { value: Buffer; expires: number } | undefined
-      if (row === undefined) return undefined
-      const at = now()
-      if (row.expires <= at) return undefined
-      if (touched.size >= MAX_PENDING_TOUCHES) touched.delete(touched.keys().next().value!)
-      touched.set(prefix + key, at)
-      return row.value
-    },
+    get,
+    getMany,
 
     set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) throw new TypeError(`sqliteStore.set expects bytes, got ${describe(value)}`)

@@ -1,7 +1,7 @@
 /** dynamodbStore() on dynalite: the Store contract, the key design (Query, never Scan), locks, HTTP, and a paused, killed or slow server. */
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
-import { DeleteTableCommand, DescribeTableCommand, DynamoDBClient, QueryCommand, ScanCommand } from '@aws-sdk/client-dynamodb'
+import { BatchGetItemCommand, DeleteTableCommand, DescribeTableCommand, DynamoDBClient, QueryCommand, ScanCommand } from '@aws-sdk/client-dynamodb'
 import { dynamodbStore, namespaceOf } from '../../src/stores/dynamodb.js'
 import { createApp, type Post } from '../../examples/dynamodb/app.js'
 import { runStoreContract } from '../support/store-contract.js'
@@ -30,6 +30,33 @@ function recording(client: DynamoDBClient) {
       send(command: object) {
         sent.push(command.constructor.name)
         return client.send(command as never)
+      },
+    },
+  }
+}
+
+/**
+ * A client on which BatchGetItem processes only the first `limit` keys it is asked for and answers
+ * the others as UnprocessedKeys, as DynamoDB does when throttled; every sent command is recorded.
+ */
+function stingy(client: DynamoDBClient, limit: number) {
+  const sent: { name: string; keys?: number }[] = []
+  return {
+    sent,
+    client: {
+      async send(command: object) {
+        if (!(command instanceof BatchGetItemCommand)) {
+          sent.push({ name: command.constructor.name })
+          return client.send(command as never)
+        }
+        const [[table, request]] = Object.entries(command.input.RequestItems!)
+        const keys = request.Keys!
+        sent.push({ name: 'BatchGetItemCommand', keys: keys.length })
+        const reply =
+          limit === 0
+            ? { Responses: { [table]: [] } }
+            : await client.send(new BatchGetItemCommand({ RequestItems: { [table]: { ...request, Keys: keys.slice(0, limit) } } }))
+        return { ...reply, UnprocessedKeys: keys.length > limit ? { [table]: { ...request, Keys: keys.slice(limit) } } : {} }
       },
     },
   }
@@ -78,7 +105,7 @@ describe('dynamodbStore()', function () {
           },
         }
       },
-      { patterns: 'namespaces' },
+      { patterns: 'namespaces', getMany: true },
     )
   })
 
@@ -167,6 +194,86 @@ describe('dynamodbStore()', function () {
       assert.equal(await one.lock('short', 1000), null)
       t += 1001
       assert.notEqual(await one.lock('short', 1000), null)
+    })
+  })
+
+  describe('getMany()', function () {
+    it('should read 3 keys with one BatchGetItem, answering an expired key and a missing one as missing', async function () {
+      let t = Date.now()
+      const prefix = unique()
+      const store = dynamodbStore({ client, table: 'design' }, { prefix, now: () => t })
+      await store.set('a:GET', bytes('A'), 60_000)
+      await store.set('old:GET', bytes('old'), 1000)
+      t += 1001
+      const spy = stingy(client, Infinity)
+      const watched = dynamodbStore({ client: spy.client, table: 'design' }, { prefix, now: () => t, createTable: false })
+      const found = await watched.getMany(['a:GET', 'old:GET', 'none:GET'])
+      assert.deepEqual(spy.sent, [{ name: 'BatchGetItemCommand', keys: 3 }])
+      assert.deepEqual(
+        found.map((value) => value && Buffer.from(value).toString()),
+        ['A', undefined, undefined],
+      )
+      spy.sent.length = 0
+      assert.deepEqual(await watched.getMany([]), [])
+      assert.deepEqual(spy.sent, [], 'nothing sent for no keys')
+      // A key asked for twice is asked for once (BatchGetItem refuses duplicates).
+      const twice = await watched.getMany(['a:GET', 'none:GET', 'a:GET'])
+      assert.deepEqual(spy.sent, [{ name: 'BatchGetItemCommand', keys: 2 }])
+      assert.deepEqual(
+        twice.map((value) => value && Buffer.from(value).toString()),
+        ['A', undefined, 'A'],
+      )
+      await store.clear()
+    })
+
+    it('should read a value split over several items whole, and ask for at most 100 keys per request', async function () {
+      const prefix = unique()
+      const store = dynamodbStore({ client, table: 'design' }, { prefix, chunkSize: 1000 })
+      const value = Buffer.alloc(4500, 7)
+      await store.set('big:GET', value, 60_000)
+      const spy = stingy(client, Infinity)
+      const watched = dynamodbStore({ client: spy.client, table: 'design' }, { prefix, chunkSize: 1000, createTable: false })
+      const keys = [...Array.from({ length: 150 }, (_, i) => `k${i}:GET`), 'big:GET']
+      const found = await watched.getMany(keys)
+      assert.equal(found.length, 151)
+      assert.equal(
+        found.slice(0, 150).every((v) => v === undefined),
+        true,
+      )
+      assert.equal(Buffer.from(found[150]!).equals(value), true)
+      assert.deepEqual(spy.sent.map((command) => command.keys ?? command.name).sort(), [100, 51, 'QueryCommand'].sort())
+      await store.clear()
+    })
+
+    it('should ask again for the keys left unprocessed, 3 requests at most, then read what is left with GetItem', async function () {
+      const prefix = unique()
+      const store = dynamodbStore({ client, table: 'design' }, { prefix })
+      for (const key of ['a:GET', 'b:GET', 'c:GET']) await store.set(key, bytes(key), 60_000)
+      const keys = ['a:GET', 'b:GET', 'none:GET', 'c:GET']
+      const expected = [bytes('a:GET'), bytes('b:GET'), undefined, bytes('c:GET')]
+
+      const slow = stingy(client, 2)
+      const found = await dynamodbStore({ client: slow.client, table: 'design' }, { prefix, createTable: false }).getMany(keys)
+      assert.deepEqual(
+        found.map((v) => v && Buffer.from(v)),
+        expected,
+      )
+      assert.deepEqual(slow.sent, [
+        { name: 'BatchGetItemCommand', keys: 4 },
+        { name: 'BatchGetItemCommand', keys: 2 },
+      ])
+
+      const stuck = stingy(client, 0)
+      const left = await dynamodbStore({ client: stuck.client, table: 'design' }, { prefix, createTable: false }).getMany(keys)
+      assert.deepEqual(
+        left.map((v) => v && Buffer.from(v)),
+        expected,
+      )
+      assert.deepEqual(
+        stuck.sent.map((command) => command.name),
+        ['BatchGetItemCommand', 'BatchGetItemCommand', 'BatchGetItemCommand', 'GetItemCommand', 'GetItemCommand', 'GetItemCommand', 'GetItemCommand'],
+      )
+      await store.clear()
     })
   })
 

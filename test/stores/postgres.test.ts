@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { randomBytes, randomUUID } from 'node:crypto'
 import net from 'node:net'
 import pg from 'pg'
-import { postgresStore } from '../../src/stores/postgres.js'
+import { postgresStore, type PostgresQuery } from '../../src/stores/postgres.js'
 import { createApp, type Post } from '../../examples/postgres/app.js'
 import { runStoreContract } from '../support/store-contract.js'
 import { cachingResumes, expectSharedBlog } from '../support/shared-store.js'
@@ -33,36 +33,44 @@ describe('postgresStore()', function () {
   afterEach(closeAll)
 
   describe('with a pool you own', function () {
-    runStoreContract('postgresStore({ pool })', () => {
-      const prefix = unique()
-      const store = postgresStore({ pool }, { prefix })
-      return {
-        store,
-        foreign: {
-          put: async () =>
-            void (await pool.query(`INSERT INTO cachet (key, value, expires_at) VALUES ($1, 'x', now() + interval '1 minute')`, [`foreign-${prefix}`])),
-          exists: async () => (await pool.query('SELECT 1 FROM cachet WHERE key = $1', [`foreign-${prefix}`])).rowCount === 1,
-        },
-        async cleanup() {
-          await store.clear()
-          await pool.query('DELETE FROM cachet WHERE key = $1', [`foreign-${prefix}`])
-          await store.close()
-        },
-      }
-    })
+    runStoreContract(
+      'postgresStore({ pool })',
+      () => {
+        const prefix = unique()
+        const store = postgresStore({ pool }, { prefix })
+        return {
+          store,
+          foreign: {
+            put: async () =>
+              void (await pool.query(`INSERT INTO cachet (key, value, expires_at) VALUES ($1, 'x', now() + interval '1 minute')`, [`foreign-${prefix}`])),
+            exists: async () => (await pool.query('SELECT 1 FROM cachet WHERE key = $1', [`foreign-${prefix}`])).rowCount === 1,
+          },
+          async cleanup() {
+            await store.clear()
+            await pool.query('DELETE FROM cachet WHERE key = $1', [`foreign-${prefix}`])
+            await store.close()
+          },
+        }
+      },
+      { getMany: true },
+    )
   })
 
   describe('with a connection string (the store opens its own pool)', function () {
-    runStoreContract('postgresStore({ connectionString })', () => {
-      const store = postgresStore({ connectionString: server.connectionString, prefix: unique(), table: 'own_pool' })
-      return {
-        store,
-        async cleanup() {
-          await store.clear()
-          await store.close()
-        },
-      }
-    })
+    runStoreContract(
+      'postgresStore({ connectionString })',
+      () => {
+        const store = postgresStore({ connectionString: server.connectionString, prefix: unique(), table: 'own_pool' })
+        return {
+          store,
+          async cleanup() {
+            await store.clear()
+            await store.close()
+          },
+        }
+      },
+      { getMany: true },
+    )
 
     it('should end the pool it opened on close(), and never a pool it was given', async function () {
       const own = postgresStore({ connectionString: server.connectionString })
@@ -183,6 +191,41 @@ describe('postgresStore()', function () {
       await sleep(20)
       assert.notEqual(await one.lock('short', 60_000), null)
       await two.close()
+    })
+  })
+
+  describe('getMany()', function () {
+    it('should read 3 keys in one query, answering an expired key and a missing one as missing', async function () {
+      const store = postgresStore({ pool }, { prefix: unique() })
+      await store.set('a:GET', bytes('A'), 60_000)
+      await store.set('old:GET', bytes('old'), 1)
+      await sleep(20)
+      const statements: unknown[] = []
+      const spy = postgresStore(
+        {
+          pool: {
+            query: (statement: string | PostgresQuery, values?: unknown[]) => (statements.push(statement), pool.query(statement as string, values)),
+            connect: () => pool.connect(),
+            end: async () => {},
+          },
+        },
+        { prefix: store.prefix },
+      )
+      const found = await spy.getMany(['a:GET', 'old:GET', 'none:GET'])
+      assert.equal(statements.length, 1)
+      assert.match((statements[0] as PostgresQuery).name ?? '', /^cachet_/, 'a named prepared statement, as get() is')
+      assert.deepEqual(found, [bytes('A'), undefined, undefined])
+      assert.deepEqual(await spy.getMany([]), [])
+      assert.equal(statements.length, 1, 'no query for no keys')
+      await store.clear()
+    })
+
+    it('should read with plain SQL text under prepare: false, keys with array-literal characters included', async function () {
+      const store = postgresStore({ pool }, { prefix: unique(), prepare: false })
+      const odd = ['a"b\\c,{d}:GET', 'NULL', ' spaced :GET ']
+      for (const key of odd) await store.set(key, bytes(key), 60_000)
+      assert.deepEqual(await store.getMany(['none:GET', ...odd, odd[0]]), [undefined, ...odd.map(bytes), bytes(odd[0])])
+      await store.clear()
     })
   })
 

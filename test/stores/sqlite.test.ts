@@ -58,27 +58,31 @@ describe('sqliteStore()', function () {
   afterEach(closeAll)
 
   describe('with a path (the store opens the file)', function () {
-    runStoreContract('sqliteStore({ path })', () => {
-      const time = clock()
-      const path = tempFile()
-      const store = sqliteStore({ path }, { prefix: 'a:', now: time.now })
-      const foreign = new Database(path)
-      return {
-        store,
-        advance: time.advance,
-        foreign: {
-          put: async () =>
-            void foreign
-              .prepare('INSERT INTO cachet (key, value, expires, accessed, size) VALUES (?, ?, ?, ?, 1)')
-              .run('b:x', bytes('x'), time.now() + 60_000, 0),
-          exists: async () => foreign.prepare('SELECT 1 FROM cachet WHERE key = ?').get('b:x') !== undefined,
-        },
-        cleanup() {
-          foreign.close()
-          store.close()
-        },
-      }
-    })
+    runStoreContract(
+      'sqliteStore({ path })',
+      () => {
+        const time = clock()
+        const path = tempFile()
+        const store = sqliteStore({ path }, { prefix: 'a:', now: time.now })
+        const foreign = new Database(path)
+        return {
+          store,
+          advance: time.advance,
+          foreign: {
+            put: async () =>
+              void foreign
+                .prepare('INSERT INTO cachet (key, value, expires, accessed, size) VALUES (?, ?, ?, ?, 1)')
+                .run('b:x', bytes('x'), time.now() + 60_000, 0),
+            exists: async () => foreign.prepare('SELECT 1 FROM cachet WHERE key = ?').get('b:x') !== undefined,
+          },
+          cleanup() {
+            foreign.close()
+            store.close()
+          },
+        }
+      },
+      { getMany: true },
+    )
   })
 
   describe('with a database you opened', function () {
@@ -92,16 +96,20 @@ describe('sqliteStore()', function () {
     })
 
     let n = 0
-    runStoreContract('sqliteStore({ database })', () => {
-      const store = sqliteStore({ database: db }, { prefix: `p${n++}:`, table: 'shared_cache' })
-      return {
-        store,
-        cleanup() {
-          store.clear()
-          store.close()
-        },
-      }
-    })
+    runStoreContract(
+      'sqliteStore({ database })',
+      () => {
+        const store = sqliteStore({ database: db }, { prefix: `p${n++}:`, table: 'shared_cache' })
+        return {
+          store,
+          cleanup() {
+            store.clear()
+            store.close()
+          },
+        }
+      },
+      { getMany: true },
+    )
 
     it('should leave the database open on close()', function () {
       const store = sqliteStore({ database: db })
@@ -186,6 +194,48 @@ describe('sqliteStore()', function () {
       assert.equal(store.stats().entries, 8) // expired on read, still on disk
       assert.deepEqual([store.sweep(), store.sweep(), store.sweep(), store.sweep()], [3, 3, 1, 0])
       assert.equal(store.stats().entries, 1)
+      store.close()
+    })
+  })
+
+  describe('getMany()', function () {
+    it('should answer synchronously, reading 3 keys with one statement, an expired key and a missing one as missing', function () {
+      const time = clock()
+      const db = new Database(tempFile())
+      const { spy, runs } = recording(db)
+      const store = sqliteStore({ database: spy }, { now: time.now })
+      store.set('a:GET', bytes('A'), 60_000)
+      store.set('old:GET', bytes('old'), 1000)
+      time.advance(1001)
+      runs.length = 0
+      const found = store.getMany(['a:GET', 'old:GET', 'none:GET'])
+      assert.ok(Array.isArray(found), 'an array, not a promise')
+      assert.deepEqual(found, [bytes('A'), undefined, undefined])
+      assert.equal(runs.length, 1)
+      assert.match(runs[0].sql, /WHERE key IN \(\?, \?, \?\)/)
+      assert.deepEqual(store.getMany([]), [])
+      const many = Array.from({ length: 20 }, (_, i) => `k${i}:GET`)
+      runs.length = 0
+      assert.deepEqual(store.getMany([...many, 'a:GET']), [...many.map(() => undefined), bytes('A')])
+      assert.equal(runs.length, 2, '21 keys in statements of 16 and 5')
+      store.close()
+      db.close()
+    })
+
+    it('should count as a read of each entry it finds when evicting the least recently read', function () {
+      const time = clock()
+      const store = sqliteStore({ path: tempFile() }, { maxEntries: 3, now: time.now })
+      for (const key of ['a', 'b', 'c']) {
+        store.set(key, bytes(key), 60_000)
+        time.advance(10)
+      }
+      store.getMany(['a', 'none'])
+      time.advance(10)
+      store.set('d', bytes('d'), 60_000)
+      assert.deepEqual(
+        ['a', 'b', 'c', 'd'].filter((key) => store.get(key) !== undefined),
+        ['a', 'c', 'd'],
+      )
       store.close()
     })
   })
