@@ -267,11 +267,16 @@ export class Storage {
           },
         )
       : raw
-    const decodeAt = (found: readonly (Uint8Array | undefined | null)[] | undefined, i: number): Entry | undefined =>
-      found === undefined ? undefined : this.decode(i === 0 ? key : plan.keys[i - 1], found[i])
-    if (!isPromise(all)) return { entry: readOutcome(key, decodeAt(all, 0), t), ahead: { plan, reads: plan.keys.map((_, i) => decodeAt(all, i + 1)) } }
-    const entry = all.then((found) => (found === undefined ? undefined : readOutcome(key, decodeAt(found, 0), t)))
-    return { entry, ahead: { plan, reads: plan.keys.map((_, i) => all.then((found) => decodeAt(found, i + 1))) } }
+    // The marks are decoded in the step that hands out the entry, into `reads` itself: a lookup
+    // judging the entry then finds them as values, with no promise to wait for.
+    const reads = new Array<Maybe<Entry | undefined>>(plan.keys.length)
+    const settle = (found: readonly (Uint8Array | undefined | null)[] | undefined): Entry | undefined => {
+      for (let i = 0; i < reads.length; i++) reads[i] = found === undefined ? undefined : this.decode(plan.keys[i], found[i + 1])
+      return found === undefined ? undefined : readOutcome(key, this.decode(key, found[0]), t)
+    }
+    if (!isPromise(all)) return { entry: settle(all), ahead: { plan, reads } }
+    reads.fill(PENDING)
+    return { entry: all.then(settle), ahead: { plan, reads } }
   }
 
   /**
@@ -366,13 +371,16 @@ export class Storage {
     if (this.markPlans.size > MAX_MARK_PLANS) this.markPlans.delete(this.markPlans.keys().next().value as string)
   }
 
-  /** The reads of `plan`'s marks: those begun `ahead` where it read the same mark, the others now. */
+  /**
+   * The reads of `plan`'s marks: those begun `ahead` where it read the same mark, the others now
+   * (also those of a `getMany` that has not answered yet: `ahead` is meant for the entry it read).
+   */
   private markReads(plan: MarkPlan, budget: number, ahead: MarksAhead | undefined): readonly Maybe<Entry | undefined>[] {
-    if (ahead?.plan === plan) return ahead.reads
+    if (ahead?.plan === plan && !ahead.reads.includes(PENDING)) return ahead.reads
     const known = ahead?.plan.keys
     return plan.keys.map((markKey) => {
       const at = known === undefined ? -1 : known.indexOf(markKey)
-      return at === -1 ? this.read(markKey, true, budget) : ahead!.reads[at]
+      return at === -1 || ahead!.reads[at] === PENDING ? this.read(markKey, true, budget) : ahead!.reads[at]
     })
   }
 
@@ -926,6 +934,9 @@ export interface MarkPlan {
   /** What the key's namespaces' soft marks said when SOFT_PATTERNS read `recordAt` (see `softPatternAt`). */
   softPatterns?: { recordAt: number; at: number }
 }
+
+/** A mark of a `getMany` that has not answered yet (see `Storage.readMany`). */
+const PENDING: Promise<undefined> = Promise.resolve(undefined)
 
 /** Mark reads a lookup started before it read the entry they judge (see `Storage.readAhead`). */
 export interface MarksAhead {

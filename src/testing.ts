@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto'
 // node:assert, so the suite brings no assertion library and works under every runner.
 import assert from 'node:assert/strict'
-import { compilePattern } from './pattern.js'
+import { compilePattern, RECORD_PREFIX } from './pattern.js'
 import type { Store } from './types.js'
 
 /**
@@ -69,6 +69,13 @@ export interface StoreCapabilities {
    * @default false
    */
   getMany?: boolean
+  /**
+   * Wildcard deletions (`deleteMatching`, `clear`) leave the cache's own records, keys starting
+   * `cachet~` (tag and purge marks): then `clear()` and `invalidate('*')` also reach writes in
+   * flight in other processes. A literal `delete` still removes one.
+   * @default false
+   */
+  keepsRecords?: boolean
 }
 
 /** Makes a fresh, empty store for each test (and, once per test, a sibling on the same backend). */
@@ -209,6 +216,22 @@ export function runStoreContract(test: TestFunctions, name: string, factory: Con
           assert.equal(again[0] ?? null, null)
           assert.equal(Buffer.from(again[1]!).equals(large), true)
           assert.deepEqual([...(await store.getMany!([]))], [])
+        })
+      })
+
+    if (capabilities.keepsRecords === true)
+      describe("the cache's records", function () {
+        it("should outlive deleteMatching('*') and clear(), and go with delete(key)", async function () {
+          const record = `${RECORD_PREFIX}tag:~invalidations`
+          await store.set(record, bytes('mark'), 60_000)
+          await put('posts:1:GET', 'users:1:GET')
+          await store.deleteMatching('*')
+          assert.deepEqual(await surviving([record, 'posts:1:GET', 'users:1:GET']), [record])
+          await put('posts:1:GET')
+          await store.clear?.()
+          assert.deepEqual(await surviving([record, 'posts:1:GET']), [record])
+          await store.delete(record)
+          assert.equal(await read(record), undefined)
         })
       })
 

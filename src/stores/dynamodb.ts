@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
-import { assertPattern, isLiteral } from '../pattern.js'
+import { assertPattern, isLiteral, RECORD_PREFIX } from '../pattern.js'
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 
@@ -179,6 +179,9 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
     }
   }
 
+  /** Where the partitions of the cache's records begin (their namespaces start with RECORD_PREFIX). */
+  const recordsHead = base + RECORD_PREFIX
+
   function partition(namespace: string): string {
     return shorten(base + namespace)
   }
@@ -261,8 +264,12 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
     let removed = 0
     const markers: Item[] = []
     for await (const marker of itemsUnder(namespacesPk, '')) {
+      const pk = (marker.sk as { S: string }).S
+      // The cache's own records (tag and purge marks, keys starting RECORD_PREFIX) outlive clear():
+      // other processes check their writes against the very marks this invalidation has written.
+      if (pk.startsWith(recordsHead)) continue
       markers.push(marker)
-      removed += await deleteUnder((marker.sk as { S: string }).S, '')
+      removed += await deleteUnder(pk, '')
     }
     await removeAll(markers)
     return removed

@@ -2,7 +2,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
-import { assertPattern, isLiteral } from '../pattern.js'
+import { assertPattern, isLiteral, RECORD_PREFIX } from '../pattern.js'
 import { assertKnownOptions, boolean, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 
@@ -207,7 +207,7 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     // One batch of a pattern deletion, walking the key range in order so no batch visits the rows
     // an earlier one deleted; `last` is where the next batch starts.
     deleteBatch: `WITH batch AS (
-        SELECT key FROM ${q} WHERE key LIKE $1 AND key > $2 ORDER BY key LIMIT $3
+        SELECT key FROM ${q} WHERE key LIKE $1 AND key > $2 AND key NOT LIKE $4 ORDER BY key LIMIT $3
       ), gone AS (
         DELETE FROM ${q} t USING batch WHERE t.key = batch.key RETURNING t.key
       )
@@ -265,10 +265,13 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     assertPattern(pattern)
     if (isLiteral(pattern)) return (await query(sql.delete, [prefix + pattern])).rowCount ?? 0
     const like = escapeLike(prefix) + pattern.split('*').map(escapeLike).join('%')
+    // The cache's own records (tag and purge marks) outlive every pattern: other processes check
+    // their writes against the very marks this invalidation has written.
+    const records = escapeLike(prefix + RECORD_PREFIX) + '%'
     let removed = 0
     let last = ''
     for (;;) {
-      const row = (await query(sql.deleteBatch, [like, last, batchSize])).rows[0] as { removed: number; last: string | null }
+      const row = (await query(sql.deleteBatch, [like, last, batchSize, records])).rows[0] as { removed: number; last: string | null }
       removed += row.removed
       if (row.removed < batchSize || row.last === null) return removed
       last = row.last

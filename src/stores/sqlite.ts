@@ -2,7 +2,7 @@
 import { randomBytes } from 'node:crypto'
 import { createRequire } from 'node:module'
 import createDebug from 'debug'
-import { assertPattern, isLiteral } from '../pattern.js'
+import { assertPattern, isLiteral, RECORD_PREFIX } from '../pattern.js'
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 
@@ -216,10 +216,11 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
     ),
     touch: db.prepare(`UPDATE ${q} SET accessed = ? WHERE key = ? AND accessed < ?`),
     delete: db.prepare(`DELETE FROM ${q} WHERE key = ?`),
-    deleteRange: db.prepare(`DELETE FROM ${q} WHERE key >= ? AND key < ?`),
-    deleteFrom: db.prepare(`DELETE FROM ${q} WHERE key >= ?`),
-    deleteRangeGlob: db.prepare(`DELETE FROM ${q} WHERE key >= ? AND key < ? AND key GLOB ?`),
-    deleteFromGlob: db.prepare(`DELETE FROM ${q} WHERE key >= ? AND key GLOB ?`),
+    // Pattern deletions leave the cache's own records (the last two parameters: their key range).
+    deleteRange: db.prepare(`DELETE FROM ${q} WHERE key >= ? AND key < ? AND NOT (key >= ? AND key < ?)`),
+    deleteFrom: db.prepare(`DELETE FROM ${q} WHERE key >= ? AND NOT (key >= ? AND key < ?)`),
+    deleteRangeGlob: db.prepare(`DELETE FROM ${q} WHERE key >= ? AND key < ? AND key GLOB ? AND NOT (key >= ? AND key < ?)`),
+    deleteFromGlob: db.prepare(`DELETE FROM ${q} WHERE key >= ? AND key GLOB ? AND NOT (key >= ? AND key < ?)`),
     sweep: db.prepare(`DELETE FROM ${q} WHERE key IN (SELECT key FROM ${q} WHERE expires <= ? ORDER BY expires LIMIT ?)`),
     sweepLocks: db.prepare(`DELETE FROM "${table}_locks" WHERE name IN (SELECT name FROM "${table}_locks" WHERE expires <= ? LIMIT ?)`),
     evict: db.prepare(`DELETE FROM ${q} WHERE key IN (SELECT key FROM ${q} ORDER BY accessed LIMIT ?)`),
@@ -313,6 +314,13 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
     return keys.map((key) => found.get(prefix + key))
   }
 
+  /**
+   * The key range of the cache's own records (tag and purge marks, RECORD_PREFIX), which pattern
+   * deletions leave: other processes check their writes against the very marks an invalidation
+   * has written.
+   */
+  const records = [prefix + RECORD_PREFIX, successor(prefix + RECORD_PREFIX)!] as const
+
   function deleteMatching(pattern: string): number {
     assertPattern(pattern)
     if (isLiteral(pattern)) return sql.delete.run(prefix + pattern).changes
@@ -321,10 +329,10 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
     const upper = successor(head)
     if (star === pattern.length - 1) {
       // A prefix: a range scan on the primary key, never a full scan.
-      return upper === undefined ? sql.deleteFrom.run(head).changes : sql.deleteRange.run(head, upper).changes
+      return upper === undefined ? sql.deleteFrom.run(head, ...records).changes : sql.deleteRange.run(head, upper, ...records).changes
     }
     const glob = toSqliteGlob(prefix, false) + toSqliteGlob(pattern, true)
-    return upper === undefined ? sql.deleteFromGlob.run(head, glob).changes : sql.deleteRangeGlob.run(head, upper, glob).changes
+    return upper === undefined ? sql.deleteFromGlob.run(head, glob, ...records).changes : sql.deleteRangeGlob.run(head, upper, glob, ...records).changes
   }
 
   return {

@@ -105,7 +105,7 @@ describe('dynamodbStore()', function () {
           },
         }
       },
-      { patterns: 'namespaces', getMany: true },
+      { patterns: 'namespaces', getMany: true, keepsRecords: true },
     )
   })
 

@@ -57,7 +57,7 @@ describe('memcachedStore()', function () {
     itemSize = Math.min(a.itemSize, b.itemSize)
   })
 
-  const capabilities = { patterns: 'namespaces', counts: false, ttl: REAL_TTL, getMany: true } as const
+  const capabilities = { patterns: 'namespaces', counts: false, ttl: REAL_TTL, getMany: true, keepsRecords: true } as const
 
   describe('on one server, with a client it was given', function () {
     runStoreContract(

@@ -52,7 +52,7 @@ describe('postgresStore()', function () {
           },
         }
       },
-      { getMany: true },
+      { getMany: true, keepsRecords: true },
     )
   })
 
@@ -69,7 +69,7 @@ describe('postgresStore()', function () {
           },
         }
       },
-      { getMany: true },
+      { getMany: true, keepsRecords: true },
     )
 
     it('should end the pool it opened on close(), and never a pool it was given', async function () {

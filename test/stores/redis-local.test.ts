@@ -317,18 +317,22 @@ describe('redisStore({ local })', function () {
   })
 
   describe('the Store contract with the local tier on', function () {
-    runStoreContract('redisStore({ client, local })', () => {
-      const client = newClient(server.port)
-      const store = redisStore({ client, prefix: unique(), local: LOCAL })
-      return {
-        store,
-        async cleanup() {
-          await store.clear()
-          await store.close()
-          client.disconnect()
-        },
-      }
-    })
+    runStoreContract(
+      'redisStore({ client, local })',
+      () => {
+        const client = newClient(server.port)
+        const store = redisStore({ client, prefix: unique(), local: LOCAL })
+        return {
+          store,
+          async cleanup() {
+            await store.clear()
+            await store.close()
+            client.disconnect()
+          },
+        }
+      },
+      { keepsRecords: true },
+    )
 
     runStoreContract('redisStore({ client, local }), written in one process and read in another', () => {
       const prefix = unique()

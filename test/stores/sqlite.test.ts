@@ -81,7 +81,7 @@ describe('sqliteStore()', function () {
           },
         }
       },
-      { getMany: true },
+      { getMany: true, keepsRecords: true },
     )
   })
 
@@ -108,7 +108,7 @@ describe('sqliteStore()', function () {
           },
         }
       },
-      { getMany: true },
+      { getMany: true, keepsRecords: true },
     )
 
     it('should leave the database open on close()', function () {
