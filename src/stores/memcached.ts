@@ -314,34 +314,12 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
    * never shares a GET sent before a change this process made.
    */
   let sentThisRun: Map<string, Promise<{ value: Buffer | null }>> | undefined
-  /**
-   * The servers' sockets held corked for the rest of this run, so that the GETs of one run (a
-   * hit's namespace tokens and records, concurrent hits) leave in one write per server, not one
-   * system call each. Uncorked in the same run, before any I/O: nothing waits on them.
-   */
-  let corked: Corkable[] = []
-  const endRun = () => {
-    sentThisRun = undefined
-    for (const socket of corked) socket.uncork()
-    corked = []
-  }
-
-  /** Cork the sockets of `c`'s servers that are open, until the end of this run (see `corked`). */
-  function cork(c: MemcachedClient): void {
-    for (const server of c.servers) {
-      // memjs keeps each server's connection in `_socket` once it is open.
-      const socket = (server as { _socket?: Corkable })._socket
-      if (socket === undefined || typeof socket.cork !== 'function' || corked.includes(socket)) continue
-      socket.cork()
-      corked.push(socket)
-    }
-  }
+  const endRun = () => void (sentThisRun = undefined)
 
   /** GET `name`, or join the GET of it sent in this run (see `sentThisRun`). */
   function getShared(c: MemcachedClient, name: string): Promise<{ value: Buffer | null }> {
     if (sentThisRun === undefined) {
       sentThisRun = new Map()
-      cork(c)
       process.nextTick(endRun)
     }
     let reply = sentThisRun.get(name)
@@ -746,9 +724,3 @@ function isRecord(key: string): boolean {
 
 /** The generation tokens of a record: it has none. */
 const NO_TOKENS: readonly (string | undefined)[] = []
-
-/** What `corked` needs of a socket. */
-interface Corkable {
-  cork(): void
-  uncork(): void
-}
