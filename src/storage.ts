@@ -307,14 +307,9 @@ export class Storage {
       return undefined
     }
     const result = (): InvalidationState => (stale === 0 ? OK : { state: 'stale', at: stale })
-    if (
-      own !== undefined &&
-      judge(
-        own,
-        own.map((tag) => this.tagMarks.get(tag)),
-      ) === GONE
-    )
-      return GONE
+    // What this process knows already: its own tag invalidations and marks read before.
+    const known = own?.map((tag) => this.tagMarks.get(tag))
+    if (known !== undefined && judge(own!, known) === GONE) return GONE
     if (this.entries !== undefined) return result()
     const plan = this.planOf(key, own)
     const reads = this.markReads(plan, budget, ahead)
@@ -386,8 +381,9 @@ export class Storage {
 
   /**
    * The marks an entry of `key` carrying `own` is judged by (byte stores): its tags and, with
-   * `softShared`, the record of soft pattern purges, last; and the store keys of their marks. Kept per key (see
-   * `markPlans`) so that a hit neither rebuilds them nor misses the chance to read them ahead.
+   * `softShared`, the record of soft pattern purges, last; and the store keys of their marks. Kept
+   * per key (see `markPlans`) so that a hit neither rebuilds them nor misses the chance to read
+   * them ahead.
    */
   private planOf(key: string, own: readonly string[] | undefined): MarkPlan {
     const known = this.markPlans.get(key)
