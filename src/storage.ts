@@ -117,12 +117,19 @@ export class Storage {
   private readonly tagMarks = new Map<string, { hard: number; soft: number }>()
   private tagsForgottenBefore = 0
   /**
-   * What a hit on a byte store reads to judge the entry of a key, by key: the tags its entry
-   * carried when this process last read or wrote it, and their mark keys (see `planOf`). Lookups
-   * read those marks together with the entry (`readAhead`). At most MAX_MARK_PLANS keys, the
-   * oldest dropped first; a key whose entry's tags changed gets a new plan when it is read.
+   * What a hit on a byte store reads to judge the entry of a key, by key of a tagged entry: the
+   * tags its entry carried when this process last read or wrote it, and their mark keys (see
+   * `planOf`; untagged entries share UNKNOWN_PLAN). Lookups read those marks together with the
+   * entry (`readAhead`). At most MAX_MARK_PLANS keys, the oldest dropped first; a key whose
+   * entry's tags changed gets a new plan when it is read.
    */
   private readonly markPlans = new Map<string, MarkPlan>()
+  /**
+   * What a key's namespaces' soft marks said when the record of soft pattern purges read
+   * `recordAt` (see `softPatternAt`), by key; only keys read since a soft pattern purge. At most
+   * MAX_MARK_PLANS keys, the oldest dropped first.
+   */
+  private readonly softAnswers = new Map<string, { recordAt: number; at: number }>()
   /** Soft pattern invalidations, newest last: a matching entry from before `at` is served as stale. */
   private readonly softPatterns: { at: number; matches: (key: string) => boolean }[] = []
   /**
@@ -323,7 +330,7 @@ export class Storage {
       const last = plan.tags.length - 1
       const anySoft = plan.tags[last] === SOFT_PATTERNS ? (marks[last]?.soft ?? 0) : 0
       if (anySoft < since) return result()
-      const at = this.softPatternAt(key, plan, anySoft, budget)
+      const at = this.softPatternAt(key, anySoft, budget)
       const apply = (soft: number): InvalidationState => {
         if (soft >= since) stale = Math.max(stale, soft)
         return result()
@@ -338,20 +345,24 @@ export class Storage {
   /**
    * The latest soft pattern purge, in any process, of a namespace holding `key`: read from the
    * namespaces' soft marks when the record of soft pattern purges (SOFT_PATTERNS) says `anySoft`,
-   * once per value of that record and key (kept in the key's plan). A purge writes its namespace's
+   * once per value of that record and key (kept in `softAnswers`). A purge writes its namespace's
    * mark before the record, so marks read after the record cover every purge it counts. Not kept
    * with a local tier: its copy of a namespace mark may be older than its copy of the record (each
    * within the tier's bound), and a kept answer would outlive that bound.
    */
-  private softPatternAt(key: string, plan: MarkPlan, anySoft: number, budget: number): Maybe<number> {
-    const known = plan.softPatterns
+  private softPatternAt(key: string, anySoft: number, budget: number): Maybe<number> {
+    const known = this.softAnswers.get(key)
     if (known !== undefined && known.recordAt === anySoft) return known.at
     const names = namespacesOf(key)
     const reads = names.map((name) => this.read(markKey(namespaceTag(name)), true, budget))
     const settle = (found: readonly (Entry | undefined)[]): number => {
       let at = 0
       for (const mark of found) if (mark?.kind === 'mark') at = Math.max(at, mark.soft)
-      if (this.store.localTier !== true) plan.softPatterns = { recordAt: anySoft, at }
+      if (this.store.localTier !== true) {
+        this.softAnswers.delete(key)
+        this.softAnswers.set(key, { recordAt: anySoft, at })
+        if (this.softAnswers.size > MAX_MARK_PLANS) this.softAnswers.delete(this.softAnswers.keys().next().value as string)
+      }
       return at
     }
     if (!reads.some(isPromise)) return settle(reads as readonly (Entry | undefined)[])
@@ -360,10 +371,7 @@ export class Storage {
 
   /** The entry under `key` is judged by no mark (a Vary record, say): lookups stop reading any ahead. */
   forgetMarks(key: string): void {
-    if (this.entries !== undefined || this.markPlans.get(key) === NO_MARKS) return
     this.markPlans.delete(key)
-    this.markPlans.set(key, NO_MARKS)
-    if (this.markPlans.size > MAX_MARK_PLANS) this.markPlans.delete(this.markPlans.keys().next().value as string)
   }
 
   /**
@@ -387,8 +395,13 @@ export class Storage {
    */
   private planOf(key: string, own: readonly string[] | undefined): MarkPlan {
     const known = this.markPlans.get(key)
-    if (known !== undefined && known !== NO_MARKS && sameTags(known.own, own)) return known
-    const tags = this.softShared ? [...(own ?? []), SOFT_PATTERNS] : (own ?? [])
+    if (known !== undefined && sameTags(known.own, own)) return known
+    if (own === undefined) {
+      // Untagged entries share one plan, kept for no key: a process serving many keys holds nothing per key.
+      if (known !== undefined) this.markPlans.delete(key)
+      return this.softShared ? UNKNOWN_PLAN : NO_MARKS
+    }
+    const tags = this.softShared ? [...own, SOFT_PATTERNS] : own
     const plan: MarkPlan = { own, tags, keys: tags.map(markKey) }
     this.markPlans.delete(key)
     this.markPlans.set(key, plan)
@@ -923,12 +936,10 @@ const GONE: InvalidationState = Object.freeze({ state: 'gone' })
 export interface MarkPlan {
   /** The entry's own tags. */
   own: readonly string[] | undefined
-  /** Those and, with `softShared`, SOFT_PATTERNS, last; none for a key judged by no mark (NO_MARKS). */
+  /** Those and, with `softShared`, SOFT_PATTERNS, last. */
   tags: readonly string[]
   /** Where each tag's mark is stored (`markKey`). */
   keys: readonly string[]
-  /** What the key's namespaces' soft marks said when SOFT_PATTERNS read `recordAt` (see `softPatternAt`). */
-  softPatterns?: { recordAt: number; at: number }
 }
 
 /** A mark of a `getMany` that has not answered yet (see `Storage.readMany`). */
@@ -967,9 +978,9 @@ function namespaceTag(namespace: string): string {
  */
 const SOFT_PATTERNS = '~soft-patterns'
 
-/** The plan of a key this process has not read or written yet: the record of soft pattern purges. */
+/** The plan of an untagged entry, and of a key this process knows no tags of: the record of soft pattern purges. */
 const UNKNOWN_PLAN: MarkPlan = Object.freeze({ own: undefined, tags: [SOFT_PATTERNS], keys: [markKey(SOFT_PATTERNS)] })
-/** The plan of a key whose entry is judged by no mark (a Vary record). */
+/** The same where soft pattern purges stay in-process (no `softShared`): no mark at all. */
 const NO_MARKS: MarkPlan = Object.freeze({ own: undefined, tags: [], keys: [] })
 
 /** The tag whose hard mark records the latest invalidation of any key, for writers (see markForWriters). */
