@@ -671,7 +671,7 @@ export class Storage {
       if (this.inFlight.get(key) === slot) this.inFlight.delete(key)
       // An invalidation ran while this write was on its way: it must not bring the entry back.
       if (slot.invalidated) return this.remove(key)
-      if (startedAt !== undefined && !lost) return this.retractIfInvalidated(key, startedAt)
+      if (startedAt !== undefined && !lost) return this.retractIfInvalidated(key, startedAt, entry)
     })
     return slot.settled
   }
@@ -717,7 +717,7 @@ export class Storage {
    * of one of its namespaces began since, in any process (see `markForWriters`). This process's
    * own invalidations were checked before writing.
    */
-  private async retractIfInvalidated(key: string, startedAt: number): Promise<void> {
+  private async retractIfInvalidated(key: string, startedAt: number, written: Entry): Promise<void> {
     // Strictly newer: an invalidation in the very millisecond the computation began is taken to
     // have come first. Across processes that is within the clocks' skew anyway, and this
     // process's own invalidations were checked exactly before writing.
@@ -726,6 +726,8 @@ export class Storage {
     if (!newer(await this.read(markKey(ANY_INVALIDATION), true))) return
     const marks = await Promise.all(namespacesOf(key).map((name) => this.read(markKey(writersTag(name)), true)))
     if (!marks.some(newer)) return
+    // Only this write's entry: a process may have stored a newer one, computed after the invalidation.
+    if (!sameWrite(await this.read(key, true), written)) return
     debug('retracted: an invalidation from another process began while it was computed (%s)', key)
     await this.remove(key)
   }
@@ -949,6 +951,14 @@ const PENDING: Promise<undefined> = Promise.resolve(undefined)
 export interface MarksAhead {
   readonly plan: MarkPlan
   readonly reads: readonly Maybe<Entry | undefined>[]
+}
+
+/** Whether `found` (read back from the store) is the entry `written` was: the same kind, computed at the same times. */
+function sameWrite(found: Entry | undefined, written: Entry): boolean {
+  if (found === undefined || found.kind !== written.kind) return false
+  if (found.kind === 'response' && written.kind === 'response') return found.responseTime === written.responseTime && found.since === written.since
+  if (found.kind === 'value' && written.kind === 'value') return found.storedAt === written.storedAt && found.since === written.since
+  return false
 }
 
 /** Whether two entries carry the same tags, in the same order. */

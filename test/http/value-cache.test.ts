@@ -345,6 +345,66 @@ describe('createCache()', () => {
             expect(await b.getOrSet('posts:list:5', async () => 'new')).to.equal('new')
             await waitFor(async () => (await a.get('posts:list:5')) === 'new')
           })
+
+          it('should leave a newer value that another process stored meanwhile', async () => {
+            let now = 1_700_000_000_000
+            const clock = () => now
+            const a = open({ now: clock })
+            // The other process's store: its write of the key lands, then its reads of the
+            // invalidation marks wait until the test lets them through.
+            const store = created.store
+            let written = false
+            let released = false
+            let checked = false
+            let deleted = false
+            const marksRead = gate()
+            const marksHeld = gate()
+            const watched: Store = {
+              get: async (key) => {
+                if (written && key.includes('~invalidations')) {
+                  marksRead.open()
+                  await marksHeld.promise
+                }
+                if (released && key.includes('posts:list:6')) checked = true
+                return store.get(key)
+              },
+              set: async (key, value, ttl) => {
+                const stored = await store.set(key, value, ttl)
+                if (key.includes('posts:list:6')) written = true
+                return stored
+              },
+              delete: (key) => {
+                if (key.includes('posts:list:6')) deleted = true
+                return store.delete(key)
+              },
+              deleteMatching: (pattern) => store.deleteMatching(pattern),
+            }
+            const b = createCache({ store: watched, storeTimeout: SLOW_MACHINE, now: clock })
+            opened.push(b)
+            const held = gate()
+            let started = false
+            const computing = b.getOrSet('posts:list:6', async () => {
+              started = true
+              await held.promise
+              return 'old'
+            })
+            await waitFor(() => started)
+            now += 1000
+            await a.invalidate('posts:*')
+            held.open()
+            expect(await computing).to.equal('old')
+            await marksRead.promise
+            // Meanwhile this process stores a value computed after the invalidation.
+            now += 1000
+            await a.set('posts:list:6', 'new')
+            released = true
+            marksHeld.open()
+            // The write is taken back only if the entry is still its own: it reads the key first.
+            await waitFor(() => checked || deleted)
+            for (let i = 0; i < 3; i++) await new Promise((resolve) => setImmediate(resolve))
+            expect(deleted).to.equal(false)
+            expect(await a.get('posts:list:6')).to.equal('new')
+          })
         })
       }
 
