@@ -263,6 +263,7 @@ for (const s of storeFactories) {
             release()
             expect((await inFlight).text).to.equal('old')
             // The other process's write lands after the purge, and is taken back.
+            await eventually(() => b.cache.stats().stores >= 1, "the other process's write to land")
             await eventually(async () => (await a.get('/users/1', host)).text === 'new', 'the old response to leave the store')
             await a.get('/users/1', host).expect(200, 'new').expect('X-Cache', 'HIT')
             await b.get('/users/1', host).expect(200, 'new').expect('X-Cache', 'HIT')
