@@ -256,34 +256,15 @@ export class Storage {
   /** `readAhead` through the store's `getMany`: the entry and the plan's marks in one call. */
   private readMany(key: string, plan: MarkPlan, budget: number): { entry: Maybe<Entry | undefined>; ahead: MarksAhead | undefined } {
     const t = storeCallStarted()
-    let raw: Maybe<readonly (Uint8Array | undefined | null)[]>
-    try {
-      raw = this.store.getMany!([key, ...plan.keys])
-    } catch (error) {
-      publishStoreRead(key, 'error', t)
-      this.failed(error)
-      return { entry: undefined, ahead: undefined }
-    }
-    const all = isPromise(raw)
-      ? this.bounded(raw, 'get', Math.max(1, Math.min(budget, this.timeout))).then(
-          (found) => (this.succeeded(), found),
-          (error) => {
-            publishStoreRead(key, 'error', t)
-            this.failed(error)
-            return undefined
-          },
-        )
-      : raw
     // The marks are decoded in the step that hands out the entry, into `reads` itself: a lookup
     // judging the entry then finds them as values, with no promise to wait for.
-    const reads = new Array<Maybe<Entry | undefined>>(plan.keys.length)
-    const settle = (found: readonly (Uint8Array | undefined | null)[] | undefined): Entry | undefined => {
-      for (let i = 0; i < reads.length; i++) reads[i] = found === undefined ? undefined : this.decode(plan.keys[i], found[i + 1])
-      return found === undefined ? undefined : readOutcome(key, this.decode(key, found[0]), t)
+    const reads = new Array<Maybe<Entry | undefined>>(plan.keys.length).fill(PENDING)
+    const settle = (found: readonly (Uint8Array | undefined | null)[] | typeof FAILED): Entry | undefined => {
+      for (let i = 0; i < reads.length; i++) reads[i] = found === FAILED ? undefined : this.decode(plan.keys[i], found[i + 1])
+      return found === FAILED ? undefined : readOutcome(key, this.decode(key, found[0]), t)
     }
-    if (!isPromise(all)) return { entry: settle(all), ahead: { plan, reads } }
-    reads.fill(PENDING)
-    return { entry: all.then(settle), ahead: { plan, reads } }
+    const entry = this.ask(key, t, budget, () => this.store.getMany!([key, ...plan.keys]), settle)
+    return { entry, ahead: { plan, reads } }
   }
 
   /**
@@ -337,9 +318,7 @@ export class Storage {
       }
       return isPromise(at) ? at.then(apply) : apply(at)
     }
-    // A local tier answers at once: no promise then.
-    if (!reads.some(isPromise)) return settle(reads as readonly (Entry | undefined)[])
-    return Promise.all(reads).then(settle)
+    return whenAll(reads, settle)
   }
 
   /**
@@ -358,15 +337,10 @@ export class Storage {
     const settle = (found: readonly (Entry | undefined)[]): number => {
       let at = 0
       for (const mark of found) if (mark?.kind === 'mark') at = Math.max(at, mark.soft)
-      if (this.store.localTier !== true) {
-        this.softAnswers.delete(key)
-        this.softAnswers.set(key, { recordAt: anySoft, at })
-        if (this.softAnswers.size > MAX_MARK_PLANS) this.softAnswers.delete(this.softAnswers.keys().next().value as string)
-      }
+      if (this.store.localTier !== true) keepNewest(this.softAnswers, key, { recordAt: anySoft, at }, MAX_MARK_PLANS)
       return at
     }
-    if (!reads.some(isPromise)) return settle(reads as readonly (Entry | undefined)[])
-    return Promise.all(reads).then(settle)
+    return whenAll(reads, settle)
   }
 
   /** The entry under `key` is judged by no mark (a Vary record, say): lookups stop reading any ahead. */
@@ -403,9 +377,7 @@ export class Storage {
     }
     const tags = this.softShared ? [...own, SOFT_PATTERNS] : own
     const plan: MarkPlan = { own, tags, keys: tags.map(markKey) }
-    this.markPlans.delete(key)
-    this.markPlans.set(key, plan)
-    if (this.markPlans.size > MAX_MARK_PLANS) this.markPlans.delete(this.markPlans.keys().next().value as string)
+    keepNewest(this.markPlans, key, plan, MAX_MARK_PLANS)
     return plan
   }
 
@@ -424,13 +396,8 @@ export class Storage {
     const hard = Math.max(known?.hard ?? 0, mark.hard)
     const soft = Math.max(known?.soft ?? 0, mark.soft)
     if (known !== undefined && known.hard === hard && known.soft === soft) return
-    this.tagMarks.delete(tag)
-    this.tagMarks.set(tag, { hard, soft })
-    if (this.tagMarks.size > MAX_TAG_MARKS) {
-      const [oldest, times] = this.tagMarks.entries().next().value as [string, { hard: number; soft: number }]
-      this.tagMarks.delete(oldest)
-      this.tagsForgottenBefore = Math.max(this.tagsForgottenBefore, times.hard, times.soft)
-    }
+    const dropped = keepNewest(this.tagMarks, tag, { hard, soft }, MAX_TAG_MARKS)
+    if (dropped !== undefined) this.tagsForgottenBefore = Math.max(this.tagsForgottenBefore, dropped.hard, dropped.soft)
   }
 
   /** Write an entry that must land (a tag mark): rejects when the store fails or is skipped. */
@@ -571,26 +538,34 @@ export class Storage {
     const pending = fromStore ? undefined : this.inFlight.get(key)
     if (pending !== undefined && !pending.invalidated) return pending.entry
     if (this.isOpen()) return undefined
-    let raw: Maybe<Uint8Array | undefined | null>
-    try {
-      raw = this.store.get(key)
-    } catch (error) {
+    return this.ask(
+      key,
+      t,
+      budget,
+      () => this.store.get(key),
+      (bytes) => (bytes === FAILED ? undefined : readOutcome(key, this.decode(key, bytes), t)),
+    )
+  }
+
+  /**
+   * One read call to the store for `key` (started at `t`), bounded by `budget`, handed to `use`:
+   * what it answers, or FAILED when it throws, rejects or runs out of time (reported, published
+   * and counted towards the circuit breaker).
+   */
+  private ask<T, R>(key: string, t: number, budget: number, call: () => Maybe<T>, use: (answer: T | typeof FAILED) => R): Maybe<R> {
+    const failed = (error: unknown): R => {
       publishStoreRead(key, 'error', t)
       this.failed(error)
-      return undefined
+      return use(FAILED)
     }
-    if (!isPromise(raw)) return readOutcome(key, this.decode(key, raw), t)
-    return this.bounded(raw, 'get', Math.max(1, Math.min(budget, this.timeout))).then(
-      (bytes) => {
-        this.succeeded()
-        return readOutcome(key, this.decode(key, bytes), t)
-      },
-      (error) => {
-        publishStoreRead(key, 'error', t)
-        this.failed(error)
-        return undefined
-      },
-    )
+    let raw: Maybe<T>
+    try {
+      raw = call()
+    } catch (error) {
+      return failed(error)
+    }
+    if (!isPromise(raw)) return use(raw)
+    return this.bounded(raw, 'get', Math.max(1, Math.min(budget, this.timeout))).then((answer) => (this.succeeded(), use(answer)), failed)
   }
 
   /** What this process knows of `key` without asking the store: an object-store entry or a pending write. */
@@ -942,6 +917,31 @@ export interface MarkPlan {
   tags: readonly string[]
   /** Where each tag's mark is stored (`markKey`). */
   keys: readonly string[]
+}
+
+/** What `Storage.ask` answers for a store call that failed or ran out of time. */
+const FAILED: unique symbol = Symbol('cachet.failed')
+
+/**
+ * `settle(values)` once every read has answered: at once when none is a promise (a local tier, an
+ * object store), else after them.
+ */
+function whenAll<T, R>(reads: readonly Maybe<T>[], settle: (values: readonly T[]) => Maybe<R>): Maybe<R> {
+  if (!reads.some(isPromise)) return settle(reads as readonly T[])
+  return Promise.all(reads).then(settle)
+}
+
+/**
+ * Set `key` in a map kept in the order of use, newest last, of at most `max` entries: the oldest
+ * goes beyond that, and is returned.
+ */
+function keepNewest<K, V>(map: Map<K, V>, key: K, value: V, max: number): V | undefined {
+  map.delete(key)
+  map.set(key, value)
+  if (map.size <= max) return undefined
+  const [oldest, dropped] = map.entries().next().value as [K, V]
+  map.delete(oldest)
+  return dropped
 }
 
 /** A mark of a `getMany` that has not answered yet (see `Storage.readMany`). */
