@@ -5,7 +5,7 @@ import { resolveOptions, type CacheOptions, type InvalidationEvent } from './opt
 import { assertPattern } from './pattern.js'
 import { describe, softOption } from './validate.js'
 import { NO_REQUEST_RULES, parseCacheControl, requestBypassReason, requestRules, type RequestRules } from './policy.js'
-import { Storage, asError, checkTags, isPromise } from './storage.js'
+import { Storage, asError, checkTags, isPromise, releaseFrames } from './storage.js'
 import { miss, settle } from './flow/coalesce.js'
 import { compute } from './flow/compute.js'
 import { decide } from './flow/decide.js'
@@ -74,6 +74,7 @@ export function responseCache(options?: CacheOptions): ResponseCache {
   const counters = { hits: 0, misses: 0, bypasses: 0, stale: 0, revalidated: 0, errors: 0 }
   const report = (error: Error, req?: IncomingMessage) => {
     counters.errors++
+    releaseFrames(error)
     debug('error: %s%s', error.message, req === undefined ? '' : ` (${req.method} ${req.url})`)
     if (config.onError === undefined) return
     try {

@@ -130,6 +130,16 @@ export class Storage {
    * MAX_MARK_PLANS keys, the oldest dropped first.
    */
   private readonly softAnswers = new Map<string, { recordAt: number; at: number }>()
+  /**
+   * The bytes of each mark this process last wrote or saw in the store through `setIf`, by store
+   * key: what its next compare-and-set expects first (see `raiseMark`). At most MAX_MARK_GUESSES.
+   */
+  private readonly markBytes = new Map<string, Uint8Array>()
+  /**
+   * Marks being raised through `setIf` in this process, by store key, with the raise that waits
+   * for the running one: the latest hard and soft times asked for meanwhile (see `raiseMark`).
+   */
+  private readonly raises = new Map<string, { waiting: WaitingRaise | undefined }>()
   /** Soft pattern invalidations, newest last: a matching entry from before `at` is served as stale. */
   private readonly softPatterns: { at: number; matches: (key: string) => boolean }[] = []
   /**
@@ -194,23 +204,99 @@ export class Storage {
   /**
    * Invalidate every entry carrying one of `tags`, in constant time whatever their number: the
    * time is recorded per tag (Varnish bans, bentocache tags), and entries are compared with it
-   * when read. On a byte store the marks are written to the store for every process (one read
-   * and one write per tag). Rejects when the store could not record them.
+   * when read. On a byte store the marks are written to the store for every process (see
+   * `raiseMark`). Rejects when the store could not record them.
    */
   async markTags(tags: readonly string[], soft: boolean): Promise<void> {
     const at = this.now()
     for (const tag of tags) this.noteMark(tag, soft ? { hard: 0, soft: at } : { hard: at, soft: 0 })
     if (this.entries !== undefined) return
     await Promise.all(
-      tags.map(async (tag) => {
-        const key = markKey(tag)
-        const stored = await this.read(key, true)
-        const mark: TagMark = stored?.kind === 'mark' ? { ...stored } : { kind: 'mark', hard: 0, soft: 0 }
-        if (soft) mark.soft = Math.max(mark.soft, at)
-        else mark.hard = Math.max(mark.hard, at)
-        await this.writeOrThrow(key, mark, MARK_TTL)
-      }),
+      tags.map((tag) => (typeof this.store.setIf === 'function' ? this.raiseMark(markKey(tag), soft, at) : this.overwriteMark(markKey(tag), soft, at))),
     )
+  }
+
+  /**
+   * Raise the mark stored under `key` to `at` through the store's compare-and-set (`setIf`), so
+   * that marks written by several processes at once are all kept. Raises of one mark in this
+   * process go one at a time: one runs (`casMark`), and those asked for meanwhile wait and then
+   * run together, as one, with the latest of their times. Concurrent invalidations in one process
+   * thus cost two compare-and-sets, not one each that all but one would see refused.
+   */
+  private raiseMark(key: string, soft: boolean, at: number): Promise<void> {
+    const queue = this.raises.get(key)
+    if (queue === undefined) return this.runRaise(key, soft ? 0 : at, soft ? at : 0)
+    queue.waiting ??= waitingRaise()
+    if (soft) queue.waiting.soft = Math.max(queue.waiting.soft, at)
+    else queue.waiting.hard = Math.max(queue.waiting.hard, at)
+    return queue.waiting.settled
+  }
+
+  /** Run one raise of the mark under `key`, then the one that waited for it, if any (see `raiseMark`). */
+  private runRaise(key: string, hard: number, soft: number): Promise<void> {
+    const running = this.casMark(key, hard, soft)
+    this.raises.set(key, { waiting: undefined })
+    const next = () => {
+      const waiting = this.raises.get(key)?.waiting
+      this.raises.delete(key)
+      if (waiting === undefined) return
+      this.runRaise(key, waiting.hard, waiting.soft).then(waiting.resolve, waiting.reject)
+    }
+    running.then(next, next)
+    return running
+  }
+
+  /**
+   * Raise the mark under `key` to `hard` and `soft` with compare-and-sets. The first attempt
+   * expects the bytes this process last wrote or saw there (`markBytes`): one round trip when no
+   * other process wrote since; each further attempt starts from what the store answered.
+   */
+  private async casMark(key: string, hard: number, soft: number): Promise<void> {
+    let held = this.markBytes.get(key) ?? null
+    for (let attempt = 0; attempt < MARK_ATTEMPTS; attempt++) {
+      const mark = this.decodeMark(held)
+      if (attempt > 0 && mark.hard >= hard && mark.soft >= soft) {
+        // The store holds times at least as late already (another process's clock ran ahead).
+        keepNewest(this.markBytes, key, held!, MAX_MARK_GUESSES)
+        return
+      }
+      mark.hard = Math.max(mark.hard, hard)
+      mark.soft = Math.max(mark.soft, soft)
+      const bytes = this.coder.encode(mark)
+      const answer = await this.setIfOrThrow(key, held, bytes)
+      if (answer === true) {
+        // A copy of its own: a coder's small Buffer is a view into an 8 KB pool it would keep alive.
+        keepNewest(this.markBytes, key, Uint8Array.from(bytes), MAX_MARK_GUESSES)
+        return
+      }
+      held = answer
+    }
+    throw new Error(`cachet could not write the mark ${key}: other processes changed it ${MARK_ATTEMPTS} times in a row`)
+  }
+
+  /**
+   * Raise the mark stored under `key` to `at` with a read and a write, on a store without `setIf`:
+   * two processes marking one tag within one round trip of each other can leave the earlier time.
+   */
+  private async overwriteMark(key: string, soft: boolean, at: number): Promise<void> {
+    const stored = await this.read(key, true)
+    const mark: TagMark = stored?.kind === 'mark' ? { ...stored } : { kind: 'mark', hard: 0, soft: 0 }
+    if (soft) mark.soft = Math.max(mark.soft, at)
+    else mark.hard = Math.max(mark.hard, at)
+    await this.writeOrThrow(key, mark, MARK_TTL)
+  }
+
+  /** The mark in `bytes`, as a fresh object; none (or bytes that are no mark) reads as never invalidated. */
+  private decodeMark(bytes: Uint8Array | null): TagMark {
+    if (bytes !== null) {
+      try {
+        const entry = this.coder.decode(bytes)
+        if (entry.kind === 'mark') return { kind: 'mark', hard: entry.hard, soft: entry.soft }
+      } catch {
+        // Corrupt: replaced by the compare-and-set like any other value.
+      }
+    }
+    return { kind: 'mark', hard: 0, soft: 0 }
   }
 
   /**
@@ -398,6 +484,23 @@ export class Storage {
     if (known !== undefined && known.hard === hard && known.soft === soft) return
     const dropped = keepNewest(this.tagMarks, tag, { hard, soft }, MAX_TAG_MARKS)
     if (dropped !== undefined) this.tagsForgottenBefore = Math.max(this.tagsForgottenBefore, dropped.hard, dropped.soft)
+  }
+
+  /**
+   * The store's `setIf` within the timeout: `true` when stored, else what the key holds now (an
+   * own copy: kept in `markBytes`). Rejects when the store fails or is skipped.
+   */
+  private async setIfOrThrow(key: string, expected: Uint8Array | null, bytes: Uint8Array): Promise<true | Uint8Array | null> {
+    if (this.isOpen()) throw new StoreUnavailableError()
+    try {
+      let answer = this.store.setIf!(key, expected, bytes, MARK_TTL)
+      if (isPromise(answer)) answer = await this.bounded(answer, 'set')
+      this.succeeded()
+      return answer === true ? true : answer === null || answer === undefined ? null : Uint8Array.from(answer)
+    } catch (error) {
+      this.failed(error)
+      throw asError(error)
+    }
   }
 
   /** Write an entry that must land (a tag mark): rejects when the store fails or is skipped. */
@@ -969,11 +1072,36 @@ function sameTags(a: readonly string[] | undefined, b: readonly string[] | undef
   return true
 }
 
+/**
+ * Marks whose bytes are kept as the first guess of their next compare-and-set (see `markBytes`):
+ * a miss costs one round trip, not a wrong answer.
+ */
+const MAX_MARK_GUESSES = 256
+/** A raise of one mark waiting for the running one (see `Storage.raiseMark`): the latest times asked for, and its outcome. */
+interface WaitingRaise {
+  hard: number
+  soft: number
+  settled: Promise<void>
+  resolve(): void
+  reject(error: unknown): void
+}
+
+function waitingRaise(): WaitingRaise {
+  const raise = { hard: 0, soft: 0 } as WaitingRaise
+  raise.settled = new Promise<void>((resolve, reject) => Object.assign(raise, { resolve, reject }))
+  return raise
+}
+
 /** Keys whose mark plan is kept (see `markPlans`). */
 const MAX_MARK_PLANS = 10_000
 
 /** Tags whose invalidation this process remembers; beyond that the oldest is forgotten (see tagMarks). */
 const MAX_TAG_MARKS = 100_000
+/**
+ * Compare-and-set attempts of one mark before the invalidation reports failure: each failed one
+ * means another process's mark landed in between, so this many in a row needs as many writers.
+ */
+const MARK_ATTEMPTS = 16
 /** How long a tag mark is kept in a store: longer than the entries it may cover are kept. */
 const MARK_TTL = 30 * 86_400_000
 
@@ -1046,4 +1174,13 @@ function storeName(store: Store): string {
 
 export function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error))
+}
+
+/**
+ * Format `error`'s stack now. Until its `stack` is read, V8 keeps each captured frame's receiver
+ * and function alive — for an error raised while a request was being handled, its request and
+ * response — so an app that keeps the errors it is told of would keep those too.
+ */
+export function releaseFrames(error: Error): void {
+  void error.stack
 }

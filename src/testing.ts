@@ -76,6 +76,12 @@ export interface StoreCapabilities {
    * @default false
    */
   keepsRecords?: boolean
+  /**
+   * The store has the optional `setIf` (compare-and-set), and the contract tests it, including
+   * that concurrent read-modify-write rounds through it lose no update.
+   * @default false
+   */
+  setIf?: boolean
 }
 
 /** Makes a fresh, empty store for each test (and, once per test, a sibling on the same backend). */
@@ -216,6 +222,63 @@ export function runStoreContract(test: TestFunctions, name: string, factory: Con
           assert.equal(again[0] ?? null, null)
           assert.equal(Buffer.from(again[1]!).equals(large), true)
           assert.deepEqual([...(await store.getMany!([]))], [])
+        })
+      })
+
+    if (capabilities.setIf === true)
+      describe('setIf()', function () {
+        const text = (value: Uint8Array | null | true | undefined) =>
+          value === true ? true : value === null || value === undefined ? null : Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString()
+
+        it('should store over nothing only when it expects nothing, and answer what is held otherwise', async function () {
+          assert.equal(typeof store.setIf, 'function', 'the store has setIf()')
+          assert.equal(await store.setIf!('cas:GET', null, bytes('first'), 60_000), true)
+          assert.equal((await read('cas:GET'))!.toString(), 'first')
+          assert.equal(text(await store.setIf!('cas:GET', null, bytes('second'), 60_000)), 'first')
+          assert.equal((await read('cas:GET'))!.toString(), 'first')
+        })
+
+        it('should replace the value only while it holds the bytes expected', async function () {
+          await store.set('cas:GET', bytes('first'), 60_000)
+          assert.equal(text(await store.setIf!('cas:GET', bytes('other'), bytes('second'), 60_000)), 'first')
+          assert.equal((await read('cas:GET'))!.toString(), 'first')
+          assert.equal(await store.setIf!('cas:GET', bytes('first'), bytes('second'), 60_000), true)
+          assert.equal((await read('cas:GET'))!.toString(), 'second')
+          await store.delete('cas:GET')
+          assert.equal(text(await store.setIf!('cas:GET', bytes('second'), bytes('third'), 60_000)), null)
+          assert.equal(await read('cas:GET'), undefined)
+        })
+
+        it('should tell empty bytes from nothing, and work on the records and on keys of 2 KB', async function () {
+          await store.set('cas:GET', new Uint8Array(0), 60_000)
+          assert.equal(text(await store.setIf!('cas:GET', null, bytes('x'), 60_000)), '')
+          assert.equal(await store.setIf!('cas:GET', new Uint8Array(0), bytes('x'), 60_000), true)
+          for (const key of [`${RECORD_PREFIX}tag:posts`, `long ü ${'x'.repeat(2048)}:GET`]) {
+            assert.equal(await store.setIf!(key, null, bytes('1'), 60_000), true)
+            assert.equal(await store.setIf!(key, bytes('1'), bytes('2'), 60_000), true)
+            assert.equal((await read(key))!.toString(), '2')
+          }
+        })
+
+        it('should lose no update when rounds of read, change and setIf run at once', async function () {
+          const key = `${RECORD_PREFIX}tag:counter`
+          const workers = 8
+          const rounds = 5
+          // Each round adds one to a counter: a plain read-then-set would lose some of them.
+          const work = async () => {
+            for (let round = 0; round < rounds; round++) {
+              let held: Uint8Array | null = (await store.get(key)) ?? null
+              for (let attempt = 0; ; attempt++) {
+                assert.ok(attempt < 1000, 'setIf settles')
+                const next = bytes(String(Number(text(held) ?? '0') + 1))
+                const answer = await store.setIf!(key, held, next, 60_000)
+                if (answer === true) break
+                held = answer
+              }
+            }
+          }
+          await Promise.all(Array.from({ length: workers }, work))
+          assert.equal((await read(key))!.toString(), String(workers * rounds))
         })
       })
 

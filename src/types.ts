@@ -13,6 +13,7 @@ export type MaybePromise<T> = T | Promise<T>
  * | `close` | Recommended: closes only what the store opened itself |
  * | `stats` | Optional: entries and bytes, when the store can tell cheaply |
  * | `lock`, `unlock` | Optional: a lock shared by every process, for coalescing misses across processes |
+ * | `setIf` | Optional: compare-and-set, so that marks written by several processes at once are all kept |
  *
  * Keys reach the store without any prefix; a store adds its own. Patterns use one glob syntax
  * (see `pattern.ts`): `*` matches any run of characters, every other character is literal.
@@ -35,6 +36,14 @@ export interface Store {
   getMany?(keys: readonly string[]): MaybePromise<readonly (Uint8Array | undefined | null)[]>
   /** Store `value` under `key` for `ttlMs` milliseconds (always > 0). */
   set(key: string, value: Uint8Array, ttlMs: number): MaybePromise<unknown>
+  /**
+   * Optional: store `value` under `key` for `ttlMs` only while the key holds exactly `expected`
+   * (byte for byte, as `get` answers it; `null`: nothing), atomically with respect to every
+   * process sharing the backend. Resolves `true` when stored, else what the key holds now
+   * (`null`: nothing) for the caller to try again from. The cache writes its tag and purge marks
+   * through it: without it, two processes marking one tag at once can leave the earlier time.
+   */
+  setIf?(key: string, expected: Uint8Array | null, value: Uint8Array, ttlMs: number): MaybePromise<true | Uint8Array | null>
   /** Remove one key. Resolves whether it existed, where the store can tell. */
   delete(key: string): MaybePromise<unknown>
   /** Remove every key matching `pattern`; resolves how many were removed. */

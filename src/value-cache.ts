@@ -27,6 +27,7 @@ import {
   checkTags,
   isPromise,
   race,
+  releaseFrames,
   type InvalidationState,
   type Maybe,
 } from './storage.js'
@@ -249,6 +250,7 @@ export function createCache(options: ValueCacheOptions = {}): ValueCache {
     storage: undefined as unknown as Storage,
     report(error) {
       counters.errors++
+      releaseFrames(error)
       writeErrors.getStore()?.push(error)
       debug('value cache error: %s', error.message)
       if (config.onError === undefined) return

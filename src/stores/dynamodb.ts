@@ -71,6 +71,13 @@ export interface DynamodbStore extends Store {
    */
   getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]>
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
+  /**
+   * Store `value` only while the key holds `expected` (`null`: nothing): a `PutItem` whose
+   * `ConditionExpression` compares the item (absent or expired; or unexpired with `v` equal to
+   * `expected`), and when the check fails a strongly consistent `GetItem` answering what `get`
+   * would. Resolves `true` when stored, else that answer.
+   */
+  setIf(key: string, expected: Uint8Array | null, value: Uint8Array, ttlMs: number): Promise<true | Uint8Array | null>
   /** Resolves true when the key existed. */
   delete(key: string): Promise<boolean>
   deleteMatching(pattern: string): Promise<number>
@@ -114,7 +121,7 @@ const BATCH_GET_ATTEMPTS = 3
  * A pattern the middleware sends (`posts:*`, `posts:42:*`, `posts:GET?*`, `posts:GET#*`) lies in
  * one partition and is a `Query` with `begins_with(sk, …)`; `*` walks a list of the store's
  * partitions kept in the table. Other patterns are refused with an Error naming them. The table
- * is never scanned.
+ * is never scanned. `setIf` is one conditional `PutItem`, and a consistent `GetItem` when its check fails.
  */
 export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStoreOptions, options: DynamodbStoreOptions = {}): DynamodbStore {
   if (connection === null || typeof connection !== 'object') {
@@ -278,14 +285,19 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
   async function get(key: string): Promise<Uint8Array | undefined> {
     const pk = partition(namespaceOf(key))
     const sk = shorten(key)
+    return valueOf(pk, sk, await entryItem(pk, sk, consistentRead))
+  }
+
+  /** The item of an entry (its first part when split), as stored. */
+  async function entryItem(pk: string, sk: string, consistent: boolean): Promise<Item | undefined> {
     const { Item: item } = await send<{ Item?: Item }>(
-      new sdk.GetItemCommand({ TableName: table, Key: { pk: { S: pk }, sk: { S: sk } }, ConsistentRead: consistentRead }),
+      new sdk.GetItemCommand({ TableName: table, Key: { pk: { S: pk }, sk: { S: sk } }, ConsistentRead: consistent }),
     )
-    return valueOf(pk, sk, item)
+    return item
   }
 
   /** The value an entry's item holds: a miss when past its expiry; the other parts read when it is split. */
-  async function valueOf(pk: string, sk: string, item: Item | undefined): Promise<Uint8Array | undefined> {
+  async function valueOf(pk: string, sk: string, item: Item | undefined, consistent = consistentRead): Promise<Uint8Array | undefined> {
     // DynamoDB's TTL deletes late: the expiry is checked here.
     if (item === undefined || numberOf(item.expiresMs) <= now()) return undefined
     const first = item.v === undefined ? new Uint8Array(0) : (item.v as { B: Uint8Array }).B
@@ -301,7 +313,7 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
           TableName: table,
           KeyConditionExpression: 'pk = :pk AND begins_with(sk, :c)',
           ExpressionAttributeValues: { ':pk': { S: pk }, ':c': { S: `${sk}${CHUNK}${version}:` } },
-          ConsistentRead: consistentRead,
+          ConsistentRead: consistent,
           ExclusiveStartKey: start,
         }),
       )
@@ -311,6 +323,93 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
     // A reader can come between the writes of one set(): a part still missing is a miss.
     for (let i = 0; i < parts; i++) if (chunks[i] === undefined) return undefined
     return Buffer.concat(chunks)
+  }
+
+  /** The items of an entry: its own, then a value's parts past `chunkSize` under a fresh version it names. */
+  function entryItems(key: string, pk: string, sk: string, value: Uint8Array, expiresMs: number): [Item, ...Item[]] {
+    const common: Item = {
+      pk: { S: pk },
+      expiresMs: { N: String(expiresMs) },
+      // The TTL attribute: epoch seconds, rounded up.
+      expires: { N: String(Math.ceil(expiresMs / 1000)) },
+    }
+    if (sk !== key) common.k = { S: key }
+    const parts = Math.max(1, Math.ceil(value.byteLength / chunkSize))
+    const main: Item = { ...common, sk: { S: sk } }
+    // DynamoDB refuses empty binary values in some versions and emulators: no `v` means empty.
+    if (value.byteLength > 0) main.v = { B: value.subarray(0, chunkSize) }
+    const items: [Item, ...Item[]] = [main]
+    if (parts > 1) {
+      const version = randomBytes(6).toString('base64url')
+      main.parts = { N: String(parts) }
+      main.ver = { S: version }
+      for (let i = 1; i < parts; i++) {
+        items.push({
+          ...common,
+          sk: { S: `${sk}${CHUNK}${version}:${i}` },
+          c: { N: String(i) },
+          v: { B: value.subarray(i * chunkSize, (i + 1) * chunkSize) },
+        })
+      }
+    }
+    return items
+  }
+
+  /** Put items, 25 per BatchWriteItem, in order of the batches. */
+  async function putAll(items: Item[]): Promise<void> {
+    for (let i = 0; i < items.length; i += 25) {
+      await writeBatch(items.slice(i, i + 25).map((item) => ({ PutRequest: { Item: item } })))
+    }
+  }
+
+  /** Put an entry's item only while the key holds `expected`; resolves `true`, else what a consistent `get` answers. */
+  async function putIf(pk: string, sk: string, main: Item, expected: Uint8Array | null): Promise<true | Uint8Array | null> {
+    // A split value's parts are not in its item: when one is held and equals `expected` as a whole,
+    // the second round names it by its version, which no other write reuses.
+    let version: string | undefined
+    for (let round = 0; ; round++) {
+      // Names through placeholders: an expression refuses DynamoDB's reserved words as names.
+      const names: Record<string, string> = {}
+      const values: Item = { ':now': { N: String(now()) } }
+      let condition: string
+      if (expected === null) {
+        condition = 'attribute_not_exists(pk) OR expiresMs <= :now'
+      } else {
+        Object.assign(names, { '#parts': 'parts', '#v': 'v' })
+        condition = 'expiresMs > :now AND attribute_not_exists(#parts) AND '
+        if (expected.byteLength === 0) {
+          condition += 'attribute_not_exists(#v)'
+        } else {
+          condition += '#v = :v'
+          values[':v'] = { B: expected }
+        }
+      }
+      if (version !== undefined) {
+        // Expecting nothing, a split value missing a part counts as nothing, as get() answers it.
+        condition = `(${condition}) OR (#ver = :ver${expected === null ? '' : ' AND expiresMs > :now'})`
+        names['#ver'] = 'ver'
+        values[':ver'] = { S: version }
+      }
+      try {
+        await send(
+          new sdk.PutItemCommand({
+            TableName: table,
+            Item: main,
+            ConditionExpression: condition,
+            // DynamoDB refuses an empty map of names.
+            ExpressionAttributeNames: Object.keys(names).length === 0 ? undefined : names,
+            ExpressionAttributeValues: values,
+          }),
+        )
+        return true
+      } catch (error) {
+        if ((error as Error).name !== 'ConditionalCheckFailedException') throw error
+      }
+      const item = await entryItem(pk, sk, true)
+      const held = (await valueOf(pk, sk, item, true)) ?? null
+      if (round > 0 || item?.ver === undefined || !sameBytes(held, expected)) return held
+      version = (item.ver as { S: string }).S
+    }
   }
 
   async function getMany(keys: readonly string[]): Promise<(Uint8Array | undefined)[]> {
@@ -363,39 +462,37 @@ export function dynamodbStore(connection: DynamodbStoreConnection & DynamodbStor
 
     async set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) throw new TypeError(`dynamodbStore.set expects bytes, got ${describe(value)}`)
-      const namespace = namespaceOf(key)
-      const pk = partition(namespace)
+      const pk = partition(namespaceOf(key))
       const sk = shorten(key)
-      const expiresMs = now() + Math.max(1, Math.ceil(ttlMs))
-      const common: Item = {
-        pk: { S: pk },
-        expiresMs: { N: String(expiresMs) },
-        // The TTL attribute: epoch seconds, rounded up.
-        expires: { N: String(Math.ceil(expiresMs / 1000)) },
-      }
-      if (sk !== key) common.k = { S: key }
-      const parts = Math.max(1, Math.ceil(value.byteLength / chunkSize))
-      const main: Item = { ...common, sk: { S: sk } }
-      // DynamoDB refuses empty binary values in some versions and emulators: no `v` means empty.
-      if (value.byteLength > 0) main.v = { B: value.subarray(0, chunkSize) }
-      const items: Item[] = [main, { pk: { S: namespacesPk }, sk: { S: pk } }]
-      if (parts > 1) {
-        const version = randomBytes(6).toString('base64url')
-        main.parts = { N: String(parts) }
-        main.ver = { S: version }
-        for (let i = 1; i < parts; i++) {
-          items.push({
-            ...common,
-            sk: { S: `${sk}${CHUNK}${version}:${i}` },
-            c: { N: String(i) },
-            v: { B: value.subarray(i * chunkSize, (i + 1) * chunkSize) },
-          })
-        }
-      }
+      const [main, ...parts] = entryItems(key, pk, sk, value, now() + Math.max(1, Math.ceil(ttlMs)))
       // The partition's marker goes with the entry, so that clear() finds it from any process.
-      for (let i = 0; i < items.length; i += 25) {
-        await writeBatch(items.slice(i, i + 25).map((item) => ({ PutRequest: { Item: item } })))
+      await putAll([main, { pk: { S: namespacesPk }, sk: { S: pk } }, ...parts])
+    },
+
+    async setIf(key, expected, value, ttlMs) {
+      if (!(value instanceof Uint8Array)) throw new TypeError(`dynamodbStore.setIf expects bytes, got ${describe(value)}`)
+      if (expected !== null && !(expected instanceof Uint8Array)) {
+        throw new TypeError(`dynamodbStore.setIf expects the bytes expected or null, got ${describe(expected)}`)
       }
+      const pk = partition(namespaceOf(key))
+      const sk = shorten(key)
+      const [main, ...parts] = entryItems(key, pk, sk, value, now() + Math.max(1, Math.ceil(ttlMs)))
+      const marker: Item = { pk: { S: namespacesPk }, sk: { S: pk } }
+      if (parts.length === 0) {
+        // The partition's marker (for clear()) beside the conditional put: one round trip for both.
+        const marked = send(new sdk.PutItemCommand({ TableName: table, Item: marker }))
+        marked.catch(() => {}) // awaited below, after the put
+        const answer = await putIf(pk, sk, main, expected)
+        await marked
+        return answer
+      }
+      // A split value's other parts go first: once its item names their version, every part is there to read.
+      await putAll([marker, ...parts])
+      const answer = await putIf(pk, sk, main, expected)
+      if (answer !== true) {
+        await removeAll(parts).catch((error: Error) => debug('could not delete the parts of a value not stored: %s', error.message))
+      }
+      return answer
     },
 
     delete: deleteKey,
@@ -489,6 +586,11 @@ function supportedHead(pattern: string): string {
     )
   }
   return head
+}
+
+/** Whether what a key holds (`null`: nothing) is exactly `expected`, byte for byte. */
+function sameBytes(held: Uint8Array | null, expected: Uint8Array | null): boolean {
+  return held === null || expected === null ? held === expected : Buffer.from(held.buffer, held.byteOffset, held.byteLength).equals(expected)
 }
 
 /** A key short enough for a DynamoDB key attribute: longer ones keep a head and a SHA-256. */

@@ -7,6 +7,7 @@ import { assertPattern, compilePattern, namespaceHolding, namespacesOf, RECORD_P
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 import { ChangeLog, parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
+import { CasClient, hasConnection } from './memcached-cas.js'
 
 export { namespacesOf }
 
@@ -123,6 +124,12 @@ export interface MemcachedStore<C extends MemcachedClient = MemcachedClient> ext
   get(key: string): Buffer | undefined | Promise<Buffer | undefined>
   /** Resolves false when the value was not stored because it is too large. */
   set(key: string, value: Uint8Array, ttlMs: number): Promise<boolean>
+  /**
+   * Compare-and-set through memcached's CAS (binary protocol, on memjs's own connections): one
+   * round trip when the item is as this process last wrote or saw it, two otherwise. Absent when
+   * the store was given a client that is not a memjs `Client` itself (a wrapper around one).
+   */
+  setIf?(key: string, expected: Uint8Array | null, value: Uint8Array, ttlMs: number): Promise<true | Buffer | null>
   delete(key: string): Promise<boolean>
   deleteMatching(pattern: string): Promise<number>
   clear(): Promise<number>
@@ -304,6 +311,8 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   /** The local tier: copies by key (without prefix), and this process's own recent changes. */
   const copies = local === undefined ? undefined : new LRUCache<string, LocalCopy>({ maxSize: local.maxBytes, sizeCalculation: (copy) => copy.size })
   const changes = new ChangeLog()
+  /** Compare-and-set on the client (created with it). */
+  let cas: CasClient | undefined
 
   /**
    * The GETs sent in this run of the event loop (one callback, then its ticks and microtasks), by
@@ -546,7 +555,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     forget(key, true)
     const c = client ?? (await open())
     const tokens = isRecord(key) ? [] : await ensureGenerations(c, namespacesOf(key))
-    const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+    const bytes = toBuffer(value)
     try {
       sentChange()
       return await c.set(physicalKey(key, tokens), bytes, { expires: expiry(ttlMs) })
@@ -559,6 +568,23 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
       }
       throw error
     }
+  }
+
+  /**
+   * Compare-and-set (see CasClient): one round trip when the item is as this process last wrote
+   * or saw it, two otherwise (plus the generations' for a key that is not a record).
+   */
+  async function setIf(key: string, expected: Uint8Array | null, value: Uint8Array, ttlMs: number): Promise<true | Buffer | null> {
+    if (!(value instanceof Uint8Array)) {
+      throw new TypeError(`memcachedStore.setIf expects bytes, got ${describe(value)}`)
+    }
+    forget(key, true)
+    const c = client ?? (await open())
+    if (!hasConnection(c)) throw new Error('memcachedStore.setIf needs a memjs Client')
+    cas ??= new CasClient(c)
+    const tokens = isRecord(key) ? [] : await ensureGenerations(c, namespacesOf(key))
+    sentChange()
+    return cas.setIf(physicalKey(key, tokens), expected === null ? null : toBuffer(expected), toBuffer(value), expiry(ttlMs))
   }
 
   async function remove(key: string): Promise<boolean> {
@@ -580,6 +606,9 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     // each get may answer from memory: the cache calls get() per key then.
     getMany: copies === undefined ? (keys) => Promise.all(keys.map((key) => fetch(key, 0))) : undefined,
     set,
+    // memjs has no compare-and-set: it is sent on the client's own connections, which a wrapper
+    // around a client does not expose (the cache then reads and writes its marks plainly).
+    setIf: given === undefined || hasConnection(given) ? setIf : undefined,
     delete: remove,
 
     async deleteMatching(pattern) {
@@ -720,6 +749,11 @@ function assertInstalled(name: string, message: string): void {
 /** A key of the cache's own records (tag and purge marks): kept outside the namespace generations. */
 function isRecord(key: string): boolean {
   return key.startsWith(RECORD_PREFIX)
+}
+
+/** The bytes of `value` as a Buffer, without a copy. */
+function toBuffer(value: Uint8Array): Buffer {
+  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
 }
 
 /** The generation tokens of a record: it has none. */

@@ -108,6 +108,12 @@ export interface PostgresStore extends Store {
    */
   getMany(keys: readonly string[]): Promise<(Buffer | undefined)[]>
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
+  /**
+   * Store `value` only while the key holds `expected` (`null`: nothing): one statement that writes
+   * only over that (`INSERT … ON CONFLICT DO UPDATE … WHERE` expired, or `UPDATE … WHERE value =` expected),
+   * then, when it wrote nothing, what `get` answers. Resolves `true` when stored, else that answer.
+   */
+  setIf(key: string, expected: Uint8Array | null, value: Uint8Array, ttlMs: number): Promise<true | Buffer | null>
   /** Resolves true when the key existed. */
   delete(key: string): Promise<boolean>
   deleteMatching(pattern: string): Promise<number>
@@ -136,7 +142,8 @@ const POOL_DEFAULTS = { max: 10, connectionTimeoutMillis: 2000, idleTimeoutMilli
  * ```
  *
  * Writes are `INSERT … ON CONFLICT DO UPDATE`; reads check `expires_at` against the server's
- * clock; expired rows are swept in batches. `deleteMatching('posts:*')` is `key LIKE 'posts:%'`
+ * clock; expired rows are swept in batches. `setIf` is one conditional write, and a read when it
+ * wrote nothing. `deleteMatching('posts:*')` is `key LIKE 'posts:%'`
  * (LIKE-escaped) on the `COLLATE "C"` primary key, an index range scan, deleted in batches.
  */
 export function postgresStore(connection: PostgresStoreConnection & PostgresStoreOptions, options: PostgresStoreOptions = {}): PostgresStore {
@@ -203,6 +210,14 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     getMany: `SELECT key, encode(value, 'base64') AS value FROM ${q} WHERE key = ANY($1::text[]) AND expires_at > clock_timestamp()`,
     set: `INSERT INTO ${q} (key, value, expires_at) VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
           ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at`,
+    // setIf() over nothing: a new row, or over an expired one (what get() answers as a miss). The
+    // conflict's row is locked and checked as it is now, so two writers cannot both take it.
+    setIfAbsent: `INSERT INTO ${q} (key, value, expires_at) VALUES ($1, $2, clock_timestamp() + $3 * interval '1 millisecond')
+          ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at
+          WHERE ${q}.expires_at <= clock_timestamp()`,
+    // setIf() over the bytes expected: a concurrent writer's row is checked again once it commits.
+    setIfHeld: `UPDATE ${q} SET value = $2, expires_at = clock_timestamp() + $3 * interval '1 millisecond'
+          WHERE key = $1 AND value = $4 AND expires_at > clock_timestamp()`,
     delete: `DELETE FROM ${q} WHERE key = $1`,
     // One batch of a pattern deletion, walking the key range in order so no batch visits the rows
     // an earlier one deleted; `last` is where the next batch starts.
@@ -248,6 +263,14 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
   const getQuery = named(sql.get)
   const getManyQuery = named(sql.getMany)
   const setQuery = named(sql.set)
+  const setIfAbsentQuery = named(sql.setIfAbsent)
+  const setIfHeldQuery = named(sql.setIfHeld)
+
+  /** The bytes under `key` while unexpired by the server's clock, else undefined. */
+  async function get(key: string): Promise<Buffer | undefined> {
+    const { rows } = await query(getQuery, [prefix + key])
+    return rows.length === 0 ? undefined : Buffer.from(rows[0].value as string, 'base64')
+  }
 
   async function sweep(): Promise<number> {
     const removed = (await query(sql.sweep, [batchSize])).rowCount ?? 0
@@ -282,10 +305,7 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
     name: 'postgres',
     prefix,
 
-    async get(key) {
-      const { rows } = await query(getQuery, [prefix + key])
-      return rows.length === 0 ? undefined : Buffer.from(rows[0].value as string, 'base64')
-    },
+    get,
 
     async getMany(keys) {
       if (keys.length === 0) return []
@@ -298,8 +318,22 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
 
     async set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) throw new TypeError(`postgresStore.set expects bytes, got ${describe(value)}`)
-      const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
-      await query(setQuery, [prefix + key, bytes, Math.max(1, Math.ceil(ttlMs))])
+      await query(setQuery, [prefix + key, toBuffer(value), Math.max(1, Math.ceil(ttlMs))])
+    },
+
+    async setIf(key, expected, value, ttlMs) {
+      if (!(value instanceof Uint8Array)) throw new TypeError(`postgresStore.setIf expects bytes, got ${describe(value)}`)
+      if (expected !== null && !(expected instanceof Uint8Array)) {
+        throw new TypeError(`postgresStore.setIf expects the bytes expected or null, got ${describe(expected)}`)
+      }
+      const bytes = toBuffer(value)
+      const ttl = Math.max(1, Math.ceil(ttlMs))
+      const { rowCount } =
+        expected === null
+          ? await query(setIfAbsentQuery, [prefix + key, bytes, ttl])
+          : await query(setIfHeldQuery, [prefix + key, bytes, ttl, toBuffer(expected)])
+      if (rowCount === 1) return true
+      return (await get(key)) ?? null
     },
 
     async delete(key) {
@@ -371,6 +405,11 @@ async function createSchema(pool: PostgresPool, q: string, locks: string, lockNa
 function indexName(q: string): string {
   const last = q.slice(q.lastIndexOf('"', q.length - 2) + 1, -1)
   return `"${last}_expires_at"`
+}
+
+/** The bytes as a Buffer (pg sends a Buffer as bytea), sharing their memory. */
+function toBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 /** Text as a LIKE pattern matching it literally (the default escape character is `\`). */

@@ -144,6 +144,8 @@ export interface RedisStore<C extends RedisClient = RedisClient> extends Store {
   /** The value, or null; a local-tier copy (`local`), of a value or of its absence, is returned at once, without a promise. */
   get(key: string): Buffer | null | Promise<Buffer | null>
   set(key: string, value: Uint8Array, ttlMs: number): Promise<void>
+  /** Compare-and-set in one script (one round trip): `true` when stored, else the value held now. */
+  setIf(key: string, expected: Uint8Array | null, value: Uint8Array, ttlMs: number): Promise<true | Buffer | null>
   /** Resolves true when the key existed. */
   delete(key: string): Promise<boolean>
   deleteMatching(pattern: string): Promise<number>
@@ -223,6 +225,18 @@ const VALIDATE_LOCAL = script(
 )
 // Writes publish what changed in the same script: a change is never applied without its message.
 const SET_PUBLISH = script(`redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2]) redis.call('publish', ARGV[3], ARGV[4]) return 1`)
+/**
+ * Compare-and-set (`setIf`): store ARGV[4] (stamped) for ARGV[5] ms when the key holds nothing
+ * (ARGV[1] '0') or, behind its stamp, exactly ARGV[2] (ARGV[1] '1'), publishing ARGV[7] on
+ * ARGV[6] when given; answers 1 when stored, else the value held (nil when there is none).
+ */
+const SET_IF = script(
+  `local v = redis.call('get', KEYS[1]) local held = v ` +
+    `if v and #v >= ${STAMP_BYTES} and string.sub(v, 1, ${STAMP_MAGIC.length}) == ARGV[3] then held = string.sub(v, ${STAMP_BYTES + 1}) end ` +
+    `if (ARGV[1] == '0' and not v) or (ARGV[1] == '1' and v and held == ARGV[2]) then ` +
+    `redis.call('set', KEYS[1], ARGV[4], 'PX', ARGV[5]) if ARGV[6] ~= '' then redis.call('publish', ARGV[6], ARGV[7]) end return 1 end ` +
+    `return v`,
+)
 const UNLINK_PUBLISH = script(`local n = redis.call('unlink', unpack(KEYS)) redis.call('publish', ARGV[1], ARGV[2]) return n`)
 
 /** Default `local.ttl` on Redis: bounds changes made around the store (raw writes, evictions). */
@@ -598,6 +612,29 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
       }
       tier?.log.note(key, true)
       await runScript(c, SET_PUBLISH, [prefix + key], [stamped, px, channelName, message('k', key)])
+    },
+
+    async setIf(key, expected, value, ttlMs) {
+      const c = client ?? (await open())
+      const stamped = stamp(toBuffer(value))
+      hot?.delete(key)
+      fetching.delete(key)
+      if (publishes) tier?.log.note(key, true)
+      const reply = (await runScript(
+        c,
+        SET_IF,
+        [prefix + key],
+        [
+          expected === null ? '0' : '1',
+          expected === null ? '' : toBuffer(expected),
+          STAMP_MAGIC,
+          stamped,
+          Math.max(1, Math.ceil(ttlMs)),
+          publishes ? channelName : '',
+          publishes ? message('k', key) : '',
+        ],
+      )) as Buffer | null | 1
+      return reply === 1 ? true : keep(key, reply)
     },
 
     async delete(key) {

@@ -112,6 +112,11 @@ export interface SqliteStore extends Store {
    */
   getMany(keys: readonly string[]): (Buffer | undefined)[]
   set(key: string, value: Uint8Array, ttlMs: number): void
+  /**
+   * Store `value` only while the key holds `expected` (`null`: nothing), synchronously: the read
+   * and the write in one `BEGIN IMMEDIATE` transaction. Returns `true` when stored, else what `get` answers now.
+   */
+  setIf(key: string, expected: Uint8Array | null, value: Uint8Array, ttlMs: number): true | Buffer | null
   /** True when the key existed. */
   delete(key: string): boolean
   deleteMatching(pattern: string): number
@@ -144,7 +149,8 @@ const MANY_KEYS = 16
  * ```
  *
  * Entries survive restarts, several processes may share the file (WAL, `busy_timeout`), expiry is
- * checked on every read and expired rows are swept in bounded batches. `deleteMatching('posts:*')`
+ * checked on every read and expired rows are swept in bounded batches. `setIf` reads and writes in
+ * one immediate transaction, which holds the file's write lock. `deleteMatching('posts:*')`
  * is a range scan on the primary key (`key >= 'posts:' AND key < 'posts;'`); a pattern with a `*`
  * elsewhere scans the range of its literal head and filters it with `GLOB` (glob characters escaped).
  */
@@ -250,6 +256,16 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
     }
   })
   const bounded = maxEntries !== Infinity || maxBytes !== Infinity
+  // The read and the write of setIf(): run with immediate(), the write lock is taken before the
+  // read, so no other connection writes in between (a deferred one could fail to upgrade instead).
+  const compareAndSet = db.transaction(function compareAndSet(name: string, expected: Uint8Array | null, bytes: Buffer, ttlMs: number) {
+    const row = sql.get.get(name) as { value: Buffer; expires: number } | undefined
+    const at = now()
+    const held = row === undefined || row.expires <= at ? null : row.value
+    if (!sameBytes(held, expected)) return held
+    sql.set.run(name, bytes, at + Math.max(1, Math.ceil(ttlMs)), at, bytes.length)
+    return true
+  })
 
   function flushTouches(): void {
     if (touched.size === 0) return
@@ -355,6 +371,22 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
       }
     },
 
+    setIf(key, expected, value, ttlMs) {
+      if (!(value instanceof Uint8Array)) throw new TypeError(`sqliteStore.setIf expects bytes, got ${describe(value)}`)
+      if (expected !== null && !(expected instanceof Uint8Array)) {
+        throw new TypeError(`sqliteStore.setIf expects the bytes expected or null, got ${describe(expected)}`)
+      }
+      const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+      const stored = compareAndSet.immediate(prefix + key, expected, bytes, ttlMs) as true | Buffer | null
+      if (stored !== true) return stored
+      touched.delete(prefix + key)
+      if (bounded) {
+        flushTouches()
+        evictToBounds()
+      }
+      return true
+    },
+
     delete(key) {
       touched.delete(prefix + key)
       return sql.delete.run(prefix + key).changes > 0
@@ -454,6 +486,11 @@ export function successor(head: string): string | undefined {
     }
   }
   return undefined
+}
+
+/** Whether what a key holds (`null`: nothing) is exactly `expected`, byte for byte. */
+function sameBytes(held: Buffer | null, expected: Uint8Array | null): boolean {
+  return held === null || expected === null ? held === expected : held.equals(expected)
 }
 
 /** Text as a SQLite GLOB matching it literally (`?`, `[` and, unless `star`, `*` in brackets); `star` keeps `*` a wildcard. */

@@ -7,6 +7,7 @@ import { invalidate, invalidateTags, cacheRoute } from '../../src/route.js'
 import { memcachedStore } from '../../src/stores/memcached.js'
 import { redisStore } from '../../src/stores/redis.js'
 import type { InvalidationEvent } from '../../src/options.js'
+import { RECORD_PREFIX } from '../../src/pattern.js'
 import type { Store } from '../../src/types.js'
 import { mapStore } from '../../examples/custom-store/store.js'
 import { closeAll, eventually, setup, sleep, storeFactories, type Harness, type StoreFactory } from '../support/app.js'
@@ -164,6 +165,49 @@ for (const s of STORES) {
             b.O.status = 304
             await b.get('/x', { Host: 'site.example' }).expect('X-Cache', 'REVALIDATED')
           } finally {
+            await other.close()
+          }
+        })
+
+        it('should keep both marks when two processes invalidate one tag at once', async () => {
+          const a = await setup(s)
+          const other = await sameBackend(s, a)
+          // B's reads of the cache's records answer only once A's invalidation has landed: B read
+          // the tag's mark before A wrote it, and writes after A did.
+          let holding = false
+          let release!: () => void
+          const released = new Promise<void>((resolve) => (release = resolve))
+          let sent!: () => void
+          const readSent = new Promise<void>((resolve) => (sent = resolve))
+          const held: Store = {
+            ...other.store,
+            get(key) {
+              const answer = other.store.get(key)
+              if (!holding || !key.startsWith(RECORD_PREFIX)) return answer
+              sent()
+              return released.then(() => answer)
+            },
+          }
+          try {
+            const b = await setup(s, { store: held, clockFrom: a })
+            for (const h of [a, b]) h.O.headers = { ...CC60, ETag: '"x"', 'Surrogate-Key': 'shared' }
+            await a.get('/x', SITE).expect('X-Cache', 'MISS')
+            await eventually(async () => (await b.get('/x', SITE)).headers['x-cache'] === 'HIT', 'the entry in the other process')
+            holding = true
+            const soft = b.cache.invalidateTags(['shared'], { soft: true })
+            // Through setIf, B needs no read first: its purge may end before A's begins.
+            await Promise.race([readSent, soft])
+            await a.cache.invalidateTags(['shared'])
+            release()
+            await soft
+            holding = false
+            b.clock.advance(1000)
+            b.O.status = 304
+            // A's hard purge holds in B, which itself made only a soft one: a MISS, not a revalidation.
+            await b.get('/x', SITE).expect('X-Cache', 'MISS')
+            expect(b.O.seen.at(-1)!.headers['if-none-match']).to.equal(undefined)
+          } finally {
+            release()
             await other.close()
           }
         })
@@ -452,6 +496,44 @@ describe('tagged HITs on Redis', function () {
       for (let i = 0; i < 2; i++) expect(await hit('/tagged/1')).to.deep.equal(plain)
     } finally {
       client.disconnect()
+    }
+  })
+})
+
+describe('invalidateTags() round trips on Redis', function () {
+  this.timeout(20_000)
+  afterEach(closeAll)
+
+  it('should send one command per tag when this process wrote its mark last, two when another process did', async () => {
+    const server = await getRedis()
+    const prefix = `tags-${randomUUID().slice(0, 8)}:`
+    const clients = [0, 1].map(() => new Redis(server.port, server.host, { maxRetriesPerRequest: 1 }))
+    const sent: string[] = []
+    const send = clients[0].sendCommand.bind(clients[0])
+    clients[0].sendCommand = ((command: { name: string }, stream?: unknown) => (sent.push(command.name), send(command as never, stream as never))) as never
+    try {
+      const redis = storeFactories.find((f) => f.name === 'redis')!
+      const a = await setup(redis, { store: redisStore({ client: clients[0] }, { prefix }) })
+      const b = await setup(redis, { store: redisStore({ client: clients[1] }, { prefix }), clockFrom: a })
+      // Redis learns the script the first time it runs (EVAL after NOSCRIPT): count afterwards.
+      await a.cache.invalidateTags(['warm'])
+      const purge = async (tags: string[]) => {
+        sent.length = 0
+        a.clock.advance(1000)
+        await a.cache.invalidateTags(tags)
+        return sent.length
+      }
+      expect(await purge(['posts'])).to.equal(1)
+      expect(await purge(['posts'])).to.equal(1)
+      expect(await purge(['posts', 'users'])).to.equal(2)
+      // B's clock is now 1 s ahead of A's, so B's purge writes a later time over A's mark.
+      b.clock.advance(4000)
+      await b.cache.invalidateTags(['posts'])
+      a.clock.advance(5000)
+      expect(await purge(['posts'])).to.equal(2)
+      expect(await purge(['posts'])).to.equal(1)
+    } finally {
+      for (const client of clients) client.disconnect()
     }
   })
 })

@@ -2,6 +2,8 @@
  * What cachet says without onError: one process warning when the store starts failing and one when
  * it recovers, and under DEBUG=cachet every reason the stores give, each naming its key.
  */
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
 import { expect } from 'chai'
 import createDebug from 'debug'
 import { memcachedStore, redisStore, responseCache, type ResponseCache } from '../../src/index.js'
@@ -128,6 +130,46 @@ describe('store warnings', () => {
       await warnings.settle(0)
       expect(warnings.seen).to.deep.equal([])
     })
+  })
+})
+
+describe('errors reported to onError', () => {
+  it('should not keep alive the requests they were raised in, for an app that keeps them', async () => {
+    // global.gc without changing how mocha is started: V8 exposes it to a new context once the flag is set.
+    setFlagsFromString('--expose-gc')
+    const gc = runInNewContext('gc') as () => void
+    const data = new Map<string, Uint8Array>()
+    // Refuses every compare-and-set at once, inside the call that asked: the error is raised while
+    // the request that invalidates (a POST) is being handled.
+    const store: Store = {
+      name: 'refusing',
+      get: (key) => data.get(key),
+      set: (key, value) => void data.set(key, value),
+      setIf() {
+        throw new Error('refused')
+      },
+      delete: (key) => data.delete(key),
+      deleteMatching: () => 0,
+    }
+    const kept: Error[] = []
+    const cache = responseCache({ store, onError: (error) => void kept.push(error) })
+    const responses: WeakRef<object>[] = []
+    const served = await serve((req, res) => {
+      responses.push(new WeakRef(res))
+      cache(req, res, () => res.end('ok'))
+    })
+    try {
+      for (let i = 0; i < 20; i++) await served.agent.post(`/items/${i}`).expect(200)
+      expect(kept.length, 'errors reported').to.be.greaterThan(0)
+      for (let i = 0; i < 5; i++) {
+        gc()
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+      expect(responses.filter((ref) => ref.deref() !== undefined).length, 'responses still alive').to.be.below(3)
+    } finally {
+      await served.close()
+      await cache.close()
+    }
   })
 })
 

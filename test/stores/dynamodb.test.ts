@@ -105,7 +105,7 @@ describe('dynamodbStore()', function () {
           },
         }
       },
-      { patterns: 'namespaces', getMany: true, keepsRecords: true },
+      { patterns: 'namespaces', getMany: true, keepsRecords: true, setIf: true },
     )
   })
 
@@ -273,6 +273,61 @@ describe('dynamodbStore()', function () {
         stuck.sent.map((command) => command.name),
         ['BatchGetItemCommand', 'BatchGetItemCommand', 'BatchGetItemCommand', 'GetItemCommand', 'GetItemCommand', 'GetItemCommand', 'GetItemCommand'],
       )
+      await store.clear()
+    })
+  })
+
+  describe('setIf()', function () {
+    it('should set only over what it expects across two clients, an item past its expiry counting as nothing', async function () {
+      let t = Date.now()
+      const prefix = unique()
+      const one = dynamodbStore({ client, table: 'design' }, { prefix, now: () => t })
+      const two = dynamodbStore({ client: clientFor(server.endpoint), table: 'design' }, { prefix, now: () => t })
+      assert.equal(await one.setIf('mark', null, bytes('1'), 1000), true)
+      assert.equal(Buffer.from((await two.setIf('mark', null, bytes('2'), 1000)) as Uint8Array).toString(), '1')
+      t += 1001
+      assert.equal(await two.setIf('mark', bytes('1'), bytes('2'), 1000), null)
+      assert.equal(await two.setIf('mark', null, bytes('2'), 60_000), true)
+      assert.equal(await one.setIf('mark', bytes('2'), new Uint8Array(0), 60_000), true)
+      assert.equal((await two.get('mark'))?.length, 0)
+      assert.equal(await one.clear(), 1, 'clear() finds the partition of a key stored by setIf')
+    })
+
+    it('should store with a conditional PutItem beside its partition marker, and read with one GetItem when its check fails', async function () {
+      const prefix = unique()
+      const store = dynamodbStore({ client, table: 'design' }, { prefix })
+      await store.set('other', bytes('x'), 60_000) // the table is there
+      const spy = recording(client)
+      const watched = dynamodbStore({ client: spy.client, table: 'design' }, { prefix, createTable: false })
+      assert.equal(await watched.setIf('mark', null, bytes('1'), 60_000), true)
+      assert.deepEqual(spy.sent, ['PutItemCommand', 'PutItemCommand'])
+      spy.sent.length = 0
+      assert.equal(Buffer.from((await watched.setIf('mark', bytes('0'), bytes('2'), 60_000)) as Uint8Array).toString(), '1')
+      assert.deepEqual(spy.sent, ['PutItemCommand', 'PutItemCommand', 'GetItemCommand'])
+      await store.clear()
+    })
+
+    it('should compare a value split over several items whole, and leave no parts of a value it did not store', async function () {
+      const prefix = unique()
+      const store = dynamodbStore({ client, table: 'design' }, { prefix, chunkSize: 4 })
+      // A store that splits at another size, as another process may.
+      const wide = dynamodbStore({ client, table: 'design' }, { prefix })
+      const first = bytes('0123456789')
+      assert.equal(await store.setIf('big:GET', null, first, 60_000), true)
+      assert.deepEqual(Buffer.from((await wide.get('big:GET'))!), first)
+      assert.deepEqual(Buffer.from((await store.setIf('big:GET', bytes('012345678x'), bytes('abcdefghi'), 60_000)) as Uint8Array), first)
+      assert.equal(await wide.setIf('big:GET', first, bytes('abcdefghi'), 60_000), true)
+      assert.equal(await store.setIf('big:GET', bytes('abcdefghi'), bytes('ABCDEFGHIJ'), 60_000), true)
+      assert.deepEqual(Buffer.from((await wide.get('big:GET'))!), bytes('ABCDEFGHIJ'))
+      const items = await client.send(
+        new QueryCommand({
+          TableName: 'design',
+          KeyConditionExpression: 'pk = :pk',
+          ExpressionAttributeValues: { ':pk': { S: `${prefix.length}:${prefix}big` } },
+        }),
+      )
+      // The entry and its two other parts; the parts of first are left to the TTL, as set() leaves them.
+      assert.equal(items.Count, 3 + 2)
       await store.clear()
     })
   })

@@ -221,7 +221,7 @@ describe('memcachedStore({ local })', function () {
           },
         }
       },
-      { patterns: 'namespaces', counts: false, ttl: { ms: 2000, waitMs: 3100 }, keepsRecords: true },
+      { patterns: 'namespaces', counts: false, ttl: { ms: 2000, waitMs: 3100 }, keepsRecords: true, setIf: true },
     )
   })
 })

@@ -38,6 +38,7 @@ function crossProcess(writer: Store, reader: Store): Store {
     get: (key) => reader.get(key),
     getMany: (keys) => reader.getMany!(keys),
     set: (key, value, ttl) => writer.set(key, value, ttl),
+    setIf: (key, expected, value, ttl) => writer.setIf!(key, expected, value, ttl),
     delete: (key) => reader.delete(key),
     deleteMatching: (pattern) => reader.deleteMatching(pattern),
     clear: () => writer.clear!(),
@@ -57,7 +58,7 @@ describe('memcachedStore()', function () {
     itemSize = Math.min(a.itemSize, b.itemSize)
   })
 
-  const capabilities = { patterns: 'namespaces', counts: false, ttl: REAL_TTL, getMany: true, keepsRecords: true } as const
+  const capabilities = { patterns: 'namespaces', counts: false, ttl: REAL_TTL, getMany: true, keepsRecords: true, setIf: true } as const
 
   describe('on one server, with a client it was given', function () {
     runStoreContract(

@@ -52,7 +52,7 @@ describe('postgresStore()', function () {
           },
         }
       },
-      { getMany: true, keepsRecords: true },
+      { getMany: true, keepsRecords: true, setIf: true },
     )
   })
 
@@ -69,7 +69,7 @@ describe('postgresStore()', function () {
           },
         }
       },
-      { getMany: true, keepsRecords: true },
+      { getMany: true, keepsRecords: true, setIf: true },
     )
 
     it('should end the pool it opened on close(), and never a pool it was given', async function () {
@@ -191,6 +191,65 @@ describe('postgresStore()', function () {
       await sleep(20)
       assert.notEqual(await one.lock('short', 60_000), null)
       await two.close()
+    })
+  })
+
+  describe('setIf()', function () {
+    it('should set only over what it expects across pools, an expired row counting as nothing', async function () {
+      const prefix = unique()
+      const one = postgresStore({ pool }, { prefix })
+      const two = postgresStore({ connectionString: server.connectionString, prefix })
+      assert.equal(await one.setIf('mark', null, bytes('1'), 1), true)
+      await sleep(20)
+      assert.equal(await two.setIf('mark', bytes('1'), bytes('2'), 60_000), null)
+      assert.equal(await two.setIf('mark', null, bytes('2'), 60_000), true)
+      assert.deepEqual(await one.setIf('mark', null, bytes('3'), 60_000), bytes('2'))
+      assert.equal(await one.setIf('mark', bytes('2'), bytes('3'), 60_000), true)
+      assert.deepEqual(await two.get('mark'), bytes('3'))
+      await one.clear()
+      await two.close()
+    })
+
+    it('should lose no update when two pools count together', async function () {
+      const prefix = unique()
+      const stores = [postgresStore({ pool }, { prefix }), postgresStore({ connectionString: server.connectionString, prefix })]
+      const add = async (store: (typeof stores)[number]) => {
+        for (let round = 0; round < 10; round++) {
+          let held = (await store.get('counter')) ?? null
+          for (;;) {
+            const answer = await store.setIf('counter', held, bytes(String(Number(held?.toString() ?? '0') + 1)), 60_000)
+            if (answer === true) break
+            held = answer
+          }
+        }
+      }
+      await Promise.all([...stores, ...stores].map(add))
+      assert.deepEqual(await stores[0].get('counter'), bytes('40'))
+      await stores[0].clear()
+      await stores[1].close()
+    })
+
+    it('should write with one named prepared statement when it stores, and read as get() does when it does not', async function () {
+      const store = postgresStore({ pool }, { prefix: unique() })
+      const statements: (string | PostgresQuery)[] = []
+      const spy = postgresStore(
+        {
+          pool: {
+            query: (statement: string | PostgresQuery, values?: unknown[]) => (statements.push(statement), pool.query(statement as string, values)),
+            connect: () => pool.connect(),
+            end: async () => {},
+          },
+        },
+        { prefix: store.prefix },
+      )
+      assert.equal(await spy.setIf('mark', null, bytes('1'), 60_000), true)
+      assert.equal(await spy.setIf('mark', bytes('1'), bytes('2'), 60_000), true)
+      assert.equal(statements.length, 2)
+      assert.deepEqual(await spy.setIf('mark', bytes('1'), bytes('3'), 60_000), bytes('2'))
+      assert.equal(statements.length, 4)
+      for (const statement of statements) assert.match((statement as PostgresQuery).name ?? '', /^cachet_/, 'a named prepared statement')
+      assert.match((statements[3] as PostgresQuery).text, /^SELECT/)
+      await store.clear()
     })
   })
 

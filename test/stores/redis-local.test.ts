@@ -331,7 +331,7 @@ describe('redisStore({ local })', function () {
           },
         }
       },
-      { keepsRecords: true },
+      { keepsRecords: true, setIf: true },
     )
 
     runStoreContract('redisStore({ client, local }), written in one process and read in another', () => {
@@ -343,8 +343,9 @@ describe('redisStore({ local })', function () {
         name: 'redis (two instances)',
         get: (key) => reader.get(key),
         set: (key, value, ttl) => writer.set(key, value, ttl),
-        // Deletes go through the reader, whose own changes drop its copies at once; changes by
-        // the writer reach the reader's copies one message later (the tests above).
+        // Deletes and compare-and-sets go through the reader, whose own changes drop its copies at
+        // once; changes by the writer reach the reader's copies one message later (the tests above).
+        setIf: (key, expected, value, ttl) => reader.setIf(key, expected, value, ttl),
         delete: (key) => reader.delete(key),
         deleteMatching: (pattern) => reader.deleteMatching(pattern),
         clear: () => writer.clear(),

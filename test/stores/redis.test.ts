@@ -61,7 +61,7 @@ describe('redisStore()', function () {
           },
         }
       },
-      { getMany: true, keepsRecords: true },
+      { getMany: true, keepsRecords: true, setIf: true },
     )
   })
 
@@ -79,7 +79,7 @@ describe('redisStore()', function () {
           },
         }
       },
-      { getMany: true, keepsRecords: true },
+      { getMany: true, keepsRecords: true, setIf: true },
     )
   })
 
@@ -102,7 +102,7 @@ describe('redisStore()', function () {
           },
         }
       },
-      { getMany: true, keepsRecords: true },
+      { getMany: true, keepsRecords: true, setIf: true },
     )
 
     it('should find keys on every master', async function () {

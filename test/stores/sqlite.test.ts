@@ -81,7 +81,7 @@ describe('sqliteStore()', function () {
           },
         }
       },
-      { getMany: true, keepsRecords: true },
+      { getMany: true, keepsRecords: true, setIf: true },
     )
   })
 
@@ -108,7 +108,7 @@ describe('sqliteStore()', function () {
           },
         }
       },
-      { getMany: true, keepsRecords: true },
+      { getMany: true, keepsRecords: true, setIf: true },
     )
 
     it('should leave the database open on close()', function () {
@@ -236,6 +236,70 @@ describe('sqliteStore()', function () {
         ['a', 'b', 'c', 'd'].filter((key) => store.get(key) !== undefined),
         ['a', 'c', 'd'],
       )
+      store.close()
+    })
+  })
+
+  describe('setIf()', function () {
+    it('should answer synchronously across two connections, an expired row counting as nothing', function () {
+      const time = clock()
+      const path = tempFile()
+      const one = sqliteStore({ path }, { now: time.now })
+      const two = sqliteStore({ path }, { now: time.now })
+      assert.equal(one.setIf('mark', null, bytes('1'), 1000), true)
+      const held = two.setIf('mark', null, bytes('2'), 1000)
+      assert.ok(Buffer.isBuffer(held), 'a Buffer, not a promise')
+      assert.equal(held.toString(), '1')
+      assert.equal(two.setIf('mark', bytes('1'), bytes('2'), 1000), true)
+      assert.equal(one.get('mark')?.toString(), '2')
+      time.advance(1001)
+      assert.equal(one.setIf('mark', bytes('2'), bytes('3'), 1000), null)
+      assert.equal(two.setIf('mark', null, bytes('3'), 1000), true)
+      assert.equal(one.get('mark')?.toString(), '3')
+      one.close()
+      two.close()
+    })
+
+    it("should read and write with the store's own statements", function () {
+      const db = new Database(tempFile())
+      const { spy, runs } = recording(db)
+      const store = sqliteStore({ database: spy })
+      store.set('mark', bytes('1'), 60_000)
+      runs.length = 0
+      assert.equal(store.setIf('mark', bytes('1'), bytes('2'), 60_000), true)
+      assert.match(runs[0].sql, /^SELECT value, expires FROM "cachet" WHERE key = \?$/)
+      assert.match(runs[1].sql, /^INSERT INTO "cachet"/)
+      assert.deepEqual(runs[1].params.slice(0, 2), ['cachet:mark', bytes('2')])
+      store.close()
+      db.close()
+    })
+
+    it('should take the write lock before it reads: with another connection writing, even an answer that writes nothing waits', function () {
+      const path = tempFile()
+      const store = sqliteStore({ path }, { busyTimeout: 0 })
+      store.set('mark', bytes('1'), 60_000)
+      const blocker = new Database(path)
+      blocker.exec('BEGIN IMMEDIATE')
+      try {
+        assert.throws(() => store.setIf('mark', bytes('other'), bytes('2'), 60_000), /locked|busy/i)
+        assert.equal(store.get('mark')?.toString(), '1', 'WAL: reads go on past a writer')
+      } finally {
+        blocker.exec('ROLLBACK')
+        blocker.close()
+      }
+      assert.equal(store.setIf('mark', bytes('1'), bytes('2'), 60_000), true)
+      store.close()
+    })
+
+    it('should keep the table within maxEntries when it stores', function () {
+      const time = clock()
+      const store = sqliteStore({ path: tempFile() }, { maxEntries: 2, now: time.now })
+      for (const key of ['a', 'b', 'c']) {
+        assert.equal(store.setIf(key, null, bytes(key), 60_000), true)
+        time.advance(10)
+      }
+      assert.equal(store.stats().entries, 2)
+      assert.equal(store.get('a'), undefined)
       store.close()
     })
   })
