@@ -17,6 +17,22 @@ const unique = () => `t${randomUUID().slice(0, 8)}:`
 const bytes = (text: string) => Buffer.from(text)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** A store on `pool` under `prefix` whose every statement is recorded in `statements`. */
+function spying(pool: pg.Pool, prefix: string) {
+  const statements: (string | PostgresQuery)[] = []
+  const spy = postgresStore(
+    {
+      pool: {
+        query: (statement: string | PostgresQuery, values?: unknown[]) => (statements.push(statement), pool.query(statement as string, values)),
+        connect: () => pool.connect(),
+        end: async () => {},
+      },
+    },
+    { prefix },
+  )
+  return { spy, statements }
+}
+
 describe('postgresStore()', function () {
   let server: PostgresServer
   let pool: pg.Pool
@@ -231,17 +247,7 @@ describe('postgresStore()', function () {
 
     it('should write with one named prepared statement when it stores, and read as get() does when it does not', async function () {
       const store = postgresStore({ pool }, { prefix: unique() })
-      const statements: (string | PostgresQuery)[] = []
-      const spy = postgresStore(
-        {
-          pool: {
-            query: (statement: string | PostgresQuery, values?: unknown[]) => (statements.push(statement), pool.query(statement as string, values)),
-            connect: () => pool.connect(),
-            end: async () => {},
-          },
-        },
-        { prefix: store.prefix },
-      )
+      const { spy, statements } = spying(pool, store.prefix)
       assert.equal(await spy.setIf('mark', null, bytes('1'), 60_000), true)
       assert.equal(await spy.setIf('mark', bytes('1'), bytes('2'), 60_000), true)
       assert.equal(statements.length, 2)
@@ -259,17 +265,7 @@ describe('postgresStore()', function () {
       await store.set('a:GET', bytes('A'), 60_000)
       await store.set('old:GET', bytes('old'), 1)
       await sleep(20)
-      const statements: unknown[] = []
-      const spy = postgresStore(
-        {
-          pool: {
-            query: (statement: string | PostgresQuery, values?: unknown[]) => (statements.push(statement), pool.query(statement as string, values)),
-            connect: () => pool.connect(),
-            end: async () => {},
-          },
-        },
-        { prefix: store.prefix },
-      )
+      const { spy, statements } = spying(pool, store.prefix)
       const found = await spy.getMany(['a:GET', 'old:GET', 'none:GET'])
       assert.equal(statements.length, 1)
       assert.match((statements[0] as PostgresQuery).name ?? '', /^cachet_/, 'a named prepared statement, as get() is')
