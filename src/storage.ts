@@ -211,25 +211,24 @@ export class Storage {
     const at = this.now()
     for (const tag of tags) this.noteMark(tag, soft ? { hard: 0, soft: at } : { hard: at, soft: 0 })
     if (this.entries !== undefined) return
+    const [hard, softAt] = soft ? [0, at] : [at, 0]
     await Promise.all(
-      tags.map((tag) => (typeof this.store.setIf === 'function' ? this.raiseMark(markKey(tag), soft, at) : this.overwriteMark(markKey(tag), soft, at))),
+      tags.map((tag) => (typeof this.store.setIf === 'function' ? this.raiseMark(markKey(tag), hard, softAt) : this.overwriteMark(markKey(tag), hard, softAt))),
     )
   }
 
   /**
-   * Raise the mark stored under `key` to `at` through the store's compare-and-set (`setIf`), so
+   * Raise the mark stored under `key` to `hard` and `soft` through the store's compare-and-set (`setIf`), so
    * that marks written by several processes at once are all kept. Raises of one mark in this
    * process go one at a time: one runs (`casMark`), and those asked for meanwhile wait and then
    * run together, as one, with the latest of their times. Concurrent invalidations in one process
    * thus cost two compare-and-sets, not one each that all but one would see refused.
    */
-  private raiseMark(key: string, soft: boolean, at: number): Promise<void> {
+  private raiseMark(key: string, hard: number, soft: number): Promise<void> {
     const queue = this.raises.get(key)
-    if (queue === undefined) return this.runRaise(key, soft ? 0 : at, soft ? at : 0)
+    if (queue === undefined) return this.runRaise(key, hard, soft)
     queue.waiting ??= waitingRaise()
-    if (soft) queue.waiting.soft = Math.max(queue.waiting.soft, at)
-    else queue.waiting.hard = Math.max(queue.waiting.hard, at)
-    return queue.waiting.settled
+    return raise(queue.waiting, hard, soft).settled
   }
 
   /** Run one raise of the mark under `key`, then the one that waited for it, if any (see `raiseMark`). */
@@ -260,43 +259,37 @@ export class Storage {
         keepNewest(this.markBytes, key, held!, MAX_MARK_GUESSES)
         return
       }
-      mark.hard = Math.max(mark.hard, hard)
-      mark.soft = Math.max(mark.soft, soft)
-      const bytes = this.coder.encode(mark)
-      const answer = await this.setIfOrThrow(key, held, bytes)
+      const bytes = this.coder.encode(raise(mark, hard, soft))
+      const answer = await this.mustAnswer('set', () => this.store.setIf!(key, held, bytes, MARK_TTL))
+      // Own copies: a coder's or a client's small Buffer is a view into a pool it would keep alive.
       if (answer === true) {
-        // A copy of its own: a coder's small Buffer is a view into an 8 KB pool it would keep alive.
         keepNewest(this.markBytes, key, Uint8Array.from(bytes), MAX_MARK_GUESSES)
         return
       }
-      held = answer
+      held = answer === null || answer === undefined ? null : Uint8Array.from(answer)
     }
     throw new Error(`cachet could not write the mark ${key}: other processes changed it ${MARK_ATTEMPTS} times in a row`)
   }
 
   /**
-   * Raise the mark stored under `key` to `at` with a read and a write, on a store without `setIf`:
-   * two processes marking one tag within one round trip of each other can leave the earlier time.
+   * Raise the mark stored under `key` to `hard` and `soft` with a read and a write, on a store
+   * without `setIf`: two processes marking one tag within one round trip of each other can leave
+   * the earlier time.
    */
-  private async overwriteMark(key: string, soft: boolean, at: number): Promise<void> {
-    const stored = await this.read(key, true)
-    const mark: TagMark = stored?.kind === 'mark' ? { ...stored } : { kind: 'mark', hard: 0, soft: 0 }
-    if (soft) mark.soft = Math.max(mark.soft, at)
-    else mark.hard = Math.max(mark.hard, at)
-    await this.writeOrThrow(key, mark, MARK_TTL)
+  private async overwriteMark(key: string, hard: number, soft: number): Promise<void> {
+    const mark = raise(markOf(await this.read(key, true)), hard, soft)
+    await this.mustAnswer('set', () => this.store.set(key, this.coder.encode(mark), MARK_TTL))
   }
 
   /** The mark in `bytes`, as a fresh object; none (or bytes that are no mark) reads as never invalidated. */
   private decodeMark(bytes: Uint8Array | null): TagMark {
-    if (bytes !== null) {
-      try {
-        const entry = this.coder.decode(bytes)
-        if (entry.kind === 'mark') return { kind: 'mark', hard: entry.hard, soft: entry.soft }
-      } catch {
-        // Corrupt: replaced by the compare-and-set like any other value.
-      }
+    if (bytes === null) return markOf(undefined)
+    try {
+      return markOf(this.coder.decode(bytes))
+    } catch {
+      // Corrupt: replaced by the compare-and-set like any other value.
+      return markOf(undefined)
     }
-    return { kind: 'mark', hard: 0, soft: 0 }
   }
 
   /**
@@ -487,30 +480,16 @@ export class Storage {
   }
 
   /**
-   * The store's `setIf` within the timeout: `true` when stored, else what the key holds now (an
-   * own copy: kept in `markBytes`). Rejects when the store fails or is skipped.
+   * One store call that must answer, within the timeout and counted towards the circuit breaker:
+   * what it answers. Rejects when the store fails, does not answer in time, or is being skipped.
    */
-  private async setIfOrThrow(key: string, expected: Uint8Array | null, bytes: Uint8Array): Promise<true | Uint8Array | null> {
+  private async mustAnswer<T>(operation: string, call: () => Maybe<T>): Promise<T> {
     if (this.isOpen()) throw new StoreUnavailableError()
     try {
-      let answer = this.store.setIf!(key, expected, bytes, MARK_TTL)
-      if (isPromise(answer)) answer = await this.bounded(answer, 'set')
+      const answer = call()
+      const answered = isPromise(answer) ? await this.bounded(answer, operation) : answer
       this.succeeded()
-      return answer === true ? true : answer === null || answer === undefined ? null : Uint8Array.from(answer)
-    } catch (error) {
-      this.failed(error)
-      throw asError(error)
-    }
-  }
-
-  /** Write an entry that must land (a tag mark): rejects when the store fails or is skipped. */
-  private async writeOrThrow(key: string, entry: Entry, ttlMs: number): Promise<void> {
-    if (this.isOpen()) throw new StoreUnavailableError()
-    try {
-      const bytes = this.coder.encode(entry)
-      const written = this.store.set(key, bytes, ttlMs)
-      if (isPromise(written)) await this.bounded(written, 'set')
-      this.succeeded()
+      return answered
     } catch (error) {
       this.failed(error)
       throw asError(error)
@@ -619,15 +598,7 @@ export class Storage {
    */
   async ping(): Promise<void> {
     if (this.entries !== undefined) return
-    if (this.isOpen()) throw new StoreUnavailableError()
-    try {
-      const answer = this.store.get(PING_KEY)
-      if (isPromise(answer)) await this.bounded(answer, 'get')
-      this.succeeded()
-    } catch (error) {
-      this.failed(error)
-      throw asError(error)
-    }
+    await this.mustAnswer('get', () => this.store.get(PING_KEY))
   }
 
   /**
@@ -1077,6 +1048,18 @@ function sameTags(a: readonly string[] | undefined, b: readonly string[] | undef
  * a miss costs one round trip, not a wrong answer.
  */
 const MAX_MARK_GUESSES = 256
+/** `mark` raised to `hard` and `soft`, each kept where it is later already. */
+function raise<M extends { hard: number; soft: number }>(mark: M, hard: number, soft: number): M {
+  mark.hard = Math.max(mark.hard, hard)
+  mark.soft = Math.max(mark.soft, soft)
+  return mark
+}
+
+/** A fresh copy of the mark `entry` is, or a mark of no invalidation when it is none. */
+function markOf(entry: Entry | undefined): TagMark {
+  return entry?.kind === 'mark' ? { kind: 'mark', hard: entry.hard, soft: entry.soft } : { kind: 'mark', hard: 0, soft: 0 }
+}
+
 /** A raise of one mark waiting for the running one (see `Storage.raiseMark`): the latest times asked for, and its outcome. */
 interface WaitingRaise {
   hard: number
