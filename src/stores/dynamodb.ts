@@ -5,6 +5,7 @@ import createDebug from 'debug'
 import { assertPattern, isLiteral, RECORD_PREFIX } from '../pattern.js'
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
+import { sameBytes } from './bytes.js'
 
 const debug = createDebug('cachet:dynamodb')
 
@@ -586,11 +587,6 @@ function supportedHead(pattern: string): string {
     )
   }
   return head
-}
-
-/** Whether what a key holds (`null`: nothing) is exactly `expected`, byte for byte. */
-function sameBytes(held: Uint8Array | null, expected: Uint8Array | null): boolean {
-  return held === null || expected === null ? held === expected : Buffer.from(held.buffer, held.byteOffset, held.byteLength).equals(expected)
 }
 
 /** A key short enough for a DynamoDB key attribute: longer ones keep a head and a SHA-256. */

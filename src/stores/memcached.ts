@@ -8,6 +8,7 @@ import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 import { ChangeLog, parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
 import { CasClient, hasConnection } from './memcached-cas.js'
+import { asBuffer } from './bytes.js'
 
 export { namespacesOf }
 
@@ -555,7 +556,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     forget(key, true)
     const c = client ?? (await open())
     const tokens = isRecord(key) ? [] : await ensureGenerations(c, namespacesOf(key))
-    const bytes = toBuffer(value)
+    const bytes = asBuffer(value)
     try {
       sentChange()
       return await c.set(physicalKey(key, tokens), bytes, { expires: expiry(ttlMs) })
@@ -584,7 +585,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     cas ??= new CasClient(c)
     const tokens = isRecord(key) ? [] : await ensureGenerations(c, namespacesOf(key))
     sentChange()
-    return cas.setIf(physicalKey(key, tokens), expected === null ? null : toBuffer(expected), toBuffer(value), expiry(ttlMs))
+    return cas.setIf(physicalKey(key, tokens), expected === null ? null : asBuffer(expected), asBuffer(value), expiry(ttlMs))
   }
 
   async function remove(key: string): Promise<boolean> {
@@ -749,11 +750,6 @@ function assertInstalled(name: string, message: string): void {
 /** A key of the cache's own records (tag and purge marks): kept outside the namespace generations. */
 function isRecord(key: string): boolean {
   return key.startsWith(RECORD_PREFIX)
-}
-
-/** The bytes of `value` as a Buffer, without a copy. */
-function toBuffer(value: Uint8Array): Buffer {
-  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
 }
 
 /** The generation tokens of a record: it has none. */

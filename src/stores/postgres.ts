@@ -5,6 +5,7 @@ import createDebug from 'debug'
 import { assertPattern, isLiteral, RECORD_PREFIX } from '../pattern.js'
 import { assertKnownOptions, boolean, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
+import { asBuffer } from './bytes.js'
 
 const debug = createDebug('cachet:postgres')
 
@@ -318,7 +319,7 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
 
     async set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) throw new TypeError(`postgresStore.set expects bytes, got ${describe(value)}`)
-      await query(setQuery, [prefix + key, toBuffer(value), Math.max(1, Math.ceil(ttlMs))])
+      await query(setQuery, [prefix + key, asBuffer(value), Math.max(1, Math.ceil(ttlMs))])
     },
 
     async setIf(key, expected, value, ttlMs) {
@@ -326,12 +327,12 @@ export function postgresStore(connection: PostgresStoreConnection & PostgresStor
       if (expected !== null && !(expected instanceof Uint8Array)) {
         throw new TypeError(`postgresStore.setIf expects the bytes expected or null, got ${describe(expected)}`)
       }
-      const bytes = toBuffer(value)
+      const bytes = asBuffer(value)
       const ttl = Math.max(1, Math.ceil(ttlMs))
       const { rowCount } =
         expected === null
           ? await query(setIfAbsentQuery, [prefix + key, bytes, ttl])
-          : await query(setIfHeldQuery, [prefix + key, bytes, ttl, toBuffer(expected)])
+          : await query(setIfHeldQuery, [prefix + key, bytes, ttl, asBuffer(expected)])
       if (rowCount === 1) return true
       return (await get(key)) ?? null
     },
@@ -405,11 +406,6 @@ async function createSchema(pool: PostgresPool, q: string, locks: string, lockNa
 function indexName(q: string): string {
   const last = q.slice(q.lastIndexOf('"', q.length - 2) + 1, -1)
   return `"${last}_expires_at"`
-}
-
-/** The bytes as a Buffer (pg sends a Buffer as bytea), sharing their memory. */
-function toBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
 }
 
 /** Text as a LIKE pattern matching it literally (the default escape character is `\`). */

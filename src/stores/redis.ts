@@ -12,6 +12,7 @@ import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 import { parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
 import { InvalidationChannel, SUBSCRIBER_OPTIONS, channelOf, message, type RedisSubscriber } from './redis-tier.js'
+import { asBuffer } from './bytes.js'
 
 const debugStore = createDebug('cachet:redis')
 const debugAll = createDebug('cachet')
@@ -792,7 +793,7 @@ function toBuffer(value: Uint8Array): Buffer {
     throw new TypeError(`redisStore.set expects bytes, got ${describe(value)}`)
   }
   // A view, not a copy: stamp() copies it behind the stamp at once.
-  return Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+  return asBuffer(value)
 }
 
 function isRedisClient(value: unknown): value is RedisClient {

@@ -5,6 +5,7 @@ import createDebug from 'debug'
 import { assertPattern, isLiteral, RECORD_PREFIX } from '../pattern.js'
 import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
+import { asBuffer, sameBytes } from './bytes.js'
 
 const debug = createDebug('cachet:sqlite')
 
@@ -361,7 +362,7 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
     set(key, value, ttlMs) {
       if (!(value instanceof Uint8Array)) throw new TypeError(`sqliteStore.set expects bytes, got ${describe(value)}`)
       const at = now()
-      const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+      const bytes = asBuffer(value)
       sql.set.run(prefix + key, bytes, at + Math.max(1, Math.ceil(ttlMs)), at, bytes.length)
       touched.delete(prefix + key)
       if (bounded) {
@@ -376,7 +377,7 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
       if (expected !== null && !(expected instanceof Uint8Array)) {
         throw new TypeError(`sqliteStore.setIf expects the bytes expected or null, got ${describe(expected)}`)
       }
-      const bytes = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+      const bytes = asBuffer(value)
       const stored = compareAndSet.immediate(prefix + key, expected, bytes, ttlMs) as true | Buffer | null
       if (stored !== true) return stored
       touched.delete(prefix + key)
@@ -486,11 +487,6 @@ export function successor(head: string): string | undefined {
     }
   }
   return undefined
-}
-
-/** Whether what a key holds (`null`: nothing) is exactly `expected`, byte for byte. */
-function sameBytes(held: Buffer | null, expected: Uint8Array | null): boolean {
-  return held === null || expected === null ? held === expected : held.equals(expected)
 }
 
 /** Text as a SQLite GLOB matching it literally (`?`, `[` and, unless `star`, `*` in brackets); `star` keeps `*` a wildcard. */
