@@ -2,6 +2,7 @@
 import assert from 'node:assert/strict'
 import { randomUUID } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import type { Socket } from 'node:net'
 import memjs from 'memjs'
 import type { Store } from '../../src/types.js'
 import { classifyPattern, memcachedStore, namespacesOf, UnsupportedPatternError } from '../../src/stores/memcached.js'
@@ -239,6 +240,34 @@ describe('memcachedStore()', function () {
         assert.equal(String(await before), 'one')
         assert.equal(await removed, true)
         assert.equal(await after, undefined)
+      } finally {
+        client.close()
+      }
+    })
+
+    it('should send the GETs of one round trip in one write per server, not one write each', async function () {
+      const { client } = spiedClient(one)
+      const store = memcachedStore({ client }, { prefix: unique() })
+      try {
+        await store.set('posts:1:GET#h', Buffer.from('one'), 60_000)
+        await store.set('posts:2:GET#h', Buffer.from('two'), 60_000)
+        // Count what reaches the socket: each _write or _writev is one system call.
+        const socket = (client as unknown as { servers: { _socket: Socket }[] }).servers[0]._socket
+        let writes = 0
+        for (const method of ['_write', '_writev'] as const) {
+          const original = socket[method]!.bind(socket)
+          ;(socket as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+            writes++
+            return (original as (...a: unknown[]) => void)(...args)
+          }
+        }
+        const read = await store.getMany!(['posts:1:GET#h', 'posts:2:GET#h'])
+        assert.deepEqual(read.map(String), ['one', 'two'])
+        // Six generations in the first round trip, the two entries in the second.
+        assert.equal(writes, 2)
+        writes = 0
+        assert.equal(String(await store.get('posts:1:GET#h')), 'one')
+        assert.equal(writes, 2)
       } finally {
         client.close()
       }
