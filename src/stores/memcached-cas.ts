@@ -46,7 +46,14 @@ export class CasClient {
    */
   private readonly known = new Map<string, { bytes: Buffer; cas: Buffer }>()
 
-  constructor(private readonly connection: MemjsConnection) {}
+  /**
+   * @param hold Called before requests that go out together: holds back the connection's writes
+   * until the end of the run, so that they leave in one system call.
+   */
+  constructor(
+    private readonly connection: MemjsConnection,
+    private readonly hold: () => void = () => {},
+  ) {}
 
   /**
    * Store `value` under `name` (a memcached key) with `expires` (memcached's expiry field) only
@@ -58,6 +65,7 @@ export class CasClient {
     const extras = Buffer.alloc(8)
     extras.writeUInt32BE(expires, 4)
     if (expected === null) {
+      this.hold()
       const [added, held] = await Promise.all([this.send(ADD, name, extras, value), this.send(GET, name)])
       return this.outcome(name, added, held, value)
     }
@@ -69,6 +77,7 @@ export class CasClient {
       if (!held.value.equals(expected)) return held.value
       known = { bytes: held.value, cas: held.cas }
     }
+    this.hold()
     const [stored, held] = await Promise.all([this.send(SET, name, extras, value, known.cas), this.send(GET, name)])
     return this.outcome(name, stored, held, value)
   }

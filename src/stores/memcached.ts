@@ -609,7 +609,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     forget(key, true)
     const c = client ?? (await open())
     if (!hasConnection(c)) throw new Error('memcachedStore.setIf needs a memjs Client')
-    cas ??= new CasClient(c)
+    cas ??= new CasClient(c, () => holdWrites(c))
     const tokens = isRecord(key) ? [] : await ensureGenerations(c, namespacesOf(key))
     sentChange()
     return cas.setIf(physicalKey(key, tokens), expected === null ? null : asBuffer(expected), asBuffer(value), expiry(ttlMs))

@@ -32,6 +32,20 @@ function spiedClient(addresses: string[]) {
   return { client, sent }
 }
 
+/** Count what reaches the first server's socket: each _write or _writev is one system call. */
+function countWrites(client: memjs.Client): { count: number } {
+  const socket = (client as unknown as { servers: { _socket: Socket }[] }).servers[0]._socket
+  const writes = { count: 0 }
+  for (const method of ['_write', '_writev'] as const) {
+    const original = socket[method]!.bind(socket)
+    ;(socket as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
+      writes.count++
+      return (original as (...a: unknown[]) => void)(...args)
+    }
+  }
+  return writes
+}
+
 /** Two store instances on separate clients behave as two processes: write with one, read with the other. */
 function crossProcess(writer: Store, reader: Store): Store {
   return {
@@ -245,29 +259,31 @@ describe('memcachedStore()', function () {
       }
     })
 
-    it('should send the GETs of one round trip in one write per server, not one write each', async function () {
+    it('should send the requests of one round trip in one write per server, not one write each', async function () {
       const { client } = spiedClient(one)
       const store = memcachedStore({ client }, { prefix: unique() })
       try {
         await store.set('posts:1:GET#h', Buffer.from('one'), 60_000)
         await store.set('posts:2:GET#h', Buffer.from('two'), 60_000)
-        // Count what reaches the socket: each _write or _writev is one system call.
-        const socket = (client as unknown as { servers: { _socket: Socket }[] }).servers[0]._socket
-        let writes = 0
-        for (const method of ['_write', '_writev'] as const) {
-          const original = socket[method]!.bind(socket)
-          ;(socket as unknown as Record<string, unknown>)[method] = (...args: unknown[]) => {
-            writes++
-            return (original as (...a: unknown[]) => void)(...args)
-          }
-        }
+        const writes = countWrites(client)
         const read = await store.getMany!(['posts:1:GET#h', 'posts:2:GET#h'])
         assert.deepEqual(read.map(String), ['one', 'two'])
         // Six generations in the first round trip, the two entries in the second.
-        assert.equal(writes, 2)
-        writes = 0
+        assert.equal(writes.count, 2)
+        writes.count = 0
         assert.equal(String(await store.get('posts:1:GET#h')), 'one')
-        assert.equal(writes, 2)
+        assert.equal(writes.count, 2)
+        // A compare-and-set sends its write and a GET together: one write, whether it is stored or not.
+        const record = 'cachet~mark:posts'
+        writes.count = 0
+        assert.equal(await store.setIf!(record, null, Buffer.from('a'), 60_000), true)
+        assert.equal(writes.count, 1)
+        writes.count = 0
+        assert.equal(String(await store.setIf!(record, null, Buffer.from('b'), 60_000)), 'a')
+        assert.equal(writes.count, 1)
+        writes.count = 0
+        assert.equal(await store.setIf!(record, Buffer.from('a'), Buffer.from('c'), 60_000), true)
+        assert.equal(writes.count, 1)
       } finally {
         client.close()
       }
