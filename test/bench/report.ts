@@ -187,6 +187,20 @@ export function hitRatio(hits: HitRow[], variant: string, baseline: string, body
   return row[metric] / base[metric]
 }
 
+/**
+ * The median of the per-repetition ratios of `variant` to `baseline`: each repetition measures the
+ * two back to back (see `hitOrder` in run.ts), so drift between repetitions cancels out.
+ */
+export function pairedHitRatio(hits: HitRow[], variant: string, baseline: string, bodyBytes: number, metric: 'runs' | 'perCore' = 'runs'): number | undefined {
+  const row = hits.find((h) => h.variant === variant && h.bodyBytes === bodyBytes && !h.skipped)
+  const base = hits.find((h) => h.variant === baseline && h.bodyBytes === bodyBytes && !h.skipped)
+  if (!row || !base || row[metric].length === 0 || row[metric].length !== base[metric].length) return undefined
+  const values = (h: HitRow) => (metric === 'runs' ? h.runs.map((run) => run.rps) : h.perCore)
+  const [a, b] = [values(row), values(base)]
+  if (b.some((x) => !(x > 0))) return undefined
+  return median(a.map((x, i) => x / b[i]))
+}
+
 export function markdown(results: Results): string {
   const { machine } = results
   const out: string[] = [
@@ -211,7 +225,9 @@ export function markdown(results: Results): string {
     'Every variant runs in its own server process; autocannon drives it from the runner process. cachet is loaded as it is published:',
     'src/ built by tsup at the start of the run (ESM, dependencies external). Each measurement is preceded by a',
     'probe request (the first MISS) and a warm-up run. Figures are medians over the repetitions; latencies are exact per-request',
-    'timings in milliseconds; ratios divide medians of the same run. "origin calls" counts handler runs during the measured window',
+    'timings in milliseconds; ratios divide medians of the same run, except the tagged ÷ untagged ones: the two variants of such a',
+    "pair run back to back in each repetition (in turn first), and the ratio is the median of the repetitions' ratios, which",
+    'cancels the drift of the machine between repetitions. "origin calls" counts handler runs during the measured window',
     '(a cached variant that really serves HITs shows 0). "other CPU" is the median number of cores used by processes outside the',
     'benchmark during the measured windows (each measurement first waits, up to a limit, for the machine to be quiet).',
     '"req per server CPU-s" divides req/s by the CPU the server process used in the window: it is far less sensitive to other',

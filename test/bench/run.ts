@@ -11,6 +11,7 @@ import { profileMarkdown, summariseProfile } from './profile.js'
 import {
   hitRatio,
   markdown,
+  pairedHitRatio,
   size,
   svgChart,
   type CachedRow,
@@ -314,6 +315,26 @@ function entriesOf(stats: unknown): number | undefined {
 
 // --- HIT throughput ---------------------------------------------------------------------------
 
+/**
+ * The HIT variants in the order repetition `rep` measures them: a tagged variant right beside the
+ * untagged one it is compared with, first on even repetitions, so that the machine's drift over a
+ * run (minutes) falls on both alike and a pair's per-repetition ratios cancel it.
+ */
+function hitOrder(rep: number): Variant[] {
+  const order: Variant[] = []
+  for (const v of selected) {
+    if (v.tags && selected.some((u) => u.name === untaggedOf(v))) continue
+    const tagged = selected.find((t) => t.tags && untaggedOf(t) === v.name)
+    order.push(...(tagged === undefined ? [v] : rep % 2 === 0 ? [tagged, v] : [v, tagged]))
+  }
+  return order
+}
+
+/** The untagged variant a tagged one is compared with (`…-tags-json` → `…-json`). */
+function untaggedOf(v: Variant): string {
+  return v.name.replace('-tags-json', '-json')
+}
+
 async function hitSection(): Promise<HitRow[]> {
   const rows = new Map<string, HitRow>()
   const skipped = new Map<string, string>()
@@ -322,7 +343,7 @@ async function hitSection(): Promise<HitRow[]> {
   const serviceCpu = new Map<string, number[]>()
   for (let rep = 1; rep <= settings.reps; rep++) {
     for (const bodyBytes of settings.sizes) {
-      for (const v of selected) {
+      for (const v of hitOrder(rep)) {
         const key = `${v.name}@${bodyBytes}`
         const row: HitRow = rows.get(key) ?? {
           variant: v.name,
@@ -751,9 +772,13 @@ async function cachedSection(): Promise<CachedRow[]> {
 
 function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[] {
   const list: Target[] = []
-  const ratio = (name: string, variant: string, baseline: string, bodyBytes: number, threshold: number, note?: string) => {
-    const value = hitRatio(r.hits, variant, baseline, bodyBytes)
-    const perCore = hitRatio(r.hits, variant, baseline, bodyBytes, 'rpsPerCore')
+  const ratio = (name: string, variant: string, baseline: string, bodyBytes: number, threshold: number, note?: string, paired = false) => {
+    const value = paired ? pairedHitRatio(r.hits, variant, baseline, bodyBytes) : hitRatio(r.hits, variant, baseline, bodyBytes)
+    const perCore = paired ? pairedHitRatio(r.hits, variant, baseline, bodyBytes, 'perCore') : hitRatio(r.hits, variant, baseline, bodyBytes, 'rpsPerCore')
+    if (paired && value !== undefined) {
+      const ofMedians = hitRatio(r.hits, variant, baseline, bodyBytes)
+      note = `median of the ${r.hits.find((h) => h.variant === variant && h.bodyBytes === bodyBytes)!.runs.length} repetitions' ratios (the pair measured back to back); ratio of the medians ${ofMedians?.toFixed(3)} ×`
+    }
     const rows = [variant, baseline].map((n) => r.hits.find((h) => h.variant === n && h.bodyBytes === bodyBytes))
     const missing = rows.find((h) => h && (h.skipped || !Number.isFinite(h.rps)))
     list.push({
@@ -867,7 +892,7 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
   }
   for (const store of ['memory', 'redis', 'memcached']) {
     for (const bodyBytes of [1024, 102400]) {
-      ratio(`${store} HIT with tags ≥ 0.95 × without`, `cachet-express5-${store}-tags-json`, `cachet-express5-${store}-json`, bodyBytes, 0.95)
+      ratio(`${store} HIT with tags ≥ 0.95 × without`, `cachet-express5-${store}-tags-json`, `cachet-express5-${store}-json`, bodyBytes, 0.95, undefined, true)
     }
   }
   for (const store of ['redis', 'memcached']) {
@@ -878,6 +903,8 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
         `cachet-express5-${store}-local-json`,
         bodyBytes,
         0.95,
+        undefined,
+        true,
       )
     }
   }
