@@ -452,8 +452,8 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
           const cached = generationCache.get(name)
           if (cached && cached.until > at) return cached.token
         }
-        // memjs writes each GET to the server's socket right away: these are pipelined, so all
-        // the namespaces cost one round trip of latency (per server, in parallel).
+        // These GETs go out together (in one write per server, see holdWrites): all the
+        // namespaces cost one round trip of latency (per server, in parallel).
         const { value } = await getShared(c, physical('g', name))
         const token = value ? value.toString('latin1') : undefined
         if (token !== undefined) remember(name, token)
