@@ -337,7 +337,8 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   /**
    * Hold back the writes to the client's connected server sockets until the end of this run, so
    * that the GETs a read sends together (the generations, a tag's mark, the record of soft purges,
-   * other requests' reads) leave in one system call per server, not one each.
+   * other requests' reads) leave in one system call per server, not one each. The sockets are
+   * memjs's (`Server._socket`, not part of its API): a client without them is left as it is.
    */
   function holdWrites(c: MemcachedClient): void {
     if (corked !== undefined) return
