@@ -212,17 +212,17 @@ export class Storage {
     for (const tag of tags) this.noteMark(tag, soft ? { hard: 0, soft: at } : { hard: at, soft: 0 })
     if (this.entries !== undefined) return
     const [hard, softAt] = soft ? [0, at] : [at, 0]
-    await Promise.all(
-      tags.map((tag) => (typeof this.store.setIf === 'function' ? this.raiseMark(markKey(tag), hard, softAt) : this.overwriteMark(markKey(tag), hard, softAt))),
-    )
+    await Promise.all(tags.map((tag) => this.raiseMark(markKey(tag), hard, softAt)))
   }
 
   /**
-   * Raise the mark stored under `key` to `hard` and `soft` through the store's compare-and-set (`setIf`), so
-   * that marks written by several processes at once are all kept. Raises of one mark in this
-   * process go one at a time: one runs (`casMark`), and those asked for meanwhile wait and then
-   * run together, as one, with the latest of their times. Concurrent invalidations in one process
-   * thus cost two compare-and-sets, not one each that all but one would see refused.
+   * Raise the mark stored under `key` to `hard` and `soft`: through the store's compare-and-set
+   * (`casMark`), so that marks written by several processes at once are all kept, or with a read
+   * and a write on a store without `setIf` (`overwriteMark`). Raises of one mark in this process go
+   * one at a time: one runs, and those asked for meanwhile wait and then run together, as one, with
+   * the latest of their times. Concurrent invalidations in one process thus cost two
+   * compare-and-sets, not one each that all but one would see refused; and without `setIf` none
+   * of them writes back a mark it read before another's write.
    */
   private raiseMark(key: string, hard: number, soft: number): Promise<void> {
     const queue = this.raises.get(key)
@@ -233,7 +233,7 @@ export class Storage {
 
   /** Run one raise of the mark under `key`, then the one that waited for it, if any (see `raiseMark`). */
   private runRaise(key: string, hard: number, soft: number): Promise<void> {
-    const running = this.casMark(key, hard, soft)
+    const running = typeof this.store.setIf === 'function' ? this.casMark(key, hard, soft) : this.overwriteMark(key, hard, soft)
     this.raises.set(key, { waiting: undefined })
     const next = () => {
       const waiting = this.raises.get(key)?.waiting
@@ -274,7 +274,7 @@ export class Storage {
   /**
    * Raise the mark stored under `key` to `hard` and `soft` with a read and a write, on a store
    * without `setIf`: two processes marking one tag within one round trip of each other can leave
-   * the earlier time.
+   * the earlier time (within this process, `raiseMark` runs them one after the other).
    */
   private async overwriteMark(key: string, hard: number, soft: number): Promise<void> {
     const mark = raise(markOf(await this.read(key, true)), hard, soft)

@@ -212,6 +212,28 @@ for (const s of STORES) {
           }
         })
 
+        it('should keep both marks when one process invalidates one tag twice at once, on a store without setIf', async () => {
+          const base = await setup(s)
+          const [one, two] = [await sameBackend(s, base), await sameBackend(s, base)]
+          try {
+            // A custom store without compare-and-set: the cache reads each mark, then writes it.
+            const a = await setup(s, { store: { ...one.store, setIf: undefined } })
+            const b = await setup(s, { store: two.store, clockFrom: a })
+            for (const h of [a, b]) h.O.headers = { ...CC60, ETag: '"x"', 'Surrogate-Key': 'shared' }
+            await a.get('/x', SITE).expect('X-Cache', 'MISS')
+            await eventually(async () => (await b.get('/x', SITE)).headers['x-cache'] === 'HIT', 'the entry in the other process')
+            await Promise.all([a.cache.invalidateTags(['shared']), a.cache.invalidateTags(['shared'], { soft: true })])
+            b.clock.advance(1000)
+            b.O.status = 304
+            // The hard purge holds in the other process: a MISS, not a revalidation.
+            await b.get('/x', SITE).expect('X-Cache', 'MISS')
+            expect(b.O.seen.at(-1)!.headers['if-none-match']).to.equal(undefined)
+          } finally {
+            await one.close()
+            await two.close()
+          }
+        })
+
         for (const tier of [false, true]) {
           it(`should mark entries stale there too on a soft pattern purge, ${tier ? 'when both processes have the local tier' : 'without a local tier'}`, async () => {
             const base = await setup(s)
