@@ -136,8 +136,8 @@ export class Storage {
    */
   private readonly markBytes = new Map<string, Uint8Array>()
   /**
-   * Marks being raised through `setIf` in this process, by store key, with the raise that waits
-   * for the running one: the latest hard and soft times asked for meanwhile (see `raiseMark`).
+   * Marks being raised in this process, by store key, with the raise that waits for the running
+   * one: the latest hard and soft times asked for meanwhile (see `raiseMark`).
    */
   private readonly raises = new Map<string, { waiting: WaitingRaise | undefined }>()
   /** Soft pattern invalidations, newest last: a matching entry from before `at` is served as stale. */
@@ -1070,9 +1070,9 @@ interface WaitingRaise {
 }
 
 function waitingRaise(): WaitingRaise {
-  const raise = { hard: 0, soft: 0 } as WaitingRaise
-  raise.settled = new Promise<void>((resolve, reject) => Object.assign(raise, { resolve, reject }))
-  return raise
+  const waiting = { hard: 0, soft: 0 } as WaitingRaise
+  waiting.settled = new Promise<void>((resolve, reject) => Object.assign(waiting, { resolve, reject }))
+  return waiting
 }
 
 /** Keys whose mark plan is kept (see `markPlans`). */

@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto'
 import assert from 'node:assert/strict'
 import { compilePattern, RECORD_PREFIX } from './pattern.js'
 import type { Store } from './types.js'
+import { asBuffer } from './stores/bytes.js'
 
 /**
  * The test runner's functions the contract registers its tests with: mocha's globals,
@@ -124,7 +125,7 @@ export function runStoreContract(test: TestFunctions, name: string, factory: Con
       const value = await store.get(key)
       if (value === undefined || value === null) return undefined
       assert.ok(value instanceof Uint8Array, 'get() resolves a Uint8Array')
-      return Buffer.from(value.buffer, value.byteOffset, value.byteLength)
+      return asBuffer(value)
     }
 
     async function put(...keys: string[]): Promise<void> {
@@ -210,7 +211,7 @@ export function runStoreContract(test: TestFunctions, name: string, factory: Con
           const keys = ['many:a:GET', 'many:none:GET', 'many:large:GET', 'many:a:GET', 'many:empty:GET', `many:ü ${'x'.repeat(600)}:GET`]
           const found = await store.getMany!(keys)
           assert.equal(found.length, keys.length)
-          const text = found.map((v) => (v === undefined || v === null ? null : Buffer.from(v.buffer, v.byteOffset, v.byteLength)))
+          const text = found.map((v) => (v === undefined || v === null ? null : asBuffer(v)))
           assert.equal(text[0]!.toString(), 'A')
           assert.equal(text[1], null)
           assert.equal(text[2]!.equals(large), true)
@@ -228,7 +229,7 @@ export function runStoreContract(test: TestFunctions, name: string, factory: Con
     if (capabilities.setIf === true)
       describe('setIf()', function () {
         const text = (value: Uint8Array | null | true | undefined) =>
-          value === true ? true : value === null || value === undefined ? null : Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString()
+          value === true ? true : value === null || value === undefined ? null : asBuffer(value).toString()
 
         it('should store over nothing only when it expects nothing, and answer what is held otherwise', async function () {
           assert.equal(typeof store.setIf, 'function', 'the store has setIf()')

@@ -268,6 +268,16 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
     return true
   })
 
+  /** After a row was written: its pending read time is moot, and a bounded store evicts down to its bounds. */
+  function written(name: string): void {
+    touched.delete(name)
+    if (bounded) {
+      // Least recently read first: the read times of recent hits go in before choosing.
+      flushTouches()
+      evictToBounds()
+    }
+  }
+
   function flushTouches(): void {
     if (touched.size === 0) return
     const entries = [...touched]
@@ -364,12 +374,7 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
       const at = now()
       const bytes = asBuffer(value)
       sql.set.run(prefix + key, bytes, at + Math.max(1, Math.ceil(ttlMs)), at, bytes.length)
-      touched.delete(prefix + key)
-      if (bounded) {
-        // Least recently read first: the read times of recent hits go in before choosing.
-        flushTouches()
-        evictToBounds()
-      }
+      written(prefix + key)
     },
 
     setIf(key, expected, value, ttlMs) {
@@ -379,13 +384,8 @@ export function sqliteStore(connection: SqliteStoreConnection & SqliteStoreOptio
       }
       const bytes = asBuffer(value)
       const stored = compareAndSet.immediate(prefix + key, expected, bytes, ttlMs) as true | Buffer | null
-      if (stored !== true) return stored
-      touched.delete(prefix + key)
-      if (bounded) {
-        flushTouches()
-        evictToBounds()
-      }
-      return true
+      if (stored === true) written(prefix + key)
+      return stored
     },
 
     delete(key) {
