@@ -24,6 +24,11 @@ export interface HitRow {
   probe?: string
   skipped?: string
   notes: string[]
+  /**
+   * A tagged variant's interleaved measurement against its untagged `baseline`: per repetition,
+   * the req/s of each window of each server (see `interleavedPairs` in run.ts).
+   */
+  interleaved?: { baseline: string; windowSeconds: number; rounds: { tagged: number[]; untagged: number[] }[] }
 }
 
 export interface MemoryRow {
@@ -199,6 +204,14 @@ export function pairedHitRatio(hits: HitRow[], variant: string, baseline: string
   const [a, b] = [values(row), values(base)]
   if (b.some((x) => !(x > 0))) return undefined
   return median(a.map((x, i) => x / b[i]))
+}
+
+/** The median over the repetitions of a tagged variant's interleaved req/s, each divided by its untagged one's over the same windows. */
+export function interleavedHitRatio(hits: HitRow[], variant: string, baseline: string, bodyBytes: number): number | undefined {
+  const rounds = hits.find((h) => h.variant === variant && h.bodyBytes === bodyBytes && !h.skipped)?.interleaved
+  if (!rounds || rounds.baseline !== baseline || rounds.rounds.length === 0) return undefined
+  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0)
+  return median(rounds.rounds.map((r) => sum(r.tagged) / sum(r.untagged)))
 }
 
 export function markdown(results: Results): string {
