@@ -603,7 +603,7 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
 
     async set(key, value, ttlMs) {
       const c = client ?? (await open())
-      const stamped = stamp(toBuffer(value))
+      const stamped = stamp(toBuffer(value, 'set'))
       hot?.delete(key)
       fetching.delete(key)
       const px = Math.max(1, Math.ceil(ttlMs))
@@ -617,7 +617,7 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
 
     async setIf(key, expected, value, ttlMs) {
       const c = client ?? (await open())
-      const stamped = stamp(toBuffer(value))
+      const stamped = stamp(toBuffer(value, 'setIf'))
       hot?.delete(key)
       fetching.delete(key)
       if (publishes) tier?.log.note(key, true)
@@ -627,7 +627,7 @@ export function redisStore(connection: RedisStoreConnection & RedisStoreOptions,
         [prefix + key],
         [
           expected === null ? '0' : '1',
-          expected === null ? '' : toBuffer(expected),
+          expected === null ? '' : toBuffer(expected, 'setIf'),
           STAMP_MAGIC,
           stamped,
           Math.max(1, Math.ceil(ttlMs)),
@@ -788,9 +788,9 @@ function clusterReady(cluster: RedisClusterClient): Promise<void> {
   })
 }
 
-function toBuffer(value: Uint8Array): Buffer {
+function toBuffer(value: Uint8Array, method: 'set' | 'setIf'): Buffer {
   if (!(value instanceof Uint8Array)) {
-    throw new TypeError(`redisStore.set expects bytes, got ${describe(value)}`)
+    throw new TypeError(`redisStore.${method} expects bytes, got ${describe(value)}`)
   }
   // A view, not a copy: stamp() copies it behind the stamp at once.
   return asBuffer(value)

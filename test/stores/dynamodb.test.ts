@@ -106,6 +106,7 @@ describe('dynamodbStore()', function () {
         }
       },
       { patterns: 'namespaces', getMany: true, keepsRecords: true, setIf: true },
+      { rejectsNonBytes: ['set', 'setIf'] },
     )
   })
 

@@ -93,6 +93,7 @@ describe('memcachedStore()', function () {
         }
       },
       capabilities,
+      { rejectsNonBytes: ['set', 'setIf'] },
     )
   })
 

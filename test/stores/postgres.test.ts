@@ -69,6 +69,7 @@ describe('postgresStore()', function () {
         }
       },
       { getMany: true, keepsRecords: true, setIf: true },
+      { rejectsNonBytes: ['set', 'setIf'] },
     )
   })
 

@@ -82,6 +82,7 @@ describe('sqliteStore()', function () {
         }
       },
       { getMany: true, keepsRecords: true, setIf: true },
+      { rejectsNonBytes: ['set', 'setIf'] },
     )
   })
 
