@@ -28,7 +28,12 @@ export interface HitRow {
    * A tagged variant's interleaved measurement against its untagged `baseline`: per repetition,
    * the req/s of each window of each server (see `interleavedPairs` in run.ts).
    */
-  interleaved?: { baseline: string; windowSeconds: number; rounds: { tagged: number[]; untagged: number[] }[] }
+  interleaved?: {
+    baseline: string
+    windowSeconds: number
+    /** Per repetition: each window's req/s, and the cores the server used in it (NaN where /proc is not available). */
+    rounds: { tagged: number[]; untagged: number[]; taggedCores?: number[]; untaggedCores?: number[] }[]
+  }
 }
 
 export interface MemoryRow {
@@ -206,12 +211,25 @@ export function pairedHitRatio(hits: HitRow[], variant: string, baseline: string
   return median(a.map((x, i) => x / b[i]))
 }
 
-/** The median over the repetitions of a tagged variant's interleaved req/s, each divided by its untagged one's over the same windows. */
-export function interleavedHitRatio(hits: HitRow[], variant: string, baseline: string, bodyBytes: number): number | undefined {
+/**
+ * The median over the repetitions of a tagged variant's interleaved req/s, each divided by its
+ * untagged one's over the same windows; with `perCore`, of its requests per server CPU-second.
+ */
+export function interleavedHitRatio(
+  hits: HitRow[],
+  variant: string,
+  baseline: string,
+  bodyBytes: number,
+  metric: 'rps' | 'perCore' = 'rps',
+): number | undefined {
   const rounds = hits.find((h) => h.variant === variant && h.bodyBytes === bodyBytes && !h.skipped)?.interleaved
   if (!rounds || rounds.baseline !== baseline || rounds.rounds.length === 0) return undefined
   const sum = (values: number[]) => values.reduce((a, b) => a + b, 0)
-  return median(rounds.rounds.map((r) => sum(r.tagged) / sum(r.untagged)))
+  // Windows last the same time, so req/s summed over cores summed is requests per CPU-second.
+  const ratio = (r: (typeof rounds.rounds)[number]) =>
+    metric === 'rps' ? sum(r.tagged) / sum(r.untagged) : sum(r.tagged) / sum(r.taggedCores ?? []) / (sum(r.untagged) / sum(r.untaggedCores ?? []))
+  const ratios = rounds.rounds.map(ratio).filter((x) => Number.isFinite(x) && x > 0)
+  return ratios.length ? median(ratios) : undefined
 }
 
 export function markdown(results: Results): string {

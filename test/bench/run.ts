@@ -98,7 +98,7 @@ const settings = {
   tagKeys: quick ? 2_000 : 100_000,
   tagHotKeys: 100,
   /** Interleaved tagged ÷ untagged pairs: ABBA/BAAB blocks per repetition, and seconds per window. */
-  pairBlocks: quick ? 2 : 4,
+  pairBlocks: quick ? 2 : 8,
   pairWindow: quick ? 0.5 : 1,
   missConnections: 10,
   missSeconds: quick ? 1 : 4,
@@ -359,7 +359,8 @@ async function interleavedPairs(rows: Map<string, HitRow>): Promise<void> {
         try {
           const windows = await withPair(tagged, untagged, bodyBytes, (ht, hu) => alternate(ht, hu))
           if (isSkip(windows)) continue
-          const round = { tagged: windows.filter((w) => w.h === 0).map((w) => w.rps), untagged: windows.filter((w) => w.h === 1).map((w) => w.rps) }
+          const of = (h: 0 | 1, field: 'rps' | 'cores') => windows.filter((w) => w.h === h).map((w) => w[field] ?? NaN)
+          const round = { tagged: of(0, 'rps'), untagged: of(1, 'rps'), taggedCores: of(0, 'cores'), untaggedCores: of(1, 'cores') }
           const interleaved = (row.interleaved ??= { baseline: untagged.name, windowSeconds: settings.pairWindow, rounds: [] })
           interleaved.rounds.push(round)
           const sum = (values: number[]) => values.reduce((a, b) => a + b, 0)
@@ -400,7 +401,7 @@ async function withPair<T>(
 }
 
 /** Warm both servers up, then load them in turn: `pairBlocks` blocks of four windows, ABBA and BAAB. */
-async function alternate(...servers: [ServerHandle, ServerHandle]): Promise<{ h: 0 | 1; rps: number }[]> {
+async function alternate(...servers: [ServerHandle, ServerHandle]): Promise<{ h: 0 | 1; rps: number; cores?: number }[]> {
   for (const h of servers) {
     await get(h.port, '/items/1')
     await runLoad({ port: h.port, connections: settings.connections, seconds: settings.warmup })
@@ -408,12 +409,13 @@ async function alternate(...servers: [ServerHandle, ServerHandle]): Promise<{ h:
   const pids = [...new Set([...ownPids(servers[0]), servers[1].pid])]
   const quiet = quick ? { waitedMs: 0 } : await waitForQuiet(pids, settings.quietThreshold, settings.quietWaitMs)
   const end = cpuWindow(pids)
-  const windows: { h: 0 | 1; rps: number }[] = []
+  const windows: { h: 0 | 1; rps: number; cores?: number }[] = []
   for (let block = 0; block < settings.pairBlocks; block++) {
     const order: (0 | 1)[] = block % 2 === 0 ? [0, 1, 1, 0] : [1, 0, 0, 1]
     for (const h of order) {
+      const server = cpuWindow([servers[h].pid])
       const run = await runLoad({ port: servers[h].port, connections: settings.connections, seconds: settings.pairWindow })
-      windows.push({ h, rps: run.rps })
+      windows.push({ h, rps: run.rps, cores: server()?.perPid[0] })
     }
   }
   const cpu = end()
@@ -863,7 +865,9 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
     const interleaved = paired ? interleavedHitRatio(r.hits, variant, baseline, bodyBytes) : undefined
     const backToBack = paired ? pairedHitRatio(r.hits, variant, baseline, bodyBytes) : undefined
     const value = interleaved ?? (paired ? backToBack : hitRatio(r.hits, variant, baseline, bodyBytes))
-    const perCore = paired ? pairedHitRatio(r.hits, variant, baseline, bodyBytes, 'perCore') : hitRatio(r.hits, variant, baseline, bodyBytes, 'rpsPerCore')
+    const perCore = paired
+      ? (interleavedHitRatio(r.hits, variant, baseline, bodyBytes, 'perCore') ?? pairedHitRatio(r.hits, variant, baseline, bodyBytes, 'perCore'))
+      : hitRatio(r.hits, variant, baseline, bodyBytes, 'rpsPerCore')
     if (paired && value !== undefined) {
       const row = r.hits.find((h) => h.variant === variant && h.bodyBytes === bodyBytes)!
       const ofMedians = hitRatio(r.hits, variant, baseline, bodyBytes)?.toFixed(3)
