@@ -357,8 +357,8 @@ async function interleavedPairs(rows: Map<string, HitRow>): Promise<void> {
         const row = rows.get(`${tagged.name}@${bodyBytes}`)
         if (!row || row.skipped || rows.get(`${untagged.name}@${bodyBytes}`)?.skipped) continue
         try {
-          // Half the blocks with each server started first: a server started first served a few
-          // per cent fewer requests per CPU-second than an identical one started second.
+          // Two pairs of processes per repetition, one in each start order: two servers of one
+          // variant differed by 3-7 % in CPU per request, and a pair carries its processes' luck.
           const taggedFirst = await withPair(tagged, untagged, bodyBytes, (ht, hu) => alternate(ht, hu))
           if (isSkip(taggedFirst)) continue
           const untaggedFirst = await withPair(untagged, tagged, bodyBytes, (hu, ht) => alternate(ht, hu))
