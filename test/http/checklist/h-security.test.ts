@@ -28,10 +28,13 @@ const CC60 = { 'Cache-Control': 'max-age=60' }
 const MiB = 1024 * 1024
 
 /** Live memory after a full collection: heap plus Buffers (RSS alone moves with garbage not yet collected). */
+let collect: (() => void) | undefined
 function liveBytes(): number {
-  v8.setFlagsFromString('--expose-gc')
-  const gc = vm.runInNewContext('gc') as () => void
-  gc()
+  if (collect === undefined) {
+    v8.setFlagsFromString('--expose-gc')
+    collect = vm.runInNewContext('gc') as () => void
+  }
+  collect()
   const m = process.memoryUsage()
   return m.heapUsed + m.arrayBuffers
 }
@@ -178,9 +181,11 @@ for (const s of storeFactories) {
       })
       const expected = createHash('sha256')
       for (let i = 0; i < chunks; i++) expected.update(bigChunk(i))
-      const rssBefore = process.memoryUsage().rss
-      let peak = rssBefore
-      const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5)
+      // Live memory after a full collection, sampled while the body streams: RSS also counts
+      // garbage not collected yet, which a correct cache leaves behind too (it grew by 43 MB once).
+      const liveBefore = liveBytes()
+      let peak = liveBefore
+      const sampler = setInterval(() => (peak = Math.max(peak, liveBytes())), 25)
       let first
       try {
         first = await streamed(h.port, '/big')
@@ -190,7 +195,8 @@ for (const s of storeFactories) {
       expect(first.status).to.equal(200)
       expect(first.length).to.equal(50 * MiB)
       expect(first.sha256).to.equal(expected.digest('hex'))
-      expect(peak - rssBefore, 'RSS growth while streaming').to.be.below(40 * MiB)
+      // Buffering the whole body would hold up to 50 MiB by the end; a bounded capture holds 1 MiB.
+      expect(peak - liveBefore, 'live memory growth while streaming').to.be.below(16 * MiB)
       await sleep(20)
       const second = await streamed(h.port, '/big')
       expect(second.headers['x-cache']).to.equal('MISS')
