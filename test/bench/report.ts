@@ -211,10 +211,19 @@ export function pairedHitRatio(hits: HitRow[], variant: string, baseline: string
   return median(a.map((x, i) => x / b[i]))
 }
 
+type InterleavedRound = NonNullable<HitRow['interleaved']>['rounds'][number]
+
 /**
- * The median over the repetitions of a tagged variant's interleaved req/s, each divided by its
- * untagged one's over the same windows; with `perCore`, of its requests per server CPU-second.
+ * One repetition of an interleaved pair: the tagged server's req/s summed over its windows over
+ * the untagged one's; with `perCore`, of its requests per server CPU-second (the windows last the
+ * same time, so req/s summed over cores summed is requests per CPU-second).
  */
+export function roundRatio(r: InterleavedRound, metric: 'rps' | 'perCore' = 'rps'): number {
+  const sum = (values: number[] = []) => values.reduce((a, b) => a + b, 0)
+  return metric === 'rps' ? sum(r.tagged) / sum(r.untagged) : sum(r.tagged) / sum(r.taggedCores) / (sum(r.untagged) / sum(r.untaggedCores))
+}
+
+/** The median over the repetitions of a tagged variant's interleaved ratio to `baseline` (see `roundRatio`). */
 export function interleavedHitRatio(
   hits: HitRow[],
   variant: string,
@@ -224,11 +233,7 @@ export function interleavedHitRatio(
 ): number | undefined {
   const rounds = hits.find((h) => h.variant === variant && h.bodyBytes === bodyBytes && !h.skipped)?.interleaved
   if (!rounds || rounds.baseline !== baseline || rounds.rounds.length === 0) return undefined
-  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0)
-  // Windows last the same time, so req/s summed over cores summed is requests per CPU-second.
-  const ratio = (r: (typeof rounds.rounds)[number]) =>
-    metric === 'rps' ? sum(r.tagged) / sum(r.untagged) : sum(r.tagged) / sum(r.taggedCores ?? []) / (sum(r.untagged) / sum(r.untaggedCores ?? []))
-  const ratios = rounds.rounds.map(ratio).filter((x) => Number.isFinite(x) && x > 0)
+  const ratios = rounds.rounds.map((r) => roundRatio(r, metric)).filter((x) => Number.isFinite(x) && x > 0)
   return ratios.length ? median(ratios) : undefined
 }
 

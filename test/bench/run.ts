@@ -13,6 +13,7 @@ import {
   markdown,
   pairedHitRatio,
   interleavedHitRatio,
+  roundRatio,
   size,
   svgChart,
   type CachedRow,
@@ -279,16 +280,20 @@ async function flushFor(v: Variant): Promise<void> {
   }
 }
 
-/** Start a server for `variant`, run `body` with it, always stop it. Resolves the skip reason instead when it cannot run. */
+/**
+ * Start a server for `variant`, run `body` with it, always stop it. Resolves the skip reason
+ * instead when it cannot run. The store is flushed first unless `flush` is false.
+ */
 async function withServer<T>(
   variant: Variant,
   bodyBytes: number,
   extra: ServerOptions,
   body: (h: ServerHandle) => Promise<T>,
+  flush = true,
 ): Promise<T | { skipped: string }> {
   const options = serverOptions(variant, extra)
   if (typeof options === 'string') return { skipped: options }
-  await flushFor(variant)
+  if (flush) await flushFor(variant)
   const started = await startServer(variant.name, bodyBytes, options)
   if ('skipped' in started) return started
   try {
@@ -343,8 +348,9 @@ function untaggedOf(v: Variant): string {
  * Tagged ÷ untagged HIT throughput, measured interleaved: per repetition, both servers of a pair
  * run at once (each warmed up), and the load switches between them every `pairWindow` seconds in
  * blocks ordered ABBA then BAAB, so that both see the same moments of the machine and as many
- * windows right after a switch; then again with a new pair of processes started in the other order. In the separate runs above the two are seconds apart, and the
- * machine's req/s can move by more than the difference asked about in that time.
+ * windows right after a switch; then again with a new pair of processes started in the other
+ * order. In the separate runs above the two are seconds apart, and the machine's req/s can move
+ * by more than the difference asked about in that time.
  */
 async function interleavedPairs(rows: Map<string, HitRow>): Promise<void> {
   const pairs = selected.flatMap((t) => {
@@ -368,8 +374,7 @@ async function interleavedPairs(rows: Map<string, HitRow>): Promise<void> {
           const round = { tagged: of(0, 'rps'), untagged: of(1, 'rps'), taggedCores: of(0, 'cores'), untaggedCores: of(1, 'cores') }
           const interleaved = (row.interleaved ??= { baseline: untagged.name, windowSeconds: settings.pairWindow, rounds: [] })
           interleaved.rounds.push(round)
-          const sum = (values: number[]) => values.reduce((a, b) => a + b, 0)
-          log(`${tagged.name} ÷ ${untagged.name} ${size(bodyBytes)} rep ${rep}, interleaved: ${(sum(round.tagged) / sum(round.untagged)).toFixed(3)} ×`)
+          log(`${tagged.name} ÷ ${untagged.name} ${size(bodyBytes)} rep ${rep}, interleaved: ${roundRatio(round).toFixed(3)} ×`)
         } catch (error) {
           row.notes.push(`interleaved pair: error: ${(error as Error).message}`)
           log(`${tagged.name} ${size(bodyBytes)} rep ${rep}, interleaved: error: ${(error as Error).message}`)
@@ -379,30 +384,12 @@ async function interleavedPairs(rows: Map<string, HitRow>): Promise<void> {
   }
 }
 
-/** Start the servers of a pair of variants on one store, run `body` with both, always stop them. */
-async function withPair<T>(
-  a: Variant,
-  b: Variant,
-  bodyBytes: number,
-  body: (ha: ServerHandle, hb: ServerHandle) => Promise<T>,
-): Promise<T | { skipped: string }> {
-  const options = [serverOptions(a), serverOptions(b)]
-  const reason = options.find((o): o is string => typeof o === 'string')
-  if (reason !== undefined) return { skipped: reason }
-  await flushFor(a)
-  const first = await startServer(a.name, bodyBytes, options[0] as ServerOptions)
-  if ('skipped' in first) return first
-  try {
-    const second = await startServer(b.name, bodyBytes, options[1] as ServerOptions)
-    if ('skipped' in second) return second
-    try {
-      return await body(first.handle, second.handle)
-    } finally {
-      await second.handle.stop()
-    }
-  } finally {
-    await first.handle.stop()
-  }
+/**
+ * Start the servers of a pair of variants on one store (flushed once, before the first starts),
+ * run `body` with both, always stop them.
+ */
+function withPair<T>(a: Variant, b: Variant, bodyBytes: number, body: (ha: ServerHandle, hb: ServerHandle) => Promise<T>) {
+  return withServer(a, bodyBytes, {}, (ha) => withServer(b, bodyBytes, {}, (hb) => body(ha, hb), false))
 }
 
 /** Warm both servers up, then load them in turn: `pairBlocks` / 2 blocks of four windows, ABBA and BAAB. */
@@ -877,11 +864,11 @@ function targets(r: Omit<Results, 'targets'> & { targets?: Target[] }): Target[]
       const row = r.hits.find((h) => h.variant === variant && h.bodyBytes === bodyBytes)!
       const ofMedians = hitRatio(r.hits, variant, baseline, bodyBytes)?.toFixed(3)
       const separate = `the separate runs: median of the ${row.runs.length} repetitions' ratios ${backToBack?.toFixed(3)} ×, ratio of the medians ${ofMedians} ×`
-      const windows = row.interleaved ? row.interleaved.rounds[0].tagged.length : 0
+      const measured = interleaved === undefined ? undefined : row.interleaved
       note =
-        interleaved === undefined
+        measured === undefined
           ? `median of the ${row.runs.length} repetitions' ratios (the pair measured back to back); ratio of the medians ${ofMedians} ×`
-          : `interleaved: median over ${row.interleaved!.rounds.length} repetitions of req/s in ${windows} windows of ${row.interleaved!.windowSeconds} s per variant, the two servers loaded in turn, each started first for half of them; ${separate}`
+          : `interleaved: median over ${measured.rounds.length} repetitions of req/s in ${measured.rounds[0].tagged.length} windows of ${measured.windowSeconds} s per variant, the two servers loaded in turn, each started first for half of them; ${separate}`
     }
     const rows = [variant, baseline].map((n) => r.hits.find((h) => h.variant === n && h.bodyBytes === bodyBytes))
     const missing = rows.find((h) => h && (h.skipped || !Number.isFinite(h.rps)))
