@@ -1,4 +1,4 @@
-/** Compare-and-set over a memjs client's own connections: memcached's binary-protocol GET, ADD and SET with CAS, which memjs does not expose. */
+/** Compare-and-set over a memjs client's own connections (memcached's binary-protocol GET, ADD and SET with CAS, which memjs does not expose), and the request header it and the batched GETs (memcached-batch.ts) write. */
 
 /** A reply of the binary protocol: its status, the item's CAS value and the value. */
 export interface CasReply {
@@ -124,17 +124,35 @@ export class CasClient {
 function binaryRequest({ opcode, opaque, cas }: { opcode: number; opaque: number; cas?: Buffer }, key: string, extras: Buffer, value: Buffer): Buffer {
   const keyBytes = Buffer.from(key, 'latin1')
   const request = Buffer.alloc(24 + extras.length + keyBytes.length + value.length)
-  request.writeUInt8(0x80, 0)
-  request.writeUInt8(opcode, 1)
-  request.writeUInt16BE(keyBytes.length, 2)
-  request.writeUInt8(extras.length, 4)
-  request.writeUInt32BE(extras.length + keyBytes.length + value.length, 8)
-  request.writeUInt32BE(opaque, 12)
+  writeHeader(request, 0, {
+    opcode,
+    keyLength: keyBytes.length,
+    extrasLength: extras.length,
+    bodyLength: extras.length + keyBytes.length + value.length,
+    opaque,
+  })
   cas?.copy(request, 16)
   extras.copy(request, 24)
   keyBytes.copy(request, 24 + extras.length)
   value.copy(request, 24 + extras.length + keyBytes.length)
   return request
+}
+
+/**
+ * Write the 24-byte header of a request at `at` in `request` (zero-filled): magic, opcode, key and
+ * extras lengths, total body length and opaque; data type, vbucket and CAS stay zero.
+ */
+export function writeHeader(
+  request: Buffer,
+  at: number,
+  { opcode, keyLength, extrasLength, bodyLength, opaque }: { opcode: number; keyLength: number; extrasLength: number; bodyLength: number; opaque: number },
+): void {
+  request.writeUInt8(0x80, at)
+  request.writeUInt8(opcode, at + 1)
+  request.writeUInt16BE(keyLength, at + 2)
+  request.writeUInt8(extrasLength, at + 4)
+  request.writeUInt32BE(bodyLength, at + 8)
+  request.writeUInt32BE(opaque, at + 12)
 }
 
 const EMPTY = Buffer.alloc(0)

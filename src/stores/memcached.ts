@@ -9,6 +9,7 @@ import { assertKnownOptions, describe, describeObject } from '../validate.js'
 import type { Store } from '../types.js'
 import { ChangeLog, parseLocal, type LocalTierOptions, type LogMark } from './local-tier.js'
 import { CasClient, hasConnection } from './memcached-cas.js'
+import { canBatch, GetBatch } from './memcached-batch.js'
 import { asBuffer } from './bytes.js'
 
 export { namespacesOf }
@@ -329,6 +330,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   /** The server sockets held back for this run (see `holdWrites`). */
   let corked: Writable[] | undefined
   const releaseWrites = () => {
+    batch?.flush()
     const sockets = corked!
     corked = undefined
     for (const socket of sockets) socket.uncork()
@@ -353,6 +355,14 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     process.nextTick(releaseWrites)
   }
 
+  /**
+   * The GETs of this run not sent yet, on a memjs client (null: a client this store cannot drive
+   * so, whose `get` is called per key). They go out as one request per server as the run's writes
+   * are released, or before a change this process sends meanwhile: memjs's per-request work (its
+   * buffers, reply handler and timeout) is paid once per server, not once per key.
+   */
+  let batch: GetBatch | null | undefined
+
   /** GET `name`, or join the GET of it sent in this run (see `sentThisRun`). */
   function getShared(c: MemcachedClient, name: string): Promise<{ value: Buffer | null }> {
     if (sentThisRun === undefined) {
@@ -362,14 +372,19 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     holdWrites(c)
     let reply = sentThisRun.get(name)
     if (reply === undefined) {
-      reply = c.get(name)
+      batch ??= canBatch(c) ? new GetBatch(c) : null
+      reply = batch === null ? c.get(name) : batch.get(name)
       sentThisRun.set(name, reply)
     }
     return reply
   }
 
-  /** A change is being sent to memcached: later reads must not share a GET sent before it. */
+  /**
+   * A change is about to be sent to memcached: the GETs queued before it go first, and later reads
+   * must not share a GET sent before it.
+   */
   function sentChange(): void {
+    batch?.flush()
     sentThisRun = undefined
   }
 

@@ -9,25 +9,25 @@ import { memcachedStore, type LocalMemcachedStore, type MemcachedStore } from '.
 import type { Store } from '../../src/types.js'
 import { runStoreContract } from '../support/store-contract.js'
 import { getMemcached } from '../support/servers.js'
+import { spyOnWire } from '../support/memjs-wire.js'
 import { closeAll, eventually, fakeClock, setup, storeFactories, type Harness } from '../support/app.js'
 
 const unique = () => `ml${randomUUID().slice(0, 8)}:`
 const quiet = { log() {} }
 const text = (bytes: Uint8Array | undefined | null) => (bytes == null ? undefined : Buffer.from(bytes).toString())
 
-/** A memjs client that counts the commands it sends. */
+/** A memjs client that counts the requests it sends (see spyOnWire). */
 function countingClient(address: string) {
   const client = memjs.Client.create(address, { logger: quiet, retries: 1, timeout: 0.5 })
-  const counts = { sent: 0 }
-  for (const op of ['get', 'set', 'add', 'delete'] as const) {
-    const original = (client[op] as (...args: unknown[]) => unknown).bind(client)
-    ;(client as unknown as Record<string, unknown>)[op] = (...args: unknown[]) => {
-      // memjs' promise form calls the callback form of itself: count the outer call only.
-      if (typeof args[args.length - 1] !== 'function') counts.sent++
-      return original(...args)
-    }
+  const { sent } = spyOnWire(client)
+  return {
+    client,
+    counts: {
+      get sent() {
+        return sent.length
+      },
+    },
   }
-  return { client, counts }
 }
 
 describe('memcachedStore({ local })', function () {

@@ -8,6 +8,7 @@ import type { Store } from '../../src/types.js'
 import { classifyPattern, memcachedStore, namespacesOf, UnsupportedPatternError } from '../../src/stores/memcached.js'
 import { runStoreContract } from '../support/store-contract.js'
 import { getMemcached, getMemcached2, startMemcached } from '../support/servers.js'
+import { spyOnWire } from '../support/memjs-wire.js'
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const unique = () => `t${randomUUID().slice(0, 8)}:`
@@ -15,21 +16,10 @@ const quiet = { log() {} }
 /** memcached counts ttl in whole seconds on a 1 s clock: 2 s lives at least 1 s, gone within 3. */
 const REAL_TTL = { ms: 2000, waitMs: 3100 }
 
-/** A memjs client that records the key of every command it sends. */
+/** A memjs client that records every request it sends (see spyOnWire). */
 function spiedClient(addresses: string[]) {
   const client = memjs.Client.create(addresses.join(','), { logger: quiet, retries: 1 })
-  const sent: { op: string; key: string; expires?: number }[] = []
-  for (const op of ['get', 'set', 'add', 'delete'] as const) {
-    const original = (client[op] as (...args: unknown[]) => unknown).bind(client)
-    ;(client as unknown as Record<string, unknown>)[op] = (key: string, ...rest: unknown[]) => {
-      // memjs' promise form calls the callback form of itself: record the outer call only.
-      if (typeof rest[rest.length - 1] === 'function') return original(key, ...rest)
-      const options = rest[1] as { expires?: number } | undefined
-      sent.push({ op, key, expires: op === 'set' || op === 'add' ? options?.expires : undefined })
-      return original(key, ...rest)
-    }
-  }
-  return { client, sent }
+  return { client, ...spyOnWire(client) }
 }
 
 /** Count what reaches the first server's socket: each _write or _writev is one system call. */
@@ -255,6 +245,26 @@ describe('memcachedStore()', function () {
         assert.equal(String(await before), 'one')
         assert.equal(await removed, true)
         assert.equal(await after, undefined)
+      } finally {
+        client.close()
+      }
+    })
+
+    it('should send the GETs of one round trip as one request per server, however many keys', async function () {
+      const { client, sent, counts } = spiedClient(two)
+      const store = memcachedStore({ client }, { prefix: unique() })
+      try {
+        const keys = Array.from({ length: 20 }, (_, i) => `posts:${i}:GET#h`)
+        for (const key of keys) await store.set(key, Buffer.from(key), 60_000)
+        await store.set('cachet~tag:posts', Buffer.from('mark'), 60_000)
+        sent.length = 0
+        counts.writes = 0
+        const read = await store.getMany!([...keys, 'cachet~tag:posts', 'cachet~tag:never'])
+        assert.deepEqual(read.map(String), [...keys, 'mark', 'undefined'])
+        // 42 namespaces ('', posts:, 20 × posts:<i>:, 20 × posts:<i>:GET#) and two records, then the
+        // 20 entries: 64 GETs in two round trips, each one request per server (two servers).
+        assert.equal(sent.filter((s) => s.op === 'get').length, 64)
+        assert.ok(counts.writes <= 4, `${counts.writes} requests for 64 GETs`)
       } finally {
         client.close()
       }
