@@ -63,7 +63,14 @@ interface Waiting {
 export class GetBatch {
   private queued = new Map<string, Waiting>()
 
-  constructor(private readonly client: MemjsRouting) {}
+  /**
+   * @param retry Where the GETs of a batch whose connection failed go instead, one by one (memjs's
+   * own `get`, to keep the `retries` and `failover` a client was created with); without it they fail.
+   */
+  constructor(
+    private readonly client: MemjsRouting,
+    private readonly retry?: (name: string) => Promise<{ value: Buffer | null }>,
+  ) {}
 
   /** GET `name` with the next flush (the same name queued twice shares one GET). Resolves like memjs's get(). */
   get(name: string): Promise<{ value: Buffer | null }> {
@@ -120,7 +127,15 @@ export class GetBatch {
     handler.quiet = true
     server.onResponse(seq, handler)
     server.onError(seq, (error) => {
-      for (const name of names) settle(batch.get(name)!, error instanceof Error ? error : new Error(String(error)))
+      const failure = error instanceof Error ? error : new Error(String(error))
+      for (const name of names) {
+        const waiting = batch.get(name)!
+        if (waiting.settled || this.retry === undefined) settle(waiting, failure)
+        else {
+          waiting.settled = true
+          this.retry(name).then(waiting.resolve, waiting.reject)
+        }
+      }
     })
     server.write(pipeline(names, seq))
   }

@@ -372,7 +372,7 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
     holdWrites(c)
     let reply = sentThisRun.get(name)
     if (reply === undefined) {
-      batch ??= canBatch(c) ? new GetBatch(c) : null
+      batch ??= canBatch(c) ? new GetBatch(c, retries(c) ? (key) => c.get(key) : undefined) : null
       reply = batch === null ? c.get(name) : batch.get(name)
       sentThisRun.set(name, reply)
     }
@@ -788,6 +788,12 @@ function assertInstalled(name: string, message: string): void {
   } catch (error) {
     throw new Error(message, { cause: error })
   }
+}
+
+/** Whether a memjs client was created to retry or fail over (its `retries` above 1, or `failover`). */
+function retries(client: object): boolean {
+  const options = (client as { options?: { retries?: unknown; failover?: unknown } }).options
+  return options !== undefined && ((typeof options.retries === 'number' && options.retries > 1) || options.failover === true)
 }
 
 /** A key of the cache's own records (tag and purge marks): kept outside the namespace generations. */

@@ -493,6 +493,26 @@ describe('memcachedStore()', function () {
       }
     })
 
+    it('should fail over a read batch as memjs fails over a request, when the client is made to (clientOptions.failover)', async function () {
+      this.timeout(20_000)
+      const [down, up] = await Promise.all([startMemcached({ itemSize: '1m' }), startMemcached({ itemSize: '1m' })])
+      const keys = Array.from({ length: 10 }, (_, i) => `posts:${i}:GET#h`)
+      const plain = memcachedStore({ servers: [down.address, up.address], prefix: unique() })
+      const failing = memcachedStore({ servers: [down.address, up.address], prefix: unique(), clientOptions: { failover: true, logger: quiet } })
+      try {
+        await down.stop()
+        // 21 namespaces and 10 keys: some of them hash to the stopped server.
+        await assert.rejects(async () => plain.getMany!(keys))
+        assert.deepEqual(await failing.getMany!(keys), Array(10).fill(undefined))
+        for (const key of keys) await failing.set(key, Buffer.from(key), 60_000)
+        assert.deepEqual((await failing.getMany!(keys)).map(String), keys)
+      } finally {
+        await plain.close()
+        await failing.close()
+        await Promise.all([down.stop(), up.stop()])
+      }
+    })
+
     it('should not import memjs at module top (cachet loads without it)', function () {
       const source = readFileSync(new URL('../../src/stores/memcached.ts', import.meta.url), 'utf8')
       assert.equal(source.match(/^import\s+(?!type\b)[^\n]*['"]memjs['"]/gm), null)

@@ -112,6 +112,22 @@ describe('GetBatch', function () {
     assert.ok(typeof failed === 'object' && 'error' in failed && /timed out/.test(failed.error.message))
   })
 
+  it('should send the keys still open to `retry`, one by one, when the connection fails and a retry is given', async function () {
+    const { client, errors, reply } = scripted()
+    const retried: string[] = []
+    const batch = new GetBatch(client, async (name) => {
+      retried.push(name)
+      return { value: Buffer.from(name.toUpperCase()) }
+    })
+    const [a, b] = ['a', 'b'].map((name) => batch.get(name))
+    batch.flush()
+    reply(GETKQ, 0, 'a', 'first')
+    errors.get(client.seq)!(new Error('connection reset'))
+    assert.equal(String((await a).value), 'first')
+    assert.equal(String((await b).value), 'B')
+    assert.deepEqual(retried, ['b'])
+  })
+
   it('should fail a key no server can take (memjs failover put them all to sleep)', async function () {
     const { client } = scripted()
     const batch = new GetBatch({ ...client, server: () => null, incrSeq: client.incrSeq })
