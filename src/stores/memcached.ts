@@ -356,10 +356,11 @@ export function memcachedStore(connection: MemcachedStoreConnection & MemcachedS
   }
 
   /**
-   * The GETs of this run not sent yet, on a memjs client (null: a client this store cannot drive
-   * so, whose `get` is called per key). They go out as one request per server as the run's writes
-   * are released, or before a change this process sends meanwhile: memjs's per-request work (its
-   * buffers, reply handler and timeout) is paid once per server, not once per key.
+   * The GETs of this run not sent yet, on a memjs client; null for a client whose connections this
+   * store cannot drive (a wrapper), whose `get` is called per key. They go out as one request per
+   * server when the run's writes are released, or before a change this process sends meanwhile:
+   * memjs's per-request work (its buffers, reply handler and timeout) is paid once per server,
+   * not once per key.
    */
   let batch: GetBatch | null | undefined
 
