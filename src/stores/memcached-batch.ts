@@ -50,7 +50,7 @@ const NOOP = 0x0a
 /** A GET waiting for its batch's reply. */
 interface Waiting {
   promise: Promise<{ value: Buffer | null }>
-  resolve(reply: { value: Buffer | null }): void
+  resolve(reply: { value: Buffer | null } | Promise<{ value: Buffer | null }>): void
   reject(error: Error): void
   settled: boolean
 }
@@ -105,19 +105,22 @@ export class GetBatch {
     const c = this.client
     c.incrSeq()
     const seq = c.seq
-    const handler: ReplyHandler = (reply) => {
-      if (reply.header.opcode === NOOP) {
-        // Replies come in request order: every key not answered by now is absent.
-        for (const name of names) settle(batch.get(name)!, { value: null })
-        return
+    /** Answer every key of this request still open with `outcome(name)`, called for those only. */
+    const settleOpen = (outcome: (name: string) => Outcome) => {
+      for (const name of names) {
+        const waiting = batch.get(name)!
+        if (!waiting.settled) settle(waiting, outcome(name))
       }
+    }
+    const handler: ReplyHandler = (reply) => {
+      // Replies come in request order: every key not answered by the NOOP's is absent.
+      if (reply.header.opcode === NOOP) return settleOpen(() => ({ value: null }))
       const { status } = reply.header
       if (status !== 0) {
         // Not a value (memcached answers a missing key with silence): fail every key still open,
         // so that no key of a failed batch reads as absent.
         const error = new Error(`memcached answered status ${status} to a GET`)
-        for (const name of names) settle(batch.get(name)!, error)
-        return
+        return settleOpen(() => error)
       }
       const waiting = batch.get(reply.key.toString('latin1'))
       if (waiting === undefined) return
@@ -128,14 +131,7 @@ export class GetBatch {
     server.onResponse(seq, handler)
     server.onError(seq, (error) => {
       const failure = error instanceof Error ? error : new Error(String(error))
-      for (const name of names) {
-        const waiting = batch.get(name)!
-        if (waiting.settled || this.retry === undefined) settle(waiting, failure)
-        else {
-          waiting.settled = true
-          this.retry(name).then(waiting.resolve, waiting.reject)
-        }
-      }
+      settleOpen(this.retry ?? (() => failure))
     })
     server.write(pipeline(names, seq))
   }
@@ -166,8 +162,11 @@ function waitingGet(): Waiting {
   return { promise, resolve, reject, settled: false }
 }
 
+/** What answers a GET: a value (null: absent), a failure, or the GET sent again (see `retry`). */
+type Outcome = { value: Buffer | null } | Error | Promise<{ value: Buffer | null }>
+
 /** Answer `waiting` once: later replies for it (none are expected) are ignored. */
-function settle(waiting: Waiting, outcome: { value: Buffer | null } | Error): void {
+function settle(waiting: Waiting, outcome: Outcome): void {
   if (waiting.settled) return
   waiting.settled = true
   if (outcome instanceof Error) waiting.reject(outcome)
